@@ -1,0 +1,81 @@
+# p2pvbd build. `make` builds build/p2pvbd; `make test`, `make demo` and
+# `make bench` first install any missing Debian packages (tools/install-deps.sh).
+#
+# Variables: BUILD (output directory, default build), SAN=1 (AddressSanitizer
+# and UndefinedBehaviorSanitizer), CC.
+
+BUILD	?= build
+CC	?= gcc
+SAN	?=
+OPT	?= -O2
+
+CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd $(EXTRA_CFLAGS)
+LDLIBS	:= -levent -lsodium -pthread
+ifneq ($(SAN),)
+CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+
+MAIN_SRC := p2pvbd/main.c
+LIB_SRC	:= $(filter-out $(MAIN_SRC),$(sort $(wildcard p2pvbd/*.c proto/*.c)))
+HDRS	:= $(wildcard p2pvbd/*.h proto/*.h)
+LIB_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(UNIT_SRC))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench format clean
+
+all: $(BUILD)/p2pvbd
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libp2pvbd.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/p2pvbd: $(BUILD)/p2pvbd/main.o $(BUILD)/libp2pvbd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libp2pvbd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+deps:
+	@tools/install-deps.sh
+
+unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests --jobs 2
+
+# Everything: unit + integration tests, then the same under ASan/UBSan,
+# then a short run of every fuzz harness.
+test: deps
+	@tests/run-all.sh
+
+integration: all
+	tests/integration/run.sh $(BUILD)/p2pvbd
+
+# libFuzzer harnesses (clang). fuzz-smoke runs each for a few seconds.
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ip2pvbd -fsanitize=fuzzer,address,undefined
+fuzz: $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(HDRS)
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+fuzz-smoke: fuzz
+	@for f in $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC)); do \
+		echo "fuzz: $$f"; $$f -max_total_time=$${FUZZ_SECONDS:-10} -max_len=70000 >$$f.log 2>&1 \
+		|| { tail -40 $$f.log; exit 1; }; done
+
+demo: deps all
+	tools/demo.sh $(BUILD)/p2pvbd
+
+bench: deps all
+	tools/bench.sh $(BUILD)/p2pvbd
+
+format:
+	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+
+clean:
+	rm -rf build build-san build-fuzz

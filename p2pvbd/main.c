@@ -1,0 +1,839 @@
+/*
+ * main: the p2pvbd command line (keygen, seed, fetch), progress display and
+ * exit codes. The work itself is in swarm, store, scan and manifest.
+ *
+ * Exit codes: 0 success, 1 failure, 2 usage error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <linux/fs.h>
+
+#include "manifest.h"
+#include "peer.h"
+#include "scan.h"
+#include "store.h"
+#include "swarm.h"
+#include "uri.h"
+#include "util.h"
+#include "vcrypto.h"
+
+#define P2PVBD_VERSION "0.1.0"
+
+#define EXIT_USAGE 2
+
+/* Seconds a fetch waits without any progress before it gives up. */
+#define FETCH_GIVE_UP_DEFAULT 300
+#define KEY_SUFFIX	      ".p2pvbd-key"
+
+static const char usage_main[] =
+	"usage: p2pvbd COMMAND [OPTIONS] ...\n"
+	"\n"
+	"Live migration of virtual machine disks, peer to peer.\n"
+	"\n"
+	"commands:\n"
+	"  keygen -o PATH          make an Ed25519 identity (PATH and PATH.pub)\n"
+	"  seed [OPTIONS] IMAGE    hash IMAGE, sign its manifest, serve it; prints the volume URI\n"
+	"  fetch [OPTIONS] URI OUT fetch and verify the volume into OUT\n"
+	"\n"
+	"Run 'p2pvbd COMMAND --help' for a command's options.\n"
+	"Exit codes: 0 success, 1 failure, 2 usage error.\n";
+
+static const char usage_keygen[] =
+	"usage: p2pvbd keygen -o PATH\n"
+	"\n"
+	"Make an Ed25519 key pair: PATH holds the secret key (mode 0600), PATH.pub the\n"
+	"public key. Refuses to overwrite an existing file.\n"
+	"\n"
+	"  -o, --output PATH   where to write the secret key (required)\n"
+	"  -h, --help          this text\n";
+
+static const char usage_seed[] =
+	"usage: p2pvbd seed -k KEY [OPTIONS] IMAGE\n"
+	"\n"
+	"Hash IMAGE into chunks (with every core), sign the manifest with KEY, print the\n"
+	"volume URI on stdout and serve the chunks to destinations until stopped\n"
+	"(SIGINT/SIGTERM) or until enough receipts arrived.\n"
+	"\n"
+	"  -k, --key PATH               source secret key (from p2pvbd keygen; required)\n"
+	"  -l, --listen HOST:PORT       address to listen on (default 0.0.0.0:7001;\n"
+	"                               port 0 picks a free port)\n"
+	"      --advertise HOST:PORT    address put into the URI (repeatable; default: the\n"
+	"                               listen address, or this host's name if wildcard)\n"
+	"      --uri-file PATH          also write the URI to PATH once ready to serve\n"
+	"      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
+	"      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
+	"      --rate-limit BYTES/S     cap the upload rate (e.g. 100M); default unlimited\n"
+	"      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
+	"      --secret HEX             reuse a join secret (64 hex digits)\n"
+	"      --threads N              hashing threads (default: one per core)\n"
+	"      --timeout SECS           drop a peer silent this long (default 30)\n"
+	"      --hash-only              hash the image, print timing as JSON, exit\n"
+	"  -q, --quiet                  only errors on stderr\n"
+	"  -v, --verbose                debug log\n"
+	"  -h, --help                   this text\n";
+
+static const char usage_fetch[] =
+	"usage: p2pvbd fetch [OPTIONS] URI OUT\n"
+	"\n"
+	"Join the volume named by URI, fetch and verify every chunk into OUT (sparse:\n"
+	"zero chunks stay holes), and exit 0 once OUT is complete and verified and the\n"
+	"completion receipt was sent to the source. Progress is kept in OUT.p2pvbd-state:\n"
+	"run the same command again after an interruption to resume.\n"
+	"\n"
+	"  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
+	"                       made on first use)\n"
+	"      --stats PATH     write counters as JSON to PATH at exit\n"
+	"      --timeout SECS   drop a peer silent this long (default 30)\n"
+	"      --give-up SECS   fail after this long without progress (default 300)\n"
+	"      --force          overwrite an existing OUT that has no state file\n"
+	"      --no-progress    no progress display\n"
+	"  -q, --quiet          only errors on stderr, no progress\n"
+	"  -v, --verbose        debug log\n"
+	"  -h, --help           this text\n";
+
+static int usage_error(const char *usage, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int usage_error(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "p2pvbd: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n\n%s", usage);
+	return EXIT_USAGE;
+}
+
+static int parse_uint(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" to listen on; unlike a URI peer, port 0 is allowed. */
+static int parse_listen(const char *spec, struct uri_peer *p)
+{
+	const char *colon = strrchr(spec, ':');
+	size_t hlen;
+	long port;
+
+	if (colon == NULL || parse_uint(colon + 1, 0, 65535, &port) != 0)
+		return -1;
+	hlen = (size_t)(colon - spec);
+	if (hlen >= 2 && spec[0] == '[' && spec[hlen - 1] == ']') {
+		spec++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(p->host))
+		return -1;
+	memcpy(p->host, spec, hlen);
+	p->host[hlen] = '\0';
+	p->port = (uint16_t)port;
+	return 0;
+}
+
+/* ---- keygen ----------------------------------------------------------- */
+
+static int cmd_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"output", required_argument, NULL, 'o'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *out = NULL;
+	struct vcrypto_identity id;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			out = optarg;
+			break;
+		case 'h':
+			fputs(usage_keygen, stdout);
+			return 0;
+		default:
+			return usage_error(usage_keygen, "bad option");
+		}
+	}
+	if (out == NULL || optind != argc)
+		return usage_error(usage_keygen, "keygen needs -o PATH and nothing else");
+	vcrypto_identity_generate(&id);
+	rc = vcrypto_identity_save(&id, out);
+	if (rc == 0) {
+		char hex[2 * VCRYPTO_PK_LEN + 1];
+
+		hex_encode(id.pk, VCRYPTO_PK_LEN, hex);
+		printf("wrote %s and %s.pub\npublic key %s\n", out, out, hex);
+	}
+	vcrypto_identity_wipe(&id);
+	return rc == 0 ? 0 : 1;
+}
+
+/* ---- progress --------------------------------------------------------- */
+
+struct progress {
+	struct event *ev;
+	struct swarm *sw;
+	int tty;
+	uint64_t start_ns, last_ns, last_done, first_done;
+	int have_first;
+	double rate; /* bytes/s, smoothed */
+	uint64_t last_line_ns;
+};
+
+static void fmt_eta(double secs, char *buf, size_t len)
+{
+	unsigned long s = secs > 0 && secs < 1e7 ? (unsigned long)secs : 0;
+
+	if (secs <= 0 || secs >= 1e7)
+		snprintf(buf, len, "--:--");
+	else if (s >= 3600)
+		snprintf(buf, len, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
+	else
+		snprintf(buf, len, "%lu:%02lu", s / 60, s % 60);
+}
+
+static void progress_draw(struct progress *pr, int final)
+{
+	uint64_t done, total, now = now_ns();
+	char b1[16], b2[16], b3[16], eta[24];
+	double pct, dt;
+
+	swarm_progress(pr->sw, &done, &total);
+	if (total == 0)
+		return;
+	if (!pr->have_first) {
+		pr->have_first = 1;
+		pr->first_done = done;
+		pr->last_done = done;
+		pr->last_ns = now;
+	}
+	dt = (double)(now - pr->last_ns) / 1e9;
+	if (dt >= 0.5) {
+		double inst = (double)(done - pr->last_done) / dt;
+
+		pr->rate = pr->rate == 0 ? inst : 0.7 * pr->rate + 0.3 * inst;
+		pr->last_done = done;
+		pr->last_ns = now;
+	}
+	pct = 100.0 * (double)done / (double)total;
+	fmt_eta(pr->rate > 0 ? (double)(total - done) / pr->rate : -1, eta, sizeof(eta));
+	fmt_bytes(done, b1, sizeof(b1));
+	fmt_bytes(total, b2, sizeof(b2));
+	fmt_bytes((uint64_t)pr->rate, b3, sizeof(b3));
+	if (pr->tty) {
+		char bar[31];
+		int fill = (int)(pct * 30 / 100);
+
+		for (int i = 0; i < 30; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[30] = '\0';
+		printf("\r[%s] %5.1f%%  %s / %s  %s/s  ETA %s   ", bar, pct, b1, b2, b3, eta);
+		if (final)
+			printf("\n");
+		fflush(stdout);
+	} else if (final || now - pr->last_line_ns >= 5000000000ull) {
+		pr->last_line_ns = now;
+		printf("progress: %.1f%%  %s of %s  %s/s  ETA %s\n", pct, b1, b2, b3, eta);
+		fflush(stdout);
+	}
+}
+
+static void progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	progress_draw(arg, 0);
+}
+
+/* ---- signals ---------------------------------------------------------- */
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	log_info("signal %d: shutting down", (int)sig);
+	swarm_shutdown(arg);
+}
+
+static void add_signals(struct event_base *base, struct swarm *sw, struct event *ev[2])
+{
+	ev[0] = evsignal_new(base, SIGINT, on_signal, sw);
+	ev[1] = evsignal_new(base, SIGTERM, on_signal, sw);
+	event_add(ev[0], NULL);
+	event_add(ev[1], NULL);
+}
+
+/* ---- seed ------------------------------------------------------------- */
+
+struct scan_display {
+	int tty;
+	uint64_t start_ns;
+};
+
+static void scan_progress(uint64_t done, uint64_t total, void *arg)
+{
+	struct scan_display *d = arg;
+	double secs = (double)(now_ns() - d->start_ns) / 1e9;
+	char b1[16], b2[16], b3[16];
+
+	if (!d->tty)
+		return;
+	fprintf(stderr, "\rhashing: %5.1f%%  %s / %s  %s/s   ", total ? 100.0 * done / total : 100.0,
+		fmt_bytes(done, b1, sizeof(b1)), fmt_bytes(total, b2, sizeof(b2)),
+		fmt_bytes(secs > 0 ? (uint64_t)(done / secs) : 0, b3, sizeof(b3)));
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/* Write data to path atomically (temp file + rename). */
+static int write_file_atomic(const char *path, const char *data)
+{
+	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	FILE *f = fopen(tmp, "w");
+	int rc = -1;
+
+	if (f == NULL) {
+		log_error("cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (fputs(data, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		log_error("cannot write %s: %s", tmp, strerror(errno));
+		fclose(f);
+		unlink(tmp);
+		goto out;
+	}
+	fclose(f);
+	if (rename(tmp, path) != 0) {
+		log_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	return rc;
+}
+
+static int image_size_of(int fd, const char *path, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0) {
+		log_error("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) != 0) {
+			log_error("%s: cannot get the device size: %s", path, strerror(errno));
+			return -1;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+	} else {
+		log_error("%s: not a regular file or block device", path);
+		return -1;
+	}
+	if (*size == 0) {
+		log_error("%s: the image is empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_seed(int argc, char **argv)
+{
+	enum { O_URI_FILE = 256, O_CHUNK, O_RECEIPTS, O_RATE, O_VOLID, O_SECRET, O_THREADS,
+	       O_TIMEOUT, O_HASH_ONLY, O_ADVERTISE };
+	static const struct option opts[] = {
+		{"key", required_argument, NULL, 'k'},
+		{"listen", required_argument, NULL, 'l'},
+		{"advertise", required_argument, NULL, O_ADVERTISE},
+		{"uri-file", required_argument, NULL, O_URI_FILE},
+		{"chunk-size", required_argument, NULL, O_CHUNK},
+		{"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
+		{"rate-limit", required_argument, NULL, O_RATE},
+		{"volume-id", required_argument, NULL, O_VOLID},
+		{"secret", required_argument, NULL, O_SECRET},
+		{"threads", required_argument, NULL, O_THREADS},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"hash-only", no_argument, NULL, O_HASH_ONLY},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *key_path = NULL, *listen_spec = "0.0.0.0:7001", *uri_file = NULL;
+	struct uri_peer listen_at, advertise[URI_MAX_PEERS];
+	int nadvertise = 0, hash_only = 0, loglvl = LOG_INFO, rc = 1, fd = -1, c;
+	long receipts = 0, threads = 0, timeout_s = PEER_TIMEOUT_DEFAULT;
+	uint64_t chunk_size = MANIFEST_CHUNK_DEFAULT, rate = 0, image_size;
+	uint8_t volume_id[MANIFEST_ID_LEN], secret[32];
+	int have_volid = 0, have_secret = 0;
+	struct vcrypto_identity id;
+	struct manifest m;
+	struct manifest_entry *entries = NULL;
+	struct event_base *base = NULL;
+	struct swarm *sw = NULL;
+	struct event *sigs[2] = {NULL, NULL};
+	struct uri u;
+	char uri_text[URI_MAX_LEN];
+	uint16_t port;
+	struct scan_display disp;
+	uint64_t t0;
+	const char *image;
+
+	memset(&m, 0, sizeof(m));
+	memset(&id, 0, sizeof(id));
+	while ((c = getopt_long(argc, argv, "k:l:qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			key_path = optarg;
+			break;
+		case 'l':
+			listen_spec = optarg;
+			break;
+		case O_ADVERTISE:
+			if (nadvertise == URI_MAX_PEERS ||
+			    uri_parse_hostport(optarg, strlen(optarg), &advertise[nadvertise]) != 0)
+				return usage_error(usage_seed, "bad --advertise %s", optarg);
+			nadvertise++;
+			break;
+		case O_URI_FILE:
+			uri_file = optarg;
+			break;
+		case O_CHUNK:
+			if (parse_size(optarg, &chunk_size) != 0 || chunk_size > UINT32_MAX ||
+			    !manifest_chunk_size_valid((uint32_t)chunk_size))
+				return usage_error(usage_seed,
+						   "--chunk-size must be a power of two from 64K "
+						   "to 4M, not %s",
+						   optarg);
+			break;
+		case O_RECEIPTS:
+			if (parse_uint(optarg, 1, 1000000, &receipts) != 0)
+				return usage_error(usage_seed, "bad --exit-after-receipts %s",
+						   optarg);
+			break;
+		case O_RATE:
+			if (parse_size(optarg, &rate) != 0 || rate == 0)
+				return usage_error(usage_seed, "bad --rate-limit %s", optarg);
+			break;
+		case O_VOLID:
+			if (hex_decode(optarg, strlen(optarg), volume_id, sizeof(volume_id)) != 0)
+				return usage_error(usage_seed, "--volume-id needs 32 hex digits");
+			have_volid = 1;
+			break;
+		case O_SECRET:
+			if (hex_decode(optarg, strlen(optarg), secret, sizeof(secret)) != 0)
+				return usage_error(usage_seed, "--secret needs 64 hex digits");
+			have_secret = 1;
+			break;
+		case O_THREADS:
+			if (parse_uint(optarg, 1, 64, &threads) != 0)
+				return usage_error(usage_seed, "bad --threads %s", optarg);
+			break;
+		case O_TIMEOUT:
+			if (parse_uint(optarg, 1, 3600, &timeout_s) != 0)
+				return usage_error(usage_seed, "bad --timeout %s", optarg);
+			break;
+		case O_HASH_ONLY:
+			hash_only = 1;
+			break;
+		case 'q':
+			loglvl = LOG_ERROR;
+			break;
+		case 'v':
+			loglvl = LOG_DEBUG;
+			break;
+		case 'h':
+			fputs(usage_seed, stdout);
+			return 0;
+		default:
+			return usage_error(usage_seed, "bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error(usage_seed, "seed needs exactly one IMAGE");
+	image = argv[optind];
+	if (key_path == NULL)
+		return usage_error(usage_seed, "seed needs -k KEY (make one with p2pvbd keygen)");
+	if (parse_listen(listen_spec, &listen_at) != 0)
+		return usage_error(usage_seed, "bad --listen %s (HOST:PORT, numeric host)",
+				   listen_spec);
+	log_init("p2pvbd seed", loglvl);
+
+	if (vcrypto_identity_load(key_path, &id) != 0)
+		goto out;
+	fd = open(image, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_error("cannot open %s: %s", image, strerror(errno));
+		goto out;
+	}
+	if (image_size_of(fd, image, &image_size) != 0)
+		goto out;
+	if ((image_size + chunk_size - 1) / chunk_size > MANIFEST_MAX_CHUNKS) {
+		log_error("%s: too many chunks; use a larger --chunk-size", image);
+		goto out;
+	}
+	entries = xcalloc(manifest_chunk_count(image_size, (uint32_t)chunk_size), sizeof(*entries));
+	disp.tty = isatty(STDERR_FILENO) && loglvl >= LOG_INFO;
+	disp.start_ns = t0 = now_ns();
+	if (scan_image(fd, image_size, (uint32_t)chunk_size, 0, (int)threads, entries,
+		       scan_progress, &disp) != 0)
+		goto out;
+	if (hash_only) {
+		printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u}\n",
+		       (double)(now_ns() - t0) / 1e9, (unsigned long long)image_size,
+		       manifest_chunk_count(image_size, (uint32_t)chunk_size));
+		rc = 0;
+		goto out;
+	}
+	if (!have_volid)
+		vcrypto_random(volume_id, sizeof(volume_id));
+	if (!have_secret)
+		vcrypto_random(secret, sizeof(secret));
+	if (manifest_build(&m, volume_id, image_size, (uint32_t)chunk_size, 0, entries, id.sk) !=
+	    0) {
+		log_error("cannot build the manifest");
+		goto out;
+	}
+	entries = NULL; /* owned by m */
+	{
+		uint32_t zero = 0;
+		char sz[16];
+
+		for (uint32_t i = 0; i < m.root.chunk_count; i++)
+			zero += (m.entries[i].flags & MANIFEST_F_ZERO) != 0;
+		log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s", image,
+			 fmt_bytes(image_size, sz, sizeof(sz)), m.root.chunk_count,
+			 (unsigned long long)chunk_size / 1024, zero,
+			 (double)(now_ns() - t0) / 1e9);
+	}
+
+	base = event_base_new();
+	{
+		struct swarm_opts o;
+
+		memset(&o, 0, sizeof(o));
+		o.role = SWARM_SEED;
+		o.base = base;
+		o.identity = &id;
+		memcpy(o.volume_id, volume_id, sizeof(volume_id));
+		memcpy(o.source_key, id.pk, sizeof(o.source_key));
+		memcpy(o.join_secret, secret, sizeof(secret));
+		o.timeout_s = (int)timeout_s;
+		o.upload_rate = rate;
+		o.manifest = &m;
+		o.image_fd = fd;
+		o.exit_after_receipts = (int)receipts;
+		sw = swarm_new(&o);
+	}
+	if (swarm_listen(sw, listen_at.host, listen_at.port, &port) != 0)
+		goto out;
+
+	memset(&u, 0, sizeof(u));
+	memcpy(u.volume_id, volume_id, sizeof(volume_id));
+	memcpy(u.key, id.pk, sizeof(u.key));
+	memcpy(u.secret, secret, sizeof(secret));
+	if (nadvertise > 0) {
+		memcpy(u.peer, advertise, (size_t)nadvertise * sizeof(advertise[0]));
+		u.npeers = nadvertise;
+	} else {
+		u.npeers = 1;
+		u.peer[0] = listen_at;
+		u.peer[0].port = port;
+		if (strcmp(listen_at.host, "0.0.0.0") == 0 || strcmp(listen_at.host, "::") == 0) {
+			if (gethostname(u.peer[0].host, sizeof(u.peer[0].host)) != 0)
+				snprintf(u.peer[0].host, sizeof(u.peer[0].host), "localhost");
+		}
+	}
+	if (uri_format(&u, uri_text, sizeof(uri_text)) < 0) {
+		log_error("the URI does not fit %d bytes", URI_MAX_LEN);
+		goto out;
+	}
+	printf("%s\n", uri_text);
+	fflush(stdout);
+	if (uri_file != NULL) {
+		char *line = xasprintf("%s\n", uri_text);
+		int w = write_file_atomic(uri_file, line);
+
+		free(line);
+		if (w != 0)
+			goto out;
+	}
+	log_info("serving on %s:%u", listen_at.host, port);
+	add_signals(base, sw, sigs);
+	event_base_dispatch(base);
+	{
+		const struct swarm_stats *st = swarm_stats(sw);
+		char b[16];
+
+		log_info("served %s; %llu receipts", fmt_bytes(st->bytes_served, b, sizeof(b)),
+			 (unsigned long long)st->receipts);
+	}
+	rc = swarm_result(sw) == 0 ? 0 : 1;
+out:
+	for (int i = 0; i < 2; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	swarm_free(sw);
+	if (base)
+		event_base_free(base);
+	manifest_free(&m);
+	free(entries);
+	if (fd >= 0)
+		close(fd);
+	vcrypto_identity_wipe(&id);
+	vcrypto_wipe(secret, sizeof(secret));
+	return rc;
+}
+
+/* ---- fetch ------------------------------------------------------------ */
+
+/* The fetch identity: -k KEY, or one kept beside the output (made once). */
+static int fetch_identity(const char *key_path, const char *out, struct vcrypto_identity *id)
+{
+	char *path;
+	int rc;
+
+	if (key_path != NULL)
+		return vcrypto_identity_load(key_path, id);
+	path = xasprintf("%s%s", out, KEY_SUFFIX);
+	if (access(path, F_OK) == 0) {
+		rc = vcrypto_identity_load(path, id);
+	} else {
+		vcrypto_identity_generate(id);
+		rc = vcrypto_identity_save(id, path);
+		if (rc == 0)
+			log_info("made identity %s for receipts", path);
+	}
+	free(path);
+	return rc;
+}
+
+static int write_stats(const char *path, const struct swarm_stats *st, double secs)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
+		 "\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
+		 "\"receipt_acked\":%s,\"seconds\":%.3f}\n",
+		 (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
+		 (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_fetched,
+		 (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
+		 st->receipt_acked ? "true" : "false", secs);
+	return write_file_atomic(path, buf);
+}
+
+static int cmd_fetch(int argc, char **argv)
+{
+	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS };
+	static const struct option opts[] = {
+		{"key", required_argument, NULL, 'k'},
+		{"stats", required_argument, NULL, O_STATS},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"give-up", required_argument, NULL, O_GIVE_UP},
+		{"force", no_argument, NULL, O_FORCE},
+		{"no-progress", no_argument, NULL, O_NO_PROGRESS},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *key_path = NULL, *stats_path = NULL, *out;
+	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
+	int force = 0, show_progress = 1, loglvl = LOG_INFO, rc = 1, c;
+	struct uri *u = xcalloc(1, sizeof(*u));
+	struct vcrypto_identity id;
+	struct event_base *base = NULL;
+	struct swarm *sw = NULL;
+	struct event *sigs[2] = {NULL, NULL};
+	struct progress pr;
+	char err[256];
+	uint64_t t0 = now_ns();
+
+	memset(&id, 0, sizeof(id));
+	memset(&pr, 0, sizeof(pr));
+	while ((c = getopt_long(argc, argv, "k:qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			key_path = optarg;
+			break;
+		case O_STATS:
+			stats_path = optarg;
+			break;
+		case O_TIMEOUT:
+			if (parse_uint(optarg, 1, 3600, &timeout_s) != 0) {
+				rc = usage_error(usage_fetch, "bad --timeout %s", optarg);
+				goto out_free;
+			}
+			break;
+		case O_GIVE_UP:
+			if (parse_uint(optarg, 1, 1000000, &give_up) != 0) {
+				rc = usage_error(usage_fetch, "bad --give-up %s", optarg);
+				goto out_free;
+			}
+			break;
+		case O_FORCE:
+			force = 1;
+			break;
+		case O_NO_PROGRESS:
+			show_progress = 0;
+			break;
+		case 'q':
+			loglvl = LOG_ERROR;
+			show_progress = 0;
+			break;
+		case 'v':
+			loglvl = LOG_DEBUG;
+			break;
+		case 'h':
+			fputs(usage_fetch, stdout);
+			rc = 0;
+			goto out_free;
+		default:
+			rc = usage_error(usage_fetch, "bad option");
+			goto out_free;
+		}
+	}
+	if (optind + 2 != argc) {
+		rc = usage_error(usage_fetch, "fetch needs a URI and an output path");
+		goto out_free;
+	}
+	if (uri_parse(argv[optind], strlen(argv[optind]), u, err, sizeof(err)) != 0) {
+		rc = usage_error(usage_fetch, "bad volume URI: %s", err);
+		goto out_free;
+	}
+	out = argv[optind + 1];
+	log_init("p2pvbd fetch", loglvl);
+	{
+		/* Fail early, naming the path, if the output cannot be written. */
+		char *copy = xstrdup(out);
+		const char *dir = dirname(copy);
+		int ok = access(dir, W_OK) == 0;
+
+		if (!ok)
+			log_error("cannot write %s: %s: %s", out, dir, strerror(errno));
+		free(copy);
+		if (!ok)
+			goto out_free;
+	}
+	if (fetch_identity(key_path, out, &id) != 0)
+		goto out_free;
+
+	base = event_base_new();
+	{
+		struct swarm_opts o;
+
+		memset(&o, 0, sizeof(o));
+		o.role = SWARM_FETCH;
+		o.base = base;
+		o.identity = &id;
+		memcpy(o.volume_id, u->volume_id, sizeof(o.volume_id));
+		memcpy(o.source_key, u->key, sizeof(o.source_key));
+		memcpy(o.join_secret, u->secret, sizeof(o.join_secret));
+		o.timeout_s = (int)timeout_s;
+		o.out_path = out;
+		o.store_flags = STORE_F_CREATE | (force ? STORE_F_FORCE : 0);
+		o.peers = u->peer;
+		o.npeers = u->npeers;
+		o.give_up_s = (int)give_up;
+		sw = swarm_new(&o);
+	}
+	if (show_progress) {
+		struct timeval tv;
+
+		pr.sw = sw;
+		pr.tty = isatty(STDOUT_FILENO);
+		pr.start_ns = now_ns();
+		tv.tv_sec = pr.tty ? 0 : 1;
+		tv.tv_usec = pr.tty ? 200000 : 0;
+		pr.ev = event_new(base, -1, EV_PERSIST, progress_cb, &pr);
+		event_add(pr.ev, &tv);
+	}
+	add_signals(base, sw, sigs);
+	swarm_start(sw);
+	event_base_dispatch(base);
+	if (show_progress)
+		progress_draw(&pr, 1);
+	rc = swarm_result(sw) == 0 ? 0 : 1;
+	{
+		const struct swarm_stats *st = swarm_stats(sw);
+		double secs = (double)(now_ns() - t0) / 1e9;
+		char b[16];
+
+		if (rc == 0)
+			log_info("done in %.1f s: fetched %s in %llu chunks (%llu resumed, %llu zero)",
+				 secs, fmt_bytes(st->bytes_fetched, b, sizeof(b)),
+				 (unsigned long long)st->chunks_fetched,
+				 (unsigned long long)st->chunks_resumed,
+				 (unsigned long long)st->chunks_zero);
+		if (stats_path != NULL && write_stats(stats_path, st, secs) != 0)
+			rc = 1;
+	}
+	if (pr.ev)
+		event_free(pr.ev);
+	for (int i = 0; i < 2; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	swarm_free(sw);
+	event_base_free(base);
+out_free:
+	vcrypto_identity_wipe(&id);
+	vcrypto_wipe(u, sizeof(*u));
+	free(u);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init("p2pvbd", LOG_INFO);
+	if (argc < 2)
+		return usage_error(usage_main, "no command given");
+	cmd = argv[1];
+	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+		fputs(usage_main, stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+		printf("p2pvbd %s (protocol version 1)\n", P2PVBD_VERSION);
+		return 0;
+	}
+	if (vcrypto_init() != 0) {
+		fprintf(stderr, "p2pvbd: cannot initialise libsodium\n");
+		return 1;
+	}
+	if (strcmp(cmd, "keygen") == 0)
+		return cmd_keygen(argc - 1, argv + 1);
+	if (strcmp(cmd, "seed") == 0)
+		return cmd_seed(argc - 1, argv + 1);
+	if (strcmp(cmd, "fetch") == 0)
+		return cmd_fetch(argc - 1, argv + 1);
+	return usage_error(usage_main, "unknown command '%s'", cmd);
+}

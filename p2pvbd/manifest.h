@@ -1,0 +1,124 @@
+/*
+ * manifest: what a volume is, signed by its source. Pure code, no I/O.
+ *
+ * The chunk table (per chunk: generation, flags, BLAKE2b-256 hash) is split
+ * into pages of MANIFEST_PAGE_ENTRIES entries. The signed *root* holds the
+ * volume's parameters and the hash of every page, so a destination verifies
+ * the root once (small: 32 bytes per 1024 chunks) and then fetches and
+ * verifies only the pages it needs. A later delta (generation G -> G+1)
+ * carries the changed entries and the new hashes of the pages they touch,
+ * signed with the new root hash; see PROTOCOL.md.
+ *
+ * Byte layouts are in proto/PROTOCOL.md, "Manifest".
+ */
+#ifndef P2PVBD_MANIFEST_H
+#define P2PVBD_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vcrypto.h"
+
+#define MANIFEST_MAGIC	       "P2PVMAN1" /* 8 bytes */
+#define MANIFEST_VERSION       1
+#define MANIFEST_ID_LEN	       16
+#define MANIFEST_PAGE_ENTRIES  1024u
+#define MANIFEST_ENTRY_LEN     48u /* u64 gen, u32 flags, u32 reserved, hash[32] */
+#define MANIFEST_ROOT_HDR_LEN  64u /* fixed part of the root before the page hashes */
+#define MANIFEST_CHUNK_MIN     (64u * 1024u)
+#define MANIFEST_CHUNK_MAX     (4u * 1024u * 1024u)
+#define MANIFEST_CHUNK_DEFAULT (256u * 1024u)
+/* Bounded so that a root fits one protocol message (WIRE_MAX_MSG, less 1 byte of type). */
+#define MANIFEST_MAX_PAGES     ((1024u * 1024u - 1u - MANIFEST_ROOT_HDR_LEN - 64u) / 32u)
+#define MANIFEST_MAX_CHUNKS    ((uint64_t)MANIFEST_MAX_PAGES * MANIFEST_PAGE_ENTRIES)
+
+/* Signature domains (see vcrypto_sign). */
+#define MANIFEST_ROOT_DOMAIN	"p2pvbd-manifest-root-v1"
+#define MANIFEST_RECEIPT_DOMAIN "p2pvbd-receipt-v1"
+
+/* Entry flags */
+#define MANIFEST_F_ZERO 0x1u /* chunk is all zero bytes: never transferred */
+
+struct manifest_entry {
+	uint64_t gen;
+	uint32_t flags;
+	uint8_t hash[VCRYPTO_HASH_LEN]; /* BLAKE2b-256 of the chunk's bytes (zero chunks too) */
+};
+
+/* The signed root. page_hash is owned by the struct (manifest_root_free). */
+struct manifest_root {
+	uint16_t version;
+	uint8_t volume_id[MANIFEST_ID_LEN];
+	uint64_t image_size;
+	uint32_t chunk_size;
+	uint64_t generation;
+	uint32_t chunk_count; /* derived: ceil(image_size / chunk_size) */
+	uint32_t page_count;  /* derived: ceil(chunk_count / MANIFEST_PAGE_ENTRIES) */
+	uint8_t (*page_hash)[VCRYPTO_HASH_LEN];
+	uint8_t root_hash[VCRYPTO_HASH_LEN]; /* BLAKE2b-256 of the unsigned encoding */
+	uint8_t sig[VCRYPTO_SIG_LEN];
+};
+
+/* The whole table, as the source holds it. entries is owned. */
+struct manifest {
+	struct manifest_root root;
+	struct manifest_entry *entries; /* root.chunk_count */
+};
+
+/* Chunk geometry. */
+uint32_t manifest_chunk_count(uint64_t image_size, uint32_t chunk_size);
+uint32_t manifest_chunk_len(const struct manifest_root *r, uint32_t chunk);
+uint32_t manifest_page_len(const struct manifest_root *r, uint32_t page); /* entries in page */
+int manifest_chunk_size_valid(uint32_t chunk_size); /* power of two in [MIN, MAX] */
+
+/*
+ * Build the full manifest from entries (ownership of entries passes to m),
+ * compute page hashes and the root hash, and sign with sk. 0 or -1 (bad
+ * parameters, too many chunks).
+ */
+int manifest_build(struct manifest *m, const uint8_t volume_id[MANIFEST_ID_LEN],
+		   uint64_t image_size, uint32_t chunk_size, uint64_t generation,
+		   struct manifest_entry *entries, const uint8_t sk[VCRYPTO_SK_LEN]);
+void manifest_free(struct manifest *m);
+
+/*
+ * Encoded root (including signature). encode allocates *out (caller frees).
+ * decode checks structure strictly and fills r (allocating page_hash) and
+ * computes r->root_hash; it does not check the signature. 0 or -1.
+ */
+int manifest_root_encode(const struct manifest_root *r, uint8_t **out, size_t *len);
+int manifest_root_decode(const uint8_t *in, size_t len, struct manifest_root *r);
+/* 0 if r's signature is valid for pk, else -1. */
+int manifest_root_verify(const struct manifest_root *r, const uint8_t pk[VCRYPTO_PK_LEN]);
+void manifest_root_free(struct manifest_root *r);
+
+/* One page: encode page `page` of m into out (manifest_page_len(page) * ENTRY_LEN bytes). */
+size_t manifest_page_encode(const struct manifest *m, uint32_t page, uint8_t *out, size_t cap);
+/*
+ * Decode and verify a page against the root: length exact, hash matches
+ * r->page_hash[page], entries well-formed (reserved zero, unknown flags
+ * zero, generation <= root generation). out has room for
+ * MANIFEST_PAGE_ENTRIES. 0 or -1.
+ */
+int manifest_page_decode(const struct manifest_root *r, uint32_t page, const uint8_t *in,
+			 size_t len, struct manifest_entry *out);
+
+/*
+ * Completion receipt: the holder `signer` states that it holds volume
+ * `volume_id` complete at `generation`, whose root hash is `root_hash`.
+ */
+#define MANIFEST_RECEIPT_LEN 168 /* magic 8, id 16, gen 8, root 32, time 8, signer 32, sig 64 */
+struct manifest_receipt {
+	uint8_t volume_id[MANIFEST_ID_LEN];
+	uint64_t generation;
+	uint8_t root_hash[VCRYPTO_HASH_LEN];
+	uint64_t timestamp; /* seconds since the epoch, informational */
+	uint8_t signer[VCRYPTO_PK_LEN];
+	uint8_t sig[VCRYPTO_SIG_LEN];
+};
+void manifest_receipt_sign(struct manifest_receipt *rc, const struct vcrypto_identity *id);
+void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANIFEST_RECEIPT_LEN]);
+/* Structure and signature; 0 or -1. */
+int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_receipt *rc);
+
+#endif

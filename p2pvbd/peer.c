@@ -1,0 +1,675 @@
+/*
+ * peer: handshake, encrypted framing and the connection state machine.
+ * See peer.h for the life cycle and proto/PROTOCOL.md for the bytes.
+ */
+#include "peer.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+
+#include "util.h"
+
+/* The AUTH signature's domain (see PROTOCOL.md, "AUTH"). */
+#define PEER_AUTH_DOMAIN "p2pvbd-auth-v1"
+
+/*
+ * Input is read until this many bytes wait unprocessed. It must hold one
+ * whole frame, or a frame could never complete.
+ */
+#define PEER_IN_HIGH (2u * (WIRE_MAX_MSG + WIRE_TAG_LEN + WIRE_FRAME_HDR_LEN))
+
+static const char *state_names[] = {"CONNECTING", "HELLO", "AUTH", "READY", "CLOSING", "DEAD"};
+
+static void peer_read_cb(struct bufferevent *bev, void *arg);
+static void peer_write_cb(struct bufferevent *bev, void *arg);
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void peer_set_state(struct peer *p, enum peer_state st)
+{
+	log_debug("peer %s: %s -> %s", p->name, state_names[p->state], state_names[st]);
+	p->state = st;
+}
+
+/* Deferred free: runs from the event loop, after every callback of p returned. */
+static void peer_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->bev != NULL)
+		bufferevent_free(p->bev);
+	if (p->keepalive != NULL)
+		event_free(p->keepalive);
+	vcrypto_wipe(p->rx_key, sizeof(p->rx_key));
+	vcrypto_wipe(p->tx_key, sizeof(p->tx_key));
+	vcrypto_wipe(&p->kx, sizeof(p->kx));
+	free(p->rx_plain);
+	free(p->tx_plain);
+	free(p);
+}
+
+static void peer_schedule_free(struct peer *p)
+{
+	struct timeval now = {0, 0};
+
+	if (event_base_once(p->ctx->base, -1, EV_TIMEOUT, peer_free_cb, p, &now) != 0)
+		fatal("event_base_once failed");
+}
+
+static void peer_notify_close(struct peer *p, int fatal_err, const char *reason)
+{
+	if (p->close_notified)
+		return;
+	p->close_notified = 1;
+	if (p->ctx->ops->on_close != NULL)
+		p->ctx->ops->on_close(p, fatal_err, reason);
+}
+
+static void peer_close_fatal(struct peer *p, int fatal_err, const char *reason)
+{
+	if (p->state == PEER_DEAD)
+		return;
+	peer_set_state(p, PEER_DEAD);
+	if (p->bev != NULL) {
+		bufferevent_disable(p->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
+	}
+	if (p->keepalive != NULL)
+		event_del(p->keepalive);
+	peer_notify_close(p, fatal_err, reason);
+	peer_schedule_free(p);
+}
+
+void peer_close(struct peer *p, const char *reason)
+{
+	peer_close_fatal(p, 0, reason);
+}
+
+static void peer_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	struct wire_msg m = {.type = WIRE_KEEPALIVE};
+	uint64_t idle_ns = (uint64_t)p->ctx->timeout_s * 1000000000u / 3;
+
+	(void)fd;
+	(void)what;
+	if (p->state == PEER_READY && now_ns() - p->last_send_ns >= idle_ns)
+		peer_send(p, &m);
+}
+
+static struct peer *peer_new(struct peer_ctx *ctx, void *owner)
+{
+	struct peer *p = xcalloc(1, sizeof(*p));
+	struct timeval ka;
+
+	p->ctx = ctx;
+	p->owner = owner;
+	p->rx_plain = xmalloc(WIRE_MAX_MSG + WIRE_TAG_LEN);
+	p->tx_plain = xmalloc(WIRE_MAX_MSG);
+	p->keepalive = event_new(ctx->base, -1, EV_PERSIST, peer_keepalive_cb, p);
+	ka.tv_sec = ctx->timeout_s / 3 > 0 ? ctx->timeout_s / 3 : 1;
+	ka.tv_usec = 0;
+	event_add(p->keepalive, &ka);
+	p->last_send_ns = now_ns();
+	return p;
+}
+
+static void peer_setup_bev(struct peer *p)
+{
+	struct timeval tmo = {p->ctx->timeout_s, 0};
+
+	bufferevent_setcb(p->bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
+	bufferevent_setwatermark(p->bev, EV_READ, 0, PEER_IN_HIGH);
+	bufferevent_setwatermark(p->bev, EV_WRITE, PEER_OUT_LOW, 0);
+	bufferevent_set_timeouts(p->bev, &tmo, &tmo);
+	if (p->ctx->upload_limit != NULL)
+		bufferevent_add_to_rate_limit_group(p->bev, p->ctx->upload_limit);
+	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+}
+
+static void peer_set_sockopts(struct peer *p)
+{
+	evutil_socket_t fd = bufferevent_getfd(p->bev);
+	int one = 1;
+
+	if (fd < 0)
+		return;
+	/* Small messages (requests, haves) must not wait for Nagle. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void peer_send_hello(struct peer *p)
+{
+	struct wire_hello h;
+
+	memset(&h, 0, sizeof(h));
+	h.min_version = WIRE_VERSION;
+	h.max_version = WIRE_VERSION;
+	memcpy(h.volume_id, p->ctx->volume_id, WIRE_ID_LEN);
+	memcpy(h.source_key, p->ctx->source_key, WIRE_KEY_LEN);
+	vcrypto_kx_generate(&p->kx);
+	memcpy(h.kx_key, p->kx.pk, WIRE_KEY_LEN);
+	wire_hello_encode(&h, p->hello_mine);
+	bufferevent_write(p->bev, p->hello_mine, WIRE_HELLO_LEN);
+}
+
+struct peer *peer_connect(struct peer_ctx *ctx, const char *host, uint16_t port, void *owner)
+{
+	struct peer *p = peer_new(ctx, owner);
+
+	p->initiator = 1;
+	snprintf(p->name, sizeof(p->name), "%s:%u", host, port);
+	p->bev = bufferevent_socket_new(ctx->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (p->bev == NULL)
+		fatal("bufferevent_socket_new failed");
+	peer_setup_bev(p);
+	p->state = PEER_CONNECTING;
+	log_debug("peer %s: connecting", p->name);
+	/* The owner must not hear of a close before it has the pointer: callbacks
+	 * that run inside the connect call are muted, and NULL is returned. */
+	p->close_notified = 1;
+	if (bufferevent_socket_connect_hostname(p->bev, ctx->dns, AF_UNSPEC, host, port) != 0 &&
+	    p->state != PEER_DEAD)
+		peer_close(p, "cannot start connection");
+	if (p->state == PEER_DEAD)
+		return NULL;
+	p->close_notified = 0;
+	return p;
+}
+
+struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa, int salen,
+			 void *owner)
+{
+	struct peer *p = peer_new(ctx, owner);
+	char host[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+
+	(void)salen;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		port = ntohs(s4->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(p->name, sizeof(p->name), "%s:%u", host, port);
+	evutil_make_socket_nonblocking(fd);
+	p->bev = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (p->bev == NULL) {
+		evutil_closesocket(fd);
+		peer_free_cb(-1, 0, p);
+		return NULL;
+	}
+	peer_setup_bev(p);
+	peer_set_sockopts(p);
+	p->state = PEER_HELLO;
+	log_debug("peer %s: accepted", p->name);
+	return p;
+}
+
+/* Encrypt plain (len bytes) as one frame onto the output buffer. */
+static int peer_seal(struct peer *p, const uint8_t *plain, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(p->bev);
+	struct evbuffer_iovec v;
+	size_t total = WIRE_FRAME_HDR_LEN + len + WIRE_TAG_LEN;
+	uint8_t *f;
+
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1 || v.iov_len < total)
+		return -1;
+	f = v.iov_base;
+	wire_put32(f, (uint32_t)(len + WIRE_TAG_LEN));
+	vcrypto_seal(f + WIRE_FRAME_HDR_LEN, plain, len, f, WIRE_FRAME_HDR_LEN, p->tx_ctr++,
+		     p->tx_key);
+	v.iov_len = total;
+	if (evbuffer_commit_space(out, &v, 1) != 0)
+		return -1;
+	p->last_send_ns = now_ns();
+	return 0;
+}
+
+static int peer_send_raw(struct peer *p, const struct wire_msg *m)
+{
+	size_t n = wire_msg_encode(m, p->tx_plain, WIRE_MAX_MSG);
+
+	if (n == 0) {
+		log_error("peer %s: refusing to send an invalid %s message", p->name,
+			  wire_type_name(m->type));
+		return -1;
+	}
+	return peer_seal(p, p->tx_plain, n);
+}
+
+int peer_send(struct peer *p, const struct wire_msg *m)
+{
+	if (p->state != PEER_READY)
+		return -1;
+	return peer_send_raw(p, m);
+}
+
+int peer_send_piece(struct peer *p, uint32_t chunk, uint64_t gen, uint32_t offset, uint32_t len,
+		    int (*fill)(void *arg, uint8_t *dst, size_t len, uint64_t off), void *arg,
+		    uint64_t fill_off)
+{
+	struct evbuffer *out;
+	struct evbuffer_iovec v;
+	size_t plain_len = WIRE_PIECE_HDR_LEN + (size_t)len;
+	size_t total = WIRE_FRAME_HDR_LEN + plain_len + WIRE_TAG_LEN;
+	uint8_t *f, *body;
+
+	if (p->state != PEER_READY || len == 0 || len > WIRE_MAX_BLOCK)
+		return -1;
+	out = bufferevent_get_output(p->bev);
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1 || v.iov_len < total)
+		return -1;
+	f = v.iov_base;
+	body = f + WIRE_FRAME_HDR_LEN;
+	wire_piece_hdr_encode(body, chunk, gen, offset);
+	if (fill(arg, body + WIRE_PIECE_HDR_LEN, len, fill_off) != 0)
+		return -1; /* nothing committed: the reservation is simply dropped */
+	wire_put32(f, (uint32_t)(plain_len + WIRE_TAG_LEN));
+	/* Sealing in place: libsodium allows the output to alias the input. */
+	vcrypto_seal(body, body, plain_len, f, WIRE_FRAME_HDR_LEN, p->tx_ctr++, p->tx_key);
+	v.iov_len = total;
+	if (evbuffer_commit_space(out, &v, 1) != 0)
+		return -1;
+	p->bytes_out += len;
+	p->last_send_ns = now_ns();
+	return 0;
+}
+
+size_t peer_out_len(const struct peer *p)
+{
+	if (p->bev == NULL || p->state == PEER_DEAD)
+		return 0;
+	return evbuffer_get_length(bufferevent_get_output(p->bev));
+}
+
+int peer_out_full(const struct peer *p)
+{
+	return peer_out_len(p) >= PEER_OUT_HIGH;
+}
+
+void peer_pause_read(struct peer *p)
+{
+	if (p->read_paused || p->state == PEER_DEAD)
+		return;
+	p->read_paused = 1;
+	bufferevent_disable(p->bev, EV_READ);
+}
+
+void peer_resume_read(struct peer *p)
+{
+	if (!p->read_paused || p->state == PEER_DEAD || p->state == PEER_CLOSING)
+		return;
+	p->read_paused = 0;
+	bufferevent_enable(p->bev, EV_READ);
+	/* Frames may already wait in the input buffer: process them now. */
+	if (evbuffer_get_length(bufferevent_get_input(p->bev)) > 0)
+		peer_read_cb(p->bev, p);
+}
+
+/* After CLOSING has flushed (or failed to): release the connection. */
+static void peer_finish_closing(struct peer *p)
+{
+	peer_set_state(p, PEER_DEAD);
+	bufferevent_disable(p->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
+	event_del(p->keepalive);
+	peer_schedule_free(p);
+}
+
+static int code_is_fatal(uint16_t code)
+{
+	return code == WIRE_E_WRONG_KEY || code == WIRE_E_WRONG_VOLUME || code == WIRE_E_AUTH ||
+	       code == WIRE_E_VERSION;
+}
+
+void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
+{
+	char text[WIRE_MAX_TEXT + 1];
+	va_list ap;
+
+	if (p->state == PEER_DEAD || p->state == PEER_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	log_info("peer %s: closing: %s", p->name, text);
+
+	if (p->state == PEER_READY || p->state == PEER_AUTH) {
+		struct wire_msg m = {.type = WIRE_ERROR};
+
+		m.u.error.code = code;
+		m.u.error.text = text;
+		m.u.error.text_len = (uint16_t)strlen(text);
+		peer_send_raw(p, &m);
+	} else if (p->state == PEER_HELLO && !p->initiator) {
+		uint8_t rec[WIRE_MAGIC_LEN + 4 + WIRE_MAX_TEXT];
+		size_t n = wire_refuse_encode(code, text, rec, sizeof(rec));
+
+		bufferevent_write(p->bev, rec, n);
+	} else {
+		peer_close_fatal(p, code_is_fatal(code), text);
+		return;
+	}
+	peer_set_state(p, PEER_CLOSING);
+	bufferevent_disable(p->bev, EV_READ);
+	peer_notify_close(p, code_is_fatal(code), text);
+	if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
+		peer_finish_closing(p);
+		return;
+	}
+	/* The write callback fires once everything is sent. */
+	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
+}
+
+/* Verify that a hello names our volume and source key; returns a code or WIRE_OK. */
+static uint16_t peer_check_hello(struct peer *p, const struct wire_hello *h, const char **why)
+{
+	if (h->min_version > WIRE_VERSION || h->max_version < WIRE_VERSION) {
+		*why = "no common protocol version";
+		return WIRE_E_VERSION;
+	}
+	if (memcmp(h->volume_id, p->ctx->volume_id, WIRE_ID_LEN) != 0) {
+		*why = "the volume id is not the one this peer serves";
+		return WIRE_E_WRONG_VOLUME;
+	}
+	if (memcmp(h->source_key, p->ctx->source_key, WIRE_KEY_LEN) != 0) {
+		*why = "the source key (key= in the URI) is not this volume's source key";
+		return WIRE_E_WRONG_KEY;
+	}
+	return WIRE_OK;
+}
+
+static void peer_send_auth(struct peer *p)
+{
+	struct wire_msg m = {.type = WIRE_AUTH};
+	uint8_t signed_msg[VCRYPTO_HASH_LEN + 1 + 4];
+	uint32_t flags = p->ctx->is_source ? WIRE_AUTH_SOURCE : 0;
+
+	memcpy(signed_msg, p->transcript, VCRYPTO_HASH_LEN);
+	signed_msg[VCRYPTO_HASH_LEN] = p->initiator ? 0 : 1;
+	wire_put32(signed_msg + VCRYPTO_HASH_LEN + 1, flags);
+	memcpy(m.u.auth.identity, p->ctx->identity->pk, WIRE_KEY_LEN);
+	m.u.auth.flags = flags;
+	vcrypto_sign(m.u.auth.sig, PEER_AUTH_DOMAIN, signed_msg, sizeof(signed_msg),
+		     p->ctx->identity->sk);
+	peer_send_raw(p, &m);
+}
+
+/* Both hellos are known: derive keys and send AUTH. */
+static int peer_keys(struct peer *p, const uint8_t *their_hello, const struct wire_hello *h)
+{
+	struct vcrypto_hash_state st;
+
+	vcrypto_hash_init(&st);
+	if (p->initiator) {
+		vcrypto_hash_update(&st, p->hello_mine, WIRE_HELLO_LEN);
+		vcrypto_hash_update(&st, their_hello, WIRE_HELLO_LEN);
+	} else {
+		vcrypto_hash_update(&st, their_hello, WIRE_HELLO_LEN);
+		vcrypto_hash_update(&st, p->hello_mine, WIRE_HELLO_LEN);
+	}
+	vcrypto_hash_final(&st, p->transcript);
+	if (vcrypto_session_keys(p->rx_key, p->tx_key, &p->kx, h->kx_key, p->initiator,
+				 p->transcript, p->ctx->join_secret) != 0)
+		return -1;
+	vcrypto_wipe(p->kx.sk, sizeof(p->kx.sk));
+	peer_set_state(p, PEER_AUTH);
+	peer_send_auth(p);
+	return 0;
+}
+
+/* HELLO state input. Returns 1 if it consumed a record, 0 if it needs more bytes. */
+static int peer_read_hello(struct peer *p, struct evbuffer *in)
+{
+	uint8_t buf[WIRE_MAGIC_LEN + 4 + WIRE_MAX_TEXT];
+	size_t have = evbuffer_get_length(in);
+	struct wire_hello h;
+	const char *why = NULL;
+	uint16_t code;
+
+	if (have < WIRE_MAGIC_LEN)
+		return 0;
+	evbuffer_copyout(in, buf, WIRE_MAGIC_LEN);
+	if (p->initiator && memcmp(buf, WIRE_REFUSE_MAGIC, WIRE_MAGIC_LEN) == 0) {
+		const char *text;
+		uint16_t text_len;
+		size_t n = have < sizeof(buf) ? have : sizeof(buf);
+		int r;
+
+		evbuffer_copyout(in, buf, n);
+		r = wire_refuse_decode(buf, n, &code, &text, &text_len);
+		if (r == WIRE_NEED_MORE)
+			return 0;
+		if (r < 0) {
+			peer_close(p, "malformed refusal from peer");
+		} else {
+			char reason[WIRE_MAX_TEXT + 64];
+
+			snprintf(reason, sizeof(reason), "refused by peer (%s): %.*s",
+				 wire_code_name(code), (int)text_len, text);
+			peer_close_fatal(p, code_is_fatal(code), reason);
+		}
+		return 1;
+	}
+	if (memcmp(buf, WIRE_HELLO_MAGIC, WIRE_MAGIC_LEN) != 0) {
+		peer_close_error(p, WIRE_E_PROTOCOL, "not a p2pvbd peer (bad handshake magic)");
+		return 1;
+	}
+	if (have < WIRE_HELLO_LEN)
+		return 0;
+	evbuffer_remove(in, buf, WIRE_HELLO_LEN);
+	if (wire_hello_decode(buf, WIRE_HELLO_LEN, &h) != 0) {
+		peer_close_error(p, WIRE_E_PROTOCOL, "malformed hello");
+		return 1;
+	}
+	code = peer_check_hello(p, &h, &why);
+	if (code != WIRE_OK) {
+		if (p->initiator) {
+			char reason[160];
+
+			snprintf(reason, sizeof(reason), "peer's hello: %s", why);
+			peer_close_fatal(p, 1, reason);
+		} else {
+			peer_close_error(p, code, "%s", why);
+		}
+		return 1;
+	}
+	if (!p->initiator)
+		peer_send_hello(p);
+	if (peer_keys(p, buf, &h) != 0)
+		peer_close_error(p, WIRE_E_AUTH, "bad key exchange value");
+	return 1;
+}
+
+static void peer_handle_auth(struct peer *p, const struct wire_msg *m)
+{
+	uint8_t signed_msg[VCRYPTO_HASH_LEN + 1 + 4];
+
+	if (m->type != WIRE_AUTH) {
+		peer_close_error(p, WIRE_E_PROTOCOL, "expected AUTH, got %s",
+				 wire_type_name(m->type));
+		return;
+	}
+	memcpy(signed_msg, p->transcript, VCRYPTO_HASH_LEN);
+	signed_msg[VCRYPTO_HASH_LEN] = p->initiator ? 1 : 0; /* the peer's role */
+	wire_put32(signed_msg + VCRYPTO_HASH_LEN + 1, m->u.auth.flags);
+	if (vcrypto_verify(m->u.auth.sig, PEER_AUTH_DOMAIN, signed_msg, sizeof(signed_msg),
+			   m->u.auth.identity) != 0) {
+		peer_close_error(p, WIRE_E_AUTH, "AUTH signature does not verify");
+		return;
+	}
+	if ((m->u.auth.flags & WIRE_AUTH_SOURCE) &&
+	    memcmp(m->u.auth.identity, p->ctx->source_key, WIRE_KEY_LEN) != 0) {
+		peer_close_error(p, WIRE_E_WRONG_KEY,
+				 "peer claims to be the source but its key is not the source key");
+		return;
+	}
+	memcpy(p->identity, m->u.auth.identity, WIRE_KEY_LEN);
+	p->is_source = (m->u.auth.flags & WIRE_AUTH_SOURCE) != 0;
+	peer_set_state(p, PEER_READY);
+	log_debug("peer %s: authenticated%s", p->name, p->is_source ? " (source)" : "");
+	if (p->ctx->ops->on_ready != NULL)
+		p->ctx->ops->on_ready(p);
+}
+
+static void peer_handle_msg(struct peer *p, const struct wire_msg *m)
+{
+	switch (m->type) {
+	case WIRE_AUTH:
+		peer_close_error(p, WIRE_E_PROTOCOL, "unexpected second AUTH");
+		return;
+	case WIRE_ERROR: {
+		char reason[WIRE_MAX_TEXT + 64];
+
+		snprintf(reason, sizeof(reason), "peer reported error %s: %.*s",
+			 wire_code_name(m->u.error.code), (int)m->u.error.text_len, m->u.error.text);
+		peer_close_fatal(p, code_is_fatal(m->u.error.code), reason);
+		return;
+	}
+	case WIRE_KEEPALIVE:
+		return;
+	default:
+		p->ctx->ops->on_msg(p, m);
+	}
+}
+
+/* One frame is available in full: decrypt, decode, dispatch. */
+static void peer_read_frame(struct peer *p, struct evbuffer *in, uint32_t ct_len)
+{
+	size_t total = WIRE_FRAME_HDR_LEN + ct_len;
+	uint8_t *f = evbuffer_pullup(in, (ev_ssize_t)total);
+	size_t plain_len = ct_len - WIRE_TAG_LEN;
+	struct wire_msg m;
+
+	if (f == NULL) {
+		peer_close(p, "out of memory reading a frame");
+		return;
+	}
+	if (vcrypto_open(p->rx_plain, f + WIRE_FRAME_HDR_LEN, ct_len, f, WIRE_FRAME_HDR_LEN,
+			 p->rx_ctr, p->rx_key) != 0) {
+		evbuffer_drain(in, total);
+		if (p->state == PEER_AUTH)
+			/* The only way a correct peer's first frame fails: other keys. */
+			peer_close_error(p, WIRE_E_AUTH,
+					 "handshake failed: the peer does not know the volume's "
+					 "join secret (secret= in the URI is wrong)");
+		else
+			peer_close_error(p, WIRE_E_PROTOCOL, "frame failed authentication");
+		return;
+	}
+	p->rx_ctr++;
+	evbuffer_drain(in, total);
+	if (wire_msg_decode(p->rx_plain, plain_len, &m) != 0) {
+		peer_close_error(p, WIRE_E_PROTOCOL, "malformed message (type %u, %zu bytes)",
+				 plain_len > 0 ? p->rx_plain[0] : 0, plain_len);
+		return;
+	}
+	if (m.type == WIRE_PIECE)
+		p->bytes_in += m.u.piece.len;
+	if (p->state == PEER_AUTH)
+		peer_handle_auth(p, &m);
+	else
+		peer_handle_msg(p, &m);
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer *p = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (!p->read_paused) {
+		uint8_t hdr[WIRE_FRAME_HDR_LEN];
+		int64_t ct_len;
+
+		if (p->state == PEER_HELLO) {
+			if (!peer_read_hello(p, in))
+				return;
+			continue;
+		}
+		if (p->state != PEER_AUTH && p->state != PEER_READY)
+			return;
+		if (evbuffer_get_length(in) < WIRE_FRAME_HDR_LEN)
+			return;
+		evbuffer_copyout(in, hdr, sizeof(hdr));
+		ct_len = wire_frame_len(hdr);
+		if (ct_len < 0) {
+			peer_close_error(p, WIRE_E_PROTOCOL, "invalid frame length %u",
+					 wire_get32(hdr));
+			return;
+		}
+		if (evbuffer_get_length(in) < WIRE_FRAME_HDR_LEN + (size_t)ct_len)
+			return;
+		peer_read_frame(p, in, (uint32_t)ct_len);
+	}
+}
+
+static void peer_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct peer *p = arg;
+
+	(void)bev;
+	if (p->state == PEER_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0)
+			peer_finish_closing(p);
+		return;
+	}
+	if (p->state == PEER_READY && p->ctx->ops->on_drain != NULL)
+		p->ctx->ops->on_drain(p);
+}
+
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct peer *p = arg;
+	char reason[160];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		peer_set_sockopts(p);
+		peer_set_state(p, PEER_HELLO);
+		peer_send_hello(p);
+		return;
+	}
+	if (p->state == PEER_CLOSING) {
+		peer_finish_closing(p);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(reason, sizeof(reason), "peer silent for %d s (in state %s)",
+			 p->ctx->timeout_s, state_names[p->state]);
+		if (p->state == PEER_READY || p->state == PEER_AUTH)
+			peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
+		else
+			peer_close(p, reason);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		snprintf(reason, sizeof(reason), "connection closed by peer (in state %s)",
+			 state_names[p->state]);
+	} else {
+		int dns_err = bufferevent_socket_get_dns_error(bev);
+
+		if (dns_err != 0)
+			snprintf(reason, sizeof(reason), "cannot resolve: %s",
+				 evutil_gai_strerror(dns_err));
+		else
+			snprintf(reason, sizeof(reason), "%s",
+				 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	}
+	peer_close(p, reason);
+}

@@ -1,0 +1,131 @@
+/*
+ * peer: one encrypted, authenticated connection to another p2pvbd process.
+ *
+ * A peer is a state machine on a libevent bufferevent:
+ *
+ *   CONNECTING -> HELLO -> AUTH -> READY -> (CLOSING) -> DEAD
+ *
+ * HELLO exchanges the plaintext hellos and derives the session keys; AUTH
+ * exchanges and verifies the AUTH messages; READY passes every decoded
+ * message to the owner's on_msg callback. The owner is told exactly once,
+ * through on_close, that the peer is gone; the struct itself is freed later
+ * by the event loop, never inside one of its own callbacks, so an owner may
+ * call peer_close() from on_msg and the peer stays valid until it returns.
+ *
+ * Wire formats: proto/PROTOCOL.md, "Handshake" and "Frames".
+ */
+#ifndef P2PVBD_PEER_H
+#define P2PVBD_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/bufferevent.h>
+
+#include "vcrypto.h"
+#include "wire.h"
+
+/*
+ * Output above this many bytes counts as full: the owner stops queueing
+ * pieces until on_drain. Small, so that an urgent piece queued later does
+ * not wait behind much data already committed to this connection.
+ */
+#define PEER_OUT_HIGH (512u * 1024u)
+/* on_drain fires when the output falls to this. */
+#define PEER_OUT_LOW (128u * 1024u)
+/* Default silence after which a peer is dropped, seconds. */
+#define PEER_TIMEOUT_DEFAULT 30
+
+enum peer_state {
+	PEER_CONNECTING,
+	PEER_HELLO,
+	PEER_AUTH,
+	PEER_READY,
+	PEER_CLOSING, /* flushing a final ERROR before closing */
+	PEER_DEAD,
+};
+
+struct peer;
+
+/* What a peer reports to its owner. */
+struct peer_ops {
+	void (*on_ready)(struct peer *p);
+	void (*on_msg)(struct peer *p, const struct wire_msg *m);
+	void (*on_drain)(struct peer *p); /* output fell below PEER_OUT_LOW */
+	/* The peer is gone. fatal != 0 if retrying this address cannot help
+	 * (wrong key, wrong secret, refused volume). reason is for logs. */
+	void (*on_close)(struct peer *p, int fatal, const char *reason);
+};
+
+/* Shared by every peer of one volume; owned by the caller, outlives the peers. */
+struct peer_ctx {
+	struct event_base *base;
+	struct evdns_base *dns;
+	const struct peer_ops *ops;
+	uint8_t volume_id[WIRE_ID_LEN];
+	uint8_t source_key[WIRE_KEY_LEN];
+	uint8_t join_secret[32];
+	const struct vcrypto_identity *identity; /* our own */
+	int is_source;				 /* we are the volume's source */
+	int timeout_s;
+	struct bufferevent_rate_limit_group *upload_limit; /* optional */
+};
+
+struct peer {
+	struct peer_ctx *ctx;
+	struct bufferevent *bev;
+	enum peer_state state;
+	int initiator;
+	char name[80]; /* "host:port", for logs */
+
+	struct vcrypto_kx kx;
+	uint8_t hello_mine[WIRE_HELLO_LEN];
+	uint8_t transcript[VCRYPTO_HASH_LEN];
+	uint8_t rx_key[VCRYPTO_KEY_LEN], tx_key[VCRYPTO_KEY_LEN];
+	uint64_t rx_ctr, tx_ctr;
+
+	uint8_t identity[WIRE_KEY_LEN]; /* the peer's, once authenticated */
+	int is_source;			/* the peer proved it holds the source key */
+
+	uint8_t *rx_plain; /* WIRE_MAX_MSG + WIRE_TAG_LEN scratch */
+	uint8_t *tx_plain; /* WIRE_MAX_MSG scratch */
+	struct event *keepalive;
+	uint64_t last_send_ns;
+	int close_notified;
+	int read_paused;
+
+	uint64_t bytes_in, bytes_out; /* payload bytes of PIECE messages */
+	void *owner;		      /* for the owner's use */
+};
+
+/* Start a connection to host:port. Returns the peer (state CONNECTING) or NULL. */
+struct peer *peer_connect(struct peer_ctx *ctx, const char *host, uint16_t port, void *owner);
+/* Take an accepted socket. Returns the peer (state HELLO) or NULL (fd closed). */
+struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa, int salen,
+			 void *owner);
+
+/* Send one message; 0 or -1 (peer not READY or message invalid). */
+int peer_send(struct peer *p, const struct wire_msg *m);
+/*
+ * Send a PIECE whose data is produced by fill(arg, dst, len) straight into
+ * the output buffer (no intermediate copy). fill returns 0 or -1.
+ */
+int peer_send_piece(struct peer *p, uint32_t chunk, uint64_t gen, uint32_t offset, uint32_t len,
+		    int (*fill)(void *arg, uint8_t *dst, size_t len, uint64_t off), void *arg,
+		    uint64_t fill_off);
+/* Bytes waiting in the output buffer. */
+size_t peer_out_len(const struct peer *p);
+int peer_out_full(const struct peer *p);
+
+/* Stop / resume reading from the peer (input back-pressure). */
+void peer_pause_read(struct peer *p);
+void peer_resume_read(struct peer *p);
+
+/* Close at once (reason for logs). on_close follows synchronously. */
+void peer_close(struct peer *p, const char *reason);
+/* Send ERROR code/text, flush it, then close. on_close follows at once. */
+void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * store: the output image plus its crash-safe per-chunk state file.
+ *
+ * Rule: a chunk is marked present in the state file only after its data is
+ * durable in the image. store_put() writes data (not yet durable);
+ * store_commit() makes all data written so far durable (fdatasync), then
+ * writes and syncs the state records of those chunks. A crash between the
+ * two loses only the marks, never leaves a mark without its data.
+ *
+ * State file (PATH.p2pvbd-state, format in PROTOCOL.md "State file"): a
+ * 64-byte header naming the volume, then one little-endian u64 record per
+ * chunk: (generation << 8) | state. One aligned 8-byte write per record.
+ */
+#ifndef P2PVBD_STORE_H
+#define P2PVBD_STORE_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define STORE_STATE_SUFFIX ".p2pvbd-state"
+#define STORE_STATE_MAGIC  "P2PVSTA1"
+#define STORE_HDR_LEN	   64
+
+enum store_state {
+	STORE_MISSING = 0, /* not here (or an older generation) */
+	STORE_PRESENT = 1, /* verified and durable at gen */
+	STORE_ZERO = 2,	   /* all zero at gen: a hole in the image */
+	STORE_LOCAL = 3,   /* written by the local VM: never overwritten, never served */
+};
+
+struct store {
+	int img_fd;
+	int state_fd;
+	char *img_path;	  /* owned */
+	char *state_path; /* owned */
+	uint8_t volume_id[16];
+	uint64_t image_size;
+	uint32_t chunk_size;
+	uint32_t chunk_count;
+	uint64_t *rec;	   /* chunk_count records as in the file: (gen << 8) | state */
+	uint32_t *pending; /* chunks written by store_put and not yet committed */
+	uint8_t *pending_state;
+	uint64_t *pending_gen; /* generation each pending chunk will be marked with */
+	uint32_t npending, pending_cap;
+	uint64_t pending_bytes; /* data bytes in pending chunks */
+	uint64_t present_bytes; /* bytes of chunks PRESENT, ZERO or LOCAL */
+};
+
+#define STORE_F_CREATE 0x1 /* create the image if it does not exist */
+#define STORE_F_FORCE  0x2 /* take over an existing image that has no state file */
+
+/*
+ * Open or create the image at path (sized to image_size, sparse) and its
+ * state file. An existing state file must name the same volume id, size and
+ * chunk size, else -1 with a message saying which differs. An existing image
+ * without a state file is refused unless STORE_F_FORCE. 0 or -1; on error
+ * nothing is left open.
+ */
+int store_open(struct store *s, const char *path, const uint8_t volume_id[16],
+	       uint64_t image_size, uint32_t chunk_size, int flags);
+void store_close(struct store *s); /* commits pending chunks first */
+
+static inline enum store_state store_state_of(const struct store *s, uint32_t chunk)
+{
+	return (enum store_state)(s->rec[chunk] & 0xff);
+}
+static inline uint64_t store_gen_of(const struct store *s, uint32_t chunk)
+{
+	return s->rec[chunk] >> 8;
+}
+uint32_t store_chunk_len(const struct store *s, uint32_t chunk);
+
+/* Write a verified chunk's data (len = chunk length). Durable only after store_commit. */
+int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len);
+/* Record a zero chunk: punches a hole if the range may hold data. Pending like store_put. */
+int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen);
+/* Make pending chunks durable and mark them. Returns the number marked, or -1. */
+int store_commit(struct store *s);
+/* Mark a chunk missing (e.g. a newer generation exists); durable at once. */
+int store_forget(struct store *s, uint32_t chunk);
+
+/* Read bytes of the image (for serving peers and NBD). 0 or -1. */
+int store_read(struct store *s, uint64_t offset, void *buf, size_t len);
+
+/* Number of chunks in each state. */
+void store_counts(const struct store *s, uint32_t counts[4]);
+
+#endif

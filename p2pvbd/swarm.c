@@ -1,0 +1,1208 @@
+/*
+ * swarm: peers of one volume; serving and fetching chunks. See swarm.h.
+ */
+#include "swarm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "peer.h"
+#include "store.h"
+#include "util.h"
+
+/* Longest wait between reconnection attempts to a peer address, seconds. */
+#define SWARM_BACKOFF_MAX_S 16
+/* Most chunks being assembled at once (all peers together). */
+#define SWARM_XFER_MAX 256
+
+/* A queued upload request. */
+struct upreq {
+	struct wire_block blk;
+	uint8_t prio;
+};
+
+/* Our side of one peer connection. */
+struct speer {
+	struct swarm *sw;
+	struct peer *p;
+	int addr;	 /* index into sw->addrs, or -1 if it connected to us */
+	uint8_t *have;	 /* chunk bitmap (fetch side), NULL until the root is known */
+	int root_seen;	 /* it answered GET_ROOT */
+	uint64_t inflight_bytes;
+	struct upreq upq[SWARM_UPQ_MAX];
+	int nupq;
+	struct speer *next;
+};
+
+/* A peer address from the URI, and how connecting to it goes. */
+struct addr {
+	struct uri_peer where;
+	struct speer *sp;  /* connected or connecting */
+	int dead;	   /* fatal failure: never retried */
+	int backoff_s;
+	uint64_t next_try_ns;
+	char last_error[160];
+};
+
+/* A chunk being received: its blocks arrive from one peer into buf. */
+struct xfer {
+	uint32_t chunk;
+	uint64_t gen;
+	uint32_t len;
+	uint32_t blocks_missing; /* bit i: block i not yet received */
+	uint8_t *buf;
+	struct speer *from;
+};
+
+enum page_status { PAGE_NONE, PAGE_ASKED, PAGE_LOADED, PAGE_DONE };
+
+struct swarm {
+	struct swarm_opts o;
+	struct peer_ctx ctx;
+	struct peer_ops ops;
+	struct evconnlistener *listener;
+	struct speer *peers;
+	struct addr *addrs;
+	int naddrs;
+	struct event *tick; /* reconnects, commits, give-up check */
+	struct swarm_stats st;
+	int result; /* 0 running/ok, -1 failed */
+	int finished;
+
+	/* Serving side */
+	uint8_t *root_blob; /* encoded signed root, for ROOT replies */
+	size_t root_blob_len;
+	uint8_t *serve_map; /* chunks we can serve (bitmap) */
+	uint8_t *page_buf;  /* scratch for PAGE replies */
+
+	/* Fetching side */
+	int have_root;
+	struct manifest_root root;
+	struct store store;
+	int store_open;
+	struct manifest_entry **page_entries; /* loaded pages, NULL otherwise */
+	uint8_t *page_status;
+	uint32_t *page_left; /* chunks of the page still missing */
+	struct speer **page_from;
+	uint32_t next_page;  /* next page to ask for */
+	uint32_t pages_held; /* ASKED or LOADED */
+	uint32_t pages_done;
+	uint32_t *want; /* FIFO of chunks to fetch */
+	uint32_t want_head, want_tail, want_cap;
+	struct xfer xfers[SWARM_XFER_MAX];
+	int nxfers;
+	uint64_t last_progress_ns;
+	int complete;
+	uint64_t receipt_deadline_ns;
+	int receipt_sent;
+	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* distinct receipt signers (seed) */
+	uint64_t nsigners;
+};
+
+static void swarm_schedule(struct swarm *sw);
+static void swarm_check_complete(struct swarm *sw);
+
+static inline int bit_get(const uint8_t *map, uint32_t i)
+{
+	return (map[i >> 3] >> (i & 7)) & 1;
+}
+static inline void bit_set(uint8_t *map, uint32_t i)
+{
+	map[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+static inline void bit_clear(uint8_t *map, uint32_t i)
+{
+	map[i >> 3] &= (uint8_t)~(1u << (i & 7));
+}
+
+/*
+ * End the run. Peers are told and given a moment to receive what is still
+ * queued for them (a receipt acknowledgement, an ERROR) before the loop exits.
+ */
+static void swarm_finish(struct swarm *sw, int result)
+{
+	struct timeval grace = {0, 300000};
+
+	if (sw->finished)
+		return;
+	sw->finished = 1;
+	sw->result = result;
+	for (struct speer *sp = sw->peers, *next; sp; sp = next) {
+		next = sp->next;
+		if (sp->p->state == PEER_READY)
+			peer_close_error(sp->p, WIRE_E_SHUTDOWN, "%s",
+					 result == 0 ? "done" : "shutting down");
+	}
+	event_base_loopexit(sw->o.base, &grace);
+}
+
+/* ---- Serving ---------------------------------------------------------- */
+
+static uint32_t chunk_count(const struct swarm *sw)
+{
+	return sw->o.role == SWARM_SEED ? sw->o.manifest->root.chunk_count : sw->root.chunk_count;
+}
+
+static const struct manifest_root *swarm_root(const struct swarm *sw)
+{
+	return sw->o.role == SWARM_SEED ? &sw->o.manifest->root : &sw->root;
+}
+
+/* The generation at which we can serve chunk c, or -1 if we cannot. */
+static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
+{
+	if (sw->o.role == SWARM_SEED) {
+		const struct manifest_entry *e = &sw->o.manifest->entries[c];
+
+		return (e->flags & MANIFEST_F_ZERO) ? -1 : (int64_t)e->gen;
+	}
+	if (!sw->store_open || store_state_of(&sw->store, c) != STORE_PRESENT)
+		return -1;
+	return (int64_t)store_gen_of(&sw->store, c);
+}
+
+static int swarm_fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
+{
+	struct swarm *sw = arg;
+	size_t done = 0;
+
+	if (sw->o.role == SWARM_FETCH)
+		return store_read(&sw->store, off, dst, len);
+	while (done < len) {
+		ssize_t n = pread(sw->o.image_fd, dst + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("reading image at offset %llu: %s",
+				  (unsigned long long)(off + done), n < 0 ? strerror(errno) : "EOF");
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void send_have_map(struct swarm *sw, struct speer *sp)
+{
+	/* In parts that fit a message: 8 bits per byte of the bitmap. */
+	const uint32_t per_msg = (WIRE_MAX_MSG - 16) * 8;
+	uint32_t n = chunk_count(sw);
+
+	for (uint32_t first = 0; first < n; first += per_msg) {
+		struct wire_msg m = {.type = WIRE_HAVE_MAP};
+		uint32_t count = n - first < per_msg ? n - first : per_msg;
+
+		/* first is a multiple of 8, so the part starts on a byte boundary; the
+		 * serve map keeps bits past the end clear. */
+		m.u.have_map.first = first;
+		m.u.have_map.count = count;
+		m.u.have_map.bits = sw->serve_map + first / 8;
+		peer_send(sp->p, &m);
+	}
+}
+
+static void reject(struct speer *sp, const struct wire_block *b, uint16_t code)
+{
+	struct wire_msg m = {.type = WIRE_REJECT};
+
+	m.u.reject.blk = *b;
+	m.u.reject.code = code;
+	peer_send(sp->p, &m);
+}
+
+/* Send queued pieces while the peer's output has room: highest priority first. */
+static void serve_pump(struct speer *sp)
+{
+	struct swarm *sw = sp->sw;
+	const struct manifest_root *r = swarm_root(sw);
+
+	while (sp->nupq > 0 && sp->p->state == PEER_READY && !peer_out_full(sp->p)) {
+		int best = 0;
+		struct upreq q;
+		uint64_t off;
+
+		for (int i = 1; i < sp->nupq; i++)
+			if (sp->upq[i].prio > sp->upq[best].prio)
+				best = i;
+		q = sp->upq[best];
+		memmove(&sp->upq[best], &sp->upq[best + 1],
+			(size_t)(sp->nupq - best - 1) * sizeof(q));
+		sp->nupq--;
+		/* The chunk may have changed since the request was queued. */
+		if (swarm_serve_gen(sw, q.blk.chunk) != (int64_t)q.blk.gen) {
+			reject(sp, &q.blk, WIRE_E_GENERATION);
+			continue;
+		}
+		off = (uint64_t)q.blk.chunk * r->chunk_size + q.blk.offset;
+		if (peer_send_piece(sp->p, q.blk.chunk, q.blk.gen, q.blk.offset, q.blk.length,
+				    swarm_fill, sw, off) != 0) {
+			peer_close_error(sp->p, WIRE_E_INTERNAL, "cannot read chunk %u",
+					 q.blk.chunk);
+			return;
+		}
+		sw->st.bytes_served += q.blk.length;
+	}
+	if (sp->nupq < SWARM_UPQ_MAX / 2)
+		peer_resume_read(sp->p);
+}
+
+static void serve_request(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	const struct wire_block *b = &m->u.request.blk;
+	int64_t gen;
+
+	if (!sw->o.manifest && !sw->have_root) {
+		reject(sp, b, WIRE_E_UNAVAILABLE);
+		return;
+	}
+	if (b->chunk >= chunk_count(sw) ||
+	    (uint64_t)b->offset + b->length > manifest_chunk_len(swarm_root(sw), b->chunk)) {
+		reject(sp, b, WIRE_E_RANGE);
+		return;
+	}
+	gen = swarm_serve_gen(sw, b->chunk);
+	if (gen < 0) {
+		int zero = sw->o.role == SWARM_SEED &&
+			   (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO);
+
+		reject(sp, b, zero ? WIRE_E_ZERO : WIRE_E_UNAVAILABLE);
+		return;
+	}
+	if ((uint64_t)gen != b->gen) {
+		reject(sp, b, WIRE_E_GENERATION);
+		return;
+	}
+	if (sp->nupq >= SWARM_UPQ_MAX) {
+		/* We paused reading at the bound; a peer that still overflows it is broken. */
+		peer_close_error(sp->p, WIRE_E_BUSY, "more than %d requests queued",
+				 SWARM_UPQ_MAX);
+		return;
+	}
+	sp->upq[sp->nupq].blk = *b;
+	sp->upq[sp->nupq].prio = m->u.request.prio;
+	sp->nupq++;
+	if (sp->nupq >= SWARM_UPQ_MAX)
+		peer_pause_read(sp->p);
+	serve_pump(sp);
+}
+
+static void serve_cancel(struct speer *sp, const struct wire_block *b)
+{
+	for (int i = 0; i < sp->nupq; i++) {
+		struct wire_block *q = &sp->upq[i].blk;
+
+		if (q->chunk == b->chunk && q->gen == b->gen && q->offset == b->offset &&
+		    q->length == b->length) {
+			memmove(&sp->upq[i], &sp->upq[i + 1],
+				(size_t)(sp->nupq - i - 1) * sizeof(sp->upq[0]));
+			sp->nupq--;
+			return;
+		}
+	}
+}
+
+static void serve_page(struct speer *sp, uint32_t page)
+{
+	struct swarm *sw = sp->sw;
+	struct wire_msg m = {.type = WIRE_PAGE};
+	size_t n;
+
+	if (sw->o.role != SWARM_SEED || page >= sw->o.manifest->root.page_count) {
+		peer_close_error(sp->p, WIRE_E_RANGE, "no page %u", page);
+		return;
+	}
+	n = manifest_page_encode(sw->o.manifest, page, sw->page_buf,
+				 MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
+	m.u.page.page = page;
+	m.u.page.root_gen = sw->o.manifest->root.generation;
+	m.u.page.data = sw->page_buf;
+	m.u.page.len = (uint32_t)n;
+	peer_send(sp->p, &m);
+}
+
+static void serve_receipt(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	struct wire_msg ack = {.type = WIRE_RECEIPT_ACK};
+	struct manifest_receipt rc;
+	const struct manifest_root *r = swarm_root(sw);
+	char who[2 * VCRYPTO_PK_LEN + 1];
+	const char *why = NULL;
+
+	if (manifest_receipt_decode(m->u.blob.data, m->u.blob.len, &rc) != 0)
+		why = "malformed or badly signed receipt";
+	else if (memcmp(rc.volume_id, r->volume_id, MANIFEST_ID_LEN) != 0)
+		why = "receipt for another volume";
+	else if (rc.generation != r->generation || memcmp(rc.root_hash, r->root_hash, 32) != 0)
+		why = "receipt for another generation of the volume";
+	if (why != NULL) {
+		log_warn("peer %s: %s", sp->p->name, why);
+		ack.u.error.code = WIRE_E_BAD_RECEIPT;
+		ack.u.error.text = why;
+		ack.u.error.text_len = (uint16_t)strlen(why);
+		peer_send(sp->p, &ack);
+		return;
+	}
+	hex_encode(rc.signer, VCRYPTO_PK_LEN, who);
+	/* Count distinct signers: a list is fine, N is small. */
+	int known = 0;
+
+	for (uint64_t i = 0; i < sw->nsigners; i++)
+		if (memcmp(sw->signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
+			known = 1;
+	if (!known) {
+		sw->signers = xrealloc(sw->signers, (size_t)(sw->nsigners + 1) * sizeof(*sw->signers));
+		memcpy(sw->signers[sw->nsigners++], rc.signer, VCRYPTO_PK_LEN);
+		sw->st.receipts = sw->nsigners;
+	}
+	log_info("receipt from %s (peer %s): holds generation %llu complete%s", who,
+		 sp->p->name, (unsigned long long)rc.generation, known ? " (again)" : "");
+	peer_send(sp->p, &ack);
+	if (sw->o.exit_after_receipts > 0 && sw->st.receipts >= (uint64_t)sw->o.exit_after_receipts) {
+		log_info("%llu receipts received: the source's data is no longer needed",
+			 (unsigned long long)sw->st.receipts);
+		swarm_finish(sw, 0);
+	}
+}
+
+/* ---- Fetching --------------------------------------------------------- */
+
+static void want_push(struct swarm *sw, uint32_t c)
+{
+	if (sw->want_tail == sw->want_cap) {
+		/* Compact first; grow only if the FIFO is really full. */
+		if (sw->want_head > 0) {
+			memmove(sw->want, sw->want + sw->want_head,
+				(sw->want_tail - sw->want_head) * sizeof(uint32_t));
+			sw->want_tail -= sw->want_head;
+			sw->want_head = 0;
+		}
+		if (sw->want_tail == sw->want_cap) {
+			sw->want_cap = sw->want_cap ? 2 * sw->want_cap : 1024;
+			sw->want = xrealloc(sw->want, sw->want_cap * sizeof(uint32_t));
+		}
+	}
+	sw->want[sw->want_tail++] = c;
+}
+
+static const struct manifest_entry *entry_of(const struct swarm *sw, uint32_t c)
+{
+	const struct manifest_entry *pe = sw->page_entries[c / MANIFEST_PAGE_ENTRIES];
+
+	return pe ? &pe[c % MANIFEST_PAGE_ENTRIES] : NULL;
+}
+
+static void page_done(struct swarm *sw, uint32_t page)
+{
+	free(sw->page_entries[page]);
+	sw->page_entries[page] = NULL;
+	sw->page_status[page] = PAGE_DONE;
+	sw->pages_held--;
+	sw->pages_done++;
+}
+
+static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest_root *r)
+{
+	char size[32];
+
+	sw->root = *r; /* takes ownership of r->page_hash */
+	memset(r, 0, sizeof(*r));
+	if (store_open(&sw->store, sw->o.out_path, sw->root.volume_id, sw->root.image_size,
+		       sw->root.chunk_size, sw->o.store_flags) != 0) {
+		swarm_finish(sw, -1);
+		return;
+	}
+	sw->store_open = 1;
+	sw->have_root = 1;
+	sw->st.chunks_total = sw->root.chunk_count;
+	sw->page_entries = xcalloc(sw->root.page_count, sizeof(*sw->page_entries));
+	sw->page_status = xcalloc(sw->root.page_count, 1);
+	sw->page_left = xcalloc(sw->root.page_count, sizeof(uint32_t));
+	sw->page_from = xcalloc(sw->root.page_count, sizeof(struct speer *));
+	sw->serve_map = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
+		fatal("cannot encode the manifest root");
+	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
+		 fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
+		 sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
+}
+
+static void fetch_root(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	struct manifest_root r;
+
+	if (manifest_root_decode(m->u.blob.data, m->u.blob.len, &r) != 0) {
+		peer_close_error(sp->p, WIRE_E_PROTOCOL, "malformed manifest root");
+		return;
+	}
+	if (manifest_root_verify(&r, sw->o.source_key) != 0) {
+		manifest_root_free(&r);
+		log_error("peer %s sent a manifest whose signature does not verify against the "
+			  "source key: refusing it",
+			  sp->p->name);
+		peer_close_error(sp->p, WIRE_E_AUTH, "manifest signature does not verify");
+		return;
+	}
+	if (memcmp(r.volume_id, sw->o.volume_id, MANIFEST_ID_LEN) != 0) {
+		manifest_root_free(&r);
+		peer_close_error(sp->p, WIRE_E_WRONG_VOLUME, "manifest of another volume");
+		return;
+	}
+	if (sw->have_root) {
+		int same = memcmp(r.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN) == 0;
+
+		manifest_root_free(&r);
+		if (!same) {
+			/* v1 has no deltas: a different signed root is a different generation
+			 * we cannot reconcile. */
+			peer_close_error(sp->p, WIRE_E_GENERATION,
+					 "peer holds another generation of the manifest");
+			return;
+		}
+	} else {
+		fetch_adopt_root(sw, sp, &r);
+		if (sw->finished)
+			return;
+	}
+	sp->root_seen = 1;
+	sp->have = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	swarm_schedule(sw);
+}
+
+static void fetch_have_map(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	uint32_t first = m->u.have_map.first, count = m->u.have_map.count;
+
+	if (sp->have == NULL)
+		return; /* sent before its ROOT reached us: ignored, a later HAVE fixes it */
+	if ((uint64_t)first + count > sw->root.chunk_count) {
+		peer_close_error(sp->p, WIRE_E_RANGE, "have-map beyond the volume");
+		return;
+	}
+	for (uint32_t i = 0; i < count; i++)
+		if (bit_get(m->u.have_map.bits, i))
+			bit_set(sp->have, first + i);
+	swarm_schedule(sw);
+}
+
+static void fetch_page(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	uint32_t page = m->u.page.page;
+	struct manifest_entry *e;
+	uint32_t n, left = 0;
+
+	if (!sw->have_root || page >= sw->root.page_count || sw->page_status[page] != PAGE_ASKED ||
+	    sw->page_from[page] != sp) {
+		peer_close_error(sp->p, WIRE_E_PROTOCOL, "unrequested page %u", page);
+		return;
+	}
+	e = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*e));
+	if (m->u.page.root_gen != sw->root.generation ||
+	    manifest_page_decode(&sw->root, page, m->u.page.data, m->u.page.len, e) != 0) {
+		free(e);
+		sw->page_status[page] = PAGE_NONE;
+		sw->page_from[page] = NULL;
+		sw->pages_held--;
+		if (page < sw->next_page)
+			sw->next_page = page;
+		log_error("peer %s sent page %u of the chunk table that does not match the signed "
+			  "root: dropping the peer",
+			  sp->p->name, page);
+		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
+		return;
+	}
+	sw->page_entries[page] = e;
+	sw->page_status[page] = PAGE_LOADED;
+	sw->page_from[page] = NULL;
+	n = manifest_page_len(&sw->root, page);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t c = page * MANIFEST_PAGE_ENTRIES + i;
+		enum store_state s = store_state_of(&sw->store, c);
+		uint64_t g = store_gen_of(&sw->store, c);
+
+		if (e[i].flags & MANIFEST_F_ZERO) {
+			sw->st.chunks_zero++;
+			if (!(s == STORE_ZERO && g == e[i].gen) &&
+			    store_put_zero(&sw->store, c, e[i].gen) != 0) {
+				swarm_finish(sw, -1);
+				return;
+			}
+		} else if (s == STORE_PRESENT && g == e[i].gen) {
+			sw->st.chunks_resumed++;
+			bit_set(sw->serve_map, c);
+		} else {
+			want_push(sw, c);
+			left++;
+		}
+	}
+	sw->page_left[page] = left;
+	if (left == 0)
+		page_done(sw, page);
+	sw->last_progress_ns = now_ns();
+	swarm_schedule(sw);
+}
+
+static struct xfer *xfer_find(struct swarm *sw, uint32_t chunk, const struct speer *from)
+{
+	for (int i = 0; i < sw->nxfers; i++)
+		if (sw->xfers[i].chunk == chunk && sw->xfers[i].from == from)
+			return &sw->xfers[i];
+	return NULL;
+}
+
+static void xfer_drop(struct swarm *sw, struct xfer *x, int requeue)
+{
+	if (requeue)
+		want_push(sw, x->chunk);
+	free(x->buf);
+	*x = sw->xfers[--sw->nxfers];
+}
+
+static uint32_t block_count(uint32_t len)
+{
+	return (len + WIRE_MAX_BLOCK - 1) / WIRE_MAX_BLOCK;
+}
+
+/* A whole chunk arrived: verify, store, account. */
+static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
+{
+	const struct manifest_entry *e = entry_of(sw, x->chunk);
+	uint8_t h[VCRYPTO_HASH_LEN];
+	uint32_t page = x->chunk / MANIFEST_PAGE_ENTRIES;
+	struct speer *from = x->from;
+
+	vcrypto_hash(h, x->buf, x->len);
+	if (e == NULL || vcrypto_memcmp(h, e->hash, VCRYPTO_HASH_LEN) != 0) {
+		sw->st.bad_pieces++;
+		log_warn("chunk %u from peer %s does not match its signed hash: discarded, "
+			 "dropping the peer",
+			 x->chunk, from->p->name);
+		xfer_drop(sw, x, 1);
+		if (from->addr >= 0)
+			from->sw->addrs[from->addr].dead = 1;
+		peer_close_error(from->p, WIRE_E_BAD_DATA, "chunk %u failed verification",
+				 x->chunk);
+		return;
+	}
+	if (store_put(&sw->store, x->chunk, x->gen, x->buf, x->len) != 0) {
+		xfer_drop(sw, x, 0);
+		swarm_finish(sw, -1);
+		return;
+	}
+	sw->st.chunks_fetched++;
+	sw->st.bytes_fetched += x->len;
+	sw->last_progress_ns = now_ns();
+	xfer_drop(sw, x, 0);
+	if (--sw->page_left[page] == 0)
+		page_done(sw, page);
+	if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES && store_commit(&sw->store) < 0)
+		swarm_finish(sw, -1);
+}
+
+static void fetch_piece(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	struct xfer *x = sw->have_root ? xfer_find(sw, m->u.piece.chunk, sp) : NULL;
+	uint32_t off = m->u.piece.offset, len = m->u.piece.len, blk, want_len;
+
+	if (x == NULL || m->u.piece.gen != x->gen || off % WIRE_MAX_BLOCK != 0) {
+		peer_close_error(sp->p, WIRE_E_PROTOCOL, "unrequested piece of chunk %u",
+				 m->u.piece.chunk);
+		return;
+	}
+	blk = off / WIRE_MAX_BLOCK;
+	want_len = x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
+	if (off >= x->len || len != want_len || !(x->blocks_missing & (1u << blk))) {
+		peer_close_error(sp->p, WIRE_E_PROTOCOL, "piece of chunk %u at %u does not match "
+				 "a request", m->u.piece.chunk, off);
+		return;
+	}
+	memcpy(x->buf + off, m->u.piece.data, len);
+	x->blocks_missing &= ~(1u << blk);
+	sp->inflight_bytes -= len;
+	if (x->blocks_missing == 0)
+		fetch_chunk_done(sw, x);
+	swarm_schedule(sw);
+}
+
+static void fetch_reject(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	const struct wire_block *b = &m->u.reject.blk;
+	struct xfer *x = sw->have_root ? xfer_find(sw, b->chunk, sp) : NULL;
+
+	if (x == NULL)
+		return; /* the transfer was already given up */
+	log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
+		 wire_code_name(m->u.reject.code));
+	for (uint32_t i = 0; i < block_count(x->len); i++)
+		if (x->blocks_missing & (1u << i))
+			sp->inflight_bytes -= (x->len - i * WIRE_MAX_BLOCK < WIRE_MAX_BLOCK)
+						      ? x->len - i * WIRE_MAX_BLOCK
+						      : WIRE_MAX_BLOCK;
+	/* Another peer may have it; this one said it does not. */
+	bit_clear(sp->have, b->chunk);
+	xfer_drop(sw, x, 1);
+	swarm_schedule(sw);
+}
+
+static void fetch_receipt_ack(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+
+	if (m->u.error.code == WIRE_OK) {
+		log_info("the source accepted our completion receipt");
+		sw->st.receipt_acked = 1;
+	} else {
+		log_warn("the source refused our receipt: %.*s", (int)m->u.error.text_len,
+			 m->u.error.text);
+	}
+	if (sw->complete)
+		swarm_finish(sw, 0);
+}
+
+/* Ask for pages while the window has room. */
+static void fetch_pages(struct swarm *sw)
+{
+	while (sw->pages_held < SWARM_PAGE_WINDOW && sw->next_page < sw->root.page_count) {
+		struct speer *best = NULL;
+		struct wire_msg m = {.type = WIRE_GET_PAGE};
+		uint32_t page = sw->next_page;
+
+		if (sw->page_status[page] != PAGE_NONE) {
+			sw->next_page++;
+			continue;
+		}
+		/* Any peer that gave us its root can give us pages; prefer the source. */
+		for (struct speer *sp = sw->peers; sp; sp = sp->next)
+			if (sp->root_seen && sp->p->state == PEER_READY &&
+			    (best == NULL || (sp->p->is_source && !best->p->is_source)))
+				best = sp;
+		if (best == NULL)
+			return;
+		m.u.get_page.page = page;
+		if (peer_send(best->p, &m) != 0)
+			return;
+		sw->page_status[page] = PAGE_ASKED;
+		sw->page_from[page] = best;
+		sw->pages_held++;
+		sw->next_page++;
+	}
+}
+
+/* Fill one peer's pipeline with requests for chunks it has. */
+static void fetch_requests(struct swarm *sw, struct speer *sp)
+{
+	uint32_t scanned = 0, n = sw->want_tail - sw->want_head;
+
+	while (sp->inflight_bytes < SWARM_INFLIGHT_MAX && sw->nxfers < SWARM_XFER_MAX &&
+	       scanned < n && sw->want_head < sw->want_tail) {
+		uint32_t c = sw->want[sw->want_head++];
+		const struct manifest_entry *e = entry_of(sw, c);
+		struct xfer *x;
+
+		scanned++;
+		if (!bit_get(sp->have, c) || e == NULL) {
+			want_push(sw, c); /* someone else may have it */
+			continue;
+		}
+		x = &sw->xfers[sw->nxfers++];
+		x->chunk = c;
+		x->gen = e->gen;
+		x->len = manifest_chunk_len(&sw->root, c);
+		x->buf = xmalloc(x->len);
+		x->from = sp;
+		x->blocks_missing = (uint32_t)((1ull << block_count(x->len)) - 1);
+		for (uint32_t off = 0; off < x->len; off += WIRE_MAX_BLOCK) {
+			struct wire_msg m = {.type = WIRE_REQUEST};
+
+			m.u.request.blk.chunk = c;
+			m.u.request.blk.gen = x->gen;
+			m.u.request.blk.offset = off;
+			m.u.request.blk.length =
+				x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
+			m.u.request.prio = WIRE_PRIO_BACKGROUND;
+			peer_send(sp->p, &m);
+		}
+		sp->inflight_bytes += x->len;
+	}
+}
+
+static void swarm_schedule(struct swarm *sw)
+{
+	if (sw->o.role != SWARM_FETCH || !sw->have_root || sw->finished)
+		return;
+	fetch_pages(sw);
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp->root_seen && sp->p->state == PEER_READY)
+			fetch_requests(sw, sp);
+	swarm_check_complete(sw);
+}
+
+static void send_receipt(struct swarm *sw)
+{
+	struct manifest_receipt rc;
+	uint8_t blob[MANIFEST_RECEIPT_LEN];
+	struct wire_msg m = {.type = WIRE_RECEIPT};
+
+	memset(&rc, 0, sizeof(rc));
+	memcpy(rc.volume_id, sw->root.volume_id, MANIFEST_ID_LEN);
+	rc.generation = sw->root.generation;
+	memcpy(rc.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN);
+	rc.timestamp = (uint64_t)time(NULL);
+	manifest_receipt_sign(&rc, sw->o.identity);
+	manifest_receipt_encode(&rc, blob);
+	m.u.blob.data = blob;
+	m.u.blob.len = sizeof(blob);
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp->p->state == PEER_READY && sp->p->is_source && peer_send(sp->p, &m) == 0) {
+			sw->receipt_sent = 1;
+			log_info("sent completion receipt to the source (%s)", sp->p->name);
+			return;
+		}
+}
+
+static void swarm_check_complete(struct swarm *sw)
+{
+	if (sw->complete || sw->pages_done < sw->root.page_count || sw->nxfers > 0)
+		return;
+	if (store_commit(&sw->store) < 0) {
+		swarm_finish(sw, -1);
+		return;
+	}
+	sw->complete = 1;
+	log_info("volume complete and verified: %llu chunks fetched, %llu already present, "
+		 "%llu zero",
+		 (unsigned long long)sw->st.chunks_fetched,
+		 (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
+	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * 1000000000u;
+	send_receipt(sw);
+}
+
+/* ---- Peers ------------------------------------------------------------ */
+
+static struct speer *speer_new(struct swarm *sw, int addr)
+{
+	struct speer *sp = xcalloc(1, sizeof(*sp));
+
+	sp->sw = sw;
+	sp->addr = addr;
+	sp->next = sw->peers;
+	sw->peers = sp;
+	return sp;
+}
+
+static void speer_unlink_free(struct swarm *sw, struct speer *sp)
+{
+	for (struct speer **pp = &sw->peers; *pp; pp = &(*pp)->next)
+		if (*pp == sp) {
+			*pp = sp->next;
+			break;
+		}
+	free(sp->have);
+	free(sp);
+}
+
+static void on_ready(struct peer *p)
+{
+	struct speer *sp = p->owner;
+	struct wire_msg m = {.type = WIRE_GET_ROOT};
+
+	log_info("peer %s: connected%s", p->name, p->is_source ? " (source)" : "");
+	if (sp->addr >= 0)
+		sp->sw->addrs[sp->addr].backoff_s = 0;
+	if (sp->sw->o.role == SWARM_FETCH) {
+		peer_send(p, &m);
+		if (sp->sw->complete && !sp->sw->receipt_sent)
+			send_receipt(sp->sw);
+	}
+}
+
+static void on_msg(struct peer *p, const struct wire_msg *m)
+{
+	struct speer *sp = p->owner;
+	struct swarm *sw = sp->sw;
+	int serving = sw->o.role == SWARM_SEED || sw->have_root;
+
+	switch (m->type) {
+	case WIRE_GET_ROOT:
+		if (!serving) {
+			peer_close_error(p, WIRE_E_UNAVAILABLE, "no manifest here yet");
+			return;
+		}
+		{
+			struct wire_msg r = {.type = WIRE_ROOT};
+
+			r.u.blob.data = sw->root_blob;
+			r.u.blob.len = (uint32_t)sw->root_blob_len;
+			peer_send(p, &r);
+			send_have_map(sw, sp);
+		}
+		return;
+	case WIRE_GET_PAGE:
+		serve_page(sp, m->u.get_page.page);
+		return;
+	case WIRE_REQUEST:
+		serve_request(sp, m);
+		return;
+	case WIRE_CANCEL:
+		serve_cancel(sp, &m->u.cancel);
+		return;
+	case WIRE_RECEIPT:
+		if (sw->o.role != SWARM_SEED) {
+			peer_close_error(p, WIRE_E_PROTOCOL, "receipts go to the source");
+			return;
+		}
+		serve_receipt(sp, m);
+		return;
+	case WIRE_DELTA:
+		return; /* reserved in v1: ignored */
+	default:
+		break;
+	}
+	if (sw->o.role != SWARM_FETCH) {
+		peer_close_error(p, WIRE_E_PROTOCOL, "unexpected %s", wire_type_name(m->type));
+		return;
+	}
+	switch (m->type) {
+	case WIRE_ROOT:
+		fetch_root(sp, m);
+		break;
+	case WIRE_PAGE:
+		fetch_page(sp, m);
+		break;
+	case WIRE_HAVE_MAP:
+		fetch_have_map(sp, m);
+		break;
+	case WIRE_HAVE:
+		if (sp->have != NULL && m->u.have.chunk < sw->root.chunk_count) {
+			bit_set(sp->have, m->u.have.chunk);
+			swarm_schedule(sw);
+		}
+		break;
+	case WIRE_PIECE:
+		fetch_piece(sp, m);
+		break;
+	case WIRE_REJECT:
+		fetch_reject(sp, m);
+		break;
+	case WIRE_RECEIPT_ACK:
+		fetch_receipt_ack(sp, m);
+		break;
+	default:
+		peer_close_error(p, WIRE_E_PROTOCOL, "unexpected %s", wire_type_name(m->type));
+	}
+}
+
+static void on_drain(struct peer *p)
+{
+	serve_pump(p->owner);
+}
+
+static void on_close(struct peer *p, int fatal_err, const char *reason)
+{
+	struct speer *sp = p->owner;
+	struct swarm *sw = sp->sw;
+
+	if (sp->addr >= 0) {
+		struct addr *a = &sw->addrs[sp->addr];
+
+		a->sp = NULL;
+		snprintf(a->last_error, sizeof(a->last_error), "%s", reason);
+		if (fatal_err)
+			a->dead = 1;
+		a->backoff_s = a->backoff_s ? a->backoff_s * 2 : 1;
+		if (a->backoff_s > SWARM_BACKOFF_MAX_S)
+			a->backoff_s = SWARM_BACKOFF_MAX_S;
+		a->next_try_ns = now_ns() + (uint64_t)a->backoff_s * 1000000000u;
+		if (fatal_err)
+			log_error("peer %s: %s", p->name, reason);
+		else
+			log_info("peer %s: disconnected: %s", p->name, reason);
+	} else {
+		log_info("peer %s: disconnected: %s", p->name, reason);
+	}
+	/* Give back what was in flight from this peer. */
+	for (int i = sw->nxfers - 1; i >= 0; i--)
+		if (sw->xfers[i].from == sp)
+			xfer_drop(sw, &sw->xfers[i], 1);
+	if (sw->page_status != NULL)
+		for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
+			if (sw->page_status[pg] == PAGE_ASKED && sw->page_from[pg] == sp) {
+				sw->page_status[pg] = PAGE_NONE;
+				sw->page_from[pg] = NULL;
+				sw->pages_held--;
+				if (pg < sw->next_page)
+					sw->next_page = pg;
+			}
+	speer_unlink_free(sw, sp);
+	swarm_schedule(sw);
+}
+
+static void swarm_connect(struct swarm *sw, int i)
+{
+	struct addr *a = &sw->addrs[i];
+	struct speer *sp = speer_new(sw, i);
+
+	a->sp = sp;
+	sp->p = peer_connect(&sw->ctx, a->where.host, a->where.port, sp);
+	if (sp->p == NULL) {
+		/* Failed at once; peer_connect does not call on_close then. */
+		a->sp = NULL;
+		a->next_try_ns = now_ns() + 1000000000u;
+		speer_unlink_free(sw, sp);
+	}
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct swarm *sw = arg;
+	struct speer *sp = speer_new(sw, -1);
+
+	(void)l;
+	sp->p = peer_accept(&sw->ctx, fd, sa, salen, sp);
+	if (sp->p == NULL)
+		speer_unlink_free(sw, sp);
+}
+
+static void swarm_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct swarm *sw = arg;
+	uint64_t now = now_ns();
+	int alive = 0;
+
+	(void)fd;
+	(void)what;
+	if (sw->finished)
+		return;
+	if (sw->o.role != SWARM_FETCH)
+		return;
+	if (sw->store_open && sw->store.npending > 0 && store_commit(&sw->store) < 0) {
+		swarm_finish(sw, -1);
+		return;
+	}
+	for (int i = 0; i < sw->naddrs; i++) {
+		struct addr *a = &sw->addrs[i];
+
+		if (a->dead)
+			continue;
+		alive++;
+		if (a->sp == NULL && now >= a->next_try_ns)
+			swarm_connect(sw, i);
+	}
+	if (sw->complete) {
+		if (!sw->receipt_sent)
+			send_receipt(sw);
+		if (now >= sw->receipt_deadline_ns) {
+			log_warn("the source did not acknowledge our receipt within %d s",
+				 SWARM_RECEIPT_WAIT_S);
+			swarm_finish(sw, 0);
+		}
+		return;
+	}
+	if (alive == 0) {
+		log_error("no usable peer left; last errors:");
+		for (int i = 0; i < sw->naddrs; i++)
+			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
+				  sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
+		swarm_finish(sw, -1);
+		return;
+	}
+	if (sw->o.give_up_s > 0 &&
+	    now - sw->last_progress_ns > (uint64_t)sw->o.give_up_s * 1000000000u) {
+		log_error("no progress for %d s; giving up (last errors:)", sw->o.give_up_s);
+		for (int i = 0; i < sw->naddrs; i++)
+			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
+				  sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
+		swarm_finish(sw, -1);
+	}
+}
+
+struct swarm *swarm_new(const struct swarm_opts *o)
+{
+	struct swarm *sw = xcalloc(1, sizeof(*sw));
+	struct timeval tick = {0, 250000};
+
+	sw->o = *o;
+	sw->ops.on_ready = on_ready;
+	sw->ops.on_msg = on_msg;
+	sw->ops.on_drain = on_drain;
+	sw->ops.on_close = on_close;
+	sw->ctx.base = o->base;
+	sw->ctx.ops = &sw->ops;
+	memcpy(sw->ctx.volume_id, o->volume_id, sizeof(sw->ctx.volume_id));
+	memcpy(sw->ctx.source_key, o->source_key, sizeof(sw->ctx.source_key));
+	memcpy(sw->ctx.join_secret, o->join_secret, sizeof(sw->ctx.join_secret));
+	sw->ctx.identity = o->identity;
+	sw->ctx.is_source = o->role == SWARM_SEED;
+	sw->ctx.timeout_s = o->timeout_s > 0 ? o->timeout_s : PEER_TIMEOUT_DEFAULT;
+	sw->ctx.dns = evdns_base_new(o->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (o->upload_rate > 0) {
+		/* Rates are per tick; 50 ms ticks keep the flow smooth. */
+		struct timeval t = {0, 50000};
+		size_t per_tick = (size_t)(o->upload_rate / 20 ? o->upload_rate / 20 : 1);
+		struct ev_token_bucket_cfg *cfg =
+			ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, per_tick,
+						per_tick, &t);
+
+		sw->ctx.upload_limit = bufferevent_rate_limit_group_new(o->base, cfg);
+		/* The group keeps its own copy of the configuration. */
+		ev_token_bucket_cfg_free(cfg);
+	}
+	sw->page_buf = xmalloc(MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
+	if (o->role == SWARM_SEED) {
+		const struct manifest *m = o->manifest;
+
+		if (manifest_root_encode(&m->root, &sw->root_blob, &sw->root_blob_len) != 0)
+			fatal("cannot encode the manifest root");
+		sw->serve_map = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
+		for (uint32_t c = 0; c < m->root.chunk_count; c++)
+			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
+				bit_set(sw->serve_map, c);
+	} else {
+		sw->naddrs = o->npeers;
+		sw->addrs = xcalloc((size_t)(o->npeers ? o->npeers : 1), sizeof(*sw->addrs));
+		for (int i = 0; i < o->npeers; i++)
+			sw->addrs[i].where = o->peers[i];
+	}
+	sw->last_progress_ns = now_ns();
+	sw->tick = event_new(o->base, -1, EV_PERSIST, swarm_tick, sw);
+	event_add(sw->tick, &tick);
+	return sw;
+}
+
+int swarm_listen(struct swarm *sw, const char *host, uint16_t port, uint16_t *bound)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sslen;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		sslen = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		sslen = sizeof(*s6);
+	} else {
+		log_error("cannot listen on %s: not a numeric address", host);
+		return -1;
+	}
+	sw->listener = evconnlistener_new_bind(sw->o.base, on_accept, sw,
+					       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
+					       (struct sockaddr *)&ss, (int)sslen);
+	if (sw->listener == NULL) {
+		log_error("cannot listen on %s port %u: %s", host, port, strerror(errno));
+		return -1;
+	}
+	sslen = sizeof(ss);
+	getsockname(evconnlistener_get_fd(sw->listener), (struct sockaddr *)&ss, &sslen);
+	*bound = ntohs(ss.ss_family == AF_INET6 ? s6->sin6_port : s4->sin_port);
+	return 0;
+}
+
+void swarm_start(struct swarm *sw)
+{
+	for (int i = 0; i < sw->naddrs; i++)
+		swarm_connect(sw, i);
+	if (sw->o.role == SWARM_FETCH && sw->naddrs == 0) {
+		log_error("the URI names no peer to fetch from");
+		swarm_finish(sw, -1);
+	}
+}
+
+int swarm_result(const struct swarm *sw)
+{
+	return sw->result;
+}
+
+void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
+{
+	if (sw->o.role == SWARM_SEED || !sw->have_root) {
+		*done = 0;
+		*total = 0;
+		return;
+	}
+	*total = sw->root.image_size;
+	*done = sw->complete ? sw->root.image_size : sw->store.present_bytes +
+							 sw->store.pending_bytes;
+	if (*done > *total)
+		*done = *total;
+}
+
+const struct swarm_stats *swarm_stats(const struct swarm *sw)
+{
+	return &sw->st;
+}
+
+void swarm_shutdown(struct swarm *sw)
+{
+	if (sw->store_open)
+		store_commit(&sw->store);
+	swarm_finish(sw, sw->complete || sw->o.role == SWARM_SEED ? 0 : -1);
+}
+
+void swarm_free(struct swarm *sw)
+{
+	if (sw == NULL)
+		return;
+	while (sw->peers != NULL) {
+		struct speer *sp = sw->peers;
+
+		if (sp->p->state != PEER_DEAD)
+			peer_close(sp->p, "swarm freed");
+		else
+			speer_unlink_free(sw, sp);
+	}
+	/* Let the deferred frees of the peers run. */
+	event_base_loop(sw->o.base, EVLOOP_NONBLOCK);
+	if (sw->listener)
+		evconnlistener_free(sw->listener);
+	if (sw->tick)
+		event_free(sw->tick);
+	for (int i = 0; i < sw->nxfers; i++)
+		free(sw->xfers[i].buf);
+	if (sw->page_entries)
+		for (uint32_t i = 0; i < sw->root.page_count; i++)
+			free(sw->page_entries[i]);
+	free(sw->page_entries);
+	free(sw->page_status);
+	free(sw->page_left);
+	free(sw->page_from);
+	free(sw->want);
+	free(sw->serve_map);
+	free(sw->root_blob);
+	free(sw->page_buf);
+	free(sw->addrs);
+	free(sw->signers);
+	if (sw->store_open)
+		store_close(&sw->store);
+	if (sw->have_root)
+		manifest_root_free(&sw->root);
+	if (sw->ctx.upload_limit)
+		bufferevent_rate_limit_group_free(sw->ctx.upload_limit);
+	if (sw->ctx.dns)
+		evdns_base_free(sw->ctx.dns, 0);
+	vcrypto_wipe(sw->ctx.join_secret, sizeof(sw->ctx.join_secret));
+	free(sw);
+}

@@ -1,0 +1,52 @@
+/*
+ * util: logging, allocation wrappers that never return NULL, hex, time.
+ */
+#ifndef P2PVBD_UTIL_H
+#define P2PVBD_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+/* Messages go to stderr, prefixed with the program name and level. */
+void log_init(const char *progname, int level);
+int log_level(void);
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_level() >= LOG_DEBUG)                                                      \
+			log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
+	} while (0)
+
+/* For bugs and out-of-memory only: logs and aborts. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Allocation that aborts on failure; the caller owns the result. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void hex_encode(const uint8_t *in, size_t n, char *out);
+/* Exactly 2n hex digits (either case) into n bytes; 0 or -1. */
+int hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+
+/* "1.5 GiB", "312 KiB": into buf of at least 16 bytes; returns buf. */
+char *fmt_bytes(uint64_t n, char *buf, size_t len);
+
+/* Parse "256K", "1M", "4MiB", "65536" into bytes; 0 or -1. */
+int parse_size(const char *s, uint64_t *out);
+
+#endif
