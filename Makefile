@@ -5,7 +5,9 @@
 # and UndefinedBehaviorSanitizer), CC.
 
 BUILD	?= build
-CC	?= gcc
+ifeq ($(origin CC),default)
+CC	:= gcc
+endif
 SAN	?=
 OPT	?= -O2
 
@@ -19,16 +21,16 @@ endif
 MAIN_SRC := p2pvbd/main.c
 LIB_SRC	:= $(filter-out $(MAIN_SRC),$(sort $(wildcard p2pvbd/*.c proto/*.c)))
 HDRS	:= $(wildcard p2pvbd/*.h proto/*.h)
-LIB_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC))
+LIB_OBJ	:= $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
-UNIT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(UNIT_SRC))
+UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps test unit integration fuzz fuzz-smoke demo bench format clean
 
-all: $(BUILD)/p2pvbd
+all: $(BUILD)/p2pvbd $(BUILD)/badpeer
 
-$(BUILD)/%.o: %.c $(HDRS)
+$(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -36,7 +38,11 @@ $(BUILD)/libp2pvbd.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/p2pvbd: $(BUILD)/p2pvbd/main.o $(BUILD)/libp2pvbd.a
+$(BUILD)/p2pvbd: $(BUILD)/obj/p2pvbd/main.o $(BUILD)/libp2pvbd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A misbehaving peer for the integration tests (tests/tools/badpeer.c).
+$(BUILD)/badpeer: $(BUILD)/obj/tests/tools/badpeer.o $(BUILD)/libp2pvbd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libp2pvbd.a

@@ -1,0 +1,486 @@
+/*
+ * manifest: chunk geometry, the signed root, pages of the chunk table and
+ * completion receipts. Pure code: bytes in, structures out (and back). The
+ * byte layouts are in proto/PROTOCOL.md, "Manifest".
+ */
+#include "manifest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "wire.h"
+
+#define MAGIC_LEN          8
+#define ROOT_SIG_LEN       VCRYPTO_SIG_LEN
+#define RECEIPT_SIGNED_LEN (MANIFEST_RECEIPT_LEN - VCRYPTO_SIG_LEN) /* 104 */
+#define RECEIPT_MAGIC      "P2PVRCP1"
+
+_Static_assert(sizeof(MANIFEST_MAGIC) - 1 == MAGIC_LEN, "manifest magic length");
+_Static_assert(sizeof(RECEIPT_MAGIC) - 1 == MAGIC_LEN, "receipt magic length");
+_Static_assert(RECEIPT_SIGNED_LEN == 104, "receipt layout");
+/* A root of MANIFEST_MAX_PAGES pages must fit one ROOT message (type byte + blob). */
+_Static_assert(1 + MANIFEST_ROOT_HDR_LEN + (uint64_t)MANIFEST_MAX_PAGES * VCRYPTO_HASH_LEN +
+                       ROOT_SIG_LEN <=
+                   WIRE_MAX_MSG,
+               "largest root does not fit a message");
+_Static_assert(MANIFEST_MAX_CHUNKS <= UINT32_MAX, "chunk numbers are u32");
+
+/* Offsets in the root header. */
+enum {
+	RH_MAGIC = 0,
+	RH_VERSION = 8,
+	RH_FLAGS = 10,
+	RH_CHUNK_SIZE = 12,
+	RH_IMAGE_SIZE = 16,
+	RH_VOLUME_ID = 24,
+	RH_GENERATION = 40,
+	RH_PAGE_ENTRIES = 48,
+	RH_PAGE_COUNT = 52,
+	RH_RESERVED = 56,
+	RH_END = 64,
+};
+_Static_assert(RH_END == MANIFEST_ROOT_HDR_LEN, "root header layout");
+
+/* Offsets in a page entry. */
+enum {
+	PE_GEN = 0,
+	PE_FLAGS = 8,
+	PE_RESERVED = 12,
+	PE_HASH = 16,
+	PE_END = 48,
+};
+_Static_assert(PE_END == MANIFEST_ENTRY_LEN, "page entry layout");
+
+/* Offsets in a receipt. */
+enum {
+	RC_MAGIC = 0,
+	RC_VOLUME_ID = 8,
+	RC_GENERATION = 24,
+	RC_ROOT_HASH = 32,
+	RC_TIMESTAMP = 64,
+	RC_SIGNER = 72,
+	RC_SIG = 104,
+	RC_END = 168,
+};
+_Static_assert(RC_END == MANIFEST_RECEIPT_LEN, "receipt layout");
+_Static_assert(RC_SIG == RECEIPT_SIGNED_LEN, "receipt layout");
+
+int manifest_chunk_size_valid(uint32_t chunk_size)
+{
+	return chunk_size >= MANIFEST_CHUNK_MIN && chunk_size <= MANIFEST_CHUNK_MAX &&
+	       (chunk_size & (chunk_size - 1)) == 0;
+}
+
+/* ceil(image_size / chunk_size), or 0 if that is 0 or does not fit the limits. */
+uint32_t manifest_chunk_count(uint64_t image_size, uint32_t chunk_size)
+{
+	uint64_t n;
+
+	if (chunk_size == 0 || image_size == 0)
+		return 0;
+	n = image_size / chunk_size + (image_size % chunk_size != 0);
+	if (n > MANIFEST_MAX_CHUNKS)
+		return 0;
+	return (uint32_t)n;
+}
+
+/* Bytes in chunk `chunk`: chunk_size except for a short last chunk; 0 if out of range. */
+uint32_t manifest_chunk_len(const struct manifest_root *r, uint32_t chunk)
+{
+	if (chunk >= r->chunk_count)
+		return 0;
+	if (chunk + 1 < r->chunk_count)
+		return r->chunk_size;
+	return (uint32_t)(r->image_size - (uint64_t)chunk * r->chunk_size);
+}
+
+/* Entries in page `page`: MANIFEST_PAGE_ENTRIES except for the last page; 0 if out of range. */
+uint32_t manifest_page_len(const struct manifest_root *r, uint32_t page)
+{
+	uint64_t first = (uint64_t)page * MANIFEST_PAGE_ENTRIES;
+
+	if (page >= r->page_count || first >= r->chunk_count)
+		return 0;
+	if (r->chunk_count - first < MANIFEST_PAGE_ENTRIES)
+		return (uint32_t)(r->chunk_count - first);
+	return MANIFEST_PAGE_ENTRIES;
+}
+
+static uint32_t page_count_for(uint32_t chunk_count)
+{
+	return (uint32_t)(((uint64_t)chunk_count + MANIFEST_PAGE_ENTRIES - 1) /
+	                  MANIFEST_PAGE_ENTRIES);
+}
+
+/*
+ * Check the volume parameters and derive the counts. Used by build, encode
+ * and decode alike, so that nothing can encode a root that decode refuses.
+ * 0 or -1 (logged).
+ */
+static int geometry(uint64_t image_size, uint32_t chunk_size, uint32_t *chunk_count,
+                    uint32_t *page_count)
+{
+	if (!manifest_chunk_size_valid(chunk_size)) {
+		log_warn("manifest: chunk size %u is not a power of two in [%u, %u]", chunk_size,
+		         MANIFEST_CHUNK_MIN, MANIFEST_CHUNK_MAX);
+		return -1;
+	}
+	if (image_size == 0) {
+		log_warn("manifest: image size is zero");
+		return -1;
+	}
+	*chunk_count = manifest_chunk_count(image_size, chunk_size);
+	if (*chunk_count == 0) {
+		log_warn("manifest: image size %llu needs more than %llu chunks of %u bytes",
+		         (unsigned long long)image_size, (unsigned long long)MANIFEST_MAX_CHUNKS,
+		         chunk_size);
+		return -1;
+	}
+	*page_count = page_count_for(*chunk_count);
+	return 0;
+}
+
+/* The fixed 64-byte header of the root, from r's parameters. */
+static void root_header_encode(const struct manifest_root *r, uint8_t out[MANIFEST_ROOT_HDR_LEN])
+{
+	memcpy(out + RH_MAGIC, MANIFEST_MAGIC, MAGIC_LEN);
+	wire_put16(out + RH_VERSION, r->version);
+	wire_put16(out + RH_FLAGS, 0);
+	wire_put32(out + RH_CHUNK_SIZE, r->chunk_size);
+	wire_put64(out + RH_IMAGE_SIZE, r->image_size);
+	memcpy(out + RH_VOLUME_ID, r->volume_id, MANIFEST_ID_LEN);
+	wire_put64(out + RH_GENERATION, r->generation);
+	wire_put32(out + RH_PAGE_ENTRIES, MANIFEST_PAGE_ENTRIES);
+	wire_put32(out + RH_PAGE_COUNT, r->page_count);
+	memset(out + RH_RESERVED, 0, RH_END - RH_RESERVED);
+}
+
+/* root_hash = BLAKE2b-256(header || page hashes): what the signature covers. */
+static void root_hash_compute(const struct manifest_root *r, uint8_t out[VCRYPTO_HASH_LEN])
+{
+	uint8_t hdr[MANIFEST_ROOT_HDR_LEN];
+	struct vcrypto_hash_state st;
+
+	root_header_encode(r, hdr);
+	vcrypto_hash_init(&st);
+	vcrypto_hash_update(&st, hdr, sizeof(hdr));
+	vcrypto_hash_update(&st, r->page_hash, (size_t)r->page_count * VCRYPTO_HASH_LEN);
+	vcrypto_hash_final(&st, out);
+}
+
+static void entry_encode(const struct manifest_entry *e, uint8_t out[MANIFEST_ENTRY_LEN])
+{
+	wire_put64(out + PE_GEN, e->gen);
+	wire_put32(out + PE_FLAGS, e->flags);
+	wire_put32(out + PE_RESERVED, 0);
+	memcpy(out + PE_HASH, e->hash, VCRYPTO_HASH_LEN);
+}
+
+/* Encode entries [first, first + n) of a table into out (n * ENTRY_LEN bytes). */
+static void entries_encode(const struct manifest_entry *e, uint32_t n, uint8_t *out)
+{
+	for (uint32_t i = 0; i < n; i++)
+		entry_encode(&e[i], out + (size_t)i * MANIFEST_ENTRY_LEN);
+}
+
+/*
+ * Takes ownership of entries (root.chunk_count of them) in every case: on
+ * failure they are freed and m is left empty, so a caller never has to
+ * guess whether to free them.
+ */
+int manifest_build(struct manifest *m, const uint8_t volume_id[MANIFEST_ID_LEN],
+                   uint64_t image_size, uint32_t chunk_size, uint64_t generation,
+                   struct manifest_entry *entries, const uint8_t sk[VCRYPTO_SK_LEN])
+{
+	struct manifest_root *r = &m->root;
+	uint8_t *page;
+
+	memset(m, 0, sizeof(*m));
+	if (entries == NULL) {
+		log_error("manifest: build without entries");
+		return -1;
+	}
+	if (geometry(image_size, chunk_size, &r->chunk_count, &r->page_count) < 0)
+		goto fail;
+	/* Refuse here what every receiver's page decoder would refuse. */
+	for (uint32_t i = 0; i < r->chunk_count; i++) {
+		if (entries[i].flags & ~MANIFEST_F_ZERO) {
+			log_error("manifest: chunk %u has unknown flags 0x%x", i, entries[i].flags);
+			goto fail;
+		}
+		if (entries[i].gen > generation) {
+			log_error("manifest: chunk %u generation %llu is after the volume's %llu",
+			          i, (unsigned long long)entries[i].gen,
+			          (unsigned long long)generation);
+			goto fail;
+		}
+	}
+	r->version = MANIFEST_VERSION;
+	memcpy(r->volume_id, volume_id, MANIFEST_ID_LEN);
+	r->image_size = image_size;
+	r->chunk_size = chunk_size;
+	r->generation = generation;
+	r->page_hash = xcalloc(r->page_count, VCRYPTO_HASH_LEN);
+	m->entries = entries;
+
+	page = xmalloc((size_t)MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
+	for (uint32_t p = 0; p < r->page_count; p++) {
+		uint32_t n = manifest_page_len(r, p);
+
+		entries_encode(entries + (size_t)p * MANIFEST_PAGE_ENTRIES, n, page);
+		vcrypto_hash(r->page_hash[p], page, (size_t)n * MANIFEST_ENTRY_LEN);
+	}
+	free(page);
+	root_hash_compute(r, r->root_hash);
+	vcrypto_sign(r->sig, MANIFEST_ROOT_DOMAIN, r->root_hash, VCRYPTO_HASH_LEN, sk);
+	return 0;
+fail:
+	free(entries);
+	memset(m, 0, sizeof(*m));
+	return -1;
+}
+
+void manifest_free(struct manifest *m)
+{
+	manifest_root_free(&m->root);
+	free(m->entries);
+	m->entries = NULL;
+}
+
+/* Allocates *out (the caller frees it). */
+int manifest_root_encode(const struct manifest_root *r, uint8_t **out, size_t *len)
+{
+	uint32_t chunks, pages;
+	size_t n;
+	uint8_t *buf;
+
+	if (geometry(r->image_size, r->chunk_size, &chunks, &pages) < 0)
+		return -1;
+	if (r->version != MANIFEST_VERSION || chunks != r->chunk_count || pages != r->page_count ||
+	    r->page_hash == NULL) {
+		log_error("manifest: root to encode is inconsistent");
+		return -1;
+	}
+	n = MANIFEST_ROOT_HDR_LEN + (size_t)pages * VCRYPTO_HASH_LEN + ROOT_SIG_LEN;
+	buf = xmalloc(n);
+	root_header_encode(r, buf);
+	memcpy(buf + MANIFEST_ROOT_HDR_LEN, r->page_hash, (size_t)pages * VCRYPTO_HASH_LEN);
+	memcpy(buf + n - ROOT_SIG_LEN, r->sig, ROOT_SIG_LEN);
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return 0;
+	return 1;
+}
+
+/* Allocates r->page_hash on success (manifest_root_free releases it). */
+int manifest_root_decode(const uint8_t *in, size_t len, struct manifest_root *r)
+{
+	uint32_t chunk_size, page_entries, page_count, chunks, pages;
+	uint64_t image_size;
+	uint16_t version, flags;
+
+	memset(r, 0, sizeof(*r));
+	if (len < MANIFEST_ROOT_HDR_LEN + ROOT_SIG_LEN) {
+		log_warn("manifest: root of %zu bytes is too short", len);
+		return -1;
+	}
+	if (memcmp(in + RH_MAGIC, MANIFEST_MAGIC, MAGIC_LEN) != 0) {
+		log_warn("manifest: root has bad magic");
+		return -1;
+	}
+	version = wire_get16(in + RH_VERSION);
+	flags = wire_get16(in + RH_FLAGS);
+	chunk_size = wire_get32(in + RH_CHUNK_SIZE);
+	image_size = wire_get64(in + RH_IMAGE_SIZE);
+	page_entries = wire_get32(in + RH_PAGE_ENTRIES);
+	page_count = wire_get32(in + RH_PAGE_COUNT);
+	if (version != MANIFEST_VERSION) {
+		log_warn("manifest: root version %u not supported", version);
+		return -1;
+	}
+	if (flags != 0) {
+		log_warn("manifest: root has unknown flags 0x%x", flags);
+		return -1;
+	}
+	if (!all_zero(in + RH_RESERVED, RH_END - RH_RESERVED)) {
+		log_warn("manifest: root reserved bytes are not zero");
+		return -1;
+	}
+	if (page_entries != MANIFEST_PAGE_ENTRIES) {
+		log_warn("manifest: root has %u entries per page, expected %u", page_entries,
+		         MANIFEST_PAGE_ENTRIES);
+		return -1;
+	}
+	if (geometry(image_size, chunk_size, &chunks, &pages) < 0)
+		return -1;
+	if (page_count != pages) {
+		log_warn("manifest: root says %u pages, the geometry needs %u", page_count, pages);
+		return -1;
+	}
+	/* pages <= MANIFEST_MAX_PAGES (geometry), so this cannot overflow. */
+	if (len != MANIFEST_ROOT_HDR_LEN + (size_t)pages * VCRYPTO_HASH_LEN + ROOT_SIG_LEN) {
+		log_warn("manifest: root is %zu bytes, %u pages need %zu", len, pages,
+		         MANIFEST_ROOT_HDR_LEN + (size_t)pages * VCRYPTO_HASH_LEN + ROOT_SIG_LEN);
+		return -1;
+	}
+
+	r->version = version;
+	memcpy(r->volume_id, in + RH_VOLUME_ID, MANIFEST_ID_LEN);
+	r->image_size = image_size;
+	r->chunk_size = chunk_size;
+	r->generation = wire_get64(in + RH_GENERATION);
+	r->chunk_count = chunks;
+	r->page_count = pages;
+	r->page_hash = xmalloc((size_t)pages * VCRYPTO_HASH_LEN);
+	memcpy(r->page_hash, in + MANIFEST_ROOT_HDR_LEN, (size_t)pages * VCRYPTO_HASH_LEN);
+	memcpy(r->sig, in + len - ROOT_SIG_LEN, ROOT_SIG_LEN);
+	root_hash_compute(r, r->root_hash);
+	return 0;
+}
+
+/*
+ * The root hash is recomputed rather than taken from r, so that a root whose
+ * fields were changed after decoding cannot pass with a stale hash.
+ */
+int manifest_root_verify(const struct manifest_root *r, const uint8_t pk[VCRYPTO_PK_LEN])
+{
+	uint8_t h[VCRYPTO_HASH_LEN];
+	uint32_t chunks, pages;
+
+	if (r->page_hash == NULL || r->version != MANIFEST_VERSION ||
+	    geometry(r->image_size, r->chunk_size, &chunks, &pages) < 0 ||
+	    chunks != r->chunk_count || pages != r->page_count) {
+		log_warn("manifest: root is inconsistent");
+		return -1;
+	}
+	root_hash_compute(r, h);
+	if (vcrypto_memcmp(h, r->root_hash, sizeof(h)) != 0) {
+		log_warn("manifest: root hash does not match the root's fields");
+		return -1;
+	}
+	if (vcrypto_verify(r->sig, MANIFEST_ROOT_DOMAIN, h, sizeof(h), pk) < 0) {
+		log_warn("manifest: root signature is not valid for the source key");
+		return -1;
+	}
+	return 0;
+}
+
+void manifest_root_free(struct manifest_root *r)
+{
+	free(r->page_hash);
+	r->page_hash = NULL;
+}
+
+/* Returns the bytes written, or 0 if page is out of range or cap too small. */
+size_t manifest_page_encode(const struct manifest *m, uint32_t page, uint8_t *out, size_t cap)
+{
+	uint32_t n = manifest_page_len(&m->root, page);
+	size_t len = (size_t)n * MANIFEST_ENTRY_LEN;
+
+	if (n == 0 || cap < len)
+		return 0;
+	entries_encode(m->entries + (size_t)page * MANIFEST_PAGE_ENTRIES, n, out);
+	return len;
+}
+
+int manifest_page_decode(const struct manifest_root *r, uint32_t page, const uint8_t *in,
+                         size_t len, struct manifest_entry *out)
+{
+	uint32_t n = manifest_page_len(r, page);
+	uint8_t h[VCRYPTO_HASH_LEN];
+
+	if (n == 0) {
+		log_warn("manifest: page %u is outside the volume (%u pages)", page, r->page_count);
+		return -1;
+	}
+	if (len != (size_t)n * MANIFEST_ENTRY_LEN) {
+		log_warn("manifest: page %u is %zu bytes, expected %zu", page, len,
+		         (size_t)n * MANIFEST_ENTRY_LEN);
+		return -1;
+	}
+	vcrypto_hash(h, in, len);
+	if (vcrypto_memcmp(h, r->page_hash[page], sizeof(h)) != 0) {
+		log_warn("manifest: page %u does not match its hash in the root", page);
+		return -1;
+	}
+	/*
+	 * The hash matched, so these bytes are what the source signed; still
+	 * check them, so that a buggy source cannot hand us entries we would
+	 * misread.
+	 */
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p = in + (size_t)i * MANIFEST_ENTRY_LEN;
+		struct manifest_entry *e = &out[i];
+
+		e->gen = wire_get64(p + PE_GEN);
+		e->flags = wire_get32(p + PE_FLAGS);
+		if (wire_get32(p + PE_RESERVED) != 0 || (e->flags & ~MANIFEST_F_ZERO)) {
+			log_warn("manifest: page %u entry %u has unknown flags or reserved bits",
+			         page, i);
+			return -1;
+		}
+		if (e->gen > r->generation) {
+			log_warn("manifest: page %u entry %u generation %llu is after the root's "
+			         "%llu",
+			         page, i, (unsigned long long)e->gen,
+			         (unsigned long long)r->generation);
+			return -1;
+		}
+		memcpy(e->hash, p + PE_HASH, VCRYPTO_HASH_LEN);
+	}
+	return 0;
+}
+
+/* The 104 signed bytes followed by the signature. */
+void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANIFEST_RECEIPT_LEN])
+{
+	memcpy(out + RC_MAGIC, RECEIPT_MAGIC, MAGIC_LEN);
+	memcpy(out + RC_VOLUME_ID, rc->volume_id, MANIFEST_ID_LEN);
+	wire_put64(out + RC_GENERATION, rc->generation);
+	memcpy(out + RC_ROOT_HASH, rc->root_hash, VCRYPTO_HASH_LEN);
+	wire_put64(out + RC_TIMESTAMP, rc->timestamp);
+	memcpy(out + RC_SIGNER, rc->signer, VCRYPTO_PK_LEN);
+	memcpy(out + RC_SIG, rc->sig, VCRYPTO_SIG_LEN);
+}
+
+void manifest_receipt_sign(struct manifest_receipt *rc, const struct vcrypto_identity *id)
+{
+	uint8_t buf[MANIFEST_RECEIPT_LEN];
+
+	memcpy(rc->signer, id->pk, VCRYPTO_PK_LEN);
+	manifest_receipt_encode(rc, buf);
+	vcrypto_sign(rc->sig, MANIFEST_RECEIPT_DOMAIN, buf, RECEIPT_SIGNED_LEN, id->sk);
+}
+
+int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_receipt *rc)
+{
+	memset(rc, 0, sizeof(*rc));
+	if (len != MANIFEST_RECEIPT_LEN) {
+		log_warn("manifest: receipt is %zu bytes, expected %u", len, MANIFEST_RECEIPT_LEN);
+		return -1;
+	}
+	if (memcmp(in + RC_MAGIC, RECEIPT_MAGIC, MAGIC_LEN) != 0) {
+		log_warn("manifest: receipt has bad magic");
+		return -1;
+	}
+	if (vcrypto_verify(in + RC_SIG, MANIFEST_RECEIPT_DOMAIN, in, RECEIPT_SIGNED_LEN,
+	                   in + RC_SIGNER) < 0) {
+		log_warn("manifest: receipt signature is not valid");
+		return -1;
+	}
+	memcpy(rc->volume_id, in + RC_VOLUME_ID, MANIFEST_ID_LEN);
+	rc->generation = wire_get64(in + RC_GENERATION);
+	memcpy(rc->root_hash, in + RC_ROOT_HASH, VCRYPTO_HASH_LEN);
+	rc->timestamp = wire_get64(in + RC_TIMESTAMP);
+	memcpy(rc->signer, in + RC_SIGNER, VCRYPTO_PK_LEN);
+	memcpy(rc->sig, in + RC_SIG, VCRYPTO_SIG_LEN);
+	return 0;
+}

@@ -1,0 +1,304 @@
+/*
+ * scan: hash an image into manifest entries with worker threads.
+ *
+ * Hashing a large image is CPU-bound (BLAKE2b runs slower than a disk reads),
+ * so each worker takes the next chunk index from a shared atomic counter and
+ * reads and hashes whole chunks on its own; entries[i] is written only by
+ * the worker that took chunk i. The calling thread only waits and reports
+ * progress.
+ */
+#include "scan.h"
+#include "util.h"
+#include "vcrypto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Beyond this many threads a scan is limited by the disk, not by hashing. */
+#define SCAN_MAX_THREADS 16
+/* How often the progress callback runs, in nanoseconds. */
+#define SCAN_PROGRESS_NS (200 * 1000 * 1000L)
+#define NS_PER_S         (1000 * 1000 * 1000L)
+
+struct scan_job {
+	int fd;
+	uint64_t image_size;
+	uint32_t chunk_size;
+	uint32_t chunk_count;
+	uint64_t gen;
+	struct manifest_entry *entries; /* borrowed from the caller */
+	/* Hashes of all-zero chunks: full length and the last chunk's length. */
+	uint8_t zero_hash_full[VCRYPTO_HASH_LEN];
+	uint8_t zero_hash_last[VCRYPTO_HASH_LEN];
+
+	atomic_uint_fast64_t next;       /* next chunk index to take (may overshoot the count) */
+	atomic_uint_fast64_t done_bytes; /* bytes hashed so far */
+	atomic_int failed;               /* set by the first worker that fails */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled as each worker exits */
+	int running;         /* workers not yet exited; under lock */
+};
+
+int scan_is_zero(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	uint64_t w[4];
+	size_t i = 0;
+
+	/* 32 bytes per step: OR four words so the loop has one branch. */
+	for (; i + sizeof(w) <= len; i += sizeof(w)) {
+		memcpy(w, b + i, sizeof(w));
+		if ((w[0] | w[1] | w[2] | w[3]) != 0)
+			return 0;
+	}
+	for (; i + 8 <= len; i += 8) {
+		memcpy(w, b + i, 8);
+		if (w[0] != 0)
+			return 0;
+	}
+	for (; i < len; i++) {
+		if (b[i] != 0)
+			return 0;
+	}
+	return 1;
+}
+
+static uint32_t job_chunk_len(const struct scan_job *job, uint64_t chunk)
+{
+	if (chunk + 1 < job->chunk_count)
+		return job->chunk_size;
+	return (uint32_t)(job->image_size - chunk * job->chunk_size);
+}
+
+/* Record the first failure (later ones are consequences) and stop the other workers. */
+static void job_fail(struct scan_job *job, uint64_t chunk, uint64_t offset, int err)
+{
+	if (atomic_exchange(&job->failed, 1) != 0)
+		return;
+	if (err != 0)
+		log_error("scan: reading chunk %llu at offset %llu: %s", (unsigned long long)chunk,
+		          (unsigned long long)offset, strerror(err));
+	else
+		log_error("scan: image ends at offset %llu (chunk %llu), before its size %llu",
+		          (unsigned long long)offset, (unsigned long long)chunk,
+		          (unsigned long long)job->image_size);
+}
+
+/* Read one whole chunk into buf; 0, or -1 after job_fail. */
+static int read_chunk(struct scan_job *job, uint64_t chunk, uint8_t *buf, size_t len)
+{
+	uint64_t off = chunk * job->chunk_size;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(job->fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			job_fail(job, chunk, off + done, errno);
+			return -1;
+		}
+		if (n == 0) {
+			job_fail(job, chunk, off + done, 0);
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static void *scan_worker(void *arg)
+{
+	struct scan_job *job = arg;
+	uint8_t *buf = xmalloc(job->chunk_size); /* this worker's own chunk buffer */
+
+	while (!atomic_load_explicit(&job->failed, memory_order_relaxed)) {
+		uint64_t chunk = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+		struct manifest_entry *e;
+		uint32_t len;
+
+		if (chunk >= job->chunk_count)
+			break;
+		len = job_chunk_len(job, chunk);
+		if (read_chunk(job, chunk, buf, len) < 0)
+			break;
+		e = &job->entries[chunk];
+		e->gen = job->gen;
+		if (scan_is_zero(buf, len)) {
+			e->flags = MANIFEST_F_ZERO;
+			memcpy(e->hash,
+			       chunk + 1 < job->chunk_count ? job->zero_hash_full
+			                                    : job->zero_hash_last,
+			       VCRYPTO_HASH_LEN);
+		} else {
+			e->flags = 0;
+			vcrypto_hash(e->hash, buf, len);
+		}
+		atomic_fetch_add_explicit(&job->done_bytes, len, memory_order_relaxed);
+	}
+	free(buf);
+
+	pthread_mutex_lock(&job->lock);
+	job->running--;
+	pthread_cond_signal(&job->cond);
+	pthread_mutex_unlock(&job->lock);
+	return NULL;
+}
+
+static int scan_thread_count(int nthreads, uint32_t chunk_count)
+{
+	long n = nthreads;
+
+	if (n <= 0) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n <= 0)
+			n = 1;
+	}
+	if (n > SCAN_MAX_THREADS)
+		n = SCAN_MAX_THREADS;
+	if ((uint64_t)n > chunk_count)
+		n = (long)chunk_count;
+	return (int)n;
+}
+
+/* The hashes of zero chunks, computed once: a sparse image is mostly zero chunks. */
+static void scan_zero_hashes(struct scan_job *job)
+{
+	uint32_t last = job_chunk_len(job, job->chunk_count - 1);
+	uint8_t *zero = xcalloc(1, job->chunk_size);
+
+	vcrypto_hash(job->zero_hash_last, zero, last);
+	if (last == job->chunk_size)
+		memcpy(job->zero_hash_full, job->zero_hash_last, VCRYPTO_HASH_LEN);
+	else
+		vcrypto_hash(job->zero_hash_full, zero, job->chunk_size);
+	free(zero);
+}
+
+static void deadline_after(struct timespec *ts, long ns)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_nsec += ns;
+	while (ts->tv_nsec >= NS_PER_S) {
+		ts->tv_nsec -= NS_PER_S;
+		ts->tv_sec++;
+	}
+}
+
+/* Start up to n workers with all signals blocked, so that signals reach the caller's thread. */
+static int scan_start(struct scan_job *job, pthread_t *tids, int n)
+{
+	sigset_t all, old;
+	int started = 0, err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_lock(&job->lock);
+		job->running++;
+		pthread_mutex_unlock(&job->lock);
+		err = pthread_create(&tids[i], NULL, scan_worker, job);
+		if (err != 0) {
+			pthread_mutex_lock(&job->lock);
+			job->running--;
+			pthread_mutex_unlock(&job->lock);
+			log_warn("scan: starting worker %d of %d: %s", i + 1, n, strerror(err));
+			break;
+		}
+		started++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started == 0)
+		log_error("scan: could not start any worker thread");
+	return started;
+}
+
+int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, int nthreads,
+               struct manifest_entry *entries, scan_progress_fn progress, void *arg)
+{
+	struct scan_job job;
+	pthread_condattr_t ca;
+	pthread_t tids[SCAN_MAX_THREADS];
+	struct timespec deadline;
+	uint64_t count;
+	int n, started, err, ret = -1;
+
+	if (chunk_size == 0) {
+		log_error("scan: chunk size must not be zero");
+		return -1;
+	}
+	count = image_size / chunk_size + (image_size % chunk_size != 0);
+	if (count > UINT32_MAX || image_size > INT64_MAX) {
+		log_error("scan: image size %llu is too large for chunk size %u",
+		          (unsigned long long)image_size, chunk_size);
+		return -1;
+	}
+	if (count == 0) {
+		if (progress)
+			progress(0, 0, arg);
+		return 0;
+	}
+
+	memset(&job, 0, sizeof(job));
+	job.fd = fd;
+	job.image_size = image_size;
+	job.chunk_size = chunk_size;
+	job.chunk_count = (uint32_t)count;
+	job.gen = gen;
+	job.entries = entries;
+	atomic_init(&job.next, 0);
+	atomic_init(&job.done_bytes, 0);
+	atomic_init(&job.failed, 0);
+	scan_zero_hashes(&job);
+
+	/* Workers claim chunks in rising order, so the kernel's readahead helps. */
+	err = posix_fadvise(fd, 0, (off_t)image_size, POSIX_FADV_SEQUENTIAL);
+	if (err != 0)
+		log_debug("scan: posix_fadvise: %s", strerror(err));
+
+	pthread_mutex_init(&job.lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&job.cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	n = scan_thread_count(nthreads, job.chunk_count);
+	started = scan_start(&job, tids, n);
+	if (started == 0)
+		goto out;
+
+	pthread_mutex_lock(&job.lock);
+	deadline_after(&deadline, SCAN_PROGRESS_NS);
+	while (job.running > 0) {
+		if (pthread_cond_timedwait(&job.cond, &job.lock, &deadline) != ETIMEDOUT)
+			continue;
+		/* The callback may be slow (a terminal): do not hold up the workers' exit. */
+		pthread_mutex_unlock(&job.lock);
+		if (progress)
+			progress(atomic_load(&job.done_bytes), image_size, arg);
+		pthread_mutex_lock(&job.lock);
+		deadline_after(&deadline, SCAN_PROGRESS_NS);
+	}
+	pthread_mutex_unlock(&job.lock);
+	for (int i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+
+	if (atomic_load(&job.failed))
+		goto out;
+	if (progress)
+		progress(atomic_load(&job.done_bytes), image_size, arg);
+	ret = 0;
+out:
+	pthread_cond_destroy(&job.cond);
+	pthread_mutex_destroy(&job.lock);
+	return ret;
+}
