@@ -29,6 +29,9 @@
  */
 #define PEER_IN_HIGH (2u * (WIRE_MAX_MSG + WIRE_TAG_LEN + WIRE_FRAME_HDR_LEN))
 
+/* Most bytes moved by one read or write system call. */
+#define PEER_IO_MAX (1024u * 1024u)
+
 static const char *state_names[] = {"CONNECTING", "HELLO", "AUTH", "READY", "CLOSING", "DEAD"};
 
 static void peer_read_cb(struct bufferevent *bev, void *arg);
@@ -131,6 +134,10 @@ static void peer_setup_bev(struct peer *p)
 	struct timeval tmo = {p->ctx->timeout_s, 0};
 
 	bufferevent_setcb(p->bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
+	/* libevent moves at most 16 KiB per system call by default: far too
+	 * little for pieces; each read or write may move a few frames. */
+	bufferevent_set_max_single_read(p->bev, PEER_IO_MAX);
+	bufferevent_set_max_single_write(p->bev, PEER_IO_MAX);
 	bufferevent_setwatermark(p->bev, EV_READ, 0, PEER_IN_HIGH);
 	bufferevent_setwatermark(p->bev, EV_WRITE, PEER_OUT_LOW, 0);
 	bufferevent_set_timeouts(p->bev, &tmo, &tmo);
@@ -189,11 +196,32 @@ struct peer *peer_connect(struct peer_ctx *ctx, const char *host, uint16_t port,
 	return p;
 }
 
+struct peer *peer_start(struct peer_ctx *ctx, int fd, int initiator, const char *name, void *owner)
+{
+	struct peer *p = peer_new(ctx, owner);
+
+	p->initiator = initiator;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	evutil_make_socket_nonblocking(fd);
+	p->bev = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (p->bev == NULL) {
+		evutil_closesocket(fd);
+		peer_free_cb(-1, 0, p);
+		return NULL;
+	}
+	peer_setup_bev(p);
+	peer_set_sockopts(p);
+	p->state = PEER_HELLO;
+	log_debug("peer %s: started (%s)", p->name, initiator ? "initiator" : "acceptor");
+	if (initiator)
+		peer_send_hello(p);
+	return p;
+}
+
 struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa, int salen,
 			 void *owner)
 {
-	struct peer *p = peer_new(ctx, owner);
-	char host[INET6_ADDRSTRLEN] = "?";
+	char host[INET6_ADDRSTRLEN] = "?", name[INET6_ADDRSTRLEN + 8];
 	uint16_t port = 0;
 
 	(void)salen;
@@ -206,19 +234,8 @@ struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa
 		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
 		port = ntohs(s6->sin6_port);
 	}
-	snprintf(p->name, sizeof(p->name), "%s:%u", host, port);
-	evutil_make_socket_nonblocking(fd);
-	p->bev = bufferevent_socket_new(ctx->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (p->bev == NULL) {
-		evutil_closesocket(fd);
-		peer_free_cb(-1, 0, p);
-		return NULL;
-	}
-	peer_setup_bev(p);
-	peer_set_sockopts(p);
-	p->state = PEER_HELLO;
-	log_debug("peer %s: accepted", p->name);
-	return p;
+	snprintf(name, sizeof(name), "%s:%u", host, port);
+	return peer_start(ctx, fd, 0, name, owner);
 }
 
 /* Encrypt plain (len bytes) as one frame onto the output buffer. */
@@ -333,10 +350,34 @@ static void peer_finish_closing(struct peer *p)
 	peer_schedule_free(p);
 }
 
+/* Copy text from a peer into out for logging, replacing anything unprintable. */
+static void peer_clean_text(char *out, size_t cap, const char *text, size_t len)
+{
+	size_t n = len < cap - 1 ? len : cap - 1;
+
+	for (size_t i = 0; i < n; i++)
+		out[i] = (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
+	out[n] = '\0';
+}
+
 static int code_is_fatal(uint16_t code)
 {
 	return code == WIRE_E_WRONG_KEY || code == WIRE_E_WRONG_VOLUME || code == WIRE_E_AUTH ||
 	       code == WIRE_E_VERSION;
+}
+
+/* Stop reading, tell the owner, and close once what is queued has been sent. */
+static void peer_close_flush(struct peer *p, int fatal_err, const char *reason)
+{
+	peer_set_state(p, PEER_CLOSING);
+	bufferevent_disable(p->bev, EV_READ);
+	peer_notify_close(p, fatal_err, reason);
+	if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
+		peer_finish_closing(p);
+		return;
+	}
+	/* The write callback fires once everything is sent. */
+	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
 }
 
 void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
@@ -367,15 +408,7 @@ void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
 		peer_close_fatal(p, code_is_fatal(code), text);
 		return;
 	}
-	peer_set_state(p, PEER_CLOSING);
-	bufferevent_disable(p->bev, EV_READ);
-	peer_notify_close(p, code_is_fatal(code), text);
-	if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
-		peer_finish_closing(p);
-		return;
-	}
-	/* The write callback fires once everything is sent. */
-	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
+	peer_close_flush(p, code_is_fatal(code), text);
 }
 
 /* Verify that a hello names our volume and source key; returns a code or WIRE_OK. */
@@ -460,10 +493,11 @@ static int peer_read_hello(struct peer *p, struct evbuffer *in)
 		if (r < 0) {
 			peer_close(p, "malformed refusal from peer");
 		} else {
-			char reason[WIRE_MAX_TEXT + 64];
+			char reason[WIRE_MAX_TEXT + 64], clean[WIRE_MAX_TEXT + 1];
 
-			snprintf(reason, sizeof(reason), "refused by peer (%s): %.*s",
-				 wire_code_name(code), (int)text_len, text);
+			peer_clean_text(clean, sizeof(clean), text, text_len);
+			snprintf(reason, sizeof(reason), "refused by peer (%s): %s",
+				 wire_code_name(code), clean);
 			peer_close_fatal(p, code_is_fatal(code), reason);
 		}
 		return 1;
@@ -517,7 +551,7 @@ static void peer_handle_auth(struct peer *p, const struct wire_msg *m)
 	}
 	if ((m->u.auth.flags & WIRE_AUTH_SOURCE) &&
 	    memcmp(m->u.auth.identity, p->ctx->source_key, WIRE_KEY_LEN) != 0) {
-		peer_close_error(p, WIRE_E_WRONG_KEY,
+		peer_close_error(p, WIRE_E_AUTH,
 				 "peer claims to be the source but its key is not the source key");
 		return;
 	}
@@ -536,10 +570,11 @@ static void peer_handle_msg(struct peer *p, const struct wire_msg *m)
 		peer_close_error(p, WIRE_E_PROTOCOL, "unexpected second AUTH");
 		return;
 	case WIRE_ERROR: {
-		char reason[WIRE_MAX_TEXT + 64];
+		char reason[WIRE_MAX_TEXT + 64], clean[WIRE_MAX_TEXT + 1];
 
-		snprintf(reason, sizeof(reason), "peer reported error %s: %.*s",
-			 wire_code_name(m->u.error.code), (int)m->u.error.text_len, m->u.error.text);
+		peer_clean_text(clean, sizeof(clean), m->u.error.text, m->u.error.text_len);
+		snprintf(reason, sizeof(reason), "peer reported error %s: %s",
+			 wire_code_name(m->u.error.code), clean);
 		peer_close_fatal(p, code_is_fatal(m->u.error.code), reason);
 		return;
 	}
@@ -565,13 +600,15 @@ static void peer_read_frame(struct peer *p, struct evbuffer *in, uint32_t ct_len
 	if (vcrypto_open(p->rx_plain, f + WIRE_FRAME_HDR_LEN, ct_len, f, WIRE_FRAME_HDR_LEN,
 			 p->rx_ctr, p->rx_key) != 0) {
 		evbuffer_drain(in, total);
+		/* No ERROR is sent (PROTOCOL.md §5). In AUTH our own AUTH may still
+		 * be queued: flush it, so that the peer learns of the wrong secret too. */
 		if (p->state == PEER_AUTH)
 			/* The only way a correct peer's first frame fails: other keys. */
-			peer_close_error(p, WIRE_E_AUTH,
+			peer_close_flush(p, 1,
 					 "handshake failed: the peer does not know the volume's "
 					 "join secret (secret= in the URI is wrong)");
 		else
-			peer_close_error(p, WIRE_E_PROTOCOL, "frame failed authentication");
+			peer_close(p, "frame failed authentication (corrupt or forged)");
 		return;
 	}
 	p->rx_ctr++;

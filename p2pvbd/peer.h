@@ -105,6 +105,13 @@ struct peer *peer_connect(struct peer_ctx *ctx, const char *host, uint16_t port,
 struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa, int salen,
 			 void *owner);
 
+/*
+ * Run the protocol on a connected socket fd (taken over: closed with the
+ * peer). initiator: this side opened the connection and speaks first. For
+ * tests over a socketpair and for accepted connections. NULL on failure.
+ */
+struct peer *peer_start(struct peer_ctx *ctx, int fd, int initiator, const char *name, void *owner);
+
 /* Send one message; 0 or -1 (peer not READY or message invalid). */
 int peer_send(struct peer *p, const struct wire_msg *m);
 /*

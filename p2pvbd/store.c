@@ -561,27 +561,43 @@ static int put_check(struct store *s, uint32_t chunk, uint64_t gen, const char *
 	return 0;
 }
 
-int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len)
+int store_put_begin(struct store *s, uint32_t chunk, uint64_t gen, size_t len)
 {
 	if (put_check(s, chunk, gen, "put") < 0)
 		return -1;
 	if (len != store_chunk_len(s, chunk)) {
 		log_error("store: put: chunk %u has %u bytes, got %zu", chunk,
-		          store_chunk_len(s, chunk), len);
+			  store_chunk_len(s, chunk), len);
 		return -1;
 	}
 	/* Its committed mark must not outlive the data it vouches for. */
 	if (store_state_of(s, chunk) != STORE_MISSING && mark_missing(s, chunk) < 0)
 		return -1;
+	return 0;
+}
+
+int store_write(const struct store *s, uint32_t chunk, const void *data, size_t len)
+{
 	if (write_at(s->img_fd, data, len, (uint64_t)chunk * s->chunk_size) < 0) {
 		log_error("store: writing chunk %u to %s: %s", chunk, s->img_path, strerror(errno));
 		return -1;
 	}
-	pending_add(s, chunk, gen, STORE_PRESENT);
 	return 0;
 }
 
-/* Make a chunk's range read as zeros, preferably by deallocating it. */
+void store_put_end(struct store *s, uint32_t chunk, uint64_t gen)
+{
+	pending_add(s, chunk, gen, STORE_PRESENT);
+}
+
+int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len)
+{
+	if (store_put_begin(s, chunk, gen, len) < 0 || store_write(s, chunk, data, len) < 0)
+		return -1;
+	store_put_end(s, chunk, gen);
+	return 0;
+}
+
 static int zero_range(struct store *s, uint32_t chunk)
 {
 	uint64_t off = (uint64_t)chunk * s->chunk_size;
@@ -647,63 +663,94 @@ static int pending_ent_cmp(const void *a, const void *b)
 	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
 }
 
-int store_commit(struct store *s)
+/* A commit in progress: the pending chunks taken by store_commit_begin. */
+struct store_batch {
+	uint32_t n;
+	struct pending_ent *ent; /* sorted by chunk */
+	uint8_t *recs;		 /* the records to write, in ent order */
+	int data_durable;	 /* the image sync succeeded */
+};
+
+struct store_batch *store_commit_begin(struct store *s)
 {
-	struct pending_ent *ent;
-	uint8_t *buf;
-	uint32_t n = s->npending, i, j;
-	int ret = -1;
+	struct store_batch *b;
+	uint32_t n = s->npending;
 
 	if (n == 0)
-		return 0;
+		return NULL;
+	b = xcalloc(1, sizeof(*b));
+	b->n = n;
+	b->ent = xmalloc(n * sizeof(*b->ent));
+	b->recs = xmalloc((size_t)n * STORE_REC_LEN);
+	for (uint32_t i = 0; i < n; i++) {
+		b->ent[i].chunk = s->pending[i];
+		b->ent[i].state = s->pending_state[i];
+		b->ent[i].gen = s->pending_gen[i];
+	}
+	pending_clear(s);
+	/* Sorted, so that runs of adjacent records go out in one write. */
+	qsort(b->ent, n, sizeof(*b->ent), pending_ent_cmp);
+	for (uint32_t i = 0; i < n; i++)
+		put_le64(b->recs + (size_t)i * STORE_REC_LEN, b->ent[i].gen << 8 | b->ent[i].state);
+	return b;
+}
+
+int store_commit_sync(const struct store *s, struct store_batch *b)
+{
+	uint32_t i, j;
+
 	/* The correctness rule: data durable first, marks second. */
 	if (fdatasync(s->img_fd) < 0) {
 		log_error("store: syncing %s: %s; %u chunks stay missing", s->img_path,
-		          strerror(errno), n);
-		pending_clear(s);
+			  strerror(errno), b->n);
 		return -1;
 	}
-
-	/* Sorted, so that runs of adjacent records go out in one write. */
-	ent = xmalloc(n * sizeof(*ent));
-	buf = xmalloc((size_t)n * STORE_REC_LEN);
-	for (i = 0; i < n; i++) {
-		ent[i].chunk = s->pending[i];
-		ent[i].state = s->pending_state[i];
-		ent[i].gen = s->pending_gen[i];
-	}
-	pending_clear(s);
-	qsort(ent, n, sizeof(*ent), pending_ent_cmp);
-	for (i = 0; i < n; i++) {
-		uint64_t rec = ent[i].gen << 8 | ent[i].state;
-
-		put_le64(buf + (size_t)i * STORE_REC_LEN, rec);
-		/* The data is durable: the mirror may say so even if the marks fail below. */
-		if (store_state_of(s, ent[i].chunk) == STORE_MISSING)
-			s->present_bytes += store_chunk_len(s, ent[i].chunk);
-		s->rec[ent[i].chunk] = rec;
-	}
-
-	for (i = 0; i < n; i = j) {
-		for (j = i + 1; j < n && ent[j].chunk == ent[j - 1].chunk + 1; j++)
+	b->data_durable = 1;
+	for (i = 0; i < b->n; i = j) {
+		for (j = i + 1; j < b->n && b->ent[j].chunk == b->ent[j - 1].chunk + 1; j++)
 			;
-		if (write_at(s->state_fd, buf + (size_t)i * STORE_REC_LEN,
-		             (size_t)(j - i) * STORE_REC_LEN,
-		             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * ent[i].chunk) < 0) {
+		if (write_at(s->state_fd, b->recs + (size_t)i * STORE_REC_LEN,
+			     (size_t)(j - i) * STORE_REC_LEN,
+			     STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * b->ent[i].chunk) < 0) {
 			log_error("store: writing records to %s: %s", s->state_path,
-			          strerror(errno));
-			goto out;
+				  strerror(errno));
+			return -1;
 		}
 	}
 	if (fdatasync(s->state_fd) < 0) {
 		log_error("store: syncing %s: %s", s->state_path, strerror(errno));
-		goto out;
+		return -1;
 	}
-	ret = (int)n;
-out:
-	free(buf);
-	free(ent);
+	return 0;
+}
+
+int store_commit_end(struct store *s, struct store_batch *b, int sync_result)
+{
+	int ret = sync_result == 0 ? (int)b->n : -1;
+
+	/* The data is durable: the mirror may say so even if the marks failed. */
+	if (b->data_durable) {
+		for (uint32_t i = 0; i < b->n; i++) {
+			uint32_t c = b->ent[i].chunk;
+
+			if (store_state_of(s, c) == STORE_MISSING)
+				s->present_bytes += store_chunk_len(s, c);
+			s->rec[c] = get_le64(b->recs + (size_t)i * STORE_REC_LEN);
+		}
+	}
+	free(b->recs);
+	free(b->ent);
+	free(b);
 	return ret;
+}
+
+int store_commit(struct store *s)
+{
+	struct store_batch *b = store_commit_begin(s);
+
+	if (b == NULL)
+		return 0;
+	return store_commit_end(s, b, store_commit_sync(s, b));
 }
 
 int store_forget(struct store *s, uint32_t chunk)

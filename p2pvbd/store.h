@@ -72,10 +72,33 @@ uint32_t store_chunk_len(const struct store *s, uint32_t chunk);
 
 /* Write a verified chunk's data (len = chunk length). Durable only after store_commit. */
 int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len);
+/*
+ * store_put in three steps, so that the data can be written by a worker
+ * thread: store_put_begin (loop thread: checks; clears a committed mark
+ * first), store_write (any thread: only writes the data), store_put_end (loop
+ * thread: the chunk joins the pending list).
+ */
+int store_put_begin(struct store *s, uint32_t chunk, uint64_t gen, size_t len);
+int store_write(const struct store *s, uint32_t chunk, const void *data, size_t len);
+void store_put_end(struct store *s, uint32_t chunk, uint64_t gen);
+
 /* Record a zero chunk: punches a hole if the range may hold data. Pending like store_put. */
 int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen);
 /* Make pending chunks durable and mark them. Returns the number marked, or -1. */
 int store_commit(struct store *s);
+/*
+ * store_commit in three steps, so that the syncs can run on a worker thread:
+ * begin (loop thread) takes the pending chunks (NULL if none); sync (any
+ * thread; touches only the files and b) makes the data durable and then
+ * writes and syncs the records; end (loop thread) updates the in-memory
+ * state, frees b and returns the number marked or -1. Chunks put while a
+ * batch is syncing belong to the next batch.
+ */
+struct store_batch;
+struct store_batch *store_commit_begin(struct store *s);
+int store_commit_sync(const struct store *s, struct store_batch *b);
+int store_commit_end(struct store *s, struct store_batch *b, int sync_result);
+
 /* Mark a chunk missing (e.g. a newer generation exists); durable at once. */
 int store_forget(struct store *s, uint32_t chunk);
 

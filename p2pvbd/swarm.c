@@ -20,11 +20,14 @@
 #include "peer.h"
 #include "store.h"
 #include "util.h"
+#include "workq.h"
 
 /* Longest wait between reconnection attempts to a peer address, seconds. */
 #define SWARM_BACKOFF_MAX_S 16
 /* Most chunks being assembled at once (all peers together). */
 #define SWARM_XFER_MAX 256
+/* Most complete chunks waiting for (or in) verification; bounds their memory. */
+#define SWARM_VERIFY_MAX 64
 
 /* A queued upload request. */
 struct upreq {
@@ -36,6 +39,7 @@ struct upreq {
 struct speer {
 	struct swarm *sw;
 	struct peer *p;
+	uint64_t id;	 /* unique in this process: jobs name their peer by it */
 	int addr;	 /* index into sw->addrs, or -1 if it connected to us */
 	uint8_t *have;	 /* chunk bitmap (fetch side), NULL until the root is known */
 	int root_seen;	 /* it answered GET_ROOT */
@@ -106,6 +110,12 @@ struct swarm {
 	int complete;
 	uint64_t receipt_deadline_ns;
 	int receipt_sent;
+	struct workq *verifyq; /* hashing and writing chunks (a core's worth of work) */
+	struct workq *syncq;   /* store commits (blocking fdatasync) */
+	int nverifying;
+	int committing;
+	uint64_t last_commit_ns;
+	uint64_t next_speer_id;
 	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* distinct receipt signers (seed) */
 	uint64_t nsigners;
 };
@@ -579,40 +589,143 @@ static uint32_t block_count(uint32_t len)
 	return (len + WIRE_MAX_BLOCK - 1) / WIRE_MAX_BLOCK;
 }
 
-/* A whole chunk arrived: verify, store, account. */
-static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
-{
-	const struct manifest_entry *e = entry_of(sw, x->chunk);
-	uint8_t h[VCRYPTO_HASH_LEN];
-	uint32_t page = x->chunk / MANIFEST_PAGE_ENTRIES;
-	struct speer *from = x->from;
+/* A chunk that arrived whole, on its way through verification to the store. */
+struct verify_job {
+	struct swarm *sw;
+	uint32_t chunk;
+	uint64_t gen;
+	uint32_t len;
+	uint8_t *buf; /* owned */
+	uint8_t hash[VCRYPTO_HASH_LEN];
+	uint64_t from_id;
+	int from_addr;
+	char from_name[80];
+	int result; /* 0 stored, 1 bad hash, -1 write error */
+};
 
-	vcrypto_hash(h, x->buf, x->len);
-	if (e == NULL || vcrypto_memcmp(h, e->hash, VCRYPTO_HASH_LEN) != 0) {
+/* Worker thread: hash and, if it matches, write. Touches only the job and the image fd. */
+static void verify_run(void *arg)
+{
+	struct verify_job *j = arg;
+	uint8_t h[VCRYPTO_HASH_LEN];
+
+	vcrypto_hash(h, j->buf, j->len);
+	if (vcrypto_memcmp(h, j->hash, VCRYPTO_HASH_LEN) != 0)
+		j->result = 1;
+	else
+		j->result = store_write(&j->sw->store, j->chunk, j->buf, j->len) == 0 ? 0 : -1;
+}
+
+static void swarm_commit(struct swarm *sw);
+
+/* Loop thread: account for a verified (or rejected) chunk. */
+static void verify_done(void *arg)
+{
+	struct verify_job *j = arg;
+	struct swarm *sw = j->sw;
+	uint32_t page = j->chunk / MANIFEST_PAGE_ENTRIES;
+
+	sw->nverifying--;
+	if (j->result == 0) {
+		store_put_end(&sw->store, j->chunk, j->gen);
+		sw->st.chunks_fetched++;
+		sw->st.bytes_fetched += j->len;
+		sw->last_progress_ns = now_ns();
+		if (--sw->page_left[page] == 0)
+			page_done(sw, page);
+		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
+			swarm_commit(sw);
+	} else if (j->result == 1) {
 		sw->st.bad_pieces++;
 		log_warn("chunk %u from peer %s does not match its signed hash: discarded, "
 			 "dropping the peer",
-			 x->chunk, from->p->name);
-		xfer_drop(sw, x, 1);
-		if (from->addr >= 0)
-			from->sw->addrs[from->addr].dead = 1;
-		peer_close_error(from->p, WIRE_E_BAD_DATA, "chunk %u failed verification",
-				 x->chunk);
-		return;
+			 j->chunk, j->from_name);
+		want_push(sw, j->chunk);
+		if (j->from_addr >= 0)
+			sw->addrs[j->from_addr].dead = 1;
+		for (struct speer *sp = sw->peers; sp; sp = sp->next)
+			if (sp->id == j->from_id) {
+				peer_close_error(sp->p, WIRE_E_BAD_DATA,
+						 "chunk %u failed verification", j->chunk);
+				break;
+			}
+	} else {
+		swarm_finish(sw, -1);
 	}
-	if (store_put(&sw->store, x->chunk, x->gen, x->buf, x->len) != 0) {
+	free(j->buf);
+	free(j);
+	swarm_schedule(sw);
+}
+
+/* A whole chunk arrived: hand it to a worker for verification and writing. */
+static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
+{
+	const struct manifest_entry *e = entry_of(sw, x->chunk);
+	struct verify_job *j;
+
+	if (e == NULL || store_put_begin(&sw->store, x->chunk, x->gen, x->len) != 0) {
 		xfer_drop(sw, x, 0);
 		swarm_finish(sw, -1);
 		return;
 	}
-	sw->st.chunks_fetched++;
-	sw->st.bytes_fetched += x->len;
-	sw->last_progress_ns = now_ns();
+	j = xcalloc(1, sizeof(*j));
+	j->sw = sw;
+	j->chunk = x->chunk;
+	j->gen = x->gen;
+	j->len = x->len;
+	j->buf = x->buf;
+	x->buf = NULL; /* now the job's */
+	memcpy(j->hash, e->hash, VCRYPTO_HASH_LEN);
+	j->from_id = x->from->id;
+	j->from_addr = x->from->addr;
+	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
 	xfer_drop(sw, x, 0);
-	if (--sw->page_left[page] == 0)
-		page_done(sw, page);
-	if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES && store_commit(&sw->store) < 0)
+	sw->nverifying++;
+	workq_push(sw->verifyq, verify_run, verify_done, j);
+}
+
+struct commit_job {
+	struct swarm *sw;
+	struct store_batch *batch;
+	int result;
+};
+
+static void commit_run(void *arg)
+{
+	struct commit_job *j = arg;
+
+	j->result = store_commit_sync(&j->sw->store, j->batch);
+}
+
+static void commit_done(void *arg)
+{
+	struct commit_job *j = arg;
+	struct swarm *sw = j->sw;
+
+	sw->committing = 0;
+	if (store_commit_end(&sw->store, j->batch, j->result) < 0)
 		swarm_finish(sw, -1);
+	free(j);
+	swarm_schedule(sw);
+}
+
+/* Start making pending chunks durable, unless a commit is already running. */
+static void swarm_commit(struct swarm *sw)
+{
+	struct commit_job *j;
+	struct store_batch *b;
+
+	if (sw->committing || !sw->store_open)
+		return;
+	b = store_commit_begin(&sw->store);
+	if (b == NULL)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->sw = sw;
+	j->batch = b;
+	sw->committing = 1;
+	sw->last_commit_ns = now_ns();
+	workq_push(sw->syncq, commit_run, commit_done, j);
 }
 
 static void fetch_piece(struct speer *sp, const struct wire_msg *m)
@@ -712,7 +825,7 @@ static void fetch_requests(struct swarm *sw, struct speer *sp)
 	uint32_t scanned = 0, n = sw->want_tail - sw->want_head;
 
 	while (sp->inflight_bytes < SWARM_INFLIGHT_MAX && sw->nxfers < SWARM_XFER_MAX &&
-	       scanned < n && sw->want_head < sw->want_tail) {
+	       sw->nverifying < SWARM_VERIFY_MAX && scanned < n && sw->want_head < sw->want_tail) {
 		uint32_t c = sw->want[sw->want_head++];
 		const struct manifest_entry *e = entry_of(sw, c);
 		struct xfer *x;
@@ -780,10 +893,12 @@ static void send_receipt(struct swarm *sw)
 
 static void swarm_check_complete(struct swarm *sw)
 {
-	if (sw->complete || sw->pages_done < sw->root.page_count || sw->nxfers > 0)
+	if (sw->complete || sw->pages_done < sw->root.page_count || sw->nxfers > 0 ||
+	    sw->nverifying > 0)
 		return;
-	if (store_commit(&sw->store) < 0) {
-		swarm_finish(sw, -1);
+	/* Everything is written: complete once the last of it is durable. */
+	if (sw->committing || sw->store.npending > 0) {
+		swarm_commit(sw);
 		return;
 	}
 	sw->complete = 1;
@@ -803,6 +918,7 @@ static struct speer *speer_new(struct swarm *sw, int addr)
 
 	sp->sw = sw;
 	sp->addr = addr;
+	sp->id = ++sw->next_speer_id;
 	sp->next = sw->peers;
 	sw->peers = sp;
 	return sp;
@@ -994,10 +1110,9 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (sw->o.role != SWARM_FETCH)
 		return;
-	if (sw->store_open && sw->store.npending > 0 && store_commit(&sw->store) < 0) {
-		swarm_finish(sw, -1);
-		return;
-	}
+	if (sw->store.npending > 0 &&
+	    now - sw->last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * 1000000u)
+		swarm_commit(sw);
 	for (int i = 0; i < sw->naddrs; i++) {
 		struct addr *a = &sw->addrs[i];
 
@@ -1077,6 +1192,10 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
 				bit_set(sw->serve_map, c);
 	} else {
+		sw->verifyq = workq_new(o->base, 0, "verify");
+		sw->syncq = workq_new(o->base, 1, "sync");
+		if (sw->verifyq == NULL || sw->syncq == NULL)
+			fatal("cannot start worker threads");
 		sw->naddrs = o->npeers;
 		sw->addrs = xcalloc((size_t)(o->npeers ? o->npeers : 1), sizeof(*sw->addrs));
 		for (int i = 0; i < o->npeers; i++)
@@ -1174,6 +1293,10 @@ void swarm_free(struct swarm *sw)
 		else
 			speer_unlink_free(sw, sp);
 	}
+	/* Finish the workers' jobs (their done() callbacks still need the swarm). */
+	sw->finished = 1;
+	workq_free(sw->verifyq);
+	workq_free(sw->syncq);
 	/* Let the deferred frees of the peers run. */
 	event_base_loop(sw->o.base, EVLOOP_NONBLOCK);
 	if (sw->listener)

@@ -11,7 +11,13 @@
  *   oversize  on the first request, send a frame header claiming 4 GiB
  *   garbage   answer every connection with random bytes instead of a hello
  *
+ * or, with --mode client, it connects to the seed named in the URI as a
+ * destination and sends requests a seed must refuse (beyond the volume,
+ * beyond a chunk, for a zero chunk, for a wrong generation), checking each
+ * REJECT code; it exits 0 if the seed answered every one correctly.
+ *
  * usage: badpeer --mode M --uri URI -k KEY [--chunk-size N] --port-file F IMAGE
+ *        badpeer --mode client --uri URI -k KEY IMAGE
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,9 +63,45 @@ static int fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Client mode: the requests to send and the REJECT code each must get. */
+static struct {
+	struct wire_block blk;
+	uint16_t want;
+	const char *what;
+} probes[4];
+static int nprobes, probe_next, probe_failures;
+
+static void client_send_probe(struct peer *p)
+{
+	struct wire_msg m = {.type = WIRE_REQUEST};
+
+	if (probe_next == nprobes) {
+		fprintf(stderr, "badpeer: %d of %d probes answered wrongly\n", probe_failures,
+			nprobes);
+		event_base_loopexit(ctx.base, NULL);
+		return;
+	}
+	m.u.request.blk = probes[probe_next].blk;
+	peer_send(p, &m);
+}
+
+static void client_reply(struct peer *p, const struct wire_msg *m)
+{
+	int ok = m->type == WIRE_REJECT && m->u.reject.code == probes[probe_next].want;
+
+	fprintf(stderr, "badpeer: %s: got %s %s: %s\n", probes[probe_next].what,
+		wire_type_name(m->type),
+		m->type == WIRE_REJECT ? wire_code_name(m->u.reject.code) : "",
+		ok ? "ok" : "WRONG");
+	probe_failures += !ok;
+	probe_next++;
+	client_send_probe(p);
+}
+
 static void on_ready(struct peer *p)
 {
-	(void)p;
+	if (is("client"))
+		client_send_probe(p);
 }
 
 static void on_msg(struct peer *p, const struct wire_msg *m)
@@ -68,6 +110,11 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 	static uint8_t page[MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN];
 
 	memset(&r, 0, sizeof(r));
+	if (is("client")) {
+		if (m->type == WIRE_REJECT || m->type == WIRE_PIECE)
+			client_reply(p, m);
+		return;
+	}
 	switch (m->type) {
 	case WIRE_GET_ROOT: {
 		uint8_t *blob = xmalloc(root_blob_len);
@@ -139,6 +186,10 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 {
 	(void)fatal_err;
 	fprintf(stderr, "badpeer: %s closed: %s\n", p->name, reason);
+	if (is("client")) {
+		probe_failures++;
+		event_base_loopexit(ctx.base, NULL);
+	}
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -206,7 +257,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!mode || !uri_text || !key || !port_file || optind + 1 != argc) {
+	if (!mode || !uri_text || !key || (!port_file && strcmp(mode, "client") != 0) ||
+	    optind + 1 != argc) {
 		fprintf(stderr, "usage: badpeer --mode M --uri URI -k KEY --port-file F IMAGE\n");
 		return 2;
 	}
@@ -239,6 +291,44 @@ int main(int argc, char **argv)
 	ctx.is_source = 1;
 	ctx.timeout_s = 3600;
 
+	if (is("client")) {
+		uint32_t zero_chunk = UINT32_MAX, data_chunk = UINT32_MAX;
+		struct vcrypto_identity me;
+
+		for (uint32_t i = 0; i < man.root.chunk_count; i++) {
+			if ((man.entries[i].flags & MANIFEST_F_ZERO) && zero_chunk == UINT32_MAX)
+				zero_chunk = i;
+			if (!(man.entries[i].flags & MANIFEST_F_ZERO) && data_chunk == UINT32_MAX)
+				data_chunk = i;
+		}
+		if (zero_chunk == UINT32_MAX || data_chunk == UINT32_MAX) {
+			fprintf(stderr, "badpeer: client mode needs an image with zero and data chunks\n");
+			return 2;
+		}
+		probes[0].blk = (struct wire_block){man.root.chunk_count + 5, 0, 0, 4096};
+		probes[0].want = WIRE_E_RANGE;
+		probes[0].what = "chunk beyond the volume";
+		probes[1].blk = (struct wire_block){data_chunk, 0, man.root.chunk_size - 100, 4096};
+		probes[1].want = WIRE_E_RANGE;
+		probes[1].what = "block beyond the chunk";
+		probes[2].blk = (struct wire_block){zero_chunk, 0, 0, 4096};
+		probes[2].want = WIRE_E_ZERO;
+		probes[2].what = "zero chunk";
+		probes[3].blk = (struct wire_block){data_chunk, 7, 0, 4096};
+		probes[3].want = WIRE_E_GENERATION;
+		probes[3].what = "wrong generation";
+		nprobes = 4;
+		/* A destination has its own identity, not the source's. */
+		vcrypto_identity_generate(&me);
+		ctx.identity = &me;
+		ctx.is_source = 0;
+		ctx.timeout_s = 10;
+		ctx.dns = evdns_base_new(ctx.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (peer_connect(&ctx, u.peer[0].host, u.peer[0].port, NULL) == NULL)
+			return 1;
+		event_base_dispatch(ctx.base);
+		return probe_failures == 0 && probe_next == nprobes ? 0 : 1;
+	}
 	memset(&sin, 0, sizeof(sin));
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
