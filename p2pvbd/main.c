@@ -35,76 +35,76 @@
 
 /* Seconds a fetch waits without any progress before it gives up. */
 #define FETCH_GIVE_UP_DEFAULT 300
-#define KEY_SUFFIX	      ".p2pvbd-key"
+#define KEY_SUFFIX            ".p2pvbd-key"
 
 static const char usage_main[] =
-	"usage: p2pvbd COMMAND [OPTIONS] ...\n"
-	"\n"
-	"Live migration of virtual machine disks, peer to peer.\n"
-	"\n"
-	"commands:\n"
-	"  keygen -o PATH          make an Ed25519 identity (PATH and PATH.pub)\n"
-	"  seed [OPTIONS] IMAGE    hash IMAGE, sign its manifest, serve it; prints the volume URI\n"
-	"  fetch [OPTIONS] URI OUT fetch and verify the volume into OUT\n"
-	"\n"
-	"Run 'p2pvbd COMMAND --help' for a command's options.\n"
-	"Exit codes: 0 success, 1 failure, 2 usage error.\n";
+    "usage: p2pvbd COMMAND [OPTIONS] ...\n"
+    "\n"
+    "Live migration of virtual machine disks, peer to peer.\n"
+    "\n"
+    "commands:\n"
+    "  keygen -o PATH          make an Ed25519 identity (PATH and PATH.pub)\n"
+    "  seed [OPTIONS] IMAGE    hash IMAGE, sign its manifest, serve it; prints the volume URI\n"
+    "  fetch [OPTIONS] URI OUT fetch and verify the volume into OUT\n"
+    "\n"
+    "Run 'p2pvbd COMMAND --help' for a command's options.\n"
+    "Exit codes: 0 success, 1 failure, 2 usage error.\n";
 
 static const char usage_keygen[] =
-	"usage: p2pvbd keygen -o PATH\n"
-	"\n"
-	"Make an Ed25519 key pair: PATH holds the secret key (mode 0600), PATH.pub the\n"
-	"public key. Refuses to overwrite an existing file.\n"
-	"\n"
-	"  -o, --output PATH   where to write the secret key (required)\n"
-	"  -h, --help          this text\n";
+    "usage: p2pvbd keygen -o PATH\n"
+    "\n"
+    "Make an Ed25519 key pair: PATH holds the secret key (mode 0600), PATH.pub the\n"
+    "public key. Refuses to overwrite an existing file.\n"
+    "\n"
+    "  -o, --output PATH   where to write the secret key (required)\n"
+    "  -h, --help          this text\n";
 
 static const char usage_seed[] =
-	"usage: p2pvbd seed -k KEY [OPTIONS] IMAGE\n"
-	"\n"
-	"Hash IMAGE into chunks (with every core), sign the manifest with KEY, print the\n"
-	"volume URI on stdout and serve the chunks to destinations until stopped\n"
-	"(SIGINT/SIGTERM) or until enough receipts arrived.\n"
-	"\n"
-	"  -k, --key PATH               source secret key (from p2pvbd keygen; required)\n"
-	"  -l, --listen HOST:PORT       address to listen on (default 0.0.0.0:7001;\n"
-	"                               port 0 picks a free port)\n"
-	"      --advertise HOST:PORT    address put into the URI (repeatable; default: the\n"
-	"                               listen address, or this host's name if wildcard)\n"
-	"      --uri-file PATH          also write the URI to PATH once ready to serve\n"
-	"      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
-	"      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
-	"      --rate-limit BYTES/S     cap the upload rate (e.g. 100M); default unlimited\n"
-	"      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
-	"      --secret HEX             reuse a join secret (64 hex digits)\n"
-	"      --threads N              hashing threads (default: one per core)\n"
-	"      --timeout SECS           drop a peer silent this long (default 30)\n"
-	"      --hash-only              hash the image, print timing as JSON, exit\n"
-	"  -q, --quiet                  only errors on stderr\n"
-	"  -v, --verbose                debug log\n"
-	"  -h, --help                   this text\n";
+    "usage: p2pvbd seed -k KEY [OPTIONS] IMAGE\n"
+    "\n"
+    "Hash IMAGE into chunks (with every core), sign the manifest with KEY, print the\n"
+    "volume URI on stdout and serve the chunks to destinations until stopped\n"
+    "(SIGINT/SIGTERM) or until enough receipts arrived.\n"
+    "\n"
+    "  -k, --key PATH               source secret key (from p2pvbd keygen; required)\n"
+    "  -l, --listen HOST:PORT       address to listen on (default 0.0.0.0:7001;\n"
+    "                               port 0 picks a free port)\n"
+    "      --advertise HOST:PORT    address put into the URI (repeatable; default: the\n"
+    "                               listen address, or this host's name if wildcard)\n"
+    "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
+    "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
+    "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
+    "      --rate-limit BYTES/S     cap the upload rate (e.g. 100M); default unlimited\n"
+    "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
+    "      --secret HEX             reuse a join secret (64 hex digits)\n"
+    "      --threads N              hashing threads (default: one per core)\n"
+    "      --timeout SECS           drop a peer silent this long (default 30)\n"
+    "      --hash-only              hash the image, print timing as JSON, exit\n"
+    "  -q, --quiet                  only errors on stderr\n"
+    "  -v, --verbose                debug log\n"
+    "  -h, --help                   this text\n";
 
 static const char usage_fetch[] =
-	"usage: p2pvbd fetch [OPTIONS] URI OUT\n"
-	"\n"
-	"Join the volume named by URI, fetch and verify every chunk into OUT (sparse:\n"
-	"zero chunks stay holes), and exit 0 once OUT is complete and verified and the\n"
-	"completion receipt was sent to the source. Progress is kept in OUT.p2pvbd-state:\n"
-	"run the same command again after an interruption to resume.\n"
-	"\n"
-	"  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
-	"                       made on first use)\n"
-	"      --stats PATH     write counters as JSON to PATH at exit\n"
-	"      --timeout SECS   drop a peer silent this long (default 30)\n"
-	"      --give-up SECS   fail after this long without progress (default 300)\n"
-	"      --force          overwrite an existing OUT that has no state file\n"
-	"      --no-progress    no progress display\n"
-	"  -q, --quiet          only errors on stderr, no progress\n"
-	"  -v, --verbose        debug log\n"
-	"  -h, --help           this text\n";
+    "usage: p2pvbd fetch [OPTIONS] URI OUT\n"
+    "\n"
+    "Join the volume named by URI, fetch and verify every chunk into OUT (sparse:\n"
+    "zero chunks stay holes), and exit 0 once OUT is complete and verified and the\n"
+    "completion receipt was sent to the source. Progress is kept in OUT.p2pvbd-state:\n"
+    "run the same command again after an interruption to resume.\n"
+    "\n"
+    "  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
+    "                       made on first use)\n"
+    "      --stats PATH     write counters as JSON to PATH at exit\n"
+    "      --timeout SECS   drop a peer silent this long (default 30)\n"
+    "      --give-up SECS   fail after this long without progress (default 300)\n"
+    "      --force          overwrite an existing OUT that has no state file\n"
+    "      --no-progress    no progress display\n"
+    "  -q, --quiet          only errors on stderr, no progress\n"
+    "  -v, --verbose        debug log\n"
+    "  -h, --help           this text\n";
 
 static int usage_error(const char *usage, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *usage, const char *fmt, ...)
 {
 	va_list ap;
@@ -157,9 +157,9 @@ static int parse_listen(const char *spec, struct uri_peer *p)
 static int cmd_keygen(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"output", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"output", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *out = NULL;
 	struct vcrypto_identity id;
@@ -300,9 +300,10 @@ static void scan_progress(uint64_t done, uint64_t total, void *arg)
 
 	if (!d->tty)
 		return;
-	fprintf(stderr, "\rhashing: %5.1f%%  %s / %s  %s/s   ", total ? 100.0 * done / total : 100.0,
-		fmt_bytes(done, b1, sizeof(b1)), fmt_bytes(total, b2, sizeof(b2)),
-		fmt_bytes(secs > 0 ? (uint64_t)(done / secs) : 0, b3, sizeof(b3)));
+	fprintf(stderr, "\rhashing: %5.1f%%  %s / %s  %s/s   ",
+	        total ? 100.0 * done / total : 100.0, fmt_bytes(done, b1, sizeof(b1)),
+	        fmt_bytes(total, b2, sizeof(b2)),
+	        fmt_bytes(secs > 0 ? (uint64_t)(done / secs) : 0, b3, sizeof(b3)));
 	if (done == total)
 		fputc('\n', stderr);
 }
@@ -364,25 +365,35 @@ static int image_size_of(int fd, const char *path, uint64_t *size)
 
 static int cmd_seed(int argc, char **argv)
 {
-	enum { O_URI_FILE = 256, O_CHUNK, O_RECEIPTS, O_RATE, O_VOLID, O_SECRET, O_THREADS,
-	       O_TIMEOUT, O_HASH_ONLY, O_ADVERTISE };
+	enum {
+		O_URI_FILE = 256,
+		O_CHUNK,
+		O_RECEIPTS,
+		O_RATE,
+		O_VOLID,
+		O_SECRET,
+		O_THREADS,
+		O_TIMEOUT,
+		O_HASH_ONLY,
+		O_ADVERTISE
+	};
 	static const struct option opts[] = {
-		{"key", required_argument, NULL, 'k'},
-		{"listen", required_argument, NULL, 'l'},
-		{"advertise", required_argument, NULL, O_ADVERTISE},
-		{"uri-file", required_argument, NULL, O_URI_FILE},
-		{"chunk-size", required_argument, NULL, O_CHUNK},
-		{"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
-		{"rate-limit", required_argument, NULL, O_RATE},
-		{"volume-id", required_argument, NULL, O_VOLID},
-		{"secret", required_argument, NULL, O_SECRET},
-		{"threads", required_argument, NULL, O_THREADS},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"hash-only", no_argument, NULL, O_HASH_ONLY},
-		{"quiet", no_argument, NULL, 'q'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"key", required_argument, NULL, 'k'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"advertise", required_argument, NULL, O_ADVERTISE},
+	    {"uri-file", required_argument, NULL, O_URI_FILE},
+	    {"chunk-size", required_argument, NULL, O_CHUNK},
+	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
+	    {"rate-limit", required_argument, NULL, O_RATE},
+	    {"volume-id", required_argument, NULL, O_VOLID},
+	    {"secret", required_argument, NULL, O_SECRET},
+	    {"threads", required_argument, NULL, O_THREADS},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"hash-only", no_argument, NULL, O_HASH_ONLY},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *key_path = NULL, *listen_spec = "0.0.0.0:7001", *uri_file = NULL;
 	struct uri_peer listen_at, advertise[URI_MAX_PEERS];
@@ -427,14 +438,14 @@ static int cmd_seed(int argc, char **argv)
 			if (parse_size(optarg, &chunk_size) != 0 || chunk_size > UINT32_MAX ||
 			    !manifest_chunk_size_valid((uint32_t)chunk_size))
 				return usage_error(usage_seed,
-						   "--chunk-size must be a power of two from 64K "
-						   "to 4M, not %s",
-						   optarg);
+				                   "--chunk-size must be a power of two from 64K "
+				                   "to 4M, not %s",
+				                   optarg);
 			break;
 		case O_RECEIPTS:
 			if (parse_uint(optarg, 1, 1000000, &receipts) != 0)
 				return usage_error(usage_seed, "bad --exit-after-receipts %s",
-						   optarg);
+				                   optarg);
 			break;
 		case O_RATE:
 			if (parse_size(optarg, &rate) != 0 || rate == 0)
@@ -481,7 +492,7 @@ static int cmd_seed(int argc, char **argv)
 		return usage_error(usage_seed, "seed needs -k KEY (make one with p2pvbd keygen)");
 	if (parse_listen(listen_spec, &listen_at) != 0)
 		return usage_error(usage_seed, "bad --listen %s (HOST:PORT, numeric host)",
-				   listen_spec);
+		                   listen_spec);
 	log_init("p2pvbd seed", loglvl);
 
 	if (vcrypto_identity_load(key_path, &id) != 0)
@@ -501,7 +512,7 @@ static int cmd_seed(int argc, char **argv)
 	disp.tty = isatty(STDERR_FILENO) && loglvl >= LOG_INFO;
 	disp.start_ns = t0 = now_ns();
 	if (scan_image(fd, image_size, (uint32_t)chunk_size, 0, (int)threads, entries,
-		       scan_progress, &disp) != 0)
+	               scan_progress, &disp) != 0)
 		goto out;
 	if (hash_only) {
 		printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u}\n",
@@ -527,9 +538,9 @@ static int cmd_seed(int argc, char **argv)
 		for (uint32_t i = 0; i < m.root.chunk_count; i++)
 			zero += (m.entries[i].flags & MANIFEST_F_ZERO) != 0;
 		log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s", image,
-			 fmt_bytes(image_size, sz, sizeof(sz)), m.root.chunk_count,
-			 (unsigned long long)chunk_size / 1024, zero,
-			 (double)(now_ns() - t0) / 1e9);
+		         fmt_bytes(image_size, sz, sizeof(sz)), m.root.chunk_count,
+		         (unsigned long long)chunk_size / 1024, zero,
+		         (double)(now_ns() - t0) / 1e9);
 	}
 
 	base = event_base_new();
@@ -591,7 +602,7 @@ static int cmd_seed(int argc, char **argv)
 		char b[16];
 
 		log_info("served %s; %llu receipts", fmt_bytes(st->bytes_served, b, sizeof(b)),
-			 (unsigned long long)st->receipts);
+		         (unsigned long long)st->receipts);
 	}
 	rc = swarm_result(sw) == 0 ? 0 : 1;
 out:
@@ -638,13 +649,13 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 	char buf[512];
 
 	snprintf(buf, sizeof(buf),
-		 "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
-		 "\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
-		 "\"receipt_acked\":%s,\"seconds\":%.3f}\n",
-		 (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
-		 (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_fetched,
-		 (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
-		 st->receipt_acked ? "true" : "false", secs);
+	         "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
+	         "\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
+	         "\"receipt_acked\":%s,\"seconds\":%.3f}\n",
+	         (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
+	         (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_fetched,
+	         (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
+	         st->receipt_acked ? "true" : "false", secs);
 	return write_file_atomic(path, buf);
 }
 
@@ -652,16 +663,16 @@ static int cmd_fetch(int argc, char **argv)
 {
 	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS };
 	static const struct option opts[] = {
-		{"key", required_argument, NULL, 'k'},
-		{"stats", required_argument, NULL, O_STATS},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"give-up", required_argument, NULL, O_GIVE_UP},
-		{"force", no_argument, NULL, O_FORCE},
-		{"no-progress", no_argument, NULL, O_NO_PROGRESS},
-		{"quiet", no_argument, NULL, 'q'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"key", required_argument, NULL, 'k'},
+	    {"stats", required_argument, NULL, O_STATS},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"give-up", required_argument, NULL, O_GIVE_UP},
+	    {"force", no_argument, NULL, O_FORCE},
+	    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out;
 	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
@@ -786,11 +797,12 @@ static int cmd_fetch(int argc, char **argv)
 		char b[16];
 
 		if (rc == 0)
-			log_info("done in %.1f s: fetched %s in %llu chunks (%llu resumed, %llu zero)",
-				 secs, fmt_bytes(st->bytes_fetched, b, sizeof(b)),
-				 (unsigned long long)st->chunks_fetched,
-				 (unsigned long long)st->chunks_resumed,
-				 (unsigned long long)st->chunks_zero);
+			log_info(
+			    "done in %.1f s: fetched %s in %llu chunks (%llu resumed, %llu zero)",
+			    secs, fmt_bytes(st->bytes_fetched, b, sizeof(b)),
+			    (unsigned long long)st->chunks_fetched,
+			    (unsigned long long)st->chunks_resumed,
+			    (unsigned long long)st->chunks_zero);
 		if (stats_path != NULL && write_stats(stats_path, st, secs) != 0)
 			rc = 1;
 	}

@@ -19,9 +19,9 @@
 
 #include "vcrypto.h"
 
-#define MANIFEST_MAGIC	       "P2PVMAN1" /* 8 bytes */
+#define MANIFEST_MAGIC         "P2PVMAN1" /* 8 bytes */
 #define MANIFEST_VERSION       1
-#define MANIFEST_ID_LEN	       16
+#define MANIFEST_ID_LEN        16
 #define MANIFEST_PAGE_ENTRIES  1024u
 #define MANIFEST_ENTRY_LEN     48u /* u64 gen, u32 flags, u32 reserved, hash[32] */
 #define MANIFEST_ROOT_HDR_LEN  64u /* fixed part of the root before the page hashes */
@@ -29,11 +29,11 @@
 #define MANIFEST_CHUNK_MAX     (4u * 1024u * 1024u)
 #define MANIFEST_CHUNK_DEFAULT (256u * 1024u)
 /* Bounded so that a root fits one protocol message (WIRE_MAX_MSG, less 1 byte of type). */
-#define MANIFEST_MAX_PAGES     ((1024u * 1024u - 1u - MANIFEST_ROOT_HDR_LEN - 64u) / 32u)
-#define MANIFEST_MAX_CHUNKS    ((uint64_t)MANIFEST_MAX_PAGES * MANIFEST_PAGE_ENTRIES)
+#define MANIFEST_MAX_PAGES  ((1024u * 1024u - 1u - MANIFEST_ROOT_HDR_LEN - 64u) / 32u)
+#define MANIFEST_MAX_CHUNKS ((uint64_t)MANIFEST_MAX_PAGES * MANIFEST_PAGE_ENTRIES)
 
 /* Signature domains (see vcrypto_sign). */
-#define MANIFEST_ROOT_DOMAIN	"p2pvbd-manifest-root-v1"
+#define MANIFEST_ROOT_DOMAIN    "p2pvbd-manifest-root-v1"
 #define MANIFEST_RECEIPT_DOMAIN "p2pvbd-receipt-v1"
 
 /* Entry flags */
@@ -77,8 +77,8 @@ int manifest_chunk_size_valid(uint32_t chunk_size); /* power of two in [MIN, MAX
  * parameters, too many chunks).
  */
 int manifest_build(struct manifest *m, const uint8_t volume_id[MANIFEST_ID_LEN],
-		   uint64_t image_size, uint32_t chunk_size, uint64_t generation,
-		   struct manifest_entry *entries, const uint8_t sk[VCRYPTO_SK_LEN]);
+                   uint64_t image_size, uint32_t chunk_size, uint64_t generation,
+                   struct manifest_entry *entries, const uint8_t sk[VCRYPTO_SK_LEN]);
 void manifest_free(struct manifest *m);
 
 /*
@@ -101,7 +101,7 @@ size_t manifest_page_encode(const struct manifest *m, uint32_t page, uint8_t *ou
  * MANIFEST_PAGE_ENTRIES. 0 or -1.
  */
 int manifest_page_decode(const struct manifest_root *r, uint32_t page, const uint8_t *in,
-			 size_t len, struct manifest_entry *out);
+                         size_t len, struct manifest_entry *out);
 
 /*
  * Completion receipt: the holder `signer` states that it holds volume

@@ -219,7 +219,7 @@ struct peer *peer_start(struct peer_ctx *ctx, int fd, int initiator, const char 
 }
 
 struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa, int salen,
-			 void *owner)
+                         void *owner)
 {
 	char host[INET6_ADDRSTRLEN] = "?", name[INET6_ADDRSTRLEN + 8];
 	uint16_t port = 0;
@@ -251,7 +251,7 @@ static int peer_seal(struct peer *p, const uint8_t *plain, size_t len)
 	f = v.iov_base;
 	wire_put32(f, (uint32_t)(len + WIRE_TAG_LEN));
 	vcrypto_seal(f + WIRE_FRAME_HDR_LEN, plain, len, f, WIRE_FRAME_HDR_LEN, p->tx_ctr++,
-		     p->tx_key);
+	             p->tx_key);
 	v.iov_len = total;
 	if (evbuffer_commit_space(out, &v, 1) != 0)
 		return -1;
@@ -265,7 +265,7 @@ static int peer_send_raw(struct peer *p, const struct wire_msg *m)
 
 	if (n == 0) {
 		log_error("peer %s: refusing to send an invalid %s message", p->name,
-			  wire_type_name(m->type));
+		          wire_type_name(m->type));
 		return -1;
 	}
 	return peer_seal(p, p->tx_plain, n);
@@ -279,8 +279,8 @@ int peer_send(struct peer *p, const struct wire_msg *m)
 }
 
 int peer_send_piece(struct peer *p, uint32_t chunk, uint64_t gen, uint32_t offset, uint32_t len,
-		    int (*fill)(void *arg, uint8_t *dst, size_t len, uint64_t off), void *arg,
-		    uint64_t fill_off)
+                    int (*fill)(void *arg, uint8_t *dst, size_t len, uint64_t off), void *arg,
+                    uint64_t fill_off)
 {
 	struct evbuffer *out;
 	struct evbuffer_iovec v;
@@ -441,7 +441,7 @@ static void peer_send_auth(struct peer *p)
 	memcpy(m.u.auth.identity, p->ctx->identity->pk, WIRE_KEY_LEN);
 	m.u.auth.flags = flags;
 	vcrypto_sign(m.u.auth.sig, PEER_AUTH_DOMAIN, signed_msg, sizeof(signed_msg),
-		     p->ctx->identity->sk);
+	             p->ctx->identity->sk);
 	peer_send_raw(p, &m);
 }
 
@@ -460,7 +460,7 @@ static int peer_keys(struct peer *p, const uint8_t *their_hello, const struct wi
 	}
 	vcrypto_hash_final(&st, p->transcript);
 	if (vcrypto_session_keys(p->rx_key, p->tx_key, &p->kx, h->kx_key, p->initiator,
-				 p->transcript, p->ctx->join_secret) != 0)
+	                         p->transcript, p->ctx->join_secret) != 0)
 		return -1;
 	vcrypto_wipe(p->kx.sk, sizeof(p->kx.sk));
 	peer_set_state(p, PEER_AUTH);
@@ -497,7 +497,7 @@ static int peer_read_hello(struct peer *p, struct evbuffer *in)
 
 			peer_clean_text(clean, sizeof(clean), text, text_len);
 			snprintf(reason, sizeof(reason), "refused by peer (%s): %s",
-				 wire_code_name(code), clean);
+			         wire_code_name(code), clean);
 			peer_close_fatal(p, code_is_fatal(code), reason);
 		}
 		return 1;
@@ -538,21 +538,21 @@ static void peer_handle_auth(struct peer *p, const struct wire_msg *m)
 
 	if (m->type != WIRE_AUTH) {
 		peer_close_error(p, WIRE_E_PROTOCOL, "expected AUTH, got %s",
-				 wire_type_name(m->type));
+		                 wire_type_name(m->type));
 		return;
 	}
 	memcpy(signed_msg, p->transcript, VCRYPTO_HASH_LEN);
 	signed_msg[VCRYPTO_HASH_LEN] = p->initiator ? 1 : 0; /* the peer's role */
 	wire_put32(signed_msg + VCRYPTO_HASH_LEN + 1, m->u.auth.flags);
 	if (vcrypto_verify(m->u.auth.sig, PEER_AUTH_DOMAIN, signed_msg, sizeof(signed_msg),
-			   m->u.auth.identity) != 0) {
+	                   m->u.auth.identity) != 0) {
 		peer_close_error(p, WIRE_E_AUTH, "AUTH signature does not verify");
 		return;
 	}
 	if ((m->u.auth.flags & WIRE_AUTH_SOURCE) &&
 	    memcmp(m->u.auth.identity, p->ctx->source_key, WIRE_KEY_LEN) != 0) {
 		peer_close_error(p, WIRE_E_AUTH,
-				 "peer claims to be the source but its key is not the source key");
+		                 "peer claims to be the source but its key is not the source key");
 		return;
 	}
 	memcpy(p->identity, m->u.auth.identity, WIRE_KEY_LEN);
@@ -574,7 +574,7 @@ static void peer_handle_msg(struct peer *p, const struct wire_msg *m)
 
 		peer_clean_text(clean, sizeof(clean), m->u.error.text, m->u.error.text_len);
 		snprintf(reason, sizeof(reason), "peer reported error %s: %s",
-			 wire_code_name(m->u.error.code), clean);
+		         wire_code_name(m->u.error.code), clean);
 		peer_close_fatal(p, code_is_fatal(m->u.error.code), reason);
 		return;
 	}
@@ -598,15 +598,15 @@ static void peer_read_frame(struct peer *p, struct evbuffer *in, uint32_t ct_len
 		return;
 	}
 	if (vcrypto_open(p->rx_plain, f + WIRE_FRAME_HDR_LEN, ct_len, f, WIRE_FRAME_HDR_LEN,
-			 p->rx_ctr, p->rx_key) != 0) {
+	                 p->rx_ctr, p->rx_key) != 0) {
 		evbuffer_drain(in, total);
 		/* No ERROR is sent (PROTOCOL.md §5). In AUTH our own AUTH may still
 		 * be queued: flush it, so that the peer learns of the wrong secret too. */
 		if (p->state == PEER_AUTH)
 			/* The only way a correct peer's first frame fails: other keys. */
 			peer_close_flush(p, 1,
-					 "handshake failed: the peer does not know the volume's "
-					 "join secret (secret= in the URI is wrong)");
+			                 "handshake failed: the peer does not know the volume's "
+			                 "join secret (secret= in the URI is wrong)");
 		else
 			peer_close(p, "frame failed authentication (corrupt or forged)");
 		return;
@@ -615,7 +615,7 @@ static void peer_read_frame(struct peer *p, struct evbuffer *in, uint32_t ct_len
 	evbuffer_drain(in, total);
 	if (wire_msg_decode(p->rx_plain, plain_len, &m) != 0) {
 		peer_close_error(p, WIRE_E_PROTOCOL, "malformed message (type %u, %zu bytes)",
-				 plain_len > 0 ? p->rx_plain[0] : 0, plain_len);
+		                 plain_len > 0 ? p->rx_plain[0] : 0, plain_len);
 		return;
 	}
 	if (m.type == WIRE_PIECE)
@@ -648,7 +648,7 @@ static void peer_read_cb(struct bufferevent *bev, void *arg)
 		ct_len = wire_frame_len(hdr);
 		if (ct_len < 0) {
 			peer_close_error(p, WIRE_E_PROTOCOL, "invalid frame length %u",
-					 wire_get32(hdr));
+			                 wire_get32(hdr));
 			return;
 		}
 		if (evbuffer_get_length(in) < WIRE_FRAME_HDR_LEN + (size_t)ct_len)
@@ -688,7 +688,7 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		snprintf(reason, sizeof(reason), "peer silent for %d s (in state %s)",
-			 p->ctx->timeout_s, state_names[p->state]);
+		         p->ctx->timeout_s, state_names[p->state]);
 		if (p->state == PEER_READY || p->state == PEER_AUTH)
 			peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
 		else
@@ -697,16 +697,16 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_EOF) {
 		snprintf(reason, sizeof(reason), "connection closed by peer (in state %s)",
-			 state_names[p->state]);
+		         state_names[p->state]);
 	} else {
 		int dns_err = bufferevent_socket_get_dns_error(bev);
 
 		if (dns_err != 0)
 			snprintf(reason, sizeof(reason), "cannot resolve: %s",
-				 evutil_gai_strerror(dns_err));
+			         evutil_gai_strerror(dns_err));
 		else
 			snprintf(reason, sizeof(reason), "%s",
-				 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+			         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	}
 	peer_close(p, reason);
 }

@@ -67,7 +67,7 @@ struct peer_ctx {
 	uint8_t source_key[WIRE_KEY_LEN];
 	uint8_t join_secret[32];
 	const struct vcrypto_identity *identity; /* our own */
-	int is_source;				 /* we are the volume's source */
+	int is_source;                           /* we are the volume's source */
 	int timeout_s;
 	struct bufferevent_rate_limit_group *upload_limit; /* optional */
 };
@@ -86,7 +86,7 @@ struct peer {
 	uint64_t rx_ctr, tx_ctr;
 
 	uint8_t identity[WIRE_KEY_LEN]; /* the peer's, once authenticated */
-	int is_source;			/* the peer proved it holds the source key */
+	int is_source;                  /* the peer proved it holds the source key */
 
 	uint8_t *rx_plain; /* WIRE_MAX_MSG + WIRE_TAG_LEN scratch */
 	uint8_t *tx_plain; /* WIRE_MAX_MSG scratch */
@@ -96,14 +96,14 @@ struct peer {
 	int read_paused;
 
 	uint64_t bytes_in, bytes_out; /* payload bytes of PIECE messages */
-	void *owner;		      /* for the owner's use */
+	void *owner;                  /* for the owner's use */
 };
 
 /* Start a connection to host:port. Returns the peer (state CONNECTING) or NULL. */
 struct peer *peer_connect(struct peer_ctx *ctx, const char *host, uint16_t port, void *owner);
 /* Take an accepted socket. Returns the peer (state HELLO) or NULL (fd closed). */
 struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa, int salen,
-			 void *owner);
+                         void *owner);
 
 /*
  * Run the protocol on a connected socket fd (taken over: closed with the
@@ -119,8 +119,8 @@ int peer_send(struct peer *p, const struct wire_msg *m);
  * the output buffer (no intermediate copy). fill returns 0 or -1.
  */
 int peer_send_piece(struct peer *p, uint32_t chunk, uint64_t gen, uint32_t offset, uint32_t len,
-		    int (*fill)(void *arg, uint8_t *dst, size_t len, uint64_t off), void *arg,
-		    uint64_t fill_off);
+                    int (*fill)(void *arg, uint8_t *dst, size_t len, uint64_t off), void *arg,
+                    uint64_t fill_off);
 /* Bytes waiting in the output buffer. */
 size_t peer_out_len(const struct peer *p);
 int peer_out_full(const struct peer *p);
@@ -133,6 +133,6 @@ void peer_resume_read(struct peer *p);
 void peer_close(struct peer *p, const char *reason);
 /* Send ERROR code/text, flush it, then close. on_close follows at once. */
 void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -20,7 +20,7 @@ typedef void (*scan_progress_fn)(uint64_t done, uint64_t total, void *arg);
  * logged with the offset).
  */
 int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, int nthreads,
-	       struct manifest_entry *entries, scan_progress_fn progress, void *arg);
+               struct manifest_entry *entries, scan_progress_fn progress, void *arg);
 
 /* 1 if len bytes at p are all zero. Fast (word at a time). */
 int scan_is_zero(const void *p, size_t len);

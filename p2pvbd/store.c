@@ -567,7 +567,7 @@ int store_put_begin(struct store *s, uint32_t chunk, uint64_t gen, size_t len)
 		return -1;
 	if (len != store_chunk_len(s, chunk)) {
 		log_error("store: put: chunk %u has %u bytes, got %zu", chunk,
-			  store_chunk_len(s, chunk), len);
+		          store_chunk_len(s, chunk), len);
 		return -1;
 	}
 	/* Its committed mark must not outlive the data it vouches for. */
@@ -667,8 +667,8 @@ static int pending_ent_cmp(const void *a, const void *b)
 struct store_batch {
 	uint32_t n;
 	struct pending_ent *ent; /* sorted by chunk */
-	uint8_t *recs;		 /* the records to write, in ent order */
-	int data_durable;	 /* the image sync succeeded */
+	uint8_t *recs;           /* the records to write, in ent order */
+	int data_durable;        /* the image sync succeeded */
 };
 
 struct store_batch *store_commit_begin(struct store *s)
@@ -702,7 +702,7 @@ int store_commit_sync(const struct store *s, struct store_batch *b)
 	/* The correctness rule: data durable first, marks second. */
 	if (fdatasync(s->img_fd) < 0) {
 		log_error("store: syncing %s: %s; %u chunks stay missing", s->img_path,
-			  strerror(errno), b->n);
+		          strerror(errno), b->n);
 		return -1;
 	}
 	b->data_durable = 1;
@@ -710,10 +710,10 @@ int store_commit_sync(const struct store *s, struct store_batch *b)
 		for (j = i + 1; j < b->n && b->ent[j].chunk == b->ent[j - 1].chunk + 1; j++)
 			;
 		if (write_at(s->state_fd, b->recs + (size_t)i * STORE_REC_LEN,
-			     (size_t)(j - i) * STORE_REC_LEN,
-			     STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * b->ent[i].chunk) < 0) {
+		             (size_t)(j - i) * STORE_REC_LEN,
+		             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * b->ent[i].chunk) < 0) {
 			log_error("store: writing records to %s: %s", s->state_path,
-				  strerror(errno));
+			          strerror(errno));
 			return -1;
 		}
 	}

@@ -19,25 +19,25 @@
 
 #define STORE_STATE_SUFFIX ".p2pvbd-state"
 #define STORE_STATE_MAGIC  "P2PVSTA1"
-#define STORE_HDR_LEN	   64
+#define STORE_HDR_LEN      64
 
 enum store_state {
 	STORE_MISSING = 0, /* not here (or an older generation) */
 	STORE_PRESENT = 1, /* verified and durable at gen */
-	STORE_ZERO = 2,	   /* all zero at gen: a hole in the image */
+	STORE_ZERO = 2,    /* all zero at gen: a hole in the image */
 	STORE_LOCAL = 3,   /* written by the local VM: never overwritten, never served */
 };
 
 struct store {
 	int img_fd;
 	int state_fd;
-	char *img_path;	  /* owned */
+	char *img_path;   /* owned */
 	char *state_path; /* owned */
 	uint8_t volume_id[16];
 	uint64_t image_size;
 	uint32_t chunk_size;
 	uint32_t chunk_count;
-	uint64_t *rec;	   /* chunk_count records as in the file: (gen << 8) | state */
+	uint64_t *rec;     /* chunk_count records as in the file: (gen << 8) | state */
 	uint32_t *pending; /* chunks written by store_put and not yet committed */
 	uint8_t *pending_state;
 	uint64_t *pending_gen; /* generation each pending chunk will be marked with */
@@ -56,8 +56,8 @@ struct store {
  * without a state file is refused unless STORE_F_FORCE. 0 or -1; on error
  * nothing is left open.
  */
-int store_open(struct store *s, const char *path, const uint8_t volume_id[16],
-	       uint64_t image_size, uint32_t chunk_size, int flags);
+int store_open(struct store *s, const char *path, const uint8_t volume_id[16], uint64_t image_size,
+               uint32_t chunk_size, int flags);
 void store_close(struct store *s); /* commits pending chunks first */
 
 static inline enum store_state store_state_of(const struct store *s, uint32_t chunk)

@@ -39,10 +39,10 @@ struct upreq {
 struct speer {
 	struct swarm *sw;
 	struct peer *p;
-	uint64_t id;	 /* unique in this process: jobs name their peer by it */
-	int addr;	 /* index into sw->addrs, or -1 if it connected to us */
-	uint8_t *have;	 /* chunk bitmap (fetch side), NULL until the root is known */
-	int root_seen;	 /* it answered GET_ROOT */
+	uint64_t id;   /* unique in this process: jobs name their peer by it */
+	int addr;      /* index into sw->addrs, or -1 if it connected to us */
+	uint8_t *have; /* chunk bitmap (fetch side), NULL until the root is known */
+	int root_seen; /* it answered GET_ROOT */
 	uint64_t inflight_bytes;
 	struct upreq upq[SWARM_UPQ_MAX];
 	int nupq;
@@ -52,8 +52,8 @@ struct speer {
 /* A peer address from the URI, and how connecting to it goes. */
 struct addr {
 	struct uri_peer where;
-	struct speer *sp;  /* connected or connecting */
-	int dead;	   /* fatal failure: never retried */
+	struct speer *sp; /* connected or connecting */
+	int dead;         /* fatal failure: never retried */
 	int backoff_s;
 	uint64_t next_try_ns;
 	char last_error[160];
@@ -133,7 +133,7 @@ static inline void bit_set(uint8_t *map, uint32_t i)
 }
 static inline void bit_clear(uint8_t *map, uint32_t i)
 {
-	map[i >> 3] &= (uint8_t)~(1u << (i & 7));
+	map[i >> 3] &= (uint8_t) ~(1u << (i & 7));
 }
 
 /*
@@ -152,7 +152,7 @@ static void swarm_finish(struct swarm *sw, int result)
 		next = sp->next;
 		if (sp->p->state == PEER_READY)
 			peer_close_error(sp->p, WIRE_E_SHUTDOWN, "%s",
-					 result == 0 ? "done" : "shutting down");
+			                 result == 0 ? "done" : "shutting down");
 	}
 	event_base_loopexit(sw->o.base, &grace);
 }
@@ -196,7 +196,8 @@ static int swarm_fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
 			continue;
 		if (n <= 0) {
 			log_error("reading image at offset %llu: %s",
-				  (unsigned long long)(off + done), n < 0 ? strerror(errno) : "EOF");
+			          (unsigned long long)(off + done),
+			          n < 0 ? strerror(errno) : "EOF");
 			return -1;
 		}
 		done += (size_t)n;
@@ -248,7 +249,7 @@ static void serve_pump(struct speer *sp)
 				best = i;
 		q = sp->upq[best];
 		memmove(&sp->upq[best], &sp->upq[best + 1],
-			(size_t)(sp->nupq - best - 1) * sizeof(q));
+		        (size_t)(sp->nupq - best - 1) * sizeof(q));
 		sp->nupq--;
 		/* The chunk may have changed since the request was queued. */
 		if (swarm_serve_gen(sw, q.blk.chunk) != (int64_t)q.blk.gen) {
@@ -257,9 +258,9 @@ static void serve_pump(struct speer *sp)
 		}
 		off = (uint64_t)q.blk.chunk * r->chunk_size + q.blk.offset;
 		if (peer_send_piece(sp->p, q.blk.chunk, q.blk.gen, q.blk.offset, q.blk.length,
-				    swarm_fill, sw, off) != 0) {
+		                    swarm_fill, sw, off) != 0) {
 			peer_close_error(sp->p, WIRE_E_INTERNAL, "cannot read chunk %u",
-					 q.blk.chunk);
+			                 q.blk.chunk);
 			return;
 		}
 		sw->st.bytes_served += q.blk.length;
@@ -286,7 +287,7 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	gen = swarm_serve_gen(sw, b->chunk);
 	if (gen < 0) {
 		int zero = sw->o.role == SWARM_SEED &&
-			   (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO);
+		           (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO);
 
 		reject(sp, b, zero ? WIRE_E_ZERO : WIRE_E_UNAVAILABLE);
 		return;
@@ -297,8 +298,7 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	}
 	if (sp->nupq >= SWARM_UPQ_MAX) {
 		/* We paused reading at the bound; a peer that still overflows it is broken. */
-		peer_close_error(sp->p, WIRE_E_BUSY, "more than %d requests queued",
-				 SWARM_UPQ_MAX);
+		peer_close_error(sp->p, WIRE_E_BUSY, "more than %d requests queued", SWARM_UPQ_MAX);
 		return;
 	}
 	sp->upq[sp->nupq].blk = *b;
@@ -317,7 +317,7 @@ static void serve_cancel(struct speer *sp, const struct wire_block *b)
 		if (q->chunk == b->chunk && q->gen == b->gen && q->offset == b->offset &&
 		    q->length == b->length) {
 			memmove(&sp->upq[i], &sp->upq[i + 1],
-				(size_t)(sp->nupq - i - 1) * sizeof(sp->upq[0]));
+			        (size_t)(sp->nupq - i - 1) * sizeof(sp->upq[0]));
 			sp->nupq--;
 			return;
 		}
@@ -335,7 +335,7 @@ static void serve_page(struct speer *sp, uint32_t page)
 		return;
 	}
 	n = manifest_page_encode(sw->o.manifest, page, sw->page_buf,
-				 MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
+	                         MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 	m.u.page.page = page;
 	m.u.page.root_gen = sw->o.manifest->root.generation;
 	m.u.page.data = sw->page_buf;
@@ -374,16 +374,18 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 		if (memcmp(sw->signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
 			known = 1;
 	if (!known) {
-		sw->signers = xrealloc(sw->signers, (size_t)(sw->nsigners + 1) * sizeof(*sw->signers));
+		sw->signers =
+		    xrealloc(sw->signers, (size_t)(sw->nsigners + 1) * sizeof(*sw->signers));
 		memcpy(sw->signers[sw->nsigners++], rc.signer, VCRYPTO_PK_LEN);
 		sw->st.receipts = sw->nsigners;
 	}
-	log_info("receipt from %s (peer %s): holds generation %llu complete%s", who,
-		 sp->p->name, (unsigned long long)rc.generation, known ? " (again)" : "");
+	log_info("receipt from %s (peer %s): holds generation %llu complete%s", who, sp->p->name,
+	         (unsigned long long)rc.generation, known ? " (again)" : "");
 	peer_send(sp->p, &ack);
-	if (sw->o.exit_after_receipts > 0 && sw->st.receipts >= (uint64_t)sw->o.exit_after_receipts) {
+	if (sw->o.exit_after_receipts > 0 &&
+	    sw->st.receipts >= (uint64_t)sw->o.exit_after_receipts) {
 		log_info("%llu receipts received: the source's data is no longer needed",
-			 (unsigned long long)sw->st.receipts);
+		         (unsigned long long)sw->st.receipts);
 		swarm_finish(sw, 0);
 	}
 }
@@ -396,7 +398,7 @@ static void want_push(struct swarm *sw, uint32_t c)
 		/* Compact first; grow only if the FIFO is really full. */
 		if (sw->want_head > 0) {
 			memmove(sw->want, sw->want + sw->want_head,
-				(sw->want_tail - sw->want_head) * sizeof(uint32_t));
+			        (sw->want_tail - sw->want_head) * sizeof(uint32_t));
 			sw->want_tail -= sw->want_head;
 			sw->want_head = 0;
 		}
@@ -431,7 +433,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->root = *r; /* takes ownership of r->page_hash */
 	memset(r, 0, sizeof(*r));
 	if (store_open(&sw->store, sw->o.out_path, sw->root.volume_id, sw->root.image_size,
-		       sw->root.chunk_size, sw->o.store_flags) != 0) {
+	               sw->root.chunk_size, sw->o.store_flags) != 0) {
 		swarm_finish(sw, -1);
 		return;
 	}
@@ -446,8 +448,8 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
-		 fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
-		 sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
+	         fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
+	         sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
 }
 
 static void fetch_root(struct speer *sp, const struct wire_msg *m)
@@ -462,8 +464,8 @@ static void fetch_root(struct speer *sp, const struct wire_msg *m)
 	if (manifest_root_verify(&r, sw->o.source_key) != 0) {
 		manifest_root_free(&r);
 		log_error("peer %s sent a manifest whose signature does not verify against the "
-			  "source key: refusing it",
-			  sp->p->name);
+		          "source key: refusing it",
+		          sp->p->name);
 		peer_close_error(sp->p, WIRE_E_AUTH, "manifest signature does not verify");
 		return;
 	}
@@ -480,7 +482,7 @@ static void fetch_root(struct speer *sp, const struct wire_msg *m)
 			/* v1 has no deltas: a different signed root is a different generation
 			 * we cannot reconcile. */
 			peer_close_error(sp->p, WIRE_E_GENERATION,
-					 "peer holds another generation of the manifest");
+			                 "peer holds another generation of the manifest");
 			return;
 		}
 	} else {
@@ -532,8 +534,8 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		if (page < sw->next_page)
 			sw->next_page = page;
 		log_error("peer %s sent page %u of the chunk table that does not match the signed "
-			  "root: dropping the peer",
-			  sp->p->name, page);
+		          "root: dropping the peer",
+		          sp->p->name, page);
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
 		return;
 	}
@@ -638,15 +640,15 @@ static void verify_done(void *arg)
 	} else if (j->result == 1) {
 		sw->st.bad_pieces++;
 		log_warn("chunk %u from peer %s does not match its signed hash: discarded, "
-			 "dropping the peer",
-			 j->chunk, j->from_name);
+		         "dropping the peer",
+		         j->chunk, j->from_name);
 		want_push(sw, j->chunk);
 		if (j->from_addr >= 0)
 			sw->addrs[j->from_addr].dead = 1;
 		for (struct speer *sp = sw->peers; sp; sp = sp->next)
 			if (sp->id == j->from_id) {
 				peer_close_error(sp->p, WIRE_E_BAD_DATA,
-						 "chunk %u failed verification", j->chunk);
+				                 "chunk %u failed verification", j->chunk);
 				break;
 			}
 	} else {
@@ -736,14 +738,16 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 
 	if (x == NULL || m->u.piece.gen != x->gen || off % WIRE_MAX_BLOCK != 0) {
 		peer_close_error(sp->p, WIRE_E_PROTOCOL, "unrequested piece of chunk %u",
-				 m->u.piece.chunk);
+		                 m->u.piece.chunk);
 		return;
 	}
 	blk = off / WIRE_MAX_BLOCK;
 	want_len = x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
 	if (off >= x->len || len != want_len || !(x->blocks_missing & (1u << blk))) {
-		peer_close_error(sp->p, WIRE_E_PROTOCOL, "piece of chunk %u at %u does not match "
-				 "a request", m->u.piece.chunk, off);
+		peer_close_error(sp->p, WIRE_E_PROTOCOL,
+		                 "piece of chunk %u at %u does not match "
+		                 "a request",
+		                 m->u.piece.chunk, off);
 		return;
 	}
 	memcpy(x->buf + off, m->u.piece.data, len);
@@ -763,12 +767,12 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 	if (x == NULL)
 		return; /* the transfer was already given up */
 	log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
-		 wire_code_name(m->u.reject.code));
+	         wire_code_name(m->u.reject.code));
 	for (uint32_t i = 0; i < block_count(x->len); i++)
 		if (x->blocks_missing & (1u << i))
 			sp->inflight_bytes -= (x->len - i * WIRE_MAX_BLOCK < WIRE_MAX_BLOCK)
-						      ? x->len - i * WIRE_MAX_BLOCK
-						      : WIRE_MAX_BLOCK;
+			                          ? x->len - i * WIRE_MAX_BLOCK
+			                          : WIRE_MAX_BLOCK;
 	/* Another peer may have it; this one said it does not. */
 	bit_clear(sp->have, b->chunk);
 	xfer_drop(sw, x, 1);
@@ -784,7 +788,7 @@ static void fetch_receipt_ack(struct speer *sp, const struct wire_msg *m)
 		sw->st.receipt_acked = 1;
 	} else {
 		log_warn("the source refused our receipt: %.*s", (int)m->u.error.text_len,
-			 m->u.error.text);
+		         m->u.error.text);
 	}
 	if (sw->complete)
 		swarm_finish(sw, 0);
@@ -849,7 +853,7 @@ static void fetch_requests(struct swarm *sw, struct speer *sp)
 			m.u.request.blk.gen = x->gen;
 			m.u.request.blk.offset = off;
 			m.u.request.blk.length =
-				x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
+			    x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
 			m.u.request.prio = WIRE_PRIO_BACKGROUND;
 			peer_send(sp->p, &m);
 		}
@@ -903,9 +907,9 @@ static void swarm_check_complete(struct swarm *sw)
 	}
 	sw->complete = 1;
 	log_info("volume complete and verified: %llu chunks fetched, %llu already present, "
-		 "%llu zero",
-		 (unsigned long long)sw->st.chunks_fetched,
-		 (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
+	         "%llu zero",
+	         (unsigned long long)sw->st.chunks_fetched,
+	         (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
 	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * 1000000000u;
 	send_receipt(sw);
 }
@@ -982,7 +986,12 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		return;
 	case WIRE_RECEIPT:
 		if (sw->o.role != SWARM_SEED) {
-			peer_close_error(p, WIRE_E_PROTOCOL, "receipts go to the source");
+			struct wire_msg ack = {.type = WIRE_RECEIPT_ACK};
+
+			ack.u.error.code = WIRE_E_BAD_RECEIPT;
+			ack.u.error.text = "not the source";
+			ack.u.error.text_len = (uint16_t)strlen(ack.u.error.text);
+			peer_send(p, &ack);
 			return;
 		}
 		serve_receipt(sp, m);
@@ -1087,7 +1096,7 @@ static void swarm_connect(struct swarm *sw, int i)
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+                      void *arg)
 {
 	struct swarm *sw = arg;
 	struct speer *sp = speer_new(sw, -1);
@@ -1127,7 +1136,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 			send_receipt(sw);
 		if (now >= sw->receipt_deadline_ns) {
 			log_warn("the source did not acknowledge our receipt within %d s",
-				 SWARM_RECEIPT_WAIT_S);
+			         SWARM_RECEIPT_WAIT_S);
 			swarm_finish(sw, 0);
 		}
 		return;
@@ -1136,7 +1145,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		log_error("no usable peer left; last errors:");
 		for (int i = 0; i < sw->naddrs; i++)
 			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
-				  sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
+			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
 		swarm_finish(sw, -1);
 		return;
 	}
@@ -1145,7 +1154,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		log_error("no progress for %d s; giving up (last errors:)", sw->o.give_up_s);
 		for (int i = 0; i < sw->naddrs; i++)
 			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
-				  sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
+			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
 		swarm_finish(sw, -1);
 	}
 }
@@ -1173,9 +1182,8 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		/* Rates are per tick; 50 ms ticks keep the flow smooth. */
 		struct timeval t = {0, 50000};
 		size_t per_tick = (size_t)(o->upload_rate / 20 ? o->upload_rate / 20 : 1);
-		struct ev_token_bucket_cfg *cfg =
-			ev_token_bucket_cfg_new(EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, per_tick,
-						per_tick, &t);
+		struct ev_token_bucket_cfg *cfg = ev_token_bucket_cfg_new(
+		    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, per_tick, per_tick, &t);
 
 		sw->ctx.upload_limit = bufferevent_rate_limit_group_new(o->base, cfg);
 		/* The group keeps its own copy of the configuration. */
@@ -1228,8 +1236,8 @@ int swarm_listen(struct swarm *sw, const char *host, uint16_t port, uint16_t *bo
 		return -1;
 	}
 	sw->listener = evconnlistener_new_bind(sw->o.base, on_accept, sw,
-					       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
-					       (struct sockaddr *)&ss, (int)sslen);
+	                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
+	                                       (struct sockaddr *)&ss, (int)sslen);
 	if (sw->listener == NULL) {
 		log_error("cannot listen on %s port %u: %s", host, port, strerror(errno));
 		return -1;
@@ -1263,8 +1271,8 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 		return;
 	}
 	*total = sw->root.image_size;
-	*done = sw->complete ? sw->root.image_size : sw->store.present_bytes +
-							 sw->store.pending_bytes;
+	*done =
+	    sw->complete ? sw->root.image_size : sw->store.present_bytes + sw->store.pending_bytes;
 	if (*done > *total)
 		*done = *total;
 }

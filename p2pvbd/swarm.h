@@ -31,7 +31,7 @@
 /* Requests queued per peer before we stop reading from it. */
 #define SWARM_UPQ_MAX 256
 /* Commit (fdatasync + mark) at least this often, and every this many bytes. */
-#define SWARM_COMMIT_MS	   1000
+#define SWARM_COMMIT_MS    1000
 #define SWARM_COMMIT_BYTES (64u * 1024u * 1024u)
 /* How long fetch waits for the source to acknowledge its receipt. */
 #define SWARM_RECEIPT_WAIT_S 10
@@ -44,7 +44,7 @@ struct swarm_stats {
 	uint64_t chunks_resumed; /* found present in the state file at start */
 	uint64_t chunks_fetched;
 	uint64_t bytes_fetched; /* chunk bytes received and verified */
-	uint64_t bad_pieces;	/* chunks that failed verification */
+	uint64_t bad_pieces;    /* chunks that failed verification */
 	uint64_t bytes_served;
 	uint64_t receipts; /* distinct valid receipts (seed) */
 	int receipt_acked; /* fetch: the source accepted our receipt */

@@ -1,7 +1,8 @@
 /*
  * uri: the volume URI, the capability a destination is given.
  *
- *   p2pvbd://<volume-id>?key=<source public key>&secret=<join secret>&peer=<host:port>[&peer=...][&tracker=<url>...]
+ *   p2pvbd://<volume-id>?key=<source public key>&secret=<join
+ * secret>&peer=<host:port>[&peer=...][&tracker=<url>...]
  *
  * volume-id: 32 hex digits; key and secret: 64 hex digits each. host is a
  * name, an IPv4 address or an [IPv6] address in brackets. Pure code.

@@ -36,7 +36,11 @@ void log_msg(int level, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	/* One fprintf so that lines from concurrent processes do not interleave. */
-	fprintf(stderr, "%s: %s: %s\n", log_prog, names[level < 0 ? 0 : level > 3 ? 3 : level], buf);
+	fprintf(stderr, "%s: %s: %s\n", log_prog,
+	        names[level < 0   ? 0
+	              : level > 3 ? 3
+	                          : level],
+	        buf);
 }
 
 void fatal(const char *fmt, ...)

@@ -12,11 +12,11 @@
 #include <stdint.h>
 
 #define VCRYPTO_HASH_LEN 32
-#define VCRYPTO_PK_LEN	 32
-#define VCRYPTO_SK_LEN	 64 /* libsodium's Ed25519 secret key: seed || pk */
-#define VCRYPTO_SIG_LEN	 64
-#define VCRYPTO_KEY_LEN	 32 /* symmetric session key */
-#define VCRYPTO_TAG_LEN	 16
+#define VCRYPTO_PK_LEN   32
+#define VCRYPTO_SK_LEN   64 /* libsodium's Ed25519 secret key: seed || pk */
+#define VCRYPTO_SIG_LEN  64
+#define VCRYPTO_KEY_LEN  32 /* symmetric session key */
+#define VCRYPTO_TAG_LEN  16
 
 /* Call once before anything else; 0 or -1. */
 int vcrypto_init(void);
@@ -58,9 +58,9 @@ void vcrypto_hash_final(struct vcrypto_hash_state *st, uint8_t out[VCRYPTO_HASH_
  * of signed object so that one can never be replayed as another.
  */
 void vcrypto_sign(uint8_t sig[VCRYPTO_SIG_LEN], const char *domain, const void *msg, size_t len,
-		  const uint8_t sk[VCRYPTO_SK_LEN]);
+                  const uint8_t sk[VCRYPTO_SK_LEN]);
 int vcrypto_verify(const uint8_t sig[VCRYPTO_SIG_LEN], const char *domain, const void *msg,
-		   size_t len, const uint8_t pk[VCRYPTO_PK_LEN]); /* 0 valid, -1 not */
+                   size_t len, const uint8_t pk[VCRYPTO_PK_LEN]); /* 0 valid, -1 not */
 
 /* Random bytes. */
 void vcrypto_random(void *buf, size_t len);
@@ -85,9 +85,9 @@ struct vcrypto_kx {
 void vcrypto_kx_generate(struct vcrypto_kx *kx);
 /* initiator != 0 for the side that opened the TCP connection. 0 or -1 (bad peer key). */
 int vcrypto_session_keys(uint8_t rx[VCRYPTO_KEY_LEN], uint8_t tx[VCRYPTO_KEY_LEN],
-			 const struct vcrypto_kx *mine, const uint8_t peer_pk[VCRYPTO_PK_LEN],
-			 int initiator, const uint8_t transcript[VCRYPTO_HASH_LEN],
-			 const uint8_t join_secret[32]);
+                         const struct vcrypto_kx *mine, const uint8_t peer_pk[VCRYPTO_PK_LEN],
+                         int initiator, const uint8_t transcript[VCRYPTO_HASH_LEN],
+                         const uint8_t join_secret[32]);
 
 /*
  * AEAD (ChaCha20-Poly1305 IETF) with a 64-bit message counter as the nonce.
@@ -96,8 +96,8 @@ int vcrypto_session_keys(uint8_t rx[VCRYPTO_KEY_LEN], uint8_t tx[VCRYPTO_KEY_LEN
  * returns 0 or -1 (forged, corrupt or wrong key).
  */
 void vcrypto_seal(uint8_t *out, const uint8_t *in, size_t len, const uint8_t *ad, size_t ad_len,
-		  uint64_t counter, const uint8_t key[VCRYPTO_KEY_LEN]);
+                  uint64_t counter, const uint8_t key[VCRYPTO_KEY_LEN]);
 int vcrypto_open(uint8_t *out, const uint8_t *in, size_t ct_len, const uint8_t *ad, size_t ad_len,
-		 uint64_t counter, const uint8_t key[VCRYPTO_KEY_LEN]);
+                 uint64_t counter, const uint8_t key[VCRYPTO_KEY_LEN]);
 
 #endif

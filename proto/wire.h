@@ -19,8 +19,8 @@
 /* Handshake records (plaintext, before keys are agreed). */
 #define WIRE_HELLO_MAGIC  "P2PVBD1\n" /* 8 bytes, no NUL on the wire */
 #define WIRE_REFUSE_MAGIC "P2PVBD!\n" /* a refusal instead of a hello */
-#define WIRE_MAGIC_LEN	  8
-#define WIRE_HELLO_LEN	  96
+#define WIRE_MAGIC_LEN    8
+#define WIRE_HELLO_LEN    96
 
 #define WIRE_ID_LEN   16 /* volume id */
 #define WIRE_KEY_LEN  32 /* Ed25519 / X25519 public keys */
@@ -32,7 +32,7 @@
  * (plaintext message + 16-byte Poly1305 tag).
  */
 #define WIRE_FRAME_HDR_LEN 4
-#define WIRE_TAG_LEN	   16
+#define WIRE_TAG_LEN       16
 
 /*
  * Largest piece payload. Chunks larger than this are fetched as several
@@ -53,43 +53,43 @@
 
 /* Message types. Explicit numbers; never renumber, retire as unused. */
 enum wire_type {
-	WIRE_AUTH = 1,		/* first message each way: identity + signature */
-	WIRE_ERROR = 2,		/* fatal error with reason; sender closes */
-	WIRE_KEEPALIVE = 3,	/* empty */
-	WIRE_GET_ROOT = 4,	/* ask for the signed manifest root */
-	WIRE_ROOT = 5,		/* signed manifest root (opaque blob, see manifest) */
-	WIRE_GET_PAGE = 6,	/* ask for one page of the chunk table */
-	WIRE_PAGE = 7,		/* one page of the chunk table */
-	WIRE_HAVE_MAP = 8,	/* bitmap of chunks held at the current generation */
-	WIRE_HAVE = 9,		/* one more chunk held */
-	WIRE_REQUEST = 10,	/* ask for a block of a chunk */
-	WIRE_PIECE = 11,	/* a block of a chunk */
-	WIRE_CANCEL = 12,	/* withdraw a request */
-	WIRE_REJECT = 13,	/* a request will not be served */
-	WIRE_RECEIPT = 14,	/* signed completion receipt */
-	WIRE_RECEIPT_ACK = 15,	/* the receipt was checked */
-	WIRE_DELTA = 16,	/* reserved: signed generation delta (live migration) */
+	WIRE_AUTH = 1,         /* first message each way: identity + signature */
+	WIRE_ERROR = 2,        /* fatal error with reason; sender closes */
+	WIRE_KEEPALIVE = 3,    /* empty */
+	WIRE_GET_ROOT = 4,     /* ask for the signed manifest root */
+	WIRE_ROOT = 5,         /* signed manifest root (opaque blob, see manifest) */
+	WIRE_GET_PAGE = 6,     /* ask for one page of the chunk table */
+	WIRE_PAGE = 7,         /* one page of the chunk table */
+	WIRE_HAVE_MAP = 8,     /* bitmap of chunks held at the current generation */
+	WIRE_HAVE = 9,         /* one more chunk held */
+	WIRE_REQUEST = 10,     /* ask for a block of a chunk */
+	WIRE_PIECE = 11,       /* a block of a chunk */
+	WIRE_CANCEL = 12,      /* withdraw a request */
+	WIRE_REJECT = 13,      /* a request will not be served */
+	WIRE_RECEIPT = 14,     /* signed completion receipt */
+	WIRE_RECEIPT_ACK = 15, /* the receipt was checked */
+	WIRE_DELTA = 16,       /* reserved: signed generation delta (live migration) */
 };
 #define WIRE_TYPE_MAX 16
 
 /* Error, refusal, reject and receipt-ack codes. */
 enum wire_code {
 	WIRE_OK = 0,
-	WIRE_E_PROTOCOL = 1,	   /* malformed or unexpected message */
-	WIRE_E_VERSION = 2,	   /* no common protocol version */
-	WIRE_E_WRONG_VOLUME = 3,   /* volume id unknown here */
-	WIRE_E_WRONG_KEY = 4,	   /* source key does not match */
-	WIRE_E_AUTH = 5,	   /* authentication failed (secret, signature) */
-	WIRE_E_RANGE = 6,	   /* request outside the volume or chunk */
-	WIRE_E_UNAVAILABLE = 7,	   /* chunk not held here */
-	WIRE_E_GENERATION = 8,	   /* requested generation is not current */
-	WIRE_E_ZERO = 9,	   /* chunk is all zero: never transferred */
-	WIRE_E_BUSY = 10,	   /* too many requests or peers */
-	WIRE_E_TIMEOUT = 11,	   /* peer was silent too long */
-	WIRE_E_BAD_RECEIPT = 12,   /* receipt does not verify */
-	WIRE_E_SHUTDOWN = 13,	   /* sender is shutting down */
-	WIRE_E_INTERNAL = 14,	   /* local failure (I/O) */
-	WIRE_E_BAD_DATA = 15,	   /* piece failed verification */
+	WIRE_E_PROTOCOL = 1,     /* malformed or unexpected message */
+	WIRE_E_VERSION = 2,      /* no common protocol version */
+	WIRE_E_WRONG_VOLUME = 3, /* volume id unknown here */
+	WIRE_E_WRONG_KEY = 4,    /* source key does not match */
+	WIRE_E_AUTH = 5,         /* authentication failed (secret, signature) */
+	WIRE_E_RANGE = 6,        /* request outside the volume or chunk */
+	WIRE_E_UNAVAILABLE = 7,  /* chunk not held here */
+	WIRE_E_GENERATION = 8,   /* requested generation is not current */
+	WIRE_E_ZERO = 9,         /* chunk is all zero: never transferred */
+	WIRE_E_BUSY = 10,        /* too many requests or peers */
+	WIRE_E_TIMEOUT = 11,     /* peer was silent too long */
+	WIRE_E_BAD_RECEIPT = 12, /* receipt does not verify */
+	WIRE_E_SHUTDOWN = 13,    /* sender is shutting down */
+	WIRE_E_INTERNAL = 14,    /* local failure (I/O) */
+	WIRE_E_BAD_DATA = 15,    /* piece failed verification */
 };
 
 /* Request priorities; higher is served first. */
@@ -112,7 +112,7 @@ struct wire_hello {
 	uint32_t flags; /* reserved, must be 0 */
 	uint8_t volume_id[WIRE_ID_LEN];
 	uint8_t source_key[WIRE_KEY_LEN]; /* Ed25519 key the sender trusts as source */
-	uint8_t kx_key[WIRE_KEY_LEN];	  /* ephemeral X25519 public key */
+	uint8_t kx_key[WIRE_KEY_LEN];     /* ephemeral X25519 public key */
 };
 
 /* A block of a chunk, as named by REQUEST, CANCEL and REJECT. */
@@ -139,7 +139,7 @@ struct wire_msg {
 			uint16_t code;
 			uint16_t text_len;
 			const char *text; /* not NUL-terminated */
-		} error;		  /* also RECEIPT_ACK */
+		} error;                  /* also RECEIPT_ACK */
 		struct {
 			const uint8_t *data;
 			uint32_t len;
@@ -155,7 +155,7 @@ struct wire_msg {
 		} page;
 		struct {
 			uint32_t first;
-			uint32_t count;	     /* bits, >= 1 */
+			uint32_t count;      /* bits, >= 1 */
 			const uint8_t *bits; /* (count + 7) / 8 bytes, LSB first */
 		} have_map;
 		struct {
@@ -224,7 +224,7 @@ int wire_hello_decode(const uint8_t *in, size_t len, struct wire_hello *h);
  */
 size_t wire_refuse_encode(uint16_t code, const char *text, uint8_t *out, size_t cap);
 int wire_refuse_decode(const uint8_t *in, size_t len, uint16_t *code, const char **text,
-		       uint16_t *text_len);
+                       uint16_t *text_len);
 
 /*
  * Frame header: returns the ciphertext length that follows (>= WIRE_TAG_LEN + 1,
@@ -252,7 +252,7 @@ size_t wire_msg_encode(const struct wire_msg *m, uint8_t *out, size_t cap);
  */
 #define WIRE_PIECE_HDR_LEN 17
 void wire_piece_hdr_encode(uint8_t out[WIRE_PIECE_HDR_LEN], uint32_t chunk, uint64_t gen,
-			   uint32_t offset);
+                           uint32_t offset);
 
 /* A short name for a message type or code, for logs ("REQUEST", "E_RANGE"). */
 const char *wire_type_name(uint8_t type);

@@ -77,7 +77,7 @@ static void client_send_probe(struct peer *p)
 
 	if (probe_next == nprobes) {
 		fprintf(stderr, "badpeer: %d of %d probes answered wrongly\n", probe_failures,
-			nprobes);
+		        nprobes);
 		event_base_loopexit(ctx.base, NULL);
 		return;
 	}
@@ -90,9 +90,9 @@ static void client_reply(struct peer *p, const struct wire_msg *m)
 	int ok = m->type == WIRE_REJECT && m->u.reject.code == probes[probe_next].want;
 
 	fprintf(stderr, "badpeer: %s: got %s %s: %s\n", probes[probe_next].what,
-		wire_type_name(m->type),
-		m->type == WIRE_REJECT ? wire_code_name(m->u.reject.code) : "",
-		ok ? "ok" : "WRONG");
+	        wire_type_name(m->type),
+	        m->type == WIRE_REJECT ? wire_code_name(m->u.reject.code) : "",
+	        ok ? "ok" : "WRONG");
 	probe_failures += !ok;
 	probe_next++;
 	client_send_probe(p);
@@ -174,7 +174,7 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 			return;
 		}
 		peer_send_piece(p, b->chunk, b->gen, b->offset, b->length, fill, NULL,
-				(uint64_t)b->chunk * man.root.chunk_size + b->offset);
+		                (uint64_t)b->chunk * man.root.chunk_size + b->offset);
 		return;
 	}
 	default:
@@ -193,7 +193,7 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+                      void *arg)
 {
 	(void)l;
 	(void)arg;
@@ -212,12 +212,12 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"mode", required_argument, NULL, 'm'},
-		{"uri", required_argument, NULL, 'u'},
-		{"key", required_argument, NULL, 'k'},
-		{"chunk-size", required_argument, NULL, 'c'},
-		{"port-file", required_argument, NULL, 'p'},
-		{NULL, 0, NULL, 0},
+	    {"mode", required_argument, NULL, 'm'},
+	    {"uri", required_argument, NULL, 'u'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"chunk-size", required_argument, NULL, 'c'},
+	    {"port-file", required_argument, NULL, 'p'},
+	    {NULL, 0, NULL, 0},
 	};
 	static const struct peer_ops ops = {on_ready, on_msg, NULL, on_close};
 	const char *uri_text = NULL, *key = NULL, *port_file = NULL;
@@ -274,11 +274,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	entries = xcalloc(manifest_chunk_count((uint64_t)st.st_size, (uint32_t)chunk_size),
-			  sizeof(*entries));
+	                  sizeof(*entries));
 	if (scan_image(image_fd, (uint64_t)st.st_size, (uint32_t)chunk_size, 0, 0, entries, NULL,
-		       NULL) != 0 ||
+	               NULL) != 0 ||
 	    manifest_build(&man, u.volume_id, (uint64_t)st.st_size, (uint32_t)chunk_size, 0,
-			   entries, id.sk) != 0 ||
+	                   entries, id.sk) != 0 ||
 	    manifest_root_encode(&man.root, &root_blob, &root_blob_len) != 0)
 		return 1;
 
@@ -302,7 +302,8 @@ int main(int argc, char **argv)
 				data_chunk = i;
 		}
 		if (zero_chunk == UINT32_MAX || data_chunk == UINT32_MAX) {
-			fprintf(stderr, "badpeer: client mode needs an image with zero and data chunks\n");
+			fprintf(stderr,
+			        "badpeer: client mode needs an image with zero and data chunks\n");
 			return 2;
 		}
 		probes[0].blk = (struct wire_block){man.root.chunk_count + 5, 0, 0, 4096};
@@ -333,8 +334,8 @@ int main(int argc, char **argv)
 	sin.sin_family = AF_INET;
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	l = evconnlistener_new_bind(ctx.base, on_accept, NULL,
-				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
-				    (struct sockaddr *)&sin, sizeof(sin));
+	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+	                            (struct sockaddr *)&sin, sizeof(sin));
 	if (l == NULL) {
 		perror("listen");
 		return 1;
