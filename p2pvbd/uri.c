@@ -42,17 +42,6 @@ static int is_alnum(unsigned char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static int hex_val(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Characters a tracker URL carries raw in the volume URI. Everything else
  * ('&' and '=' that would split parameters, '#' and '?' that end or start
@@ -178,8 +167,8 @@ static int tracker_decode(const char *s, size_t len, char *out, char *err, size_
 		if (c == '%') {
 			int hi, lo;
 
-			if (len - i < 3 || (hi = hex_val((unsigned char)s[i + 1])) < 0 ||
-			    (lo = hex_val((unsigned char)s[i + 2])) < 0)
+			if (len - i < 3 || (hi = hex_digit((unsigned char)s[i + 1])) < 0 ||
+			    (lo = hex_digit((unsigned char)s[i + 2])) < 0)
 				return fail(err, errlen, "bad percent escape in tracker= value");
 			c = (unsigned char)(hi << 4 | lo);
 			if (!tracker_byte_ok(c))

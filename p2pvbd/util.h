@@ -37,6 +37,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
+/* Value of one hex digit (either case), or -1. */
+int hex_digit(int c);
 /* Exactly 2n hex digits (either case) into n bytes; 0 or -1. */
 int hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n);
 
