@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -825,6 +826,14 @@ int main(int argc, char **argv)
 	const char *cmd;
 
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Chunk buffers and frames of a few hundred KiB are allocated and freed
+	 * all the time. By default glibc serves them with fresh mmaps (or trims
+	 * the heap after them), so every one costs page faults on first touch;
+	 * keeping them in the heap lets freed memory be reused warm.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 	log_init("p2pvbd", LOG_INFO);
 	if (argc < 2)
 		return usage_error(usage_main, "no command given");

@@ -536,6 +536,9 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		log_error("peer %s sent page %u of the chunk table that does not match the signed "
 		          "root: dropping the peer",
 		          sp->p->name, page);
+		/* A forged page is no accident: never ask this address again. */
+		if (sp->addr >= 0)
+			sw->addrs[sp->addr].dead = 1;
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
 		return;
 	}

@@ -1,0 +1,292 @@
+# shellcheck shell=bash disable=SC2034
+# Shared helpers for the integration tests (tests/integration/t_*.sh).
+#
+# Source it first thing in a test:   . "$(dirname "$0")/lib.sh" "$@"
+#
+# It sets:
+#   P2PVBD   absolute path of the binary under test ($1, else the environment)
+#   T        a private temporary directory, removed when the test exits
+#   T_NAME   the test's name (its file name without .sh)
+# and installs a trap that stops every background process the test started
+# (see bg_start), even when the test fails or is interrupted.
+
+set -euo pipefail
+
+T_NAME=$(basename "$0" .sh)
+
+P2PVBD=${1:-${P2PVBD:-}}
+if [[ -z $P2PVBD ]]; then
+	echo "usage: $0 PATH-TO-p2pvbd (or set P2PVBD)" >&2
+	exit 2
+fi
+if [[ $P2PVBD != /* ]]; then
+	P2PVBD=$PWD/$P2PVBD
+fi
+if [[ ! -x $P2PVBD ]]; then
+	echo "$T_NAME: binary not found or not executable: $P2PVBD" >&2
+	exit 1
+fi
+export P2PVBD
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/p2pvbd-${T_NAME}.XXXXXX")
+
+# PIDs of background processes this test started; cleanup stops them all.
+PIDS=()
+# Set by start_seed.
+SEED_PID=
+URI=
+
+# How long cleanup waits for a process after SIGTERM before SIGKILL.
+CLEANUP_GRACE_S=${CLEANUP_GRACE_S:-5}
+
+_cleanup_done=
+cleanup() {
+	[[ -n $_cleanup_done ]] && return 0
+	_cleanup_done=1
+	local pid i
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		for ((i = 0; i < CLEANUP_GRACE_S * 10; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			echo "$T_NAME: pid $pid ignored SIGTERM; sending SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+	if [[ -n ${KEEP_TMP:-} ]]; then
+		echo "$T_NAME: keeping $T" >&2
+	else
+		rm -rf "$T"
+	fi
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# fail MSG...: report a failure (with the tail of every log in $T) and exit 1.
+# The reason comes last, so that a runner showing the tail of the output shows it.
+fail() {
+	local f
+	for f in "$T"/*.log "$T"/*.err; do
+		[[ -s $f ]] || continue
+		echo "--- last lines of $(basename "$f") ---" >&2
+		tail -n 15 "$f" >&2
+	done
+	echo "FAIL: $T_NAME: $*" >&2
+	exit 1
+}
+
+# note MSG...: progress message on stderr.
+note() {
+	echo "$T_NAME: $*" >&2
+}
+
+# bg_start LOG CMD ARGS...: run CMD in the background with stdout and stderr
+# in LOG; remember its PID for cleanup and put it in BG_PID.
+BG_PID=
+bg_start() {
+	local log=$1
+	shift
+	"$@" >"$log" 2>&1 &
+	BG_PID=$!
+	PIDS+=("$BG_PID")
+}
+
+# wait_for_file PATH TIMEOUT_S [PID]: wait until PATH exists and is not
+# empty. Returns 1 on timeout, or at once if PID (when given) has exited.
+wait_for_file() {
+	local path=$1 timeout_s=$2 pid=${3:-} i
+	for ((i = 0; i < timeout_s * 10; i++)); do
+		[[ -s $path ]] && return 0
+		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+			[[ -s $path ]] && return 0
+			return 1
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait_exit PID TIMEOUT_S: wait for a background process to exit; sets
+# EXIT_STATUS to its exit status. Returns 1 if it is still running.
+EXIT_STATUS=
+wait_exit() {
+	local pid=$1 timeout_s=$2 i
+	for ((i = 0; i < timeout_s * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$pid" 2>/dev/null && return 1
+	EXIT_STATUS=0
+	wait "$pid" || EXIT_STATUS=$?
+	return 0
+}
+
+# stop_pid PID: stop one background process now (TERM, bounded wait, KILL).
+stop_pid() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || true
+	if ! wait_exit "$pid" "$CLEANUP_GRACE_S"; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
+}
+
+# Deterministic layout of test images: MiB number i holds random bytes when
+# i % 3 != 1 and zeros otherwise; an optional tail (random) follows.
+mib_is_random() { (($1 % 3 != 1)); }
+
+# make_image PATH SIZE_MIB [TAIL_BYTES]: write a test image with the layout
+# above. Zero regions are holes in PATH (the seed must not care).
+make_image() {
+	local path=$1 mib=$2 tail=${3:-0} i start
+	rm -f "$path"
+	truncate -s $((mib * 1048576 + tail)) "$path"
+	i=0
+	while ((i < mib)); do
+		if mib_is_random "$i"; then
+			start=$i
+			while ((i < mib)) && mib_is_random "$i"; do
+				i=$((i + 1))
+			done
+			dd if=/dev/urandom of="$path" bs=1M seek="$start" count=$((i - start)) \
+				conv=notrunc iflag=fullblock status=none
+		else
+			i=$((i + 1))
+		fi
+	done
+	if ((tail > 0)); then
+		dd if=/dev/urandom of="$path" bs=1M seek="$mib" count="$tail" \
+			conv=notrunc iflag=fullblock,count_bytes status=none
+	fi
+}
+
+# nonzero_bytes SIZE_MIB TAIL_BYTES CHUNK_BYTES: bytes in the chunks of a
+# make_image image that hold any non-zero byte (what a fetch must transfer).
+nonzero_bytes() {
+	local mib=$1 tail=$2 chunk=$3 size c nchunks off end m total=0 hit
+	size=$((mib * 1048576 + tail))
+	nchunks=$(((size + chunk - 1) / chunk))
+	for ((c = 0; c < nchunks; c++)); do
+		off=$((c * chunk))
+		end=$((off + chunk))
+		((end > size)) && end=$size
+		hit=0
+		if ((end > mib * 1048576)); then
+			hit=1 # reaches into the random tail
+		else
+			for ((m = off / 1048576; m * 1048576 < end; m++)); do
+				if mib_is_random "$m"; then
+					hit=1
+					break
+				fi
+			done
+		fi
+		((hit)) && total=$((total + end - off))
+	done
+	echo "$total"
+}
+
+# parse_size 64K|4M|1G|123: bytes.
+parse_size() {
+	local s=$1
+	case $s in
+	*K | *k) echo $((${s%?} * 1024)) ;;
+	*M | *m) echo $((${s%?} * 1048576)) ;;
+	*G | *g) echo $((${s%?} * 1073741824)) ;;
+	*) echo $((s)) ;;
+	esac
+}
+
+# keygen PATH: make an identity key (fails the test if keygen fails).
+keygen() {
+	"$P2PVBD" keygen -o "$1" >"$T/keygen.out" 2>&1 ||
+		fail "keygen -o $1 failed: $(cat "$T/keygen.out")"
+}
+
+# start_seed ARGS...: start "p2pvbd seed ARGS" in the background on a free
+# loopback port, log to $T/seed.log, wait (60 s at most) until it has
+# written its URI, and set URI and SEED_PID. ARGS end with the image.
+start_seed() {
+	rm -f "$T/vol.uri"
+	bg_start "$T/seed.log" "$P2PVBD" seed -l 127.0.0.1:0 --uri-file "$T/vol.uri" "$@"
+	SEED_PID=$BG_PID
+	if ! wait_for_file "$T/vol.uri" 60 "$SEED_PID"; then
+		if kill -0 "$SEED_PID" 2>/dev/null; then
+			fail "seed wrote no URI file within 60 s"
+		fi
+		fail "seed exited before writing its URI file"
+	fi
+	URI=$(head -n 1 "$T/vol.uri")
+	[[ $URI == p2pvbd://* ]] || fail "URI file does not hold a p2pvbd:// URI: $URI"
+}
+
+# run_cmd NAME CMD ARGS...: run a command in the foreground with stdout in
+# $T/NAME.out and stderr in $T/NAME.err (bounded by 120 s); sets RC.
+RC=
+run_cmd() {
+	local name=$1
+	shift
+	RC=0
+	timeout 120 "$@" >"$T/$name.out" 2>"$T/$name.err" || RC=$?
+	if ((RC == 124)); then
+		fail "$name: '$*' did not finish within 120 s"
+	fi
+}
+
+# expect_rc WANT NAME CMD ARGS...: run_cmd and fail unless it exits WANT.
+expect_rc() {
+	local want=$1 name=$2
+	shift 2
+	run_cmd "$name" "$@"
+	((RC == want)) || fail "$name: '$*' exited $RC, expected $want"
+}
+
+# err_mentions NAME REGEX: fail unless $T/NAME.err matches REGEX (ignoring case).
+err_mentions() {
+	grep -Eqi -- "$2" "$T/$1.err" ||
+		fail "$1: stderr does not mention /$2/: $(head -c 2000 "$T/$1.err")"
+}
+
+# stat_get FILE KEY: one value from a fetch --stats JSON file.
+stat_get() {
+	python3 - "$1" "$2" <<'EOF'
+import json, sys
+with open(sys.argv[1]) as f:
+    d = json.load(f)
+v = d[sys.argv[2]]
+if isinstance(v, bool) or not isinstance(v, (int, float)):
+    sys.exit("%s is not a number: %r" % (sys.argv[2], v))
+print(v)
+EOF
+}
+
+# check_stats FILE: fail unless FILE is a --stats JSON object with every field.
+check_stats() {
+	local k
+	[[ -s $1 ]] || fail "stats file $1 missing or empty"
+	for k in chunks_total chunks_zero chunks_resumed chunks_fetched bytes_fetched bad_pieces seconds; do
+		stat_get "$1" "$k" >/dev/null || fail "stats file $1: bad or missing $k: $(cat "$1")"
+	done
+}
+
+# state_present PATH: number of chunks marked present in PATH's state file
+# (64-byte header, then one little-endian u64 per chunk, state in the low byte).
+state_present() {
+	local sf=$1.p2pvbd-state
+	[[ -f $sf ]] || {
+		echo 0
+		return
+	}
+	od -An -v -tu1 -j64 -w8 "$sf" | awk '$1 == 1 { n++ } END { print n + 0 }'
+}
+
+# apparent and allocated sizes of a file, in KiB.
+apparent_kib() { echo $(($(stat -c %s "$1") / 1024)); }
+allocated_kib() { du -k "$1" | cut -f1; }

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Install the Debian packages that building, testing and benchmarking p2pvbd
+# need, but only those that are missing. Prints nothing when all are there.
+set -euo pipefail
+
+PACKAGES=(
+	# Compiler, make, libc headers; pkg-config for library flags.
+	build-essential pkg-config
+	# Libraries p2pvbd links with, and criterion for the unit tests.
+	libevent-dev libsodium-dev libcriterion-dev
+	# clang for the libFuzzer harnesses; the fuzzer and sanitizer runtimes.
+	clang libclang-rt-14-dev
+	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat.
+	coreutils
+	# Real NBD tools for tests and benchmark anchors: nbdkit, nbdcopy, nbdinfo, qemu-img.
+	nbdkit libnbd-bin qemu-utils
+	# The test lab and process control: ip/tc, ps/pgrep, fuser/killall.
+	iproute2 procps psmisc
+	# Helpers in the tests (JSON parsing of --stats).
+	python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	status=$(dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null || true)
+	if ! grep -qx 'install ok installed' <<<"$status"; then
+		missing+=("$p")
+	fi
+done
+((${#missing[@]} == 0)) && exit 0
+
+echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+install_cmd=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}")
+if ((EUID == 0)); then
+	apt-get update
+	"${install_cmd[@]}"
+elif command -v sudo >/dev/null; then
+	sudo apt-get update
+	sudo "${install_cmd[@]}"
+else
+	echo "install-deps: not root and no sudo; as root, run:" >&2
+	echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+	exit 1
+fi
