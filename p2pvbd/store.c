@@ -724,6 +724,15 @@ int store_commit_sync(const struct store *s, struct store_batch *b)
 	return 0;
 }
 
+int store_sync_data(const struct store *s)
+{
+	if (fdatasync(s->img_fd) < 0) {
+		log_error("store: syncing %s: %s", s->img_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int store_commit_end(struct store *s, struct store_batch *b, int sync_result)
 {
 	int ret = sync_result == 0 ? (int)b->n : -1;
@@ -751,6 +760,88 @@ int store_commit(struct store *s)
 	if (b == NULL)
 		return 0;
 	return store_commit_end(s, b, store_commit_sync(s, b));
+}
+
+int store_mark_local(struct store *s, uint32_t chunk)
+{
+	enum store_state st;
+	uint8_t buf[STORE_REC_LEN];
+	uint64_t rec = STORE_LOCAL;
+
+	if (chunk >= s->chunk_count) {
+		log_error("store: mark_local: chunk %u out of range (%u chunks)", chunk,
+			  s->chunk_count);
+		return -1;
+	}
+	st = store_state_of(s, chunk);
+	if (st == STORE_LOCAL)
+		return 0;
+	if (st == STORE_MISSING) {
+		/* A crash before the commit only loses an unflushed write. */
+		pending_add(s, chunk, 0, STORE_LOCAL);
+		return 0;
+	}
+	/*
+	 * PRESENT or ZERO: the record must say LOCAL before the VM's bytes
+	 * change the chunk, or a crash could leave a chunk marked as the
+	 * manifest's version holding other data.
+	 */
+	pending_remove(s, chunk);
+	put_le64(buf, rec);
+	if (write_at(s->state_fd, buf, sizeof(buf), STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * chunk) <
+		    0 ||
+	    fdatasync(s->state_fd) < 0) {
+		log_error("store: marking chunk %u local in %s: %s", chunk, s->state_path,
+			  strerror(errno));
+		return -1;
+	}
+	s->rec[chunk] = rec;
+	return 0;
+}
+
+int store_write_range(const struct store *s, uint64_t off, const void *data, size_t len)
+{
+	if (off > s->image_size || len > s->image_size - off) {
+		log_error("store: write of %zu bytes at %llu is beyond the image", len,
+			  (unsigned long long)off);
+		return -1;
+	}
+	if (write_at(s->img_fd, data, len, off) < 0) {
+		log_error("store: writing %zu bytes at %llu of %s: %s", len,
+			  (unsigned long long)off, s->img_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int store_zero_range(const struct store *s, uint64_t off, uint64_t len, int punch)
+{
+	int mode = punch ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
+
+	if (off > s->image_size || len > s->image_size - off) {
+		log_error("store: zeroing %llu bytes at %llu is beyond the image",
+			  (unsigned long long)len, (unsigned long long)off);
+		return -1;
+	}
+	if (fallocate(s->img_fd, mode, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS) {
+		log_error("store: zeroing %llu bytes at %llu of %s: %s", (unsigned long long)len,
+			  (unsigned long long)off, s->img_path, strerror(errno));
+		return -1;
+	}
+	while (len > 0) {
+		size_t n = len < sizeof(zero_buf) ? (size_t)len : sizeof(zero_buf);
+
+		if (write_at(s->img_fd, zero_buf, n, off) < 0) {
+			log_error("store: zeroing at %llu of %s: %s", (unsigned long long)off,
+				  s->img_path, strerror(errno));
+			return -1;
+		}
+		off += n;
+		len -= n;
+	}
+	return 0;
 }
 
 int store_forget(struct store *s, uint32_t chunk)

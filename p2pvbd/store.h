@@ -99,8 +99,23 @@ struct store_batch *store_commit_begin(struct store *s);
 int store_commit_sync(const struct store *s, struct store_batch *b);
 int store_commit_end(struct store *s, struct store_batch *b, int sync_result);
 
+/* fdatasync the image only (any thread). 0 or -1. */
+int store_sync_data(const struct store *s);
+
 /* Mark a chunk missing (e.g. a newer generation exists); durable at once. */
 int store_forget(struct store *s, uint32_t chunk);
+
+/*
+ * The local VM wrote (part of) chunk: it becomes LOCAL, never again
+ * overwritten by fetched data nor served to peers. A PRESENT or ZERO chunk
+ * is marked durably at once (before its bytes change); a MISSING one joins
+ * the pending list. 0 or -1.
+ */
+int store_mark_local(struct store *s, uint32_t chunk);
+/* Write or zero bytes anywhere in the image (the local VM's writes). 0 or -1. */
+int store_write_range(const struct store *s, uint64_t off, const void *data, size_t len);
+/* punch != 0: deallocate (TRIM, WRITE_ZEROES without NO_HOLE); else allocate zeros. */
+int store_zero_range(const struct store *s, uint64_t off, uint64_t len, int punch);
 
 /* Read bytes of the image (for serving peers and NBD). 0 or -1. */
 int store_read(struct store *s, uint64_t offset, void *buf, size_t len);

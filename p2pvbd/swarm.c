@@ -26,6 +26,13 @@
 #define SWARM_BACKOFF_MAX_S 16
 /* Most chunks being assembled at once (all peers together). */
 #define SWARM_XFER_MAX 256
+/*
+ * Fetched chunks are requested in blocks of this size. Small blocks keep each
+ * frame short, so that an urgent piece never waits long behind a background
+ * piece already being sent (64 KiB is 5 ms at 100 Mbit/s), while the
+ * per-frame overhead (28 bytes) stays negligible.
+ */
+#define SWARM_BLOCK (64u * 1024u)
 /* Most complete chunks waiting for (or in) verification; bounds their memory. */
 #define SWARM_VERIFY_MAX 64
 
@@ -64,12 +71,20 @@ struct xfer {
 	uint32_t chunk;
 	uint64_t gen;
 	uint32_t len;
-	uint32_t blocks_missing; /* bit i: block i not yet received */
+	uint64_t blocks_missing; /* bit i: block i not yet received (4 MiB / 64 KiB = 64) */
+	uint8_t prio;
 	uint8_t *buf;
 	struct speer *from;
 };
 
 enum page_status { PAGE_NONE, PAGE_ASKED, PAGE_LOADED, PAGE_DONE };
+
+/* Someone (an NBD FLUSH) waiting for everything written so far to be durable. */
+struct flush_waiter {
+	void (*fn)(void *arg, int result);
+	void *arg;
+	struct flush_waiter *next;
+};
 
 struct swarm {
 	struct swarm_opts o;
@@ -116,6 +131,20 @@ struct swarm {
 	int committing;
 	uint64_t last_commit_ns;
 	uint64_t next_speer_id;
+	int keep_running; /* an export is served: do not exit when complete */
+	int receipt_warned;
+
+	/* Export support (NBD at the destination) */
+	uint8_t *avail;	    /* chunk bitmap: its bytes in the image are readable */
+	uint8_t *local;	    /* chunk bitmap: written by the local VM */
+	uint8_t *verifying; /* chunk bitmap: whole, being hashed and written */
+	uint8_t *urgent;    /* chunk bitmap: faulted on, fetch before anything else */
+	uint32_t *urgent_list; /* the same chunks, in fault order */
+	uint32_t nurgent, urgent_cap;
+	void (*chunk_cb)(void *arg, uint32_t chunk);
+	void *chunk_cb_arg;
+	struct flush_waiter *flush_next; /* waiting for a commit not yet started */
+	struct flush_waiter *flush_cur;	 /* waiting for the running commit */
 	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* distinct receipt signers (seed) */
 	uint64_t nsigners;
 };
@@ -296,6 +325,18 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 		reject(sp, b, WIRE_E_GENERATION);
 		return;
 	}
+	/* The same block asked again at a higher priority (a fault at the other
+	 * end): move the queued request up instead of sending the block twice. */
+	for (int i = 0; i < sp->nupq; i++) {
+		struct wire_block *q = &sp->upq[i].blk;
+
+		if (q->chunk == b->chunk && q->gen == b->gen && q->offset == b->offset &&
+		    q->length == b->length) {
+			if (m->u.request.prio > sp->upq[i].prio)
+				sp->upq[i].prio = m->u.request.prio;
+			return;
+		}
+	}
 	if (sp->nupq >= SWARM_UPQ_MAX) {
 		/* We paused reading at the bound; a peer that still overflows it is broken. */
 		peer_close_error(sp->p, WIRE_E_BUSY, "more than %d requests queued", SWARM_UPQ_MAX);
@@ -445,6 +486,10 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->page_left = xcalloc(sw->root.page_count, sizeof(uint32_t));
 	sw->page_from = xcalloc(sw->root.page_count, sizeof(struct speer *));
 	sw->serve_map = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->avail = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
@@ -512,6 +557,17 @@ static void fetch_have_map(struct speer *sp, const struct wire_msg *m)
 	swarm_schedule(sw);
 }
 
+/* Chunk c can be read from the image now: tell the export. */
+static void chunk_now_available(struct swarm *sw, uint32_t c)
+{
+	bit_set(sw->avail, c);
+	bit_clear(sw->urgent, c);
+	if (sw->chunk_cb != NULL)
+		sw->chunk_cb(sw->chunk_cb_arg, c);
+}
+
+static void fetch_urgent(struct swarm *sw, uint32_t c);
+
 static void fetch_page(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
@@ -551,24 +607,39 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		enum store_state s = store_state_of(&sw->store, c);
 		uint64_t g = store_gen_of(&sw->store, c);
 
-		if (e[i].flags & MANIFEST_F_ZERO) {
+		if (s == STORE_LOCAL || bit_get(sw->local, c)) {
+			/* The local VM's data: never fetched again. */
+			bit_set(sw->local, c);
+			bit_set(sw->avail, c);
+		} else if (e[i].flags & MANIFEST_F_ZERO) {
 			sw->st.chunks_zero++;
 			if (!(s == STORE_ZERO && g == e[i].gen) &&
 			    store_put_zero(&sw->store, c, e[i].gen) != 0) {
 				swarm_finish(sw, -1);
 				return;
 			}
+			chunk_now_available(sw, c);
 		} else if (s == STORE_PRESENT && g == e[i].gen) {
 			sw->st.chunks_resumed++;
 			bit_set(sw->serve_map, c);
+			chunk_now_available(sw, c);
 		} else {
 			want_push(sw, c);
 			left++;
 		}
 	}
 	sw->page_left[page] = left;
-	if (left == 0)
+	if (left == 0) {
 		page_done(sw, page);
+	} else {
+		/* Faults that waited for this page can be requested now. */
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t c = page * MANIFEST_PAGE_ENTRIES + i;
+
+			if (bit_get(sw->urgent, c))
+				fetch_urgent(sw, c);
+		}
+	}
 	sw->last_progress_ns = now_ns();
 	swarm_schedule(sw);
 }
@@ -591,7 +662,50 @@ static void xfer_drop(struct swarm *sw, struct xfer *x, int requeue)
 
 static uint32_t block_count(uint32_t len)
 {
-	return (len + WIRE_MAX_BLOCK - 1) / WIRE_MAX_BLOCK;
+	return (len + SWARM_BLOCK - 1) / SWARM_BLOCK;
+}
+
+/* Any transfer of chunk c in progress, from any peer. */
+static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk)
+{
+	for (int i = 0; i < sw->nxfers; i++)
+		if (sw->xfers[i].chunk == chunk)
+			return &sw->xfers[i];
+	return NULL;
+}
+
+/* Chunk c needs no fetching: readable, the VM's own, in flight or being verified. */
+static int chunk_settled_or_busy(struct swarm *sw, uint32_t c)
+{
+	return bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c) ||
+	       xfer_any(sw, c) != NULL;
+}
+
+/* Request all blocks of chunk c from sp at priority prio. */
+static void xfer_start(struct swarm *sw, struct speer *sp, uint32_t c, uint8_t prio)
+{
+	const struct manifest_entry *e = entry_of(sw, c);
+	struct xfer *x = &sw->xfers[sw->nxfers++];
+
+	x->chunk = c;
+	x->gen = e->gen;
+	x->len = manifest_chunk_len(&sw->root, c);
+	x->buf = xmalloc(x->len);
+	x->from = sp;
+	x->prio = prio;
+	x->blocks_missing = block_count(x->len) == 64 ? UINT64_MAX
+						       : (1ull << block_count(x->len)) - 1;
+	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
+		struct wire_msg m = {.type = WIRE_REQUEST};
+
+		m.u.request.blk.chunk = c;
+		m.u.request.blk.gen = x->gen;
+		m.u.request.blk.offset = off;
+		m.u.request.blk.length = x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+		m.u.request.prio = prio;
+		peer_send(sp->p, &m);
+	}
+	sp->inflight_bytes += x->len;
 }
 
 /* A chunk that arrived whole, on its way through verification to the store. */
@@ -631,8 +745,10 @@ static void verify_done(void *arg)
 	uint32_t page = j->chunk / MANIFEST_PAGE_ENTRIES;
 
 	sw->nverifying--;
+	bit_clear(sw->verifying, j->chunk);
 	if (j->result == 0) {
 		store_put_end(&sw->store, j->chunk, j->gen);
+		chunk_now_available(sw, j->chunk);
 		sw->st.chunks_fetched++;
 		sw->st.bytes_fetched += j->len;
 		sw->last_progress_ns = now_ns();
@@ -668,6 +784,15 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	const struct manifest_entry *e = entry_of(sw, x->chunk);
 	struct verify_job *j;
 
+	if (bit_get(sw->local, x->chunk)) {
+		/* The VM overwrote the whole chunk meanwhile: its data wins. */
+		uint32_t page = x->chunk / MANIFEST_PAGE_ENTRIES;
+
+		xfer_drop(sw, x, 0);
+		if (--sw->page_left[page] == 0)
+			page_done(sw, page);
+		return;
+	}
 	if (e == NULL || store_put_begin(&sw->store, x->chunk, x->gen, x->len) != 0) {
 		xfer_drop(sw, x, 0);
 		swarm_finish(sw, -1);
@@ -685,13 +810,14 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	j->from_addr = x->from->addr;
 	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
 	xfer_drop(sw, x, 0);
+	bit_set(sw->verifying, j->chunk);
 	sw->nverifying++;
 	workq_push(sw->verifyq, verify_run, verify_done, j);
 }
 
 struct commit_job {
 	struct swarm *sw;
-	struct store_batch *batch;
+	struct store_batch *batch; /* NULL: only the data needs syncing */
 	int result;
 };
 
@@ -699,22 +825,47 @@ static void commit_run(void *arg)
 {
 	struct commit_job *j = arg;
 
-	j->result = store_commit_sync(&j->sw->store, j->batch);
+	if (j->batch != NULL)
+		j->result = store_commit_sync(&j->sw->store, j->batch);
+	else
+		j->result = store_sync_data(&j->sw->store);
 }
+
+static void swarm_commit(struct swarm *sw);
 
 static void commit_done(void *arg)
 {
 	struct commit_job *j = arg;
 	struct swarm *sw = j->sw;
+	struct flush_waiter *w = sw->flush_cur;
+	int result = j->result;
 
 	sw->committing = 0;
-	if (store_commit_end(&sw->store, j->batch, j->result) < 0)
-		swarm_finish(sw, -1);
+	sw->flush_cur = NULL;
+	if (j->batch != NULL && store_commit_end(&sw->store, j->batch, j->result) < 0)
+		result = -1;
 	free(j);
+	while (w != NULL) {
+		struct flush_waiter *next = w->next;
+
+		w->fn(w->arg, result);
+		free(w);
+		w = next;
+	}
+	if (result < 0 && !sw->finished) {
+		log_error("cannot make the image durable: stopping");
+		swarm_finish(sw, -1);
+	}
+	if (sw->flush_next != NULL)
+		swarm_commit(sw);
 	swarm_schedule(sw);
 }
 
-/* Start making pending chunks durable, unless a commit is already running. */
+/*
+ * Start making what was written so far durable, unless a commit is already
+ * running (its completion starts the next one if flushes wait). A commit
+ * runs when chunks are pending or someone waits for a flush.
+ */
 static void swarm_commit(struct swarm *sw)
 {
 	struct commit_job *j;
@@ -723,12 +874,14 @@ static void swarm_commit(struct swarm *sw)
 	if (sw->committing || !sw->store_open)
 		return;
 	b = store_commit_begin(&sw->store);
-	if (b == NULL)
+	if (b == NULL && sw->flush_next == NULL)
 		return;
 	j = xcalloc(1, sizeof(*j));
 	j->sw = sw;
 	j->batch = b;
 	sw->committing = 1;
+	sw->flush_cur = sw->flush_next;
+	sw->flush_next = NULL;
 	sw->last_commit_ns = now_ns();
 	workq_push(sw->syncq, commit_run, commit_done, j);
 }
@@ -739,22 +892,30 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 	struct xfer *x = sw->have_root ? xfer_find(sw, m->u.piece.chunk, sp) : NULL;
 	uint32_t off = m->u.piece.offset, len = m->u.piece.len, blk, want_len;
 
-	if (x == NULL || m->u.piece.gen != x->gen || off % WIRE_MAX_BLOCK != 0) {
-		peer_close_error(sp->p, WIRE_E_PROTOCOL, "unrequested piece of chunk %u",
-		                 m->u.piece.chunk);
+	if (!sw->have_root || m->u.piece.chunk >= sw->root.chunk_count) {
+		peer_close_error(sp->p, WIRE_E_PROTOCOL, "piece of unknown chunk %u",
+				 m->u.piece.chunk);
 		return;
 	}
-	blk = off / WIRE_MAX_BLOCK;
-	want_len = x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
-	if (off >= x->len || len != want_len || !(x->blocks_missing & (1u << blk))) {
+	if (x == NULL || m->u.piece.gen != x->gen) {
+		/* A copy of a block asked for twice (a fault raised its priority after
+		 * the first request went out): harmless, dropped. */
+		log_debug("peer %s: dropping a piece of chunk %u that is no longer wanted",
+			  sp->p->name, m->u.piece.chunk);
+		return;
+	}
+	blk = off / SWARM_BLOCK;
+	want_len = off < x->len && x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+	if (off % SWARM_BLOCK != 0 || off >= x->len || len != want_len) {
 		peer_close_error(sp->p, WIRE_E_PROTOCOL,
-		                 "piece of chunk %u at %u does not match "
-		                 "a request",
-		                 m->u.piece.chunk, off);
+				 "piece of chunk %u at %u does not match a request",
+				 m->u.piece.chunk, off);
 		return;
 	}
+	if (!(x->blocks_missing & (1ull << blk)))
+		return; /* a duplicate, as above */
 	memcpy(x->buf + off, m->u.piece.data, len);
-	x->blocks_missing &= ~(1u << blk);
+	x->blocks_missing &= ~(1ull << blk);
 	sp->inflight_bytes -= len;
 	if (x->blocks_missing == 0)
 		fetch_chunk_done(sw, x);
@@ -772,10 +933,10 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 	log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
 	         wire_code_name(m->u.reject.code));
 	for (uint32_t i = 0; i < block_count(x->len); i++)
-		if (x->blocks_missing & (1u << i))
-			sp->inflight_bytes -= (x->len - i * WIRE_MAX_BLOCK < WIRE_MAX_BLOCK)
-			                          ? x->len - i * WIRE_MAX_BLOCK
-			                          : WIRE_MAX_BLOCK;
+		if (x->blocks_missing & (1ull << i))
+			sp->inflight_bytes -= (x->len - i * SWARM_BLOCK < SWARM_BLOCK)
+						      ? x->len - i * SWARM_BLOCK
+						      : SWARM_BLOCK;
 	/* Another peer may have it; this one said it does not. */
 	bit_clear(sp->have, b->chunk);
 	xfer_drop(sw, x, 1);
@@ -793,7 +954,7 @@ static void fetch_receipt_ack(struct speer *sp, const struct wire_msg *m)
 		log_warn("the source refused our receipt: %.*s", (int)m->u.error.text_len,
 		         m->u.error.text);
 	}
-	if (sw->complete)
+	if (sw->complete && !sw->keep_running)
 		swarm_finish(sw, 0);
 }
 
@@ -834,40 +995,118 @@ static void fetch_requests(struct swarm *sw, struct speer *sp)
 	while (sp->inflight_bytes < SWARM_INFLIGHT_MAX && sw->nxfers < SWARM_XFER_MAX &&
 	       sw->nverifying < SWARM_VERIFY_MAX && scanned < n && sw->want_head < sw->want_tail) {
 		uint32_t c = sw->want[sw->want_head++];
-		const struct manifest_entry *e = entry_of(sw, c);
-		struct xfer *x;
 
 		scanned++;
-		if (!bit_get(sp->have, c) || e == NULL) {
+		if (chunk_settled_or_busy(sw, c))
+			continue; /* a fault or the VM got there first */
+		if (!bit_get(sp->have, c) || entry_of(sw, c) == NULL) {
 			want_push(sw, c); /* someone else may have it */
 			continue;
 		}
-		x = &sw->xfers[sw->nxfers++];
-		x->chunk = c;
-		x->gen = e->gen;
-		x->len = manifest_chunk_len(&sw->root, c);
-		x->buf = xmalloc(x->len);
-		x->from = sp;
-		x->blocks_missing = (uint32_t)((1ull << block_count(x->len)) - 1);
-		for (uint32_t off = 0; off < x->len; off += WIRE_MAX_BLOCK) {
+		xfer_start(sw, sp, c, WIRE_PRIO_BACKGROUND);
+	}
+}
+
+/* The best peer to ask for chunk c now: it has it; the source first, then the least loaded. */
+static struct speer *best_peer_for(struct swarm *sw, uint32_t c)
+{
+	struct speer *best = NULL;
+
+	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+		if (!sp->root_seen || sp->p->state != PEER_READY || !bit_get(sp->have, c))
+			continue;
+		if (best == NULL || (sp->p->is_source && !best->p->is_source) ||
+		    (sp->p->is_source == best->p->is_source &&
+		     sp->inflight_bytes < best->inflight_bytes))
+			best = sp;
+	}
+	return best;
+}
+
+/* Ask for the page holding chunk c now, out of the window's order. */
+static void fetch_page_now(struct swarm *sw, uint32_t page)
+{
+	struct wire_msg m = {.type = WIRE_GET_PAGE};
+	struct speer *best = NULL;
+
+	if (sw->page_status[page] != PAGE_NONE)
+		return;
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp->root_seen && sp->p->state == PEER_READY &&
+		    (best == NULL || (sp->p->is_source && !best->p->is_source)))
+			best = sp;
+	if (best == NULL)
+		return; /* asked when a peer is ready (swarm_schedule) */
+	m.u.get_page.page = page;
+	if (peer_send(best->p, &m) != 0)
+		return;
+	sw->page_status[page] = PAGE_ASKED;
+	sw->page_from[page] = best;
+	sw->pages_held++;
+}
+
+/*
+ * Fetch chunk c ahead of everything else (a fault). Requests go out at once,
+ * past the in-flight bound, at URGENT priority (or BACKGROUND with
+ * --no-boost, the control that behaves like a single FIFO).
+ */
+static void fetch_urgent(struct swarm *sw, uint32_t c)
+{
+	uint8_t prio = sw->o.no_boost ? WIRE_PRIO_BACKGROUND : WIRE_PRIO_URGENT;
+	struct xfer *x;
+	struct speer *sp;
+
+	if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c))
+		return;
+	if (entry_of(sw, c) == NULL) {
+		fetch_page_now(sw, c / MANIFEST_PAGE_ENTRIES);
+		return; /* fetch_page requests it when the page arrives */
+	}
+	x = xfer_any(sw, c);
+	if (x != NULL) {
+		if (x->prio >= prio)
+			return;
+		/* Asked at background priority: ask again, higher. The server moves the
+		 * queued request up; blocks already sent arrive once or twice. */
+		sp = x->from;
+		x->prio = prio;
+		for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
 			struct wire_msg m = {.type = WIRE_REQUEST};
 
+			if (!(x->blocks_missing & (1ull << (off / SWARM_BLOCK))))
+				continue;
 			m.u.request.blk.chunk = c;
 			m.u.request.blk.gen = x->gen;
 			m.u.request.blk.offset = off;
 			m.u.request.blk.length =
-			    x->len - off < WIRE_MAX_BLOCK ? x->len - off : WIRE_MAX_BLOCK;
-			m.u.request.prio = WIRE_PRIO_BACKGROUND;
+				x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+			m.u.request.prio = prio;
 			peer_send(sp->p, &m);
 		}
-		sp->inflight_bytes += x->len;
+		return;
 	}
+	if (sw->nxfers >= SWARM_XFER_MAX)
+		return; /* retried from swarm_schedule */
+	sp = best_peer_for(sw, c);
+	if (sp != NULL)
+		xfer_start(sw, sp, c, prio);
 }
 
 static void swarm_schedule(struct swarm *sw)
 {
 	if (sw->o.role != SWARM_FETCH || !sw->have_root || sw->finished)
 		return;
+	/* Faults first: prune the settled ones, (re)try the rest. */
+	for (uint32_t i = 0; i < sw->nurgent;) {
+		uint32_t c = sw->urgent_list[i];
+
+		if (!bit_get(sw->urgent, c)) {
+			sw->urgent_list[i] = sw->urgent_list[--sw->nurgent];
+			continue;
+		}
+		fetch_urgent(sw, c);
+		i++;
+	}
 	fetch_pages(sw);
 	for (struct speer *sp = sw->peers; sp; sp = sp->next)
 		if (sp->root_seen && sp->p->state == PEER_READY)
@@ -1137,10 +1376,12 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 	if (sw->complete) {
 		if (!sw->receipt_sent)
 			send_receipt(sw);
-		if (now >= sw->receipt_deadline_ns) {
+		if (now >= sw->receipt_deadline_ns && !sw->st.receipt_acked && !sw->receipt_warned) {
 			log_warn("the source did not acknowledge our receipt within %d s",
 			         SWARM_RECEIPT_WAIT_S);
-			swarm_finish(sw, 0);
+			sw->receipt_warned = 1;
+			if (!sw->keep_running)
+				swarm_finish(sw, 0);
 		}
 		return;
 	}
@@ -1292,6 +1533,131 @@ void swarm_shutdown(struct swarm *sw)
 	swarm_finish(sw, sw->complete || sw->o.role == SWARM_SEED ? 0 : -1);
 }
 
+/* ---- Export support ---------------------------------------------------- */
+
+void swarm_set_chunk_cb(struct swarm *sw, void (*fn)(void *arg, uint32_t chunk), void *arg)
+{
+	sw->chunk_cb = fn;
+	sw->chunk_cb_arg = arg;
+}
+
+uint64_t swarm_volume_size(const struct swarm *sw)
+{
+	return sw->have_root ? sw->root.image_size : 0;
+}
+
+uint32_t swarm_chunk_size(const struct swarm *sw)
+{
+	return sw->have_root ? sw->root.chunk_size : 0;
+}
+
+int swarm_complete(const struct swarm *sw)
+{
+	return sw->complete;
+}
+
+int swarm_readable(const struct swarm *sw, uint32_t chunk)
+{
+	return sw->have_root && chunk < sw->root.chunk_count && bit_get(sw->avail, chunk);
+}
+
+int swarm_is_zero(const struct swarm *sw, uint32_t chunk)
+{
+	return sw->have_root && chunk < sw->root.chunk_count && !bit_get(sw->local, chunk) &&
+	       bit_get(sw->avail, chunk) && store_state_of(&sw->store, chunk) == STORE_ZERO;
+}
+
+int swarm_writable(const struct swarm *sw, uint32_t chunk, int whole)
+{
+	if (!sw->have_root || chunk >= sw->root.chunk_count)
+		return 0;
+	if (bit_get(sw->avail, chunk))
+		return 1;
+	/* A whole-chunk write needs no fetch, but must not race the worker that
+	 * may be writing the fetched copy. */
+	return whole && !bit_get(sw->verifying, chunk);
+}
+
+void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
+{
+	if (!sw->have_root || chunk >= sw->root.chunk_count || sw->finished ||
+	    bit_get(sw->avail, chunk) || bit_get(sw->urgent, chunk))
+		return;
+	if (readahead) {
+		/* Readahead is a hint: only start it if nothing is in flight for it. */
+		struct speer *sp;
+
+		if (chunk_settled_or_busy(sw, chunk) || entry_of(sw, chunk) == NULL ||
+		    sw->nxfers >= SWARM_XFER_MAX)
+			return;
+		sp = best_peer_for(sw, chunk);
+		if (sp != NULL)
+			xfer_start(sw, sp, chunk,
+				   sw->o.no_boost ? WIRE_PRIO_BACKGROUND : WIRE_PRIO_READAHEAD);
+		return;
+	}
+	bit_set(sw->urgent, chunk);
+	if (sw->nurgent == sw->urgent_cap) {
+		sw->urgent_cap = sw->urgent_cap ? 2 * sw->urgent_cap : 64;
+		sw->urgent_list = xrealloc(sw->urgent_list, sw->urgent_cap * sizeof(uint32_t));
+	}
+	sw->urgent_list[sw->nurgent++] = chunk;
+	fetch_urgent(sw, chunk);
+}
+
+int swarm_read(struct swarm *sw, uint64_t off, void *buf, size_t len)
+{
+	return store_read(&sw->store, off, buf, len);
+}
+
+int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, int zero,
+		      int punch)
+{
+	uint32_t cs = sw->root.chunk_size;
+	uint32_t first = (uint32_t)(off / cs), last = (uint32_t)((off + len - 1) / cs);
+
+	if (len == 0)
+		return 0;
+	for (uint32_t c = first; c <= last; c++) {
+		if (store_mark_local(&sw->store, c) != 0)
+			return -1;
+		if (!bit_get(sw->local, c)) {
+			bit_set(sw->local, c);
+			bit_clear(sw->serve_map, c);
+			/* A chunk the VM wrote whole is done as far as fetching goes. */
+			if (!bit_get(sw->avail, c) && sw->page_entries != NULL &&
+			    sw->page_status[c / MANIFEST_PAGE_ENTRIES] == PAGE_LOADED &&
+			    xfer_any(sw, c) == NULL) {
+				uint32_t page = c / MANIFEST_PAGE_ENTRIES;
+
+				if (--sw->page_left[page] == 0)
+					page_done(sw, page);
+			}
+			bit_set(sw->avail, c);
+			bit_clear(sw->urgent, c);
+		}
+	}
+	if (zero)
+		return store_zero_range(&sw->store, off, len, punch);
+	return store_write_range(&sw->store, off, data, (size_t)len);
+}
+
+void swarm_keep_running(struct swarm *sw)
+{
+	sw->keep_running = 1;
+}
+
+void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
+{
+	struct flush_waiter *w = xcalloc(1, sizeof(*w));
+
+	w->fn = fn;
+	w->arg = arg;
+	w->next = sw->flush_next;
+	sw->flush_next = w;
+	swarm_commit(sw);
+}
+
 void swarm_free(struct swarm *sw)
 {
 	if (sw == NULL)
@@ -1324,6 +1690,11 @@ void swarm_free(struct swarm *sw)
 	free(sw->page_left);
 	free(sw->page_from);
 	free(sw->want);
+	free(sw->avail);
+	free(sw->local);
+	free(sw->verifying);
+	free(sw->urgent);
+	free(sw->urgent_list);
 	free(sw->serve_map);
 	free(sw->root_blob);
 	free(sw->page_buf);

@@ -71,6 +71,7 @@ struct swarm_opts {
 	const struct uri_peer *peers; /* borrowed */
 	int npeers;
 	int give_up_s; /* fail if no progress is possible for this long */
+	int no_boost;  /* faults get no priority (the benchmark's control) */
 };
 
 struct swarm;
@@ -95,6 +96,34 @@ int swarm_result(const struct swarm *s);
 /* Progress: bytes of the volume present/verified, and the volume size (0 until known). */
 void swarm_progress(const struct swarm *s, uint64_t *done, uint64_t *total);
 const struct swarm_stats *swarm_stats(const struct swarm *s);
+
+/*
+ * Export support, for the NBD server at the destination (fetch -e). All on
+ * the loop thread. Chunks are readable once verified and written (durable
+ * or not), or zero, or written by the local VM.
+ */
+void swarm_set_chunk_cb(struct swarm *s, void (*fn)(void *arg, uint32_t chunk), void *arg);
+uint64_t swarm_volume_size(const struct swarm *s); /* 0 until the root is verified */
+uint32_t swarm_chunk_size(const struct swarm *s);
+int swarm_complete(const struct swarm *s);
+int swarm_readable(const struct swarm *s, uint32_t chunk);
+int swarm_is_zero(const struct swarm *s, uint32_t chunk); /* a hole of zeros */
+/* A local write may go ahead now: readable, or (whole != 0) overwritten whole and safe to. */
+int swarm_writable(const struct swarm *s, uint32_t chunk, int whole);
+/* The VM needs chunk: fetch it before anything else (readahead != 0: a hint, lower priority). */
+void swarm_fault(struct swarm *s, uint32_t chunk, int readahead);
+int swarm_read(struct swarm *s, uint64_t off, void *buf, size_t len);
+/*
+ * The VM's write of len bytes at off (data, or zeros if zero != 0; punch:
+ * deallocate). Every chunk touched must be swarm_writable. The chunks become
+ * local. 0 or -1.
+ */
+int swarm_local_write(struct swarm *s, uint64_t off, const void *data, uint64_t len, int zero,
+		      int punch);
+/* Call fn(arg, 0 or -1) once everything written so far is durable. */
+void swarm_flush(struct swarm *s, void (*fn)(void *arg, int result), void *arg);
+/* Keep running after completion (an export is being served) instead of exiting. */
+void swarm_keep_running(struct swarm *s);
 
 /* Stop: tell peers, commit the store. The loop exits. */
 void swarm_shutdown(struct swarm *s);
