@@ -22,6 +22,7 @@
 #include <linux/fs.h>
 
 #include "manifest.h"
+#include "nbd.h"
 #include "peer.h"
 #include "scan.h"
 #include "store.h"
@@ -93,6 +94,12 @@ static const char usage_fetch[] =
     "completion receipt was sent to the source. Progress is kept in OUT.p2pvbd-state:\n"
     "run the same command again after an interruption to resume.\n"
     "\n"
+    "With -e, OUT is also exported over NBD while it arrives: a VM can run on it at\n"
+    "once; the chunks it reads are fetched before anything else. fetch then keeps\n"
+    "serving after completion until SIGINT/SIGTERM (everything flushed on exit).\n"
+    "\n"
+    "  -e, --export ADDR    export over NBD on unix:PATH or HOST:PORT (numeric host)\n"
+    "      --no-boost       no priority for the VM's reads (benchmark control)\n"
     "  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
     "                       made on first use)\n"
     "      --stats PATH     write counters as JSON to PATH at exit\n"
@@ -624,6 +631,29 @@ out:
 
 /* ---- fetch ------------------------------------------------------------ */
 
+/* The NBD export of a fetch, started once the volume is known. */
+struct export_ctx {
+	struct event_base *base;
+	struct swarm *sw;
+	const char *spec;
+	struct nbd_server *srv;
+};
+
+static void export_start(void *arg)
+{
+	struct export_ctx *ex = arg;
+
+	ex->srv = nbd_server_new(ex->base, ex->sw, ex->spec);
+	if (ex->srv == NULL) {
+		swarm_shutdown(ex->sw);
+		return;
+	}
+	/* On stdout, so that scripts can wait for it. */
+	printf("exporting on %s\n", nbd_server_address(ex->srv));
+	fflush(stdout);
+	log_info("NBD export on %s", nbd_server_address(ex->srv));
+}
+
 /* The fetch identity: -k KEY, or one kept beside the output (made once). */
 static int fetch_identity(const char *key_path, const char *out, struct vcrypto_identity *id)
 {
@@ -662,7 +692,7 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 
 static int cmd_fetch(int argc, char **argv)
 {
-	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS };
+	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS, O_NO_BOOST };
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"stats", required_argument, NULL, O_STATS},
@@ -670,12 +700,16 @@ static int cmd_fetch(int argc, char **argv)
 	    {"give-up", required_argument, NULL, O_GIVE_UP},
 	    {"force", no_argument, NULL, O_FORCE},
 	    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
+	    {"export", required_argument, NULL, 'e'},
+	    {"no-boost", no_argument, NULL, O_NO_BOOST},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *key_path = NULL, *stats_path = NULL, *out;
+	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
+	int no_boost = 0;
+	struct export_ctx ex;
 	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
 	int force = 0, show_progress = 1, loglvl = LOG_INFO, rc = 1, c;
 	struct uri *u = xcalloc(1, sizeof(*u));
@@ -689,10 +723,17 @@ static int cmd_fetch(int argc, char **argv)
 
 	memset(&id, 0, sizeof(id));
 	memset(&pr, 0, sizeof(pr));
-	while ((c = getopt_long(argc, argv, "k:qvh", opts, NULL)) != -1) {
+	memset(&ex, 0, sizeof(ex));
+	while ((c = getopt_long(argc, argv, "k:e:qvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			key_path = optarg;
+			break;
+		case 'e':
+			export_spec = optarg;
+			break;
+		case O_NO_BOOST:
+			no_boost = 1;
 			break;
 		case O_STATS:
 			stats_path = optarg;
@@ -773,7 +814,15 @@ static int cmd_fetch(int argc, char **argv)
 		o.peers = u->peer;
 		o.npeers = u->npeers;
 		o.give_up_s = (int)give_up;
+		o.no_boost = no_boost;
 		sw = swarm_new(&o);
+	}
+	if (export_spec != NULL) {
+		ex.base = base;
+		ex.sw = sw;
+		ex.spec = export_spec;
+		swarm_keep_running(sw);
+		swarm_set_ready_cb(sw, export_start, &ex);
 	}
 	if (show_progress) {
 		struct timeval tv;
@@ -807,6 +856,7 @@ static int cmd_fetch(int argc, char **argv)
 		if (stats_path != NULL && write_stats(stats_path, st, secs) != 0)
 			rc = 1;
 	}
+	nbd_server_free(ex.srv);
 	if (pr.ev)
 		event_free(pr.ev);
 	for (int i = 0; i < 2; i++)

@@ -142,6 +142,8 @@ struct swarm {
 	uint32_t *urgent_list; /* the same chunks, in fault order */
 	uint32_t nurgent, urgent_cap;
 	void (*chunk_cb)(void *arg, uint32_t chunk);
+	void (*ready_cb)(void *arg);
+	void *ready_cb_arg;
 	void *chunk_cb_arg;
 	struct flush_waiter *flush_next; /* waiting for a commit not yet started */
 	struct flush_waiter *flush_cur;	 /* waiting for the running commit */
@@ -492,6 +494,8 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
+	if (sw->ready_cb != NULL)
+		sw->ready_cb(sw->ready_cb_arg);
 	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
 	         fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
 	         sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
@@ -1528,8 +1532,9 @@ const struct swarm_stats *swarm_stats(const struct swarm *sw)
 
 void swarm_shutdown(struct swarm *sw)
 {
-	if (sw->store_open)
-		store_commit(&sw->store);
+	/* Everything flushed: chunk marks and the local VM's writes. */
+	if (sw->store_open && (store_commit(&sw->store) < 0 || store_sync_data(&sw->store) < 0))
+		log_error("could not make everything durable at shutdown");
 	swarm_finish(sw, sw->complete || sw->o.role == SWARM_SEED ? 0 : -1);
 }
 
@@ -1539,6 +1544,12 @@ void swarm_set_chunk_cb(struct swarm *sw, void (*fn)(void *arg, uint32_t chunk),
 {
 	sw->chunk_cb = fn;
 	sw->chunk_cb_arg = arg;
+}
+
+void swarm_set_ready_cb(struct swarm *sw, void (*fn)(void *arg), void *arg)
+{
+	sw->ready_cb = fn;
+	sw->ready_cb_arg = arg;
 }
 
 uint64_t swarm_volume_size(const struct swarm *sw)
@@ -1674,6 +1685,14 @@ void swarm_free(struct swarm *sw)
 	sw->finished = 1;
 	workq_free(sw->verifyq);
 	workq_free(sw->syncq);
+	/* Flushes that never got a commit fail. */
+	while (sw->flush_next != NULL) {
+		struct flush_waiter *w = sw->flush_next;
+
+		sw->flush_next = w->next;
+		w->fn(w->arg, -1);
+		free(w);
+	}
 	/* Let the deferred frees of the peers run. */
 	event_base_loop(sw->o.base, EVLOOP_NONBLOCK);
 	if (sw->listener)

@@ -103,6 +103,8 @@ const struct swarm_stats *swarm_stats(const struct swarm *s);
  * or not), or zero, or written by the local VM.
  */
 void swarm_set_chunk_cb(struct swarm *s, void (*fn)(void *arg, uint32_t chunk), void *arg);
+/* fn(arg) runs once the signed root is verified and the output is open. */
+void swarm_set_ready_cb(struct swarm *s, void (*fn)(void *arg), void *arg);
 uint64_t swarm_volume_size(const struct swarm *s); /* 0 until the root is verified */
 uint32_t swarm_chunk_size(const struct swarm *s);
 int swarm_complete(const struct swarm *s);

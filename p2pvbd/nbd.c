@@ -1,0 +1,972 @@
+/*
+ * nbd: NBD server connections (handshake, options, transmission) on
+ * libevent bufferevents, and the glue that parks requests until their
+ * chunks are readable. The wire format is proto/nbd_wire.c; see nbd.h.
+ */
+#include "nbd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "nbd_wire.h"
+#include "util.h"
+
+/* Requests of one connection being executed or parked; more stop its reading. */
+#define NBD_CONN_MAX_REQS 128
+/* Stop reading a connection's requests while this much reply data waits. */
+#define NBD_OUT_HIGH (64u * 1024u * 1024u)
+/* The only metadata context: base:allocation gets this id. */
+#define NBD_CTX_BASE_ALLOCATION 1
+/* Chunks after a sequential read that are fetched early. */
+#define NBD_READAHEAD_CHUNKS 2
+/* Preferred block size advertised: the guest's page size. */
+#define NBD_PREF_BLOCK 4096u
+
+enum conn_state {
+	NC_CFLAGS,  /* greeting sent, waiting for the client flags */
+	NC_OPTIONS, /* option haggling */
+	NC_SKIP,    /* discarding the data of an oversized option */
+	NC_TRANS,   /* transmission */
+	NC_CLOSING, /* flushing the last bytes, then close */
+	NC_DEAD,
+};
+
+static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TRANS", "CLOSING",
+					 "DEAD"};
+
+struct nbd_conn;
+
+/* One transmission request, from decoding to its reply. */
+struct nbd_req {
+	struct nbd_conn *c;
+	struct nbdw_request r;
+	uint8_t *data;	     /* WRITE payload (owned) */
+	uint32_t next_check; /* first chunk not yet known to be ready */
+	int parked;
+	uint64_t seen;		     /* on_chunk epoch it was last tried in */
+	struct nbd_req *next, *prev; /* in the server's parked list */
+};
+
+struct nbd_conn {
+	struct nbd_server *srv;
+	struct bufferevent *bev;
+	enum conn_state state;
+	char name[64];
+	uint32_t cflags;
+	int structured;
+	uint32_t meta_id; /* base:allocation selected for BLOCK_STATUS, or 0 */
+	uint32_t skip_left;
+	uint32_t skip_option;
+	struct nbdw_limits lim;
+	int nreqs;	  /* requests not yet replied to */
+	int disc;	  /* client sent DISC: close when nreqs reaches 0 */
+	int read_paused;
+	uint64_t last_read_end; /* for readahead */
+	struct nbd_conn *next;
+};
+
+struct nbd_server {
+	struct event_base *base;
+	struct swarm *sw;
+	struct evconnlistener *listener;
+	char address[300];
+	char *unix_path; /* to unlink at exit */
+	struct nbd_conn *conns;
+	struct nbd_req *parked;
+	uint64_t epoch;
+	uint64_t size;
+	uint32_t chunk_size;
+};
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void req_try(struct nbd_req *q);
+
+static uint16_t export_tflags(void)
+{
+	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_DF |
+	       NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
+}
+
+static void conn_set_state(struct nbd_conn *c, enum conn_state st)
+{
+	log_debug("nbd %s: %s -> %s", c->name, conn_state_names[c->state], conn_state_names[st]);
+	c->state = st;
+}
+
+/* Deferred free: after every callback of the connection has returned. */
+static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);
+	free(c);
+}
+
+static void req_unpark(struct nbd_req *q)
+{
+	struct nbd_server *s = q->c->srv;
+
+	if (!q->parked)
+		return;
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		s->parked = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	q->parked = 0;
+	q->next = q->prev = NULL;
+}
+
+static void req_free(struct nbd_req *q)
+{
+	req_unpark(q);
+	free(q->data);
+	free(q);
+}
+
+/* Close now: parked requests of the connection are dropped (never answered). */
+static void conn_close(struct nbd_conn *c, const char *why)
+{
+	struct timeval now = {0, 0};
+	struct nbd_req *q, *next;
+
+	if (c->state == NC_DEAD)
+		return;
+	log_info("nbd %s: closed: %s", c->name, why);
+	conn_set_state(c, NC_DEAD);
+	for (q = c->srv->parked; q; q = next) {
+		next = q->next;
+		if (q->c == c)
+			req_free(q);
+	}
+	for (struct nbd_conn **pp = &c->srv->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	event_base_once(c->srv->base, -1, EV_TIMEOUT, conn_free_cb, c, &now);
+}
+
+/* Close once the output is flushed (after ABORT, DISC, a fatal reply). */
+static void conn_close_after_flush(struct nbd_conn *c)
+{
+	conn_set_state(c, NC_CLOSING);
+	bufferevent_disable(c->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		conn_close(c, "done");
+	else
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+}
+
+static void conn_write(struct nbd_conn *c, const void *data, size_t len)
+{
+	bufferevent_write(c->bev, data, len);
+}
+
+/* ---- Option haggling ---------------------------------------------------- */
+
+static void rep_ack(struct nbd_conn *c, uint32_t option)
+{
+	uint8_t buf[NBDW_REP_HEADER_LEN];
+
+	conn_write(c, buf, nbdw_rep_ack_encode(buf, sizeof(buf), option));
+}
+
+static void rep_err(struct nbd_conn *c, uint32_t option, uint32_t type, const char *msg)
+{
+	uint8_t buf[NBDW_REP_HEADER_LEN + 256];
+	size_t n = nbdw_rep_err_encode(buf, sizeof(buf), option, type, msg, strlen(msg));
+
+	log_debug("nbd %s: %s: %s (%s)", c->name, nbdw_opt_name(option), nbdw_rep_name(type),
+		  msg);
+	conn_write(c, buf, n);
+}
+
+static void enter_transmission(struct nbd_conn *c)
+{
+	struct nbd_server *s = c->srv;
+
+	memset(&c->lim, 0, sizeof(c->lim));
+	c->lim.export_size = s->size;
+	c->lim.min_block = 1;
+	c->lim.max_payload = NBDW_MAX_PAYLOAD;
+	c->lim.tflags = export_tflags();
+	c->lim.structured = c->structured != 0;
+	c->lim.meta_base_allocation = c->meta_id;
+	conn_set_state(c, NC_TRANS);
+	log_info("nbd %s: transmission (%s replies%s)", c->name,
+		 c->structured ? "structured" : "simple",
+		 c->meta_id ? ", base:allocation" : "");
+}
+
+static void opt_info_go(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
+{
+	struct nbd_server *s = c->srv;
+	struct nbdw_opt_go go;
+	uint8_t buf[NBDW_REP_HEADER_LEN + 64];
+	static const char desc[] = "p2pvbd volume";
+	size_t n;
+
+	if (nbdw_opt_go_parse(data, len, &go) != 0) {
+		rep_err(c, option, NBD_REP_ERR_INVALID, "malformed option data");
+		return;
+	}
+	n = nbdw_rep_info_export_encode(buf, sizeof(buf), option, s->size, export_tflags());
+	conn_write(c, buf, n);
+	if (go.info_mask & (1u << NBD_INFO_DESCRIPTION)) {
+		n = nbdw_rep_info_description_encode(buf, sizeof(buf), option, desc,
+						     sizeof(desc) - 1);
+		conn_write(c, buf, n);
+	}
+	/* Sent whether asked or not: any alignment works, 4 KiB is best. */
+	n = nbdw_rep_info_block_size_encode(buf, sizeof(buf), option, 1, NBD_PREF_BLOCK,
+					    NBDW_MAX_PAYLOAD);
+	conn_write(c, buf, n);
+	rep_ack(c, option);
+	if (option == NBD_OPT_GO)
+		enter_transmission(c);
+}
+
+/* Does query select base:allocation? (LIST also takes the namespace alone.) */
+static int query_matches(const struct nbdw_str *q, int list)
+{
+	static const char full[] = NBDW_CONTEXT_BASE_ALLOCATION;
+
+	if (q->len == sizeof(full) - 1 && memcmp(q->ptr, full, q->len) == 0)
+		return 1;
+	return list && q->len == 5 && memcmp(q->ptr, "base:", 5) == 0;
+}
+
+static void opt_meta(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
+{
+	static const char full[] = NBDW_CONTEXT_BASE_ALLOCATION;
+	int list = option == NBD_OPT_LIST_META_CONTEXT, match = 0;
+	struct nbdw_opt_meta m;
+	struct nbdw_meta_iter it;
+	struct nbdw_str q;
+	uint8_t buf[NBDW_REP_HEADER_LEN + 64];
+
+	if (nbdw_opt_meta_parse(data, len, &m) != 0) {
+		rep_err(c, option, NBD_REP_ERR_INVALID, "malformed option data");
+		return;
+	}
+	if (!c->structured) {
+		rep_err(c, option, NBD_REP_ERR_INVALID,
+			"metadata contexts need structured replies first");
+		return;
+	}
+	if (list && m.n_queries == 0)
+		match = 1;
+	nbdw_meta_iter_init(&it, &m);
+	while (nbdw_meta_next(&it, &q))
+		if (query_matches(&q, list))
+			match = 1;
+	if (match)
+		conn_write(c, buf,
+			   nbdw_rep_meta_context_encode(buf, sizeof(buf), option,
+							NBD_CTX_BASE_ALLOCATION, full,
+							sizeof(full) - 1));
+	if (!list)
+		c->meta_id = match ? NBD_CTX_BASE_ALLOCATION : 0;
+	rep_ack(c, option);
+}
+
+/* One complete option (header and data): answer it. */
+static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
+{
+	struct nbd_server *s = c->srv;
+	uint8_t buf[NBDW_EXPORT_REPLY_LEN + NBDW_REP_HEADER_LEN + 16];
+	struct nbdw_str name;
+
+	log_debug("nbd %s: option %s (%u bytes)", c->name, nbdw_opt_name(option), len);
+	switch (option) {
+	case NBD_OPT_EXPORT_NAME:
+		if (nbdw_opt_export_name_parse(data, len, &name) != 0) {
+			conn_close(c, "malformed NBD_OPT_EXPORT_NAME");
+			return;
+		}
+		conn_write(c, buf,
+			   nbdw_export_name_reply_encode(buf, sizeof(buf), s->size,
+							 export_tflags(),
+							 c->cflags & NBD_FLAG_C_NO_ZEROES));
+		enter_transmission(c);
+		return;
+	case NBD_OPT_ABORT:
+		rep_ack(c, option);
+		conn_close_after_flush(c);
+		return;
+	case NBD_OPT_LIST:
+		if (nbdw_opt_nodata_check(option, len) != 0) {
+			rep_err(c, option, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+			return;
+		}
+		conn_write(c, buf, nbdw_rep_server_encode(buf, sizeof(buf), option, "", 0, NULL, 0));
+		rep_ack(c, option);
+		return;
+	case NBD_OPT_INFO:
+	case NBD_OPT_GO:
+		opt_info_go(c, option, data, len);
+		return;
+	case NBD_OPT_STRUCTURED_REPLY:
+		if (nbdw_opt_nodata_check(option, len) != 0) {
+			rep_err(c, option, NBD_REP_ERR_INVALID, "takes no data");
+			return;
+		}
+		c->structured = 1;
+		rep_ack(c, option);
+		return;
+	case NBD_OPT_LIST_META_CONTEXT:
+	case NBD_OPT_SET_META_CONTEXT:
+		opt_meta(c, option, data, len);
+		return;
+	case NBD_OPT_STARTTLS:
+		rep_err(c, option, NBD_REP_ERR_POLICY, "TLS is not offered (use a Unix socket)");
+		return;
+	default:
+		rep_err(c, option, NBD_REP_ERR_UNSUP, "option not supported");
+	}
+}
+
+/* Handshake input; returns 1 if it consumed something, 0 if it needs more bytes. */
+static int conn_read_handshake(struct nbd_conn *c, struct evbuffer *in)
+{
+	uint8_t hdr[NBDW_OPT_HEADER_LEN];
+	struct nbdw_opt_header h;
+	size_t have = evbuffer_get_length(in);
+	int r;
+
+	switch (c->state) {
+	case NC_CFLAGS:
+		if (have < NBDW_CLIENT_FLAGS_LEN)
+			return 0;
+		evbuffer_remove(in, hdr, NBDW_CLIENT_FLAGS_LEN);
+		if (nbdw_client_flags_decode(hdr, NBDW_CLIENT_FLAGS_LEN, &c->cflags) != 0) {
+			conn_close(c, "unknown client flags");
+			return 1;
+		}
+		if (!(c->cflags & NBD_FLAG_C_FIXED_NEWSTYLE)) {
+			conn_close(c, "client does not speak fixed newstyle");
+			return 1;
+		}
+		conn_set_state(c, NC_OPTIONS);
+		return 1;
+	case NC_SKIP: {
+		size_t n = have < c->skip_left ? have : c->skip_left;
+
+		if (n == 0)
+			return 0;
+		evbuffer_drain(in, n);
+		c->skip_left -= (uint32_t)n;
+		if (c->skip_left == 0) {
+			rep_err(c, c->skip_option, NBD_REP_ERR_TOO_BIG, "option data too large");
+			conn_set_state(c, NC_OPTIONS);
+		}
+		return 1;
+	}
+	case NC_OPTIONS:
+		if (have < NBDW_OPT_HEADER_LEN)
+			return 0;
+		evbuffer_copyout(in, hdr, NBDW_OPT_HEADER_LEN);
+		r = nbdw_opt_header_decode(hdr, NBDW_OPT_HEADER_LEN, NBDW_MAX_OPTION_LEN, &h);
+		if (r == NBDW_INVALID) {
+			conn_close(c, "bad option magic (not an NBD client?)");
+			return 1;
+		}
+		if (r == NBDW_TOO_BIG) {
+			evbuffer_drain(in, NBDW_OPT_HEADER_LEN);
+			if (h.option == NBD_OPT_EXPORT_NAME) {
+				conn_close(c, "oversized NBD_OPT_EXPORT_NAME");
+				return 1;
+			}
+			c->skip_left = h.len;
+			c->skip_option = h.option;
+			conn_set_state(c, NC_SKIP);
+			return 1;
+		}
+		if (have < NBDW_OPT_HEADER_LEN + (size_t)h.len)
+			return 0;
+		{
+			uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(NBDW_OPT_HEADER_LEN + h.len));
+
+			opt_handle(c, h.option, p + NBDW_OPT_HEADER_LEN, h.len);
+			/* opt_handle may have closed c; the input buffer lives on until freed. */
+			evbuffer_drain(in, NBDW_OPT_HEADER_LEN + h.len);
+		}
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* ---- Transmission: replies --------------------------------------------- */
+
+/* Reply to q with an error (or success, err == 0, for commands without data). */
+static void reply_status(struct nbd_req *q, uint32_t err)
+{
+	struct nbd_conn *c = q->c;
+	uint8_t buf[NBDW_ERROR_CHUNK_HDR_LEN + 128];
+
+	if (c->state != NC_TRANS && c->state != NC_CLOSING)
+		return;
+	if (err != 0)
+		log_debug("nbd %s: %s at %llu+%u: %s", c->name, nbdw_cmd_name(q->r.type),
+			  (unsigned long long)q->r.offset, q->r.length, nbdw_err_name(err));
+	if (c->structured && (q->r.type == NBD_CMD_READ || q->r.type == NBD_CMD_BLOCK_STATUS)) {
+		if (err == 0) {
+			nbdw_chunk_none_encode(buf, q->r.cookie);
+			conn_write(c, buf, NBDW_CHUNK_HEADER_LEN);
+		} else {
+			const char *msg = nbdw_err_name(err);
+			size_t n = nbdw_chunk_error_encode(buf, sizeof(buf), NBD_REPLY_FLAG_DONE,
+							   q->r.cookie, err, msg, strlen(msg));
+
+			conn_write(c, buf, n);
+		}
+	} else {
+		nbdw_simple_reply_encode(buf, err, q->r.cookie);
+		conn_write(c, buf, NBDW_SIMPLE_REPLY_LEN);
+	}
+}
+
+/* The request is answered: account, and close after DISC once idle. */
+static void req_done(struct nbd_req *q)
+{
+	struct nbd_conn *c = q->c;
+
+	c->nreqs--;
+	req_free(q);
+	if (c->state == NC_TRANS && c->read_paused && c->nreqs < NBD_CONN_MAX_REQS / 2) {
+		c->read_paused = 0;
+		bufferevent_enable(c->bev, EV_READ);
+	}
+	if (c->disc && c->nreqs == 0 && c->state == NC_TRANS)
+		conn_close_after_flush(c);
+}
+
+static void reply_read(struct nbd_req *q)
+{
+	struct nbd_conn *c = q->c;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer_iovec v;
+	size_t hdr = c->structured ? NBDW_OFFSET_DATA_HDR_LEN : NBDW_SIMPLE_REPLY_LEN;
+	size_t total = hdr + q->r.length;
+	uint8_t *p;
+
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1 || v.iov_len < total) {
+		reply_status(q, NBD_ENOMEM);
+		return;
+	}
+	p = v.iov_base;
+	if (swarm_read(c->srv->sw, q->r.offset, p + hdr, q->r.length) != 0) {
+		reply_status(q, NBD_EIO); /* the reservation is dropped uncommitted */
+		return;
+	}
+	if (c->structured)
+		nbdw_chunk_offset_data_hdr_encode(p, NBD_REPLY_FLAG_DONE, q->r.cookie, q->r.offset,
+						  q->r.length);
+	else
+		nbdw_simple_reply_encode(p, 0, q->r.cookie);
+	v.iov_len = total;
+	evbuffer_commit_space(out, &v, 1);
+}
+
+static void reply_block_status(struct nbd_req *q)
+{
+	struct nbd_conn *c = q->c;
+	struct nbd_server *s = c->srv;
+	uint64_t off = q->r.offset, end = q->r.offset + q->r.length;
+	/* Enough descriptors for any request; merged runs make far fewer. */
+	enum { MAX_DESC = 4096 };
+	uint8_t *buf = xmalloc(NBDW_BLOCK_STATUS_HDR_LEN + MAX_DESC * NBDW_BLOCK_DESC_LEN);
+	uint32_t n = 0, run_len = 0, run_status = 0;
+
+	while (off < end && n < MAX_DESC) {
+		uint32_t chunk = (uint32_t)(off / s->chunk_size);
+		uint64_t chunk_end = (uint64_t)(chunk + 1) * s->chunk_size;
+		uint64_t stop = chunk_end < end ? chunk_end : end;
+		uint32_t status = swarm_is_zero(s->sw, chunk) ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
+		uint32_t len = (uint32_t)(stop - off);
+
+		if (run_len > 0 && (status != run_status || (uint64_t)run_len + len > UINT32_MAX)) {
+			nbdw_block_desc_encode(buf + NBDW_BLOCK_STATUS_HDR_LEN +
+						       (size_t)n * NBDW_BLOCK_DESC_LEN,
+					       run_len, run_status);
+			n++;
+			run_len = 0;
+			if (q->r.flags & NBD_CMD_FLAG_REQ_ONE)
+				break;
+		}
+		run_status = status;
+		run_len += len;
+		off = stop;
+	}
+	if (run_len > 0 && n < MAX_DESC) {
+		nbdw_block_desc_encode(buf + NBDW_BLOCK_STATUS_HDR_LEN + (size_t)n * NBDW_BLOCK_DESC_LEN,
+				       run_len, run_status);
+		n++;
+	}
+	nbdw_chunk_block_status_hdr_encode(buf, NBD_REPLY_FLAG_DONE, q->r.cookie, c->meta_id, n);
+	conn_write(c, buf, NBDW_BLOCK_STATUS_HDR_LEN + (size_t)n * NBDW_BLOCK_DESC_LEN);
+	free(buf);
+}
+
+/* ---- Transmission: execution ------------------------------------------- */
+
+static void flush_done(void *arg, int result)
+{
+	struct nbd_req *q = arg;
+
+	reply_status(q, result == 0 ? 0 : NBD_EIO);
+	req_done(q);
+}
+
+/*
+ * Is every chunk of q ready for it? Reads need readable chunks; writes need
+ * writable ones (a chunk the write covers whole needs no fetch). Missing
+ * chunks are faulted on (fetched first). Resumes at q->next_check.
+ */
+static int req_ready(struct nbd_req *q)
+{
+	struct nbd_server *s = q->c->srv;
+	uint64_t off = q->r.offset, end = q->r.offset + q->r.length;
+	uint32_t first = (uint32_t)(off / s->chunk_size), last = (uint32_t)((end - 1) / s->chunk_size);
+	int write = q->r.type != NBD_CMD_READ;
+	int ready = 1;
+
+	for (uint32_t ch = first > q->next_check ? first : q->next_check; ch <= last; ch++) {
+		uint64_t cstart = (uint64_t)ch * s->chunk_size;
+		uint64_t cend = cstart + s->chunk_size < s->size ? cstart + s->chunk_size : s->size;
+		int whole = off <= cstart && end >= cend;
+		int ok = write ? swarm_writable(s->sw, ch, whole) : swarm_readable(s->sw, ch);
+
+		if (!ok) {
+			if (ready)
+				q->next_check = ch;
+			ready = 0;
+			if (!(write && whole))
+				swarm_fault(s->sw, ch, 0);
+		}
+	}
+	return ready;
+}
+
+static void req_execute(struct nbd_req *q)
+{
+	struct nbd_conn *c = q->c;
+	struct nbd_server *s = c->srv;
+	int fua = q->r.flags & NBD_CMD_FLAG_FUA;
+	int rc;
+
+	switch (q->r.type) {
+	case NBD_CMD_READ:
+		reply_read(q);
+		break;
+	case NBD_CMD_WRITE:
+	case NBD_CMD_WRITE_ZEROES:
+	case NBD_CMD_TRIM:
+		if (q->r.type == NBD_CMD_WRITE)
+			rc = swarm_local_write(s->sw, q->r.offset, q->data, q->r.length, 0, 0);
+		else
+			rc = swarm_local_write(s->sw, q->r.offset, NULL, q->r.length, 1,
+					       q->r.type == NBD_CMD_TRIM ||
+						       !(q->r.flags & NBD_CMD_FLAG_NO_HOLE));
+		if (rc != 0) {
+			reply_status(q, NBD_EIO);
+			break;
+		}
+		if (fua) {
+			swarm_flush(s->sw, flush_done, q);
+			return;
+		}
+		reply_status(q, 0);
+		break;
+	default:
+		reply_status(q, NBD_EINVAL);
+	}
+	req_done(q);
+}
+
+/* Run q if its chunks are ready, else park it until they are. */
+static void req_try(struct nbd_req *q)
+{
+	struct nbd_server *s = q->c->srv;
+
+	if (!req_ready(q)) {
+		if (!q->parked) {
+			q->parked = 1;
+			q->next = s->parked;
+			q->prev = NULL;
+			if (s->parked)
+				s->parked->prev = q;
+			s->parked = q;
+		}
+		return;
+	}
+	req_unpark(q);
+	req_execute(q);
+}
+
+/*
+ * A chunk became readable: retry the parked requests waiting for it. Each is
+ * tried at most once per call (a retry may free others, so the list is
+ * searched again after each).
+ */
+static void on_chunk(void *arg, uint32_t chunk)
+{
+	struct nbd_server *s = arg;
+	struct nbd_req *q;
+
+	s->epoch++;
+	for (;;) {
+		for (q = s->parked; q; q = q->next)
+			if (q->seen != s->epoch && q->next_check == chunk)
+				break;
+		if (q == NULL)
+			return;
+		q->seen = s->epoch;
+		req_try(q);
+	}
+}
+
+/* A decoded, validated request: start it. */
+static void req_start(struct nbd_conn *c, struct nbd_req *q)
+{
+	struct nbd_server *s = c->srv;
+	uint32_t first = (uint32_t)(q->r.offset / s->chunk_size);
+
+	switch (q->r.type) {
+	case NBD_CMD_FLUSH:
+		swarm_flush(s->sw, flush_done, q);
+		return;
+	case NBD_CMD_BLOCK_STATUS:
+		reply_block_status(q);
+		req_done(q);
+		return;
+	case NBD_CMD_CACHE:
+		/* Fetch early, answer at once. */
+		for (uint32_t ch = first;
+		     (uint64_t)ch * s->chunk_size < q->r.offset + q->r.length; ch++)
+			swarm_fault(s->sw, ch, 1);
+		reply_status(q, 0);
+		req_done(q);
+		return;
+	case NBD_CMD_READ: {
+		uint64_t end = q->r.offset + q->r.length;
+
+		/* A sequential reader gets the chunks after this read early. */
+		if (q->r.offset == c->last_read_end) {
+			uint32_t after = (uint32_t)((end - 1) / s->chunk_size) + 1;
+
+			for (uint32_t i = 0; i < NBD_READAHEAD_CHUNKS; i++)
+				if ((uint64_t)(after + i) * s->chunk_size < s->size)
+					swarm_fault(s->sw, after + i, 1);
+		}
+		c->last_read_end = end;
+		break;
+	}
+	default:
+		break;
+	}
+	q->next_check = first;
+	req_try(q);
+}
+
+/* Transmission input; returns 1 if it consumed a request, 0 if it needs more bytes. */
+static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
+{
+	uint8_t hdr[NBDW_REQUEST_LEN];
+	struct nbdw_request r;
+	struct nbd_req *q;
+	uint32_t payload;
+	int err;
+
+	if (evbuffer_get_length(in) < NBDW_REQUEST_LEN)
+		return 0;
+	evbuffer_copyout(in, hdr, NBDW_REQUEST_LEN);
+	if (nbdw_request_decode(hdr, NBDW_REQUEST_LEN, &r) != 0) {
+		conn_close(c, "bad request magic");
+		return 1;
+	}
+	payload = nbdw_request_payload_len(&r);
+	if (payload > NBDW_MAX_PAYLOAD) {
+		/* The spec allows dropping a client that sends this much unasked. */
+		conn_close(c, "write payload beyond 32 MiB");
+		return 1;
+	}
+	if (evbuffer_get_length(in) < NBDW_REQUEST_LEN + (size_t)payload)
+		return 0;
+	evbuffer_drain(in, NBDW_REQUEST_LEN);
+	q = xcalloc(1, sizeof(*q));
+	q->c = c;
+	q->r = r;
+	c->nreqs++;
+	err = nbdw_request_check(&r, &c->lim);
+	if (payload > 0) {
+		if (err == 0) {
+			q->data = xmalloc(payload);
+			evbuffer_remove(in, q->data, payload);
+		} else {
+			evbuffer_drain(in, payload);
+		}
+	}
+	if (r.type == NBD_CMD_DISC) {
+		c->disc = 1;
+		c->nreqs--;
+		free(q);
+		bufferevent_disable(c->bev, EV_READ);
+		if (c->nreqs == 0)
+			conn_close_after_flush(c);
+		return 1;
+	}
+	if (err != 0) {
+		reply_status(q, (uint32_t)err);
+		req_done(q);
+		return 1;
+	}
+	log_debug("nbd %s: %s %llu+%u flags %#x", c->name, nbdw_cmd_name(r.type),
+		  (unsigned long long)r.offset, r.length, r.flags);
+	req_start(c, q);
+	if (c->state == NC_TRANS && !c->read_paused &&
+	    (c->nreqs >= NBD_CONN_MAX_REQS ||
+	     evbuffer_get_length(bufferevent_get_output(c->bev)) > NBD_OUT_HIGH)) {
+		c->read_paused = 1;
+		bufferevent_disable(c->bev, EV_READ);
+	}
+	return 1;
+}
+
+/* ---- Connection events -------------------------------------------------- */
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct nbd_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	for (;;) {
+		int progressed;
+
+		if (c->state == NC_TRANS) {
+			if (c->read_paused || c->disc)
+				return;
+			progressed = conn_read_request(c, in);
+		} else if (c->state == NC_CFLAGS || c->state == NC_OPTIONS || c->state == NC_SKIP) {
+			progressed = conn_read_handshake(c, in);
+		} else {
+			return;
+		}
+		if (!progressed)
+			return;
+	}
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	if (c->state == NC_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_close(c, "done");
+		return;
+	}
+	if (c->state == NC_TRANS && c->read_paused && c->nreqs < NBD_CONN_MAX_REQS &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) <= NBD_OUT_HIGH / 4) {
+		c->read_paused = 0;
+		bufferevent_enable(bev, EV_READ);
+		conn_read_cb(bev, c);
+	}
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct nbd_conn *c = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF)
+		conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
+	else if (what & BEV_EVENT_ERROR)
+		conn_close(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct nbd_server *s = arg;
+	struct nbd_conn *c = xcalloc(1, sizeof(*c));
+	uint8_t greeting[NBDW_GREETING_LEN];
+	static unsigned serial;
+
+	(void)l;
+	(void)salen;
+	c->srv = s;
+	if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+		char host[INET6_ADDRSTRLEN] = "?";
+		int one = 1;
+
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+		else
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host,
+				  sizeof(host));
+		snprintf(c->name, sizeof(c->name), "%s#%u", host, ++serial);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	} else {
+		snprintf(c->name, sizeof(c->name), "unix#%u", ++serial);
+	}
+	evutil_make_socket_nonblocking(fd);
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
+	/* Requests carry up to 32 MiB of payload; read in big gulps. */
+	bufferevent_set_max_single_read(c->bev, 1024 * 1024);
+	bufferevent_set_max_single_write(c->bev, 1024 * 1024);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->state = NC_CFLAGS;
+	c->last_read_end = UINT64_MAX;
+	c->next = s->conns;
+	s->conns = c;
+	nbdw_greeting_encode(greeting);
+	conn_write(c, greeting, sizeof(greeting));
+	log_debug("nbd %s: connected", c->name);
+}
+
+/* ---- Server ------------------------------------------------------------- */
+
+struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec)
+{
+	struct nbd_server *s = xcalloc(1, sizeof(*s));
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+
+	s->base = base;
+	s->sw = sw;
+	s->size = swarm_volume_size(sw);
+	s->chunk_size = swarm_chunk_size(sw);
+	memset(&ss, 0, sizeof(ss));
+	if (strncmp(spec, "unix:", 5) == 0) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+		const char *path = spec + 5;
+
+		if (strlen(path) == 0 || strlen(path) >= sizeof(su->sun_path)) {
+			log_error("export %s: bad Unix socket path", spec);
+			goto fail;
+		}
+		su->sun_family = AF_UNIX;
+		strcpy(su->sun_path, path);
+		sslen = sizeof(*su);
+		/* A socket left by an earlier run would make bind fail. */
+		unlink(path);
+		s->unix_path = xstrdup(path);
+		snprintf(s->address, sizeof(s->address), "unix:%s", path);
+	} else {
+		const char *colon = strrchr(spec, ':');
+		char host[256];
+		size_t hlen;
+		long port;
+		char *end;
+
+		if (colon == NULL || (hlen = (size_t)(colon - spec)) == 0 || hlen >= sizeof(host)) {
+			log_error("export %s: expected unix:PATH or HOST:PORT", spec);
+			goto fail;
+		}
+		port = strtol(colon + 1, &end, 10);
+		if (*end != '\0' || port < 0 || port > 65535) {
+			log_error("export %s: bad port", spec);
+			goto fail;
+		}
+		if (spec[0] == '[' && spec[hlen - 1] == ']') {
+			memcpy(host, spec + 1, hlen - 2);
+			host[hlen - 2] = '\0';
+		} else {
+			memcpy(host, spec, hlen);
+			host[hlen] = '\0';
+		}
+		if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+			((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+			sslen = sizeof(struct sockaddr_in);
+		} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+			((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+			sslen = sizeof(struct sockaddr_in6);
+		} else {
+			log_error("export %s: the host must be a numeric address", spec);
+			goto fail;
+		}
+	}
+	s->listener = evconnlistener_new_bind(base, on_accept, s,
+					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+					      (struct sockaddr *)&ss, (int)sslen);
+	if (s->listener == NULL) {
+		log_error("export %s: cannot listen: %s", spec, strerror(errno));
+		goto fail;
+	}
+	if (s->unix_path == NULL) {
+		char host[INET6_ADDRSTRLEN];
+
+		sslen = sizeof(ss);
+		getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&ss, &sslen);
+		if (ss.ss_family == AF_INET6) {
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
+				  sizeof(host));
+			snprintf(s->address, sizeof(s->address), "[%s]:%u", host,
+				 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+		} else {
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
+				  sizeof(host));
+			snprintf(s->address, sizeof(s->address), "%s:%u", host,
+				 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		}
+	}
+	swarm_set_chunk_cb(sw, on_chunk, s);
+	return s;
+fail:
+	free(s->unix_path);
+	free(s);
+	return NULL;
+}
+
+const char *nbd_server_address(const struct nbd_server *s)
+{
+	return s->address;
+}
+
+void nbd_server_free(struct nbd_server *s)
+{
+	if (s == NULL)
+		return;
+	swarm_set_chunk_cb(s->sw, NULL, NULL);
+	while (s->conns != NULL)
+		conn_close(s->conns, "server stopping");
+	if (s->listener)
+		evconnlistener_free(s->listener);
+	if (s->unix_path) {
+		unlink(s->unix_path);
+		free(s->unix_path);
+	}
+	free(s);
+}
