@@ -100,6 +100,8 @@ static const char usage_fetch[] =
     "\n"
     "  -e, --export ADDR    export over NBD on unix:PATH or HOST:PORT (numeric host)\n"
     "      --no-boost       no priority for the VM's reads (benchmark control)\n"
+    "      --lazy           with -e: fetch only the chunks the VM touches (pure\n"
+    "                       postcopy; the image completes only if all is read)\n"
     "  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
     "                       made on first use)\n"
     "      --stats PATH     write counters as JSON to PATH at exit\n"
@@ -692,7 +694,7 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 
 static int cmd_fetch(int argc, char **argv)
 {
-	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS, O_NO_BOOST };
+	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS, O_NO_BOOST, O_LAZY };
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"stats", required_argument, NULL, O_STATS},
@@ -702,13 +704,14 @@ static int cmd_fetch(int argc, char **argv)
 	    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
 	    {"export", required_argument, NULL, 'e'},
 	    {"no-boost", no_argument, NULL, O_NO_BOOST},
+	    {"lazy", no_argument, NULL, O_LAZY},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
-	int no_boost = 0;
+	int no_boost = 0, lazy = 0;
 	struct export_ctx ex;
 	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
 	int force = 0, show_progress = 1, loglvl = LOG_INFO, rc = 1, c;
@@ -734,6 +737,9 @@ static int cmd_fetch(int argc, char **argv)
 			break;
 		case O_NO_BOOST:
 			no_boost = 1;
+			break;
+		case O_LAZY:
+			lazy = 1;
 			break;
 		case O_STATS:
 			stats_path = optarg;
@@ -815,7 +821,14 @@ static int cmd_fetch(int argc, char **argv)
 		o.npeers = u->npeers;
 		o.give_up_s = (int)give_up;
 		o.no_boost = no_boost;
+		o.lazy = lazy;
 		sw = swarm_new(&o);
+	}
+	if (lazy && export_spec == NULL) {
+		rc = usage_error(usage_fetch, "--lazy needs -e (nothing would ever be fetched)");
+		swarm_free(sw);
+		event_base_free(base);
+		goto out_free;
 	}
 	if (export_spec != NULL) {
 		ex.base = base;

@@ -155,6 +155,11 @@ static void peer_set_sockopts(struct peer *p)
 		return;
 	/* Small messages (requests, haves) must not wait for Nagle. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	{
+		int lowat = PEER_KERNEL_UNSENT;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	}
 }
 
 static void peer_send_hello(struct peer *p)

@@ -1111,10 +1111,12 @@ static void swarm_schedule(struct swarm *sw)
 		fetch_urgent(sw, c);
 		i++;
 	}
-	fetch_pages(sw);
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
-		if (sp->root_seen && sp->p->state == PEER_READY)
-			fetch_requests(sw, sp);
+	if (!sw->o.lazy) {
+		fetch_pages(sw);
+		for (struct speer *sp = sw->peers; sp; sp = sp->next)
+			if (sp->root_seen && sp->p->state == PEER_READY)
+				fetch_requests(sw, sp);
+	}
 	swarm_check_complete(sw);
 }
 

@@ -72,6 +72,7 @@ struct swarm_opts {
 	int npeers;
 	int give_up_s; /* fail if no progress is possible for this long */
 	int no_boost;  /* faults get no priority (the benchmark's control) */
+	int lazy;      /* fetch only what the local VM reads: no background transfer */
 };
 
 struct swarm;
