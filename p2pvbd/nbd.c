@@ -74,6 +74,8 @@ struct nbd_conn {
 	int disc;	  /* client sent DISC: close when nreqs reaches 0 */
 	int read_paused;
 	uint64_t last_read_end; /* for readahead */
+	int nflushing;		/* requests waiting in swarm_flush (they point to c) */
+	int free_on_flush;	/* closed while nflushing > 0: the last flush_done frees c */
 	struct nbd_conn *next;
 };
 
@@ -95,11 +97,16 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_try(struct nbd_req *q);
 
-static uint16_t export_tflags(void)
+/*
+ * Transmission flags. CAN_MULTI_CONN holds because every connection writes
+ * the same image on the same thread, and a flush syncs all of it. DF only
+ * with structured replies (the flag is meaningless without them).
+ */
+static uint16_t export_tflags(const struct nbd_conn *c)
 {
 	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_DF |
-	       NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE;
+	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN |
+	       NBD_FLAG_SEND_CACHE | (c->structured ? NBD_FLAG_SEND_DF : 0);
 }
 
 static void conn_set_state(struct nbd_conn *c, enum conn_state st)
@@ -165,7 +172,11 @@ static void conn_close(struct nbd_conn *c, const char *why)
 		}
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-	event_base_once(c->srv->base, -1, EV_TIMEOUT, conn_free_cb, c, &now);
+	/* Requests in swarm_flush still point to c: then the last flush_done frees it. */
+	if (c->nflushing > 0)
+		c->free_on_flush = 1;
+	else
+		event_base_once(c->srv->base, -1, EV_TIMEOUT, conn_free_cb, c, &now);
 }
 
 /* Close once the output is flushed (after ABORT, DISC, a fatal reply). */
@@ -211,7 +222,7 @@ static void enter_transmission(struct nbd_conn *c)
 	c->lim.export_size = s->size;
 	c->lim.min_block = 1;
 	c->lim.max_payload = NBDW_MAX_PAYLOAD;
-	c->lim.tflags = export_tflags();
+	c->lim.tflags = export_tflags(c);
 	c->lim.structured = c->structured != 0;
 	c->lim.meta_base_allocation = c->meta_id;
 	conn_set_state(c, NC_TRANS);
@@ -232,7 +243,7 @@ static void opt_info_go(struct nbd_conn *c, uint32_t option, const uint8_t *data
 		rep_err(c, option, NBD_REP_ERR_INVALID, "malformed option data");
 		return;
 	}
-	n = nbdw_rep_info_export_encode(buf, sizeof(buf), option, s->size, export_tflags());
+	n = nbdw_rep_info_export_encode(buf, sizeof(buf), option, s->size, export_tflags(c));
 	conn_write(c, buf, n);
 	if (go.info_mask & (1u << NBD_INFO_DESCRIPTION)) {
 		n = nbdw_rep_info_description_encode(buf, sizeof(buf), option, desc,
@@ -282,10 +293,11 @@ static void opt_meta(struct nbd_conn *c, uint32_t option, const uint8_t *data, u
 	while (nbdw_meta_next(&it, &q))
 		if (query_matches(&q, list))
 			match = 1;
+	/* LIST replies carry id 0 (the spec: ids only mean something after SET). */
 	if (match)
 		conn_write(c, buf,
 			   nbdw_rep_meta_context_encode(buf, sizeof(buf), option,
-							NBD_CTX_BASE_ALLOCATION, full,
+							list ? 0 : NBD_CTX_BASE_ALLOCATION, full,
 							sizeof(full) - 1));
 	if (!list)
 		c->meta_id = match ? NBD_CTX_BASE_ALLOCATION : 0;
@@ -308,7 +320,7 @@ static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data,
 		}
 		conn_write(c, buf,
 			   nbdw_export_name_reply_encode(buf, sizeof(buf), s->size,
-							 export_tflags(),
+							 export_tflags(c),
 							 c->cflags & NBD_FLAG_C_NO_ZEROES));
 		enter_transmission(c);
 		return;
@@ -536,9 +548,20 @@ static void reply_block_status(struct nbd_req *q)
 static void flush_done(void *arg, int result)
 {
 	struct nbd_req *q = arg;
+	struct nbd_conn *c = q->c;
 
+	c->nflushing--;
 	reply_status(q, result == 0 ? 0 : NBD_EIO);
 	req_done(q);
+	/* Not from a callback of c's bufferevent (and maybe after the server is freed). */
+	if (c->free_on_flush && c->nflushing == 0)
+		conn_free_cb(-1, 0, c);
+}
+
+static void req_flush(struct nbd_req *q)
+{
+	q->c->nflushing++;
+	swarm_flush(q->c->srv->sw, flush_done, q);
 }
 
 /*
@@ -596,7 +619,7 @@ static void req_execute(struct nbd_req *q)
 			break;
 		}
 		if (fua) {
-			swarm_flush(s->sw, flush_done, q);
+			req_flush(q);
 			return;
 		}
 		reply_status(q, 0);
@@ -657,7 +680,7 @@ static void req_start(struct nbd_conn *c, struct nbd_req *q)
 
 	switch (q->r.type) {
 	case NBD_CMD_FLUSH:
-		swarm_flush(s->sw, flush_done, q);
+		req_flush(q);
 		return;
 	case NBD_CMD_BLOCK_STATUS:
 		reply_block_status(q);
