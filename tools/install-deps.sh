@@ -14,10 +14,13 @@ PACKAGES=(
 	coreutils
 	# Real NBD tools for tests and benchmark anchors: nbdkit, nbdcopy, nbdinfo, qemu-img.
 	nbdkit libnbd-bin qemu-utils
-	# The test lab and process control: ip/tc, ps/pgrep, fuser/killall.
-	iproute2 procps psmisc
-	# Helpers in the tests (JSON parsing of --stats).
-	python3
+	# fio --ioengine=nbd: random I/O with verification against the NBD export.
+	fio
+	# The test lab and process control: ip/tc, ping, ps/pgrep, fuser/killall.
+	iproute2 iputils-ping procps psmisc
+	# Helpers in the tests (JSON parsing of --stats); libnbd's Python binding for the
+	# fault-latency benchmark (a client nobody here wrote).
+	python3 python3-libnbd
 )
 
 missing=()
