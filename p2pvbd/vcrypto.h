@@ -42,6 +42,12 @@ int vcrypto_identity_save(const struct vcrypto_identity *id, const char *path);
 int vcrypto_identity_load(const char *path, struct vcrypto_identity *id);
 int vcrypto_pubkey_load(const char *path, uint8_t pk[VCRYPTO_PK_LEN]);
 
+/*
+ * BLAKE2b-256 of data: libsodium's, or the portable one (blake2b.h) if
+ * vcrypto_init found it faster on this CPU (P2PVBD_HASH=portable|sodium
+ * forces the choice). vcrypto_hash_portable() says which is in use.
+ */
+int vcrypto_hash_portable(void);
 /* BLAKE2b-256 of data. */
 void vcrypto_hash(uint8_t out[VCRYPTO_HASH_LEN], const void *data, size_t len);
 
