@@ -21,6 +21,7 @@
 #include <event2/listener.h>
 
 #include "nbd_wire.h"
+#include "netio.h"
 #include "util.h"
 
 /* Requests of one connection being executed or parked; more stop its reading. */
@@ -61,7 +62,8 @@ struct nbd_req {
 
 struct nbd_conn {
 	struct nbd_server *srv;
-	struct bufferevent *bev;
+	struct bufferevent *bev; /* output */
+	struct netio_reader rd;	 /* input */
 	enum conn_state state;
 	char name[64];
 	uint32_t cflags;
@@ -92,7 +94,8 @@ struct nbd_server {
 	uint32_t chunk_size;
 };
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_on_data(void *arg);
+static void conn_on_end(void *arg, int err);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_try(struct nbd_req *q);
@@ -122,6 +125,7 @@ static void conn_free_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	netio_reader_free(&c->rd);
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	free(c);
@@ -172,6 +176,7 @@ static void conn_close(struct nbd_conn *c, const char *why)
 		}
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	netio_reader_pause(&c->rd);
 	/* Requests in swarm_flush still point to c: then the last flush_done frees it. */
 	if (c->nflushing > 0)
 		c->free_on_flush = 1;
@@ -183,7 +188,7 @@ static void conn_close(struct nbd_conn *c, const char *why)
 static void conn_close_after_flush(struct nbd_conn *c)
 {
 	conn_set_state(c, NC_CLOSING);
-	bufferevent_disable(c->bev, EV_READ);
+	netio_reader_pause(&c->rd);
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		conn_close(c, "done");
 	else
@@ -470,7 +475,7 @@ static void req_done(struct nbd_req *q)
 	req_free(q);
 	if (c->state == NC_TRANS && c->read_paused && c->nreqs < NBD_CONN_MAX_REQS / 2) {
 		c->read_paused = 0;
-		bufferevent_enable(c->bev, EV_READ);
+		netio_reader_resume(&c->rd);
 	}
 	if (c->disc && c->nreqs == 0 && c->state == NC_TRANS)
 		conn_close_after_flush(c);
@@ -757,7 +762,7 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 		c->disc = 1;
 		c->nreqs--;
 		free(q);
-		bufferevent_disable(c->bev, EV_READ);
+		netio_reader_pause(&c->rd);
 		if (c->nreqs == 0)
 			conn_close_after_flush(c);
 		return 1;
@@ -774,33 +779,45 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 	    (c->nreqs >= NBD_CONN_MAX_REQS ||
 	     evbuffer_get_length(bufferevent_get_output(c->bev)) > NBD_OUT_HIGH)) {
 		c->read_paused = 1;
-		bufferevent_disable(c->bev, EV_READ);
+		netio_reader_pause(&c->rd);
 	}
 	return 1;
 }
 
 /* ---- Connection events -------------------------------------------------- */
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+static void conn_on_data(void *arg)
 {
 	struct nbd_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = c->rd.in;
 
 	for (;;) {
 		int progressed;
 
 		if (c->state == NC_TRANS) {
 			if (c->read_paused || c->disc)
-				return;
+				break;
 			progressed = conn_read_request(c, in);
 		} else if (c->state == NC_CFLAGS || c->state == NC_OPTIONS || c->state == NC_SKIP) {
 			progressed = conn_read_handshake(c, in);
 		} else {
-			return;
+			break;
 		}
 		if (!progressed)
-			return;
+			break;
 	}
+	if (c->state != NC_DEAD)
+		netio_reader_consumed(&c->rd);
+}
+
+static void conn_on_end(void *arg, int err)
+{
+	struct nbd_conn *c = arg;
+
+	if (err == 0)
+		conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
+	else
+		conn_close(c, strerror(err));
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -815,8 +832,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	if (c->state == NC_TRANS && c->read_paused && c->nreqs < NBD_CONN_MAX_REQS &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) <= NBD_OUT_HIGH / 4) {
 		c->read_paused = 0;
-		bufferevent_enable(bev, EV_READ);
-		conn_read_cb(bev, c);
+		netio_reader_resume(&c->rd);
+		conn_on_data(c);
 	}
 }
 
@@ -863,11 +880,18 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		free(c);
 		return;
 	}
-	/* Requests carry up to 32 MiB of payload; read in big gulps. */
-	bufferevent_set_max_single_read(c->bev, 1024 * 1024);
+	/* The bufferevent only writes; reading is a netio_reader (netio.h). */
 	bufferevent_set_max_single_write(c->bev, 1024 * 1024);
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_enable(c->bev, EV_WRITE);
+	/* Room for the largest request (a 32 MiB WRITE) and then some. */
+	if (netio_reader_init(&c->rd, s->base, fd, NBDW_MAX_PAYLOAD + 1024 * 1024, NULL,
+			      conn_on_data, conn_on_end, c) != 0) {
+		bufferevent_free(c->bev);
+		free(c);
+		return;
+	}
 	c->state = NC_CFLAGS;
 	c->last_read_end = UINT64_MAX;
 	c->next = s->conns;

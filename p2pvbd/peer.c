@@ -18,6 +18,7 @@
 #include <event2/dns.h>
 #include <event2/util.h>
 
+#include "netio.h"
 #include "util.h"
 
 /* The AUTH signature's domain (see PROTOCOL.md, "AUTH"). */
@@ -34,7 +35,9 @@
 
 static const char *state_names[] = {"CONNECTING", "HELLO", "AUTH", "READY", "CLOSING", "DEAD"};
 
-static void peer_read_cb(struct bufferevent *bev, void *arg);
+static void peer_on_data(void *arg);
+static void peer_process_input(struct peer *p, struct evbuffer *in);
+static void peer_on_end(void *arg, int err);
 static void peer_write_cb(struct bufferevent *bev, void *arg);
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
 
@@ -51,6 +54,7 @@ static void peer_free_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	netio_reader_free(&p->rd);
 	if (p->bev != NULL)
 		bufferevent_free(p->bev);
 	if (p->keepalive != NULL)
@@ -89,6 +93,7 @@ static void peer_close_fatal(struct peer *p, int fatal_err, const char *reason)
 		bufferevent_disable(p->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
 	}
+	netio_reader_pause(&p->rd);
 	if (p->keepalive != NULL)
 		event_del(p->keepalive);
 	peer_notify_close(p, fatal_err, reason);
@@ -133,17 +138,25 @@ static void peer_setup_bev(struct peer *p)
 {
 	struct timeval tmo = {p->ctx->timeout_s, 0};
 
-	bufferevent_setcb(p->bev, peer_read_cb, peer_write_cb, peer_event_cb, p);
-	/* libevent moves at most 16 KiB per system call by default: far too
-	 * little for pieces; each read or write may move a few frames. */
-	bufferevent_set_max_single_read(p->bev, PEER_IO_MAX);
+	/* The bufferevent only writes; reading is a netio_reader (netio.h). */
+	bufferevent_setcb(p->bev, NULL, peer_write_cb, peer_event_cb, p);
+	/* libevent moves at most 16 KiB per write by default: far too little. */
 	bufferevent_set_max_single_write(p->bev, PEER_IO_MAX);
-	bufferevent_setwatermark(p->bev, EV_READ, 0, PEER_IN_HIGH);
 	bufferevent_setwatermark(p->bev, EV_WRITE, PEER_OUT_LOW, 0);
-	bufferevent_set_timeouts(p->bev, &tmo, &tmo);
+	bufferevent_set_timeouts(p->bev, NULL, &tmo);
 	if (p->ctx->upload_limit != NULL)
 		bufferevent_add_to_rate_limit_group(p->bev, p->ctx->upload_limit);
-	bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+	bufferevent_disable(p->bev, EV_READ);
+	bufferevent_enable(p->bev, EV_WRITE);
+}
+
+/* Start reading the connected socket; the read timeout drops a silent peer. */
+static int peer_start_reading(struct peer *p)
+{
+	struct timeval tmo = {p->ctx->timeout_s, 0};
+
+	return netio_reader_init(&p->rd, p->ctx->base, bufferevent_getfd(p->bev), PEER_IN_HIGH,
+				 &tmo, peer_on_data, peer_on_end, p);
 }
 
 static void peer_set_sockopts(struct peer *p)
@@ -217,6 +230,10 @@ struct peer *peer_start(struct peer_ctx *ctx, int fd, int initiator, const char 
 	peer_setup_bev(p);
 	peer_set_sockopts(p);
 	p->state = PEER_HELLO;
+	if (peer_start_reading(p) != 0) {
+		peer_free_cb(-1, 0, p);
+		return NULL;
+	}
 	log_debug("peer %s: started (%s)", p->name, initiator ? "initiator" : "acceptor");
 	if (initiator)
 		peer_send_hello(p);
@@ -331,7 +348,7 @@ void peer_pause_read(struct peer *p)
 	if (p->read_paused || p->state == PEER_DEAD)
 		return;
 	p->read_paused = 1;
-	bufferevent_disable(p->bev, EV_READ);
+	netio_reader_pause(&p->rd);
 }
 
 void peer_resume_read(struct peer *p)
@@ -339,10 +356,10 @@ void peer_resume_read(struct peer *p)
 	if (!p->read_paused || p->state == PEER_DEAD || p->state == PEER_CLOSING)
 		return;
 	p->read_paused = 0;
-	bufferevent_enable(p->bev, EV_READ);
+	netio_reader_resume(&p->rd);
 	/* Frames may already wait in the input buffer: process them now. */
-	if (evbuffer_get_length(bufferevent_get_input(p->bev)) > 0)
-		peer_read_cb(p->bev, p);
+	if (p->rd.in != NULL && evbuffer_get_length(p->rd.in) > 0)
+		peer_on_data(p);
 }
 
 /* After CLOSING has flushed (or failed to): release the connection. */
@@ -351,6 +368,7 @@ static void peer_finish_closing(struct peer *p)
 	peer_set_state(p, PEER_DEAD);
 	bufferevent_disable(p->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
+	netio_reader_pause(&p->rd);
 	event_del(p->keepalive);
 	peer_schedule_free(p);
 }
@@ -375,7 +393,7 @@ static int code_is_fatal(uint16_t code)
 static void peer_close_flush(struct peer *p, int fatal_err, const char *reason)
 {
 	peer_set_state(p, PEER_CLOSING);
-	bufferevent_disable(p->bev, EV_READ);
+	netio_reader_pause(&p->rd);
 	peer_notify_close(p, fatal_err, reason);
 	if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
 		peer_finish_closing(p);
@@ -631,11 +649,48 @@ static void peer_read_frame(struct peer *p, struct evbuffer *in, uint32_t ct_len
 		peer_handle_msg(p, &m);
 }
 
-static void peer_read_cb(struct bufferevent *bev, void *arg)
+static void peer_on_data(void *arg)
 {
 	struct peer *p = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = p->rd.in;
 
+	peer_process_input(p, in);
+	if (p->state != PEER_DEAD && p->rd.in != NULL)
+		netio_reader_consumed(&p->rd);
+}
+
+/* The socket ended: EOF, an error, or silence for the timeout. */
+static void peer_on_end(void *arg, int err)
+{
+	struct peer *p = arg;
+	char reason[160];
+
+	if (p->state == PEER_CLOSING) {
+		peer_finish_closing(p);
+		return;
+	}
+	if (p->state == PEER_DEAD)
+		return;
+	if (err == ETIMEDOUT) {
+		snprintf(reason, sizeof(reason), "peer silent for %d s (in state %s)",
+			 p->ctx->timeout_s, state_names[p->state]);
+		if (p->state == PEER_READY || p->state == PEER_AUTH)
+			peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
+		else
+			peer_close(p, reason);
+		return;
+	}
+	if (err == 0)
+		snprintf(reason, sizeof(reason), "connection closed by peer (in state %s)",
+			 state_names[p->state]);
+	else
+		snprintf(reason, sizeof(reason), "%s", strerror(err));
+	peer_close(p, reason);
+}
+
+/* Process every complete record or frame in the input. */
+static void peer_process_input(struct peer *p, struct evbuffer *in)
+{
 	while (!p->read_paused) {
 		uint8_t hdr[WIRE_FRAME_HDR_LEN];
 		int64_t ct_len;
@@ -684,6 +739,10 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		peer_set_sockopts(p);
 		peer_set_state(p, PEER_HELLO);
+		if (peer_start_reading(p) != 0) {
+			peer_close(p, "out of memory");
+			return;
+		}
 		peer_send_hello(p);
 		return;
 	}
@@ -692,7 +751,7 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		snprintf(reason, sizeof(reason), "peer silent for %d s (in state %s)",
+		snprintf(reason, sizeof(reason), "peer took no data for %d s (in state %s)",
 		         p->ctx->timeout_s, state_names[p->state]);
 		if (p->state == PEER_READY || p->state == PEER_AUTH)
 			peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);

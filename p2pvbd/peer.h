@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <event2/bufferevent.h>
 
+#include "netio.h"
 #include "vcrypto.h"
 #include "wire.h"
 
@@ -80,7 +81,8 @@ struct peer_ctx {
 
 struct peer {
 	struct peer_ctx *ctx;
-	struct bufferevent *bev;
+	struct bufferevent *bev;  /* output (and connecting) */
+	struct netio_reader rd;	  /* input */
 	enum peer_state state;
 	int initiator;
 	char name[80]; /* "host:port", for logs */
