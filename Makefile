@@ -26,7 +26,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench format clean
+.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault format clean
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer
 
@@ -77,8 +77,14 @@ fuzz-smoke: fuzz
 demo: deps all
 	tools/demo.sh $(BUILD)/p2pvbd
 
+# Everything: hashing and loopback fetch (bench.sh), then the NBD export's
+# fault latency in the lab and its local read speed (bench_fault.sh).
 bench: deps all
 	tools/bench.sh $(BUILD)/p2pvbd
+	tools/bench_fault.sh $(BUILD)/p2pvbd
+
+bench-fault: deps all
+	tools/bench_fault.sh $(BUILD)/p2pvbd
 
 format:
 	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tests/unit/*.c tests/fuzz/*.c)
