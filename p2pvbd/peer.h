@@ -31,16 +31,16 @@
  * Output above this many bytes counts as full: the owner stops queueing
  * pieces until on_drain. Small, because an urgent piece queued later waits
  * behind everything already sealed into this buffer (frames cannot be
- * reordered once their nonces are assigned): 128 KiB is 10 ms at 100 Mbit/s.
+ * reordered once their nonces are assigned): 64 KiB is 5 ms at 100 Mbit/s.
  */
-#define PEER_OUT_HIGH (128u * 1024u)
+#define PEER_OUT_HIGH (64u * 1024u)
 /* on_drain fires when the output falls to this. */
-#define PEER_OUT_LOW (64u * 1024u)
+#define PEER_OUT_LOW (32u * 1024u)
 /*
  * Unsent bytes the kernel may hold for a peer (TCP_NOTSENT_LOWAT): data
  * handed to the kernel delays urgent pieces just as much as our own buffer.
  */
-#define PEER_KERNEL_UNSENT (128u * 1024u)
+#define PEER_KERNEL_UNSENT (32u * 1024u)
 /* Default silence after which a peer is dropped, seconds. */
 #define PEER_TIMEOUT_DEFAULT 30
 
