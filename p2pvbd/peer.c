@@ -659,6 +659,19 @@ static void peer_on_data(void *arg)
 		netio_reader_consumed(&p->rd);
 }
 
+/* Nothing moved for the timeout: tell the peer if keys are up, and close. */
+static void peer_timed_out(struct peer *p, const char *what)
+{
+	char reason[160];
+
+	snprintf(reason, sizeof(reason), "%s for %d s (in state %s)", what, p->ctx->timeout_s,
+		 state_names[p->state]);
+	if (p->state == PEER_READY || p->state == PEER_AUTH)
+		peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
+	else
+		peer_close(p, reason);
+}
+
 /* The socket ended: EOF, an error, or silence for the timeout. */
 static void peer_on_end(void *arg, int err)
 {
@@ -672,12 +685,7 @@ static void peer_on_end(void *arg, int err)
 	if (p->state == PEER_DEAD)
 		return;
 	if (err == ETIMEDOUT) {
-		snprintf(reason, sizeof(reason), "peer silent for %d s (in state %s)",
-			 p->ctx->timeout_s, state_names[p->state]);
-		if (p->state == PEER_READY || p->state == PEER_AUTH)
-			peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
-		else
-			peer_close(p, reason);
+		peer_timed_out(p, "peer silent");
 		return;
 	}
 	if (err == 0)
@@ -751,12 +759,7 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		snprintf(reason, sizeof(reason), "peer took no data for %d s (in state %s)",
-		         p->ctx->timeout_s, state_names[p->state]);
-		if (p->state == PEER_READY || p->state == PEER_AUTH)
-			peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
-		else
-			peer_close(p, reason);
+		peer_timed_out(p, "peer took no data");
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {

@@ -962,31 +962,40 @@ static void fetch_receipt_ack(struct speer *sp, const struct wire_msg *m)
 		swarm_finish(sw, 0);
 }
 
-/* Ask for pages while the window has room. */
+/*
+ * Ask a peer for a page of the chunk table (the source if connected). 0 if
+ * it was asked now or before; -1 if no peer can be asked yet (then
+ * swarm_schedule tries again once one is ready).
+ */
+static int fetch_page_ask(struct swarm *sw, uint32_t page)
+{
+	struct wire_msg m = {.type = WIRE_GET_PAGE};
+	struct speer *best = NULL;
+
+	if (sw->page_status[page] != PAGE_NONE)
+		return 0;
+	/* Any peer that gave us its root can give us pages; prefer the source. */
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp->root_seen && sp->p->state == PEER_READY &&
+		    (best == NULL || (sp->p->is_source && !best->p->is_source)))
+			best = sp;
+	if (best == NULL)
+		return -1;
+	m.u.get_page.page = page;
+	if (peer_send(best->p, &m) != 0)
+		return -1;
+	sw->page_status[page] = PAGE_ASKED;
+	sw->page_from[page] = best;
+	sw->pages_held++;
+	return 0;
+}
+
+/* Ask for pages in order while the window has room. */
 static void fetch_pages(struct swarm *sw)
 {
 	while (sw->pages_held < SWARM_PAGE_WINDOW && sw->next_page < sw->root.page_count) {
-		struct speer *best = NULL;
-		struct wire_msg m = {.type = WIRE_GET_PAGE};
-		uint32_t page = sw->next_page;
-
-		if (sw->page_status[page] != PAGE_NONE) {
-			sw->next_page++;
-			continue;
-		}
-		/* Any peer that gave us its root can give us pages; prefer the source. */
-		for (struct speer *sp = sw->peers; sp; sp = sp->next)
-			if (sp->root_seen && sp->p->state == PEER_READY &&
-			    (best == NULL || (sp->p->is_source && !best->p->is_source)))
-				best = sp;
-		if (best == NULL)
+		if (fetch_page_ask(sw, sw->next_page) != 0)
 			return;
-		m.u.get_page.page = page;
-		if (peer_send(best->p, &m) != 0)
-			return;
-		sw->page_status[page] = PAGE_ASKED;
-		sw->page_from[page] = best;
-		sw->pages_held++;
 		sw->next_page++;
 	}
 }
@@ -1027,28 +1036,6 @@ static struct speer *best_peer_for(struct swarm *sw, uint32_t c)
 	return best;
 }
 
-/* Ask for the page holding chunk c now, out of the window's order. */
-static void fetch_page_now(struct swarm *sw, uint32_t page)
-{
-	struct wire_msg m = {.type = WIRE_GET_PAGE};
-	struct speer *best = NULL;
-
-	if (sw->page_status[page] != PAGE_NONE)
-		return;
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
-		if (sp->root_seen && sp->p->state == PEER_READY &&
-		    (best == NULL || (sp->p->is_source && !best->p->is_source)))
-			best = sp;
-	if (best == NULL)
-		return; /* asked when a peer is ready (swarm_schedule) */
-	m.u.get_page.page = page;
-	if (peer_send(best->p, &m) != 0)
-		return;
-	sw->page_status[page] = PAGE_ASKED;
-	sw->page_from[page] = best;
-	sw->pages_held++;
-}
-
 /*
  * Fetch chunk c ahead of everything else (a fault). Requests go out at once,
  * past the in-flight bound, at URGENT priority (or BACKGROUND with
@@ -1063,8 +1050,9 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 	if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c))
 		return;
 	if (entry_of(sw, c) == NULL) {
-		fetch_page_now(sw, c / MANIFEST_PAGE_ENTRIES);
-		return; /* fetch_page requests it when the page arrives */
+		/* Out of the window's order; fetch_page requests c when it arrives. */
+		fetch_page_ask(sw, c / MANIFEST_PAGE_ENTRIES);
+		return;
 	}
 	x = xfer_any(sw, c);
 	if (x != NULL) {
