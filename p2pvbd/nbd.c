@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -44,8 +45,7 @@ enum conn_state {
 	NC_DEAD,
 };
 
-static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TRANS", "CLOSING",
-					 "DEAD"};
+static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TRANS", "CLOSING", "DEAD"};
 
 struct nbd_conn;
 
@@ -53,17 +53,17 @@ struct nbd_conn;
 struct nbd_req {
 	struct nbd_conn *c;
 	struct nbdw_request r;
-	uint8_t *data;	     /* WRITE payload (owned) */
+	uint8_t *data;       /* WRITE payload (owned) */
 	uint32_t next_check; /* first chunk not yet known to be ready */
 	int parked;
-	uint64_t seen;		     /* on_chunk epoch it was last tried in */
+	uint64_t seen;               /* on_chunk epoch it was last tried in */
 	struct nbd_req *next, *prev; /* in the server's parked list */
 };
 
 struct nbd_conn {
 	struct nbd_server *srv;
 	struct bufferevent *bev; /* output */
-	struct netio_reader rd;	 /* input */
+	struct netio_reader rd;  /* input */
 	enum conn_state state;
 	char name[64];
 	uint32_t cflags;
@@ -72,12 +72,12 @@ struct nbd_conn {
 	uint32_t skip_left;
 	uint32_t skip_option;
 	struct nbdw_limits lim;
-	int nreqs;	  /* requests not yet replied to */
-	int disc;	  /* client sent DISC: close when nreqs reaches 0 */
+	int nreqs; /* requests not yet replied to */
+	int disc;  /* client sent DISC: close when nreqs reaches 0 */
 	int read_paused;
 	uint64_t last_read_end; /* for readahead */
-	int nflushing;		/* requests waiting in swarm_flush (they point to c) */
-	int free_on_flush;	/* closed while nflushing > 0: the last flush_done frees c */
+	int nflushing;          /* requests waiting in swarm_flush (they point to c) */
+	int free_on_flush;      /* closed while nflushing > 0: the last flush_done frees c */
 	struct nbd_conn *next;
 };
 
@@ -107,9 +107,9 @@ static void req_try(struct nbd_req *q);
  */
 static uint16_t export_tflags(const struct nbd_conn *c)
 {
-	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-	       NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN |
-	       NBD_FLAG_SEND_CACHE | (c->structured ? NBD_FLAG_SEND_DF : 0);
+	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
+	       NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE |
+	       (c->structured ? NBD_FLAG_SEND_DF : 0);
 }
 
 static void conn_set_state(struct nbd_conn *c, enum conn_state st)
@@ -214,8 +214,7 @@ static void rep_err(struct nbd_conn *c, uint32_t option, uint32_t type, const ch
 	uint8_t buf[NBDW_REP_HEADER_LEN + 256];
 	size_t n = nbdw_rep_err_encode(buf, sizeof(buf), option, type, msg, strlen(msg));
 
-	log_debug("nbd %s: %s: %s (%s)", c->name, nbdw_opt_name(option), nbdw_rep_name(type),
-		  msg);
+	log_debug("nbd %s: %s: %s (%s)", c->name, nbdw_opt_name(option), nbdw_rep_name(type), msg);
 	conn_write(c, buf, n);
 }
 
@@ -232,8 +231,7 @@ static void enter_transmission(struct nbd_conn *c)
 	c->lim.meta_base_allocation = c->meta_id;
 	conn_set_state(c, NC_TRANS);
 	log_info("nbd %s: transmission (%s replies%s)", c->name,
-		 c->structured ? "structured" : "simple",
-		 c->meta_id ? ", base:allocation" : "");
+	         c->structured ? "structured" : "simple", c->meta_id ? ", base:allocation" : "");
 }
 
 static void opt_info_go(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
@@ -252,12 +250,12 @@ static void opt_info_go(struct nbd_conn *c, uint32_t option, const uint8_t *data
 	conn_write(c, buf, n);
 	if (go.info_mask & (1u << NBD_INFO_DESCRIPTION)) {
 		n = nbdw_rep_info_description_encode(buf, sizeof(buf), option, desc,
-						     sizeof(desc) - 1);
+		                                     sizeof(desc) - 1);
 		conn_write(c, buf, n);
 	}
 	/* Sent whether asked or not: any alignment works, 4 KiB is best. */
 	n = nbdw_rep_info_block_size_encode(buf, sizeof(buf), option, 1, NBD_PREF_BLOCK,
-					    NBDW_MAX_PAYLOAD);
+	                                    NBDW_MAX_PAYLOAD);
 	conn_write(c, buf, n);
 	rep_ack(c, option);
 	if (option == NBD_OPT_GO)
@@ -289,7 +287,7 @@ static void opt_meta(struct nbd_conn *c, uint32_t option, const uint8_t *data, u
 	}
 	if (!c->structured) {
 		rep_err(c, option, NBD_REP_ERR_INVALID,
-			"metadata contexts need structured replies first");
+		        "metadata contexts need structured replies first");
 		return;
 	}
 	if (list && m.n_queries == 0)
@@ -301,9 +299,9 @@ static void opt_meta(struct nbd_conn *c, uint32_t option, const uint8_t *data, u
 	/* LIST replies carry id 0 (the spec: ids only mean something after SET). */
 	if (match)
 		conn_write(c, buf,
-			   nbdw_rep_meta_context_encode(buf, sizeof(buf), option,
-							list ? 0 : NBD_CTX_BASE_ALLOCATION, full,
-							sizeof(full) - 1));
+		           nbdw_rep_meta_context_encode(buf, sizeof(buf), option,
+		                                        list ? 0 : NBD_CTX_BASE_ALLOCATION, full,
+		                                        sizeof(full) - 1));
 	if (!list)
 		c->meta_id = match ? NBD_CTX_BASE_ALLOCATION : 0;
 	rep_ack(c, option);
@@ -324,9 +322,9 @@ static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data,
 			return;
 		}
 		conn_write(c, buf,
-			   nbdw_export_name_reply_encode(buf, sizeof(buf), s->size,
-							 export_tflags(c),
-							 c->cflags & NBD_FLAG_C_NO_ZEROES));
+		           nbdw_export_name_reply_encode(buf, sizeof(buf), s->size,
+		                                         export_tflags(c),
+		                                         c->cflags & NBD_FLAG_C_NO_ZEROES));
 		enter_transmission(c);
 		return;
 	case NBD_OPT_ABORT:
@@ -338,7 +336,8 @@ static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data,
 			rep_err(c, option, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
 			return;
 		}
-		conn_write(c, buf, nbdw_rep_server_encode(buf, sizeof(buf), option, "", 0, NULL, 0));
+		conn_write(c, buf,
+		           nbdw_rep_server_encode(buf, sizeof(buf), option, "", 0, NULL, 0));
 		rep_ack(c, option);
 		return;
 	case NBD_OPT_INFO:
@@ -448,7 +447,7 @@ static void reply_status(struct nbd_req *q, uint32_t err)
 		return;
 	if (err != 0)
 		log_debug("nbd %s: %s at %llu+%u: %s", c->name, nbdw_cmd_name(q->r.type),
-			  (unsigned long long)q->r.offset, q->r.length, nbdw_err_name(err));
+		          (unsigned long long)q->r.offset, q->r.length, nbdw_err_name(err));
 	if (c->structured && (q->r.type == NBD_CMD_READ || q->r.type == NBD_CMD_BLOCK_STATUS)) {
 		if (err == 0) {
 			nbdw_chunk_none_encode(buf, q->r.cookie);
@@ -456,7 +455,7 @@ static void reply_status(struct nbd_req *q, uint32_t err)
 		} else {
 			const char *msg = nbdw_err_name(err);
 			size_t n = nbdw_chunk_error_encode(buf, sizeof(buf), NBD_REPLY_FLAG_DONE,
-							   q->r.cookie, err, msg, strlen(msg));
+			                                   q->r.cookie, err, msg, strlen(msg));
 
 			conn_write(c, buf, n);
 		}
@@ -501,7 +500,7 @@ static void reply_read(struct nbd_req *q)
 	}
 	if (c->structured)
 		nbdw_chunk_offset_data_hdr_encode(p, NBD_REPLY_FLAG_DONE, q->r.cookie, q->r.offset,
-						  q->r.length);
+		                                  q->r.length);
 	else
 		nbdw_simple_reply_encode(p, 0, q->r.cookie);
 	v.iov_len = total;
@@ -527,8 +526,8 @@ static void reply_block_status(struct nbd_req *q)
 
 		if (run_len > 0 && (status != run_status || (uint64_t)run_len + len > UINT32_MAX)) {
 			nbdw_block_desc_encode(buf + NBDW_BLOCK_STATUS_HDR_LEN +
-						       (size_t)n * NBDW_BLOCK_DESC_LEN,
-					       run_len, run_status);
+			                           (size_t)n * NBDW_BLOCK_DESC_LEN,
+			                       run_len, run_status);
 			n++;
 			run_len = 0;
 			if (q->r.flags & NBD_CMD_FLAG_REQ_ONE)
@@ -539,8 +538,9 @@ static void reply_block_status(struct nbd_req *q)
 		off = stop;
 	}
 	if (run_len > 0 && n < MAX_DESC) {
-		nbdw_block_desc_encode(buf + NBDW_BLOCK_STATUS_HDR_LEN + (size_t)n * NBDW_BLOCK_DESC_LEN,
-				       run_len, run_status);
+		nbdw_block_desc_encode(buf + NBDW_BLOCK_STATUS_HDR_LEN +
+		                           (size_t)n * NBDW_BLOCK_DESC_LEN,
+		                       run_len, run_status);
 		n++;
 	}
 	nbdw_chunk_block_status_hdr_encode(buf, NBD_REPLY_FLAG_DONE, q->r.cookie, c->meta_id, n);
@@ -578,7 +578,8 @@ static int req_ready(struct nbd_req *q)
 {
 	struct nbd_server *s = q->c->srv;
 	uint64_t off = q->r.offset, end = q->r.offset + q->r.length;
-	uint32_t first = (uint32_t)(off / s->chunk_size), last = (uint32_t)((end - 1) / s->chunk_size);
+	uint32_t first = (uint32_t)(off / s->chunk_size),
+	         last = (uint32_t)((end - 1) / s->chunk_size);
 	int write = q->r.type != NBD_CMD_READ;
 	int ready = 1;
 
@@ -617,8 +618,8 @@ static void req_execute(struct nbd_req *q)
 			rc = swarm_local_write(s->sw, q->r.offset, q->data, q->r.length, 0, 0);
 		else
 			rc = swarm_local_write(s->sw, q->r.offset, NULL, q->r.length, 1,
-					       q->r.type == NBD_CMD_TRIM ||
-						       !(q->r.flags & NBD_CMD_FLAG_NO_HOLE));
+			                       q->r.type == NBD_CMD_TRIM ||
+			                           !(q->r.flags & NBD_CMD_FLAG_NO_HOLE));
 		if (rc != 0) {
 			reply_status(q, NBD_EIO);
 			break;
@@ -693,8 +694,8 @@ static void req_start(struct nbd_conn *c, struct nbd_req *q)
 		return;
 	case NBD_CMD_CACHE:
 		/* Fetch early, answer at once. */
-		for (uint32_t ch = first;
-		     (uint64_t)ch * s->chunk_size < q->r.offset + q->r.length; ch++)
+		for (uint32_t ch = first; (uint64_t)ch * s->chunk_size < q->r.offset + q->r.length;
+		     ch++)
 			swarm_fault(s->sw, ch, 1);
 		reply_status(q, 0);
 		req_done(q);
@@ -773,7 +774,7 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 		return 1;
 	}
 	log_debug("nbd %s: %s %llu+%u flags %#x", c->name, nbdw_cmd_name(r.type),
-		  (unsigned long long)r.offset, r.length, r.flags);
+	          (unsigned long long)r.offset, r.length, r.flags);
 	req_start(c, q);
 	if (c->state == NC_TRANS && !c->read_paused &&
 	    (c->nreqs >= NBD_CONN_MAX_REQS ||
@@ -849,7 +850,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		      void *arg)
+                      void *arg)
 {
 	struct nbd_server *s = arg;
 	struct nbd_conn *c = xcalloc(1, sizeof(*c));
@@ -864,10 +865,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		int one = 1;
 
 		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+			inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host,
+			          sizeof(host));
 		else
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host,
-				  sizeof(host));
+			          sizeof(host));
 		snprintf(c->name, sizeof(c->name), "%s#%u", host, ++serial);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	} else {
@@ -887,7 +889,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(c->bev, EV_WRITE);
 	/* Room for the largest request (a 32 MiB WRITE) and then some. */
 	if (netio_reader_init(&c->rd, s->base, fd, NBDW_MAX_PAYLOAD + 1024 * 1024, NULL,
-			      conn_on_data, conn_on_end, c) != 0) {
+	                      conn_on_data, conn_on_end, c) != 0) {
 		bufferevent_free(c->bev);
 		free(c);
 		return;
@@ -956,7 +958,8 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 			((struct sockaddr_in *)&ss)->sin_family = AF_INET;
 			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
 			sslen = sizeof(struct sockaddr_in);
-		} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+		} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) ==
+		           1) {
 			((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
 			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
 			sslen = sizeof(struct sockaddr_in6);
@@ -965,11 +968,24 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 			goto fail;
 		}
 	}
-	s->listener = evconnlistener_new_bind(base, on_accept, s,
-					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
-					      (struct sockaddr *)&ss, (int)sslen);
+	{
+		/* The socket is the VM's disk: created for its owner only (no window
+		 * in which others could connect), and checked below. */
+		mode_t old_mask = umask(077);
+
+		s->listener = evconnlistener_new_bind(base, on_accept, s,
+		                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+		                                      (struct sockaddr *)&ss, (int)sslen);
+		umask(old_mask);
+	}
 	if (s->listener == NULL) {
 		log_error("export %s: cannot listen: %s", spec, strerror(errno));
+		goto fail;
+	}
+	if (s->unix_path != NULL && chmod(s->unix_path, 0600) != 0) {
+		log_error("export %s: chmod 600: %s", spec, strerror(errno));
+		evconnlistener_free(s->listener);
+		unlink(s->unix_path);
 		goto fail;
 	}
 	if (s->unix_path == NULL) {
@@ -979,14 +995,14 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 		getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&ss, &sslen);
 		if (ss.ss_family == AF_INET6) {
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
-				  sizeof(host));
+			          sizeof(host));
 			snprintf(s->address, sizeof(s->address), "[%s]:%u", host,
-				 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+			         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 		} else {
 			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
-				  sizeof(host));
+			          sizeof(host));
 			snprintf(s->address, sizeof(s->address), "%s:%u", host,
-				 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+			         ntohs(((struct sockaddr_in *)&ss)->sin_port));
 		}
 	}
 	swarm_set_chunk_cb(sw, on_chunk, s);

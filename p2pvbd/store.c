@@ -287,7 +287,7 @@ static int state_create(struct store *s)
 	memcpy(hdr + HDR_OFF_VOLUME_ID, s->volume_id, 16);
 	put_le32(hdr + HDR_OFF_COUNT, s->chunk_count);
 
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		log_error("store: creating %s: %s", tmp, strerror(errno));
 		goto out;
@@ -399,7 +399,8 @@ int store_open(struct store *s, const char *path, const uint8_t volume_id[16], u
 
 	s->img_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (s->img_fd < 0 && errno == ENOENT && !have_state && (flags & STORE_F_CREATE)) {
-		s->img_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		/* A VM's disk: readable by its owner only. */
+		s->img_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		created = s->img_fd >= 0;
 	}
 	if (s->img_fd < 0) {

@@ -34,6 +34,9 @@ for ((i = 0; i < 300; i++)); do
 	sleep 0.1
 done
 grep -qx "exporting on unix:$SOCK" "$T/fetch.log" || fail "fetch did not print 'exporting on unix:$SOCK' within 30 s"
+# The socket and the image are the VM's disk: for their owner only.
+[[ $(stat -c %a "$SOCK") == 600 ]] || fail "the NBD socket is mode $(stat -c %a "$SOCK"), not 600"
+[[ $(stat -c %a "$T/out.img") == 600 ]] || fail "the image is mode $(stat -c %a "$T/out.img"), not 600"
 
 chunk_state() {
 	od -An -v -tu1 -j$((64 + $1 * 8)) -N1 "$T/out.img.p2pvbd-state" | tr -d ' '
