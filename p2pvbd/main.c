@@ -248,6 +248,10 @@ static void progress_draw(struct progress *pr, int final)
 		pr->last_done = done;
 		pr->last_ns = now;
 	}
+	/* The last line shows the average network rate over the whole run. */
+	if (final && now > pr->start_ns)
+		pr->rate = (double)swarm_stats(pr->sw)->bytes_fetched /
+			   ((double)(now - pr->start_ns) / 1e9);
 	pct = 100.0 * (double)done / (double)total;
 	fmt_eta(pr->rate > 0 ? (double)(total - done) / pr->rate : -1, eta, sizeof(eta));
 	fmt_bytes(done, b1, sizeof(b1));
