@@ -99,6 +99,9 @@ static const char usage_fetch[] =
     "serving after completion until SIGINT/SIGTERM (everything flushed on exit).\n"
     "\n"
     "  -e, --export ADDR    export over NBD on unix:PATH or HOST:PORT (numeric host)\n"
+    "  -l, --listen ADDR    also serve verified chunks to other destinations on\n"
+    "                       HOST:PORT (port 0 picks one; printed as 'listening on')\n"
+    "      --mirror         keep serving after completion (until SIGINT/SIGTERM)\n"
     "      --no-boost       no priority for the VM's reads (benchmark control)\n"
     "      --lazy           with -e: fetch only the chunks the VM touches (pure\n"
     "                       postcopy; the image completes only if all is read)\n"
@@ -251,7 +254,7 @@ static void progress_draw(struct progress *pr, int final)
 	/* The last line shows the average network rate over the whole run. */
 	if (final && now > pr->start_ns)
 		pr->rate = (double)swarm_stats(pr->sw)->bytes_fetched /
-			   ((double)(now - pr->start_ns) / 1e9);
+		           ((double)(now - pr->start_ns) / 1e9);
 	pct = 100.0 * (double)done / (double)total;
 	fmt_eta(pr->rate > 0 ? (double)(total - done) / pr->rate : -1, eta, sizeof(eta));
 	fmt_bytes(done, b1, sizeof(b1));
@@ -688,17 +691,27 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 	snprintf(buf, sizeof(buf),
 	         "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
 	         "\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
-	         "\"receipt_acked\":%s,\"seconds\":%.3f}\n",
+	         "\"bytes_from_peers\":%llu,\"receipt_acked\":%s,\"seconds\":%.3f}\n",
 	         (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
 	         (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_fetched,
 	         (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
-	         st->receipt_acked ? "true" : "false", secs);
+	         (unsigned long long)st->bytes_from_peers, st->receipt_acked ? "true" : "false",
+	         secs);
 	return write_file_atomic(path, buf);
 }
 
 static int cmd_fetch(int argc, char **argv)
 {
-	enum { O_STATS = 256, O_TIMEOUT, O_GIVE_UP, O_FORCE, O_NO_PROGRESS, O_NO_BOOST, O_LAZY };
+	enum {
+		O_STATS = 256,
+		O_TIMEOUT,
+		O_GIVE_UP,
+		O_FORCE,
+		O_NO_PROGRESS,
+		O_NO_BOOST,
+		O_LAZY,
+		O_MIRROR
+	};
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"stats", required_argument, NULL, O_STATS},
@@ -709,13 +722,16 @@ static int cmd_fetch(int argc, char **argv)
 	    {"export", required_argument, NULL, 'e'},
 	    {"no-boost", no_argument, NULL, O_NO_BOOST},
 	    {"lazy", no_argument, NULL, O_LAZY},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"mirror", no_argument, NULL, O_MIRROR},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
-	int no_boost = 0, lazy = 0;
+	int no_boost = 0, lazy = 0, mirror = 0;
+	const char *listen_spec = NULL;
 	struct export_ctx ex;
 	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
 	int force = 0, show_progress = 1, loglvl = LOG_INFO, rc = 1, c;
@@ -731,7 +747,7 @@ static int cmd_fetch(int argc, char **argv)
 	memset(&id, 0, sizeof(id));
 	memset(&pr, 0, sizeof(pr));
 	memset(&ex, 0, sizeof(ex));
-	while ((c = getopt_long(argc, argv, "k:e:qvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:e:l:qvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			key_path = optarg;
@@ -744,6 +760,12 @@ static int cmd_fetch(int argc, char **argv)
 			break;
 		case O_LAZY:
 			lazy = 1;
+			break;
+		case 'l':
+			listen_spec = optarg;
+			break;
+		case O_MIRROR:
+			mirror = 1;
 			break;
 		case O_STATS:
 			stats_path = optarg;
@@ -834,6 +856,27 @@ static int cmd_fetch(int argc, char **argv)
 		event_base_free(base);
 		goto out_free;
 	}
+	if (listen_spec != NULL) {
+		struct uri_peer at;
+		uint16_t port;
+
+		if (parse_listen(listen_spec, &at) != 0) {
+			rc = usage_error(usage_fetch, "bad --listen %s (HOST:PORT, numeric host)",
+			                 listen_spec);
+			swarm_free(sw);
+			event_base_free(base);
+			goto out_free;
+		}
+		if (swarm_listen(sw, at.host, at.port, &port) != 0) {
+			swarm_free(sw);
+			event_base_free(base);
+			goto out_free;
+		}
+		printf("listening on %s:%u\n", at.host, port);
+		fflush(stdout);
+	}
+	if (mirror)
+		swarm_keep_running(sw);
 	if (export_spec != NULL) {
 		ex.base = base;
 		ex.sw = sw;

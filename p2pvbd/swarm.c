@@ -46,10 +46,12 @@ struct upreq {
 struct speer {
 	struct swarm *sw;
 	struct peer *p;
-	uint64_t id;   /* unique in this process: jobs name their peer by it */
-	int addr;      /* index into sw->addrs, or -1 if it connected to us */
-	uint8_t *have; /* chunk bitmap (fetch side), NULL until the root is known */
-	int root_seen; /* it answered GET_ROOT */
+	uint64_t id;    /* unique in this process: jobs name their peer by it */
+	int addr;       /* index into sw->addrs, or -1 if it connected to us */
+	uint8_t *have;  /* chunk bitmap (fetch side), NULL until the root is known */
+	int root_seen;  /* it answered GET_ROOT */
+	int wants_root; /* it asked for our root before we had one */
+	int map_sent;   /* it has our have-map: tell it of new chunks with HAVE */
 	uint64_t inflight_bytes;
 	struct upreq upq[SWARM_UPQ_MAX];
 	int nupq;
@@ -131,22 +133,26 @@ struct swarm {
 	int committing;
 	uint64_t last_commit_ns;
 	uint64_t next_speer_id;
+	/* Chunks written since the last commit started, and those in the running
+	 * commit: once durable they are announced (HAVE) and served. */
+	uint32_t *put_list, nput, put_cap;
+	uint32_t *commit_list, ncommit, commit_cap;
 	int keep_running; /* an export is served: do not exit when complete */
 	int receipt_warned;
 
 	/* Export support (NBD at the destination) */
-	uint8_t *avail;	    /* chunk bitmap: its bytes in the image are readable */
-	uint8_t *local;	    /* chunk bitmap: written by the local VM */
-	uint8_t *verifying; /* chunk bitmap: whole, being hashed and written */
-	uint8_t *urgent;    /* chunk bitmap: faulted on, fetch before anything else */
+	uint8_t *avail;        /* chunk bitmap: its bytes in the image are readable */
+	uint8_t *local;        /* chunk bitmap: written by the local VM */
+	uint8_t *verifying;    /* chunk bitmap: whole, being hashed and written */
+	uint8_t *urgent;       /* chunk bitmap: faulted on, fetch before anything else */
 	uint32_t *urgent_list; /* the same chunks, in fault order */
 	uint32_t nurgent, urgent_cap;
 	void (*chunk_cb)(void *arg, uint32_t chunk);
 	void (*ready_cb)(void *arg);
 	void *ready_cb_arg;
 	void *chunk_cb_arg;
-	struct flush_waiter *flush_next; /* waiting for a commit not yet started */
-	struct flush_waiter *flush_cur;	 /* waiting for the running commit */
+	struct flush_waiter *flush_next;    /* waiting for a commit not yet started */
+	struct flush_waiter *flush_cur;     /* waiting for the running commit */
 	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* distinct receipt signers (seed) */
 	uint64_t nsigners;
 };
@@ -253,6 +259,19 @@ static void send_have_map(struct swarm *sw, struct speer *sp)
 		m.u.have_map.bits = sw->serve_map + first / 8;
 		peer_send(sp->p, &m);
 	}
+}
+
+/* Answer GET_ROOT: the signed root, then what we can serve. */
+static void send_root_and_map(struct swarm *sw, struct speer *sp)
+{
+	struct wire_msg r = {.type = WIRE_ROOT};
+
+	r.u.blob.data = sw->root_blob;
+	r.u.blob.len = (uint32_t)sw->root_blob_len;
+	peer_send(sp->p, &r);
+	send_have_map(sw, sp);
+	sp->wants_root = 0;
+	sp->map_sent = 1;
 }
 
 static void reject(struct speer *sp, const struct wire_block *b, uint16_t code)
@@ -494,6 +513,9 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
+	for (struct speer *o = sw->peers; o; o = o->next)
+		if (o->wants_root && o->p->state == PEER_READY)
+			send_root_and_map(sw, o);
 	if (sw->ready_cb != NULL)
 		sw->ready_cb(sw->ready_cb_arg);
 	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
@@ -697,8 +719,8 @@ static void xfer_start(struct swarm *sw, struct speer *sp, uint32_t c, uint8_t p
 	x->buf = xmalloc(x->len);
 	x->from = sp;
 	x->prio = prio;
-	x->blocks_missing = block_count(x->len) == 64 ? UINT64_MAX
-						       : (1ull << block_count(x->len)) - 1;
+	x->blocks_missing =
+	    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
 	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
 		struct wire_msg m = {.type = WIRE_REQUEST};
 
@@ -722,6 +744,7 @@ struct verify_job {
 	uint8_t hash[VCRYPTO_HASH_LEN];
 	uint64_t from_id;
 	int from_addr;
+	int from_source;
 	char from_name[80];
 	int result; /* 0 stored, 1 bad hash, -1 write error */
 };
@@ -755,6 +778,13 @@ static void verify_done(void *arg)
 		chunk_now_available(sw, j->chunk);
 		sw->st.chunks_fetched++;
 		sw->st.bytes_fetched += j->len;
+		if (!j->from_source)
+			sw->st.bytes_from_peers += j->len;
+		if (sw->nput == sw->put_cap) {
+			sw->put_cap = sw->put_cap ? 2 * sw->put_cap : 256;
+			sw->put_list = xrealloc(sw->put_list, sw->put_cap * sizeof(uint32_t));
+		}
+		sw->put_list[sw->nput++] = j->chunk;
 		sw->last_progress_ns = now_ns();
 		if (--sw->page_left[page] == 0)
 			page_done(sw, page);
@@ -812,6 +842,7 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	memcpy(j->hash, e->hash, VCRYPTO_HASH_LEN);
 	j->from_id = x->from->id;
 	j->from_addr = x->from->addr;
+	j->from_source = x->from->p->is_source;
 	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
 	xfer_drop(sw, x, 0);
 	bit_set(sw->verifying, j->chunk);
@@ -837,18 +868,41 @@ static void commit_run(void *arg)
 
 static void swarm_commit(struct swarm *sw);
 
+/*
+ * Chunks of the finished commit are durable: serve them, and tell the peers
+ * that have our have-map (never a local chunk, never one not yet durable).
+ */
+static void announce_committed(struct swarm *sw)
+{
+	for (uint32_t i = 0; i < sw->ncommit; i++) {
+		uint32_t c = sw->commit_list[i];
+		struct wire_msg m = {.type = WIRE_HAVE};
+
+		if (store_state_of(&sw->store, c) != STORE_PRESENT)
+			continue;
+		bit_set(sw->serve_map, c);
+		m.u.have.chunk = c;
+		m.u.have.gen = store_gen_of(&sw->store, c);
+		for (struct speer *sp = sw->peers; sp; sp = sp->next)
+			if (sp->map_sent && sp->p->state == PEER_READY)
+				peer_send(sp->p, &m);
+	}
+}
+
 static void commit_done(void *arg)
 {
 	struct commit_job *j = arg;
 	struct swarm *sw = j->sw;
 	struct flush_waiter *w = sw->flush_cur;
 	int result = j->result;
-
 	sw->committing = 0;
 	sw->flush_cur = NULL;
 	if (j->batch != NULL && store_commit_end(&sw->store, j->batch, j->result) < 0)
 		result = -1;
 	free(j);
+	if (result == 0)
+		announce_committed(sw);
+	sw->ncommit = 0;
 	while (w != NULL) {
 		struct flush_waiter *next = w->next;
 
@@ -883,6 +937,17 @@ static void swarm_commit(struct swarm *sw)
 	j = xcalloc(1, sizeof(*j));
 	j->sw = sw;
 	j->batch = b;
+	/* The chunks written so far are the ones this commit makes durable. */
+	{
+		uint32_t *l = sw->commit_list, cap = sw->commit_cap;
+
+		sw->commit_list = sw->put_list;
+		sw->commit_cap = sw->put_cap;
+		sw->ncommit = sw->nput;
+		sw->put_list = l;
+		sw->put_cap = cap;
+		sw->nput = 0;
+	}
 	sw->committing = 1;
 	sw->flush_cur = sw->flush_next;
 	sw->flush_next = NULL;
@@ -898,22 +963,22 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 
 	if (!sw->have_root || m->u.piece.chunk >= sw->root.chunk_count) {
 		peer_close_error(sp->p, WIRE_E_PROTOCOL, "piece of unknown chunk %u",
-				 m->u.piece.chunk);
+		                 m->u.piece.chunk);
 		return;
 	}
 	if (x == NULL || m->u.piece.gen != x->gen) {
 		/* A copy of a block asked for twice (a fault raised its priority after
 		 * the first request went out): harmless, dropped. */
 		log_debug("peer %s: dropping a piece of chunk %u that is no longer wanted",
-			  sp->p->name, m->u.piece.chunk);
+		          sp->p->name, m->u.piece.chunk);
 		return;
 	}
 	blk = off / SWARM_BLOCK;
 	want_len = off < x->len && x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
 	if (off % SWARM_BLOCK != 0 || off >= x->len || len != want_len) {
 		peer_close_error(sp->p, WIRE_E_PROTOCOL,
-				 "piece of chunk %u at %u does not match a request",
-				 m->u.piece.chunk, off);
+		                 "piece of chunk %u at %u does not match a request",
+		                 m->u.piece.chunk, off);
 		return;
 	}
 	if (!(x->blocks_missing & (1ull << blk)))
@@ -939,8 +1004,8 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 	for (uint32_t i = 0; i < block_count(x->len); i++)
 		if (x->blocks_missing & (1ull << i))
 			sp->inflight_bytes -= (x->len - i * SWARM_BLOCK < SWARM_BLOCK)
-						      ? x->len - i * SWARM_BLOCK
-						      : SWARM_BLOCK;
+			                          ? x->len - i * SWARM_BLOCK
+			                          : SWARM_BLOCK;
 	/* Another peer may have it; this one said it does not. */
 	bit_clear(sp->have, b->chunk);
 	xfer_drop(sw, x, 1);
@@ -974,10 +1039,12 @@ static int fetch_page_ask(struct swarm *sw, uint32_t page)
 
 	if (sw->page_status[page] != PAGE_NONE)
 		return 0;
-	/* Any peer that gave us its root can give us pages; prefer the source. */
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
-		if (sp->root_seen && sp->p->state == PEER_READY &&
-		    (best == NULL || (sp->p->is_source && !best->p->is_source)))
+	/*
+	 * Pages come from the source: other destinations drop the pages they no
+	 * longer need (serving pages from mirrors is the swarm issue's).
+	 */
+	for (struct speer *sp = sw->peers; sp && best == NULL; sp = sp->next)
+		if (sp->p->state == PEER_READY && sp->p->is_source && sp->root_seen)
 			best = sp;
 	if (best == NULL)
 		return -1;
@@ -1071,7 +1138,7 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 			m.u.request.blk.gen = x->gen;
 			m.u.request.blk.offset = off;
 			m.u.request.blk.length =
-				x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+			    x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
 			m.u.request.prio = prio;
 			peer_send(sp->p, &m);
 		}
@@ -1198,18 +1265,11 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 
 	switch (m->type) {
 	case WIRE_GET_ROOT:
-		if (!serving) {
-			peer_close_error(p, WIRE_E_UNAVAILABLE, "no manifest here yet");
-			return;
-		}
-		{
-			struct wire_msg r = {.type = WIRE_ROOT};
-
-			r.u.blob.data = sw->root_blob;
-			r.u.blob.len = (uint32_t)sw->root_blob_len;
-			peer_send(p, &r);
-			send_have_map(sw, sp);
-		}
+		/* A fetcher without the root yet answers once it has one. */
+		if (!serving)
+			sp->wants_root = 1;
+		else
+			send_root_and_map(sw, sp);
 		return;
 	case WIRE_GET_PAGE:
 		serve_page(sp, m->u.get_page.page);
@@ -1370,7 +1430,8 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 	if (sw->complete) {
 		if (!sw->receipt_sent)
 			send_receipt(sw);
-		if (now >= sw->receipt_deadline_ns && !sw->st.receipt_acked && !sw->receipt_warned) {
+		if (now >= sw->receipt_deadline_ns && !sw->st.receipt_acked &&
+		    !sw->receipt_warned) {
 			log_warn("the source did not acknowledge our receipt within %d s",
 			         SWARM_RECEIPT_WAIT_S);
 			sw->receipt_warned = 1;
@@ -1594,7 +1655,7 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 		sp = best_peer_for(sw, chunk);
 		if (sp != NULL)
 			xfer_start(sw, sp, chunk,
-				   sw->o.no_boost ? WIRE_PRIO_BACKGROUND : WIRE_PRIO_READAHEAD);
+			           sw->o.no_boost ? WIRE_PRIO_BACKGROUND : WIRE_PRIO_READAHEAD);
 		return;
 	}
 	bit_set(sw->urgent, chunk);
@@ -1612,7 +1673,7 @@ int swarm_read(struct swarm *sw, uint64_t off, void *buf, size_t len)
 }
 
 int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, int zero,
-		      int punch)
+                      int punch)
 {
 	uint32_t cs = sw->root.chunk_size;
 	uint32_t first = (uint32_t)(off / cs), last = (uint32_t)((off + len - 1) / cs);
@@ -1699,6 +1760,8 @@ void swarm_free(struct swarm *sw)
 	free(sw->page_left);
 	free(sw->page_from);
 	free(sw->want);
+	free(sw->put_list);
+	free(sw->commit_list);
 	free(sw->avail);
 	free(sw->local);
 	free(sw->verifying);

@@ -43,8 +43,9 @@ struct swarm_stats {
 	uint64_t chunks_zero;
 	uint64_t chunks_resumed; /* found present in the state file at start */
 	uint64_t chunks_fetched;
-	uint64_t bytes_fetched; /* chunk bytes received and verified */
-	uint64_t bad_pieces;    /* chunks that failed verification */
+	uint64_t bytes_fetched;    /* chunk bytes received and verified */
+	uint64_t bad_pieces;       /* chunks that failed verification */
+	uint64_t bytes_from_peers; /* of bytes_fetched, from peers other than the source */
 	uint64_t bytes_served;
 	uint64_t receipts; /* distinct valid receipts (seed) */
 	int receipt_acked; /* fetch: the source accepted our receipt */
@@ -122,7 +123,7 @@ int swarm_read(struct swarm *s, uint64_t off, void *buf, size_t len);
  * local. 0 or -1.
  */
 int swarm_local_write(struct swarm *s, uint64_t off, const void *data, uint64_t len, int zero,
-		      int punch);
+                      int punch);
 /* Call fn(arg, 0 or -1) once everything written so far is durable. */
 void swarm_flush(struct swarm *s, void (*fn)(void *arg, int result), void *arg);
 /* Keep running after completion (an export is being served) instead of exiting. */
