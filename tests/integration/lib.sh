@@ -290,3 +290,23 @@ state_present() {
 # apparent and allocated sizes of a file, in KiB.
 apparent_kib() { echo $(($(stat -c %s "$1") / 1024)); }
 allocated_kib() { du -k "$1" | cut -f1; }
+
+# start_export SOCK [FETCH-OPTIONS...]: start "p2pvbd fetch --no-progress -e unix:SOCK
+# OPTIONS $URI $T/out.img" in the background (log in $T/fetch.log) and wait (30 s at most)
+# until it exports. Sets FETCH_PID and NBD_URI.
+FETCH_PID=
+NBD_URI=
+start_export() {
+	local sock=$1 i
+	shift
+	NBD_URI="nbd+unix:///?socket=$sock"
+	bg_start "$T/fetch.log" "$P2PVBD" fetch --no-progress -e "unix:$sock" "$@" "$URI" "$T/out.img"
+	FETCH_PID=$BG_PID
+	for ((i = 0; i < 300; i++)); do
+		grep -q '^exporting on ' "$T/fetch.log" && break
+		kill -0 "$FETCH_PID" 2>/dev/null || fail "fetch exited before exporting"
+		sleep 0.1
+	done
+	grep -qx "exporting on unix:$sock" "$T/fetch.log" ||
+		fail "fetch did not print 'exporting on unix:$sock' within 30 s"
+}

@@ -22,15 +22,7 @@ keygen "$T/key"
 start_seed -k "$T/key" --rate-limit 1M "$T/src.img"
 
 SOCK=$T/bad.sock
-NBD_URI="nbd+unix:///?socket=$SOCK"
-bg_start "$T/fetch.log" "$P2PVBD" fetch --no-progress -e "unix:$SOCK" "$URI" "$T/out.img"
-FETCH_PID=$BG_PID
-for ((i = 0; i < 300; i++)); do
-	grep -q '^exporting on ' "$T/fetch.log" && break
-	kill -0 "$FETCH_PID" 2>/dev/null || fail "fetch exited before exporting"
-	sleep 0.1
-done
-grep -qx "exporting on unix:$SOCK" "$T/fetch.log" || fail "fetch did not print 'exporting on unix:$SOCK' within 30 s"
+start_export "$SOCK"
 
 run_cmd badclient /usr/bin/python3 "$BADCLIENT" "$SOCK" "$T/src.img"
 note "bad client: $(grep -c '^ok:' "$T/badclient.out") checks passed"

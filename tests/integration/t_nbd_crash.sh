@@ -25,15 +25,7 @@ keygen "$T/key"
 start_seed -k "$T/key" --rate-limit 1M "$T/src.img"
 
 SOCK=$T/crash.sock
-NBD_URI="nbd+unix:///?socket=$SOCK"
-bg_start "$T/fetch.log" "$P2PVBD" fetch --no-progress -e "unix:$SOCK" "$URI" "$T/out.img"
-FETCH_PID=$BG_PID
-for ((i = 0; i < 300; i++)); do
-	grep -q '^exporting on ' "$T/fetch.log" && break
-	kill -0 "$FETCH_PID" 2>/dev/null || fail "fetch exited before exporting"
-	sleep 0.1
-done
-grep -qx "exporting on unix:$SOCK" "$T/fetch.log" || fail "fetch did not print 'exporting on unix:$SOCK' within 30 s"
+start_export "$SOCK"
 # The socket and the image are the VM's disk: for their owner only.
 [[ $(stat -c %a "$SOCK") == 600 ]] || fail "the NBD socket is mode $(stat -c %a "$SOCK"), not 600"
 [[ $(stat -c %a "$T/out.img") == 600 ]] || fail "the image is mode $(stat -c %a "$T/out.img"), not 600"
