@@ -11,7 +11,7 @@ endif
 SAN	?=
 OPT	?= -O2
 
-CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd $(EXTRA_CFLAGS)
+CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd -Itracker $(EXTRA_CFLAGS)
 LDLIBS	:= -levent -lsodium -pthread
 ifneq ($(SAN),)
 CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -20,7 +20,11 @@ endif
 
 MAIN_SRC := p2pvbd/main.c
 LIB_SRC	:= $(filter-out $(MAIN_SRC),$(sort $(wildcard p2pvbd/*.c proto/*.c)))
-HDRS	:= $(wildcard p2pvbd/*.h proto/*.h)
+# The tracker daemon: tracker/main.c plus the tables and codec (also linked into unit-tests).
+TRACKER_SRC := $(wildcard tracker/*.c)
+TRACKER_LIB_SRC := $(filter-out tracker/main.c,$(sort $(TRACKER_SRC)))
+TRACKER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TRACKER_LIB_SRC))
+HDRS	:= $(wildcard p2pvbd/*.h proto/*.h tracker/*.h)
 LIB_OBJ	:= $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
@@ -28,7 +32,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault format clean
 
-all: $(BUILD)/p2pvbd $(BUILD)/badpeer
+all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
 $(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -45,7 +49,14 @@ $(BUILD)/p2pvbd: $(BUILD)/obj/p2pvbd/main.o $(BUILD)/libp2pvbd.a
 $(BUILD)/badpeer: $(BUILD)/obj/tests/tools/badpeer.o $(BUILD)/libp2pvbd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libp2pvbd.a
+$(BUILD)/libtracker.a: $(TRACKER_LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/p2pvbd-tracker: $(BUILD)/obj/tracker/main.o $(BUILD)/libtracker.a $(BUILD)/libp2pvbd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libtracker.a $(BUILD)/libp2pvbd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 deps:
@@ -64,11 +75,11 @@ integration: all
 
 # libFuzzer harnesses (clang). fuzz-smoke runs each for a few seconds.
 FUZZ_BUILD := build-fuzz
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ip2pvbd -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ip2pvbd -Itracker -fsanitize=fuzzer,address,undefined
 fuzz: $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(HDRS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(TRACKER_LIB_SRC) $(HDRS)
 	@mkdir -p $(FUZZ_BUILD)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(TRACKER_LIB_SRC) $(LDLIBS)
 fuzz-smoke: fuzz
 	@for f in $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC)); do \
 		echo "fuzz: $$f"; $$f -max_total_time=$${FUZZ_SECONDS:-10} -max_len=70000 >$$f.log 2>&1 \
@@ -87,7 +98,7 @@ bench-fault: deps all
 	tools/bench_fault.sh $(BUILD)/p2pvbd
 
 format:
-	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -21,6 +21,8 @@ PACKAGES=(
 	# Helpers in the tests (JSON parsing of --stats); libnbd's Python binding for the
 	# fault-latency benchmark (a client nobody here wrote).
 	python3 python3-libnbd
+	# The tracker's tests: curl for raw announces, libtorrent as a stock BitTorrent client.
+	curl python3-libtorrent
 )
 
 missing=()

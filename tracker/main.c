@@ -1,0 +1,596 @@
+/*
+ * main: p2pvbd-tracker, a BitTorrent tracker (BEP 3, 7, 23, 48) on
+ * libevent's HTTP server, plus the p2pvbd extensions POST /receipt and
+ * GET /status. This file owns the command line, the HTTP server and the
+ * expiry timer; the tables are in tracker.c and the parser and encoder in
+ * announce.c.
+ *
+ * Every request is first parsed and validated completely (announce.c);
+ * only a valid request reaches the tables. Exit codes: 0 clean exit
+ * (SIGINT/SIGTERM), 1 failure, 2 usage error.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "announce.h"
+#include "manifest.h"
+#include "tracker.h"
+#include "util.h"
+#include "vcrypto.h"
+
+#define EXIT_USAGE 2
+
+/* Request headers: a long announce URL is ~1 KiB; more is not a BitTorrent client. */
+#define MAX_HEADERS_SIZE (16 * 1024)
+/* Request bodies: only POST /receipt has one (MANIFEST_RECEIPT_LEN bytes). */
+#define MAX_BODY_SIZE 4096
+/* Seconds a client may take to send its request before the connection is closed. */
+#define HTTP_TIMEOUT_S 10
+/* Option bounds: keep the configured worst case within reason. */
+#define MAX_INTERVAL     86400
+#define MAX_SWARMS_LIMIT 10000000u
+#define MAX_PEERS_LIMIT  100000u
+/* The longest expiry sweep period; a dropped peer lingers at most this much past its timeout. */
+#define SWEEP_MAX_S 5
+
+static const char usage_text[] =
+    "usage: p2pvbd-tracker [OPTIONS]\n"
+    "\n"
+    "A BitTorrent tracker for p2pvbd volumes and ordinary torrents.\n"
+    "\n"
+    "  GET /announce   BEP 3 announce; compact peer lists (BEP 23): IPv4 peers in\n"
+    "                  \"peers\", IPv6 peers in \"peers6\" (BEP 7). compact=0 is\n"
+    "                  answered in the compact form too. numwant defaults to 50 and\n"
+    "                  is capped at 200. The peer's address is the connection's\n"
+    "                  address; the ip= parameter is used only for requests from\n"
+    "                  loopback (127.0.0.0/8, ::1) and ignored otherwise.\n"
+    "  GET /scrape     BEP 48; info_hash may repeat (64 at most); without one, the\n"
+    "                  first 1000 swarms.\n"
+    "  POST /receipt   a p2pvbd completion receipt (168 bytes); its signature is\n"
+    "                  verified and it is kept (4096 in all, 256 per volume).\n"
+    "  GET /status     swarms, peers and receipts as JSON (peers: 2000 at most).\n"
+    "\n"
+    "A p2pvbd volume's info_hash is the first 20 bytes of\n"
+    "BLAKE2b-256(\"p2pvbd-infohash-v1\" || volume id).\n"
+    "\n"
+    "Malformed requests get HTTP 400 and a bencoded \"failure reason\". A valid\n"
+    "announce past a cap gets HTTP 200 and a \"failure reason\" saying which.\n"
+    "A peer that does not announce for 2 x interval + 5 seconds is dropped.\n"
+    "\n"
+    "options:\n"
+    "  -l, --listen HOST:PORT  listen address (default 0.0.0.0:6969; [::]:PORT for\n"
+    "                          IPv6). Port 0 picks a free port. Once listening, prints\n"
+    "                          \"listening on HOST:PORT\" on stdout.\n"
+    "      --interval SECS     announce interval asked of clients (default 30,\n"
+    "                          1 to 86400); \"min interval\" is half of it\n"
+    "      --max-swarms N      swarms at once (default 10000)\n"
+    "      --max-peers N       peers per swarm (default 1000); memory is about\n"
+    "                          120 bytes per peer\n"
+    "  -q, --quiet             only log errors\n"
+    "  -v, --verbose           log every request\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "SIGINT or SIGTERM stops the tracker. Exit codes: 0 clean exit, 1 failure,\n"
+    "2 usage error.\n";
+
+struct server {
+	struct event_base *base;
+	struct evhttp *http;
+	struct tracker *tracker;
+	struct event *sweep, *sigint, *sigterm;
+};
+
+static uint64_t mono_s(void)
+{
+	return now_ns() / 1000000000ull;
+}
+
+/* Send body[0..len) with status code; text/plain for bencode, as most trackers do. */
+static void reply(struct evhttp_request *req, int code, const char *ctype, const void *body,
+                  size_t len)
+{
+	struct evbuffer *out = evbuffer_new();
+
+	if (out == NULL)
+		fatal("out of memory");
+	evbuffer_add(out, body, len);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", out);
+	evbuffer_free(out);
+}
+
+static void reply_failure(struct evhttp_request *req, int code, const char *reason)
+{
+	uint8_t buf[512];
+	struct announce_benc b;
+
+	announce_benc_init(&b, buf, sizeof(buf));
+	announce_encode_failure(&b, reason);
+	if (b.overflow)
+		fatal("failure reason too long: %s", reason);
+	reply(req, code, "text/plain", buf, b.len);
+}
+
+/* The connection's remote address into a (port 0); 0 or -1. IPv4-mapped IPv6 becomes IPv4. */
+static int remote_addr(struct evhttp_request *req, struct tracker_addr *a)
+{
+	char *host = NULL;
+	ev_uint16_t port = 0;
+
+	evhttp_connection_get_peer(evhttp_request_get_connection(req), &host, &port);
+	if (host == NULL)
+		return -1;
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, host, a->ip) == 1) {
+		a->family = 4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, a->ip) == 1) {
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		a->family = 6;
+		if (memcmp(a->ip, mapped, sizeof(mapped)) == 0) {
+			memmove(a->ip, a->ip + 12, 4);
+			memset(a->ip + 4, 0, 12);
+			a->family = 4;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int addr_is_loopback(const struct tracker_addr *a)
+{
+	static const uint8_t v6_loop[16] = {[15] = 1};
+
+	return a->family == 4 ? a->ip[0] == 127 : memcmp(a->ip, v6_loop, 16) == 0;
+}
+
+/* "1.2.3.4:5" or "[::1]:5" into out (at least INET6_ADDRSTRLEN + 8 bytes). */
+static void addr_format(const struct tracker_addr *a, char *out, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->ip, ip, sizeof(ip));
+	snprintf(out, len, a->family == 4 ? "%s:%u" : "[%s]:%u", ip, a->port);
+}
+
+static void handle_announce(struct server *sv, struct evhttp_request *req, const char *query)
+{
+	struct announce_req rq;
+	struct announce_reply rep;
+	struct tracker_addr from;
+	char err[128], hex[2 * ANNOUNCE_HASH_LEN + 1], where[INET6_ADDRSTRLEN + 8];
+	uint8_t peers4[ANNOUNCE_NUMWANT_MAX * ANNOUNCE_PEER4_LEN];
+	uint8_t peers6[ANNOUNCE_NUMWANT_MAX * ANNOUNCE_PEER6_LEN];
+	uint8_t buf[512 + sizeof(peers4) + sizeof(peers6)];
+	struct announce_benc b;
+	const char *why = NULL;
+
+	if (announce_parse(query, strlen(query), &rq, err, sizeof(err)) < 0) {
+		log_debug("announce refused: %s", err);
+		reply_failure(req, 400, err);
+		return;
+	}
+	if (remote_addr(req, &from) < 0) {
+		reply_failure(req, 400, "unknown remote address");
+		return;
+	}
+	if (rq.ip[0] != '\0' && addr_is_loopback(&from)) {
+		/* Only a local client may name another address (tests, NAT helpers on the host). */
+		struct tracker_addr alt = {0};
+
+		if (inet_pton(AF_INET, rq.ip, alt.ip) == 1)
+			alt.family = 4;
+		else if (inet_pton(AF_INET6, rq.ip, alt.ip) == 1)
+			alt.family = 6;
+		if (alt.family != 0)
+			from = alt;
+	}
+	from.port = rq.port;
+
+	if (tracker_announce(sv->tracker, &rq, &from, mono_s(), &rep, peers4, peers6, &why) < 0) {
+		hex_encode(rq.info_hash, ANNOUNCE_HASH_LEN, hex);
+		log_warn("announce for %s refused: %s", hex, why);
+		reply_failure(req, 200, why);
+		return;
+	}
+	if (log_level() >= LOG_DEBUG) {
+		hex_encode(rq.info_hash, ANNOUNCE_HASH_LEN, hex);
+		addr_format(&from, where, sizeof(where));
+		log_debug("announce %s from %s event %d left %" PRIu64 ": %zu+%zu peers", hex,
+		          where, (int)rq.event, rq.left, rep.npeers4, rep.npeers6);
+	}
+	announce_benc_init(&b, buf, sizeof(buf));
+	announce_encode_reply(&b, &rep);
+	if (b.overflow)
+		fatal("announce reply does not fit its buffer");
+	reply(req, 200, "text/plain", buf, b.len);
+}
+
+static void handle_scrape(struct server *sv, struct evhttp_request *req, const char *query)
+{
+	static struct announce_scrape_req rq; /* 1.3 KiB: off the stack */
+	struct announce_scrape_entry *e;
+	struct announce_benc b;
+	char err[128];
+	size_t n, cap;
+	uint8_t *buf;
+
+	if (announce_parse_scrape(query, strlen(query), &rq, err, sizeof(err)) < 0) {
+		reply_failure(req, 400, err);
+		return;
+	}
+	n = rq.count ? rq.count : TRACKER_SCRAPE_ALL_MAX;
+	e = xcalloc(n, sizeof(*e));
+	if (rq.count) {
+		for (unsigned i = 0; i < rq.count; i++)
+			tracker_scrape_one(sv->tracker, rq.info_hash[i], &e[i]);
+	} else {
+		n = tracker_scrape_all(sv->tracker, e, n);
+	}
+	/* Per entry: "20:" + hash + the counts dictionary with three 20-digit integers. */
+	cap = 64 + n * (3 + ANNOUNCE_HASH_LEN + 128);
+	buf = xmalloc(cap);
+	announce_benc_init(&b, buf, cap);
+	announce_encode_scrape(&b, e, n);
+	if (b.overflow)
+		fatal("scrape reply does not fit its buffer");
+	reply(req, 200, "text/plain", buf, b.len);
+	free(buf);
+	free(e);
+}
+
+static void handle_receipt(struct server *sv, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	uint8_t raw[MANIFEST_RECEIPT_LEN];
+	struct manifest_receipt rc;
+	char signer[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1];
+	const char *why = NULL;
+	static const char ok[] = "d2:oki1ee";
+
+	if (evbuffer_get_length(in) != MANIFEST_RECEIPT_LEN) {
+		reply_failure(req, 400, "a receipt is 168 bytes");
+		return;
+	}
+	evbuffer_copyout(in, raw, sizeof(raw));
+	if (manifest_receipt_decode(raw, sizeof(raw), &rc) < 0) {
+		reply_failure(req, 400, "malformed receipt or bad signature");
+		return;
+	}
+	if (tracker_receipt_add(sv->tracker, &rc, (uint64_t)time(NULL), &why) < 0) {
+		reply_failure(req, 503, why);
+		return;
+	}
+	hex_encode(rc.signer, VCRYPTO_PK_LEN, signer);
+	hex_encode(rc.volume_id, MANIFEST_ID_LEN, vol);
+	log_info("receipt: %s holds volume %s at generation %" PRIu64, signer, vol, rc.generation);
+	reply(req, 200, "text/plain", ok, sizeof(ok) - 1);
+}
+
+static void status_peers(struct evbuffer *o, const struct tracker_swarm *s, uint64_t now,
+                         unsigned *budget)
+{
+	char where[INET6_ADDRSTRLEN + 8], id[2 * ANNOUNCE_PEER_ID_LEN + 1];
+
+	evbuffer_add_printf(o, "[");
+	for (unsigned i = 0; i<s->npeer && * budget> 0; i++, (*budget)--) {
+		const struct tracker_peer *p = &s->peer[i];
+
+		addr_format(&p->addr, where, sizeof(where));
+		hex_encode(p->peer_id, ANNOUNCE_PEER_ID_LEN, id);
+		evbuffer_add_printf(
+		    o,
+		    "%s{\"address\": \"%s\", \"peer_id\": \"%s\", \"left\": %" PRIu64
+		    ", \"uploaded\": %" PRIu64 ", \"downloaded\": %" PRIu64
+		    ", \"last_seen_s_ago\": %" PRIu64 "}",
+		    i ? ", " : "", where, id, p->left, p->uploaded, p->downloaded,
+		    now - p->last_seen);
+	}
+	evbuffer_add_printf(o, "]");
+}
+
+static void handle_status(struct server *sv, struct evhttp_request *req)
+{
+	const struct tracker *t = sv->tracker;
+	struct evbuffer *o = evbuffer_new();
+	uint64_t now = mono_s();
+	unsigned budget = TRACKER_STATUS_MAX_PEERS, first = 1;
+	char hex[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1],
+	    root[2 * VCRYPTO_HASH_LEN + 1];
+
+	if (o == NULL)
+		fatal("out of memory");
+	evbuffer_add_printf(o,
+	                    "{\"interval\": %u, \"max_swarms\": %u, \"max_peers\": %u, "
+	                    "\"swarm_count\": %u, \"peer_count\": %" PRIu64
+	                    ", \"receipt_count\": %u,\n \"swarms\": [",
+	                    t->cfg.interval, t->cfg.max_swarms, t->cfg.max_peers, t->nswarm,
+	                    t->npeer, t->nreceipt);
+	for (size_t b = 0; b < t->nbucket; b++) {
+		for (const struct tracker_swarm *s = t->bucket[b]; s != NULL; s = s->next) {
+			hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
+			evbuffer_add_printf(o,
+			                    "%s\n  {\"info_hash\": \"%s\", \"complete\": %" PRIu64
+			                    ", \"incomplete\": %" PRIu64
+			                    ", \"downloaded\": %" PRIu64 ", \"peers\": ",
+			                    first ? "" : ",", hex, s->complete,
+			                    s->npeer - s->complete, s->downloaded);
+			status_peers(o, s, now, &budget);
+			evbuffer_add_printf(o, "}");
+			first = 0;
+		}
+	}
+	evbuffer_add_printf(o, "],\n \"peers_truncated\": %s,\n \"receipts\": [",
+	                    budget == 0 && t->npeer > TRACKER_STATUS_MAX_PEERS ? "true" : "false");
+	for (unsigned i = 0; i < t->nreceipt; i++) {
+		const struct tracker_receipt *r = &t->receipt[i];
+
+		hex_encode(r->rc.signer, VCRYPTO_PK_LEN, hex);
+		hex_encode(r->rc.volume_id, MANIFEST_ID_LEN, vol);
+		hex_encode(r->rc.root_hash, VCRYPTO_HASH_LEN, root);
+		evbuffer_add_printf(o,
+		                    "%s\n  {\"volume_id\": \"%s\", \"signer\": \"%s\", "
+		                    "\"generation\": %" PRIu64 ", \"root_hash\": \"%s\", "
+		                    "\"time\": %" PRIu64 ", \"received\": %" PRIu64 "}",
+		                    i ? "," : "", vol, hex, r->rc.generation, root, r->rc.timestamp,
+		                    r->received);
+	}
+	evbuffer_add_printf(o, "]}\n");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+	                  "application/json");
+	evhttp_send_reply(req, 200, "OK", o);
+	evbuffer_free(o);
+}
+
+/* One entry point for every request: route by path and method. */
+static void on_request(struct evhttp_request *req, void *arg)
+{
+	struct server *sv = arg;
+	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
+	const char *path = u ? evhttp_uri_get_path(u) : NULL;
+	const char *query = u ? evhttp_uri_get_query(u) : NULL;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+
+	if (path == NULL) {
+		reply_failure(req, 400, "bad request URI");
+		return;
+	}
+	if (query == NULL)
+		query = "";
+	if (strcmp(path, "/announce") == 0 && get)
+		handle_announce(sv, req, query);
+	else if (strcmp(path, "/scrape") == 0 && get)
+		handle_scrape(sv, req, query);
+	else if (strcmp(path, "/status") == 0 && get)
+		handle_status(sv, req);
+	else if (strcmp(path, "/receipt") == 0 && cmd == EVHTTP_REQ_POST)
+		handle_receipt(sv, req);
+	else if (strcmp(path, "/announce") == 0 || strcmp(path, "/scrape") == 0 ||
+	         strcmp(path, "/status") == 0 || strcmp(path, "/receipt") == 0)
+		reply_failure(req, 405, "method not allowed");
+	else
+		reply_failure(req, 404, "not found (try /announce, /scrape, /status)");
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *sv = arg;
+	unsigned n;
+
+	(void)fd;
+	(void)what;
+	n = tracker_expire(sv->tracker, mono_s());
+	if (n > 0)
+		log_info("expired %u silent peers; %u swarms, %" PRIu64 " peers left", n,
+		         sv->tracker->nswarm, sv->tracker->npeer);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *sv = arg;
+
+	(void)what;
+	log_info("signal %d: stopping", (int)sig);
+	event_base_loopbreak(sv->base);
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port; 0 or -1. */
+static int parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+	const char *colon = strrchr(s, ':');
+	size_t hl;
+	char *end;
+	unsigned long p;
+
+	if (colon == NULL || colon[1] == '\0')
+		return -1;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || p > 65535 || colon[1] < '0' || colon[1] > '9')
+		return -1;
+	hl = (size_t)(colon - s);
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		s++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	*port = (unsigned)p;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	if (s[0] < '0' || s[0] > '9')
+		return -1;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_INTERVAL = 256, OPT_MAX_SWARMS, OPT_MAX_PEERS };
+	static const struct option opts[] = {
+	    {"listen", required_argument, NULL, 'l'},
+	    {"interval", required_argument, NULL, OPT_INTERVAL},
+	    {"max-swarms", required_argument, NULL, OPT_MAX_SWARMS},
+	    {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct tracker_config cfg = {
+	    .interval = TRACKER_INTERVAL_DEFAULT,
+	    .max_swarms = TRACKER_MAX_SWARMS_DEFAULT,
+	    .max_peers = TRACKER_MAX_PEERS_DEFAULT,
+	};
+	const char *listen_addr = "0.0.0.0:6969";
+	int level = LOG_INFO, c, rc = 1;
+	char host[256], shown[300];
+	unsigned port;
+	struct server sv = {0};
+	struct evhttp_bound_socket *bound;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	struct timeval tv;
+
+	log_init("p2pvbd-tracker", LOG_INFO);
+	while ((c = getopt_long(argc, argv, "l:qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			listen_addr = optarg;
+			break;
+		case OPT_INTERVAL:
+			if (parse_uint(optarg, 1, MAX_INTERVAL, &cfg.interval) < 0) {
+				fprintf(stderr, "p2pvbd-tracker: bad --interval: %s\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case OPT_MAX_SWARMS:
+			if (parse_uint(optarg, 1, MAX_SWARMS_LIMIT, &cfg.max_swarms) < 0) {
+				fprintf(stderr, "p2pvbd-tracker: bad --max-swarms: %s\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case OPT_MAX_PEERS:
+			if (parse_uint(optarg, 1, MAX_PEERS_LIMIT, &cfg.max_peers) < 0) {
+				fprintf(stderr, "p2pvbd-tracker: bad --max-peers: %s\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'q':
+			level = LOG_ERROR;
+			break;
+		case 'v':
+			level = LOG_DEBUG;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			fputs(usage_text, stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "p2pvbd-tracker: unexpected argument: %s\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (parse_listen(listen_addr, host, sizeof(host), &port) < 0) {
+		fprintf(stderr, "p2pvbd-tracker: bad listen address (HOST:PORT): %s\n",
+		        listen_addr);
+		return EXIT_USAGE;
+	}
+	log_init("p2pvbd-tracker", level);
+	if (vcrypto_init() < 0) {
+		log_error("cannot initialise libsodium");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	sv.base = event_base_new();
+	if (sv.base == NULL)
+		fatal("event_base_new failed");
+	sv.http = evhttp_new(sv.base);
+	if (sv.http == NULL)
+		fatal("evhttp_new failed");
+	evhttp_set_allowed_methods(sv.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+	evhttp_set_max_headers_size(sv.http, MAX_HEADERS_SIZE);
+	evhttp_set_max_body_size(sv.http, MAX_BODY_SIZE);
+	evhttp_set_timeout(sv.http, HTTP_TIMEOUT_S);
+	evhttp_set_gencb(sv.http, on_request, &sv);
+
+	bound = evhttp_bind_socket_with_handle(sv.http, host, (ev_uint16_t)port);
+	if (bound == NULL) {
+		log_error("cannot listen on %s: %s", listen_addr, strerror(errno));
+		goto out;
+	}
+	if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sslen) < 0) {
+		log_error("getsockname: %s", strerror(errno));
+		goto out;
+	}
+	port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                                      : ((struct sockaddr_in *)&ss)->sin_port);
+
+	sv.tracker = tracker_new(&cfg);
+	sv.sweep = event_new(sv.base, -1, EV_PERSIST, on_sweep, &sv);
+	sv.sigint = evsignal_new(sv.base, SIGINT, on_signal, &sv);
+	sv.sigterm = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
+	if (sv.sweep == NULL || sv.sigint == NULL || sv.sigterm == NULL)
+		fatal("event_new failed");
+	tv.tv_sec = cfg.interval < SWEEP_MAX_S ? cfg.interval : SWEEP_MAX_S;
+	tv.tv_usec = 0;
+	event_add(sv.sweep, &tv);
+	event_add(sv.sigint, NULL);
+	event_add(sv.sigterm, NULL);
+
+	snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	printf("listening on %s\n", shown);
+	fflush(stdout);
+	log_info("listening on %s (interval %u s, max %u swarms of %u peers)", shown, cfg.interval,
+	         cfg.max_swarms, cfg.max_peers);
+
+	if (event_base_dispatch(sv.base) < 0) {
+		log_error("event loop failed");
+		goto out;
+	}
+	rc = 0;
+out:
+	if (sv.sweep)
+		event_free(sv.sweep);
+	if (sv.sigint)
+		event_free(sv.sigint);
+	if (sv.sigterm)
+		event_free(sv.sigterm);
+	evhttp_free(sv.http);
+	tracker_free(sv.tracker);
+	event_base_free(sv.base);
+	return rc;
+}

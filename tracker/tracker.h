@@ -1,0 +1,121 @@
+/*
+ * tracker: the swarm and peer tables of p2pvbd-tracker, and the receipts it
+ * was sent. No I/O and no clock of its own: every call takes `now` (seconds
+ * on a monotonic clock), so that expiry is testable; main.c owns the HTTP
+ * server and the timer.
+ *
+ * Memory is bounded by the configuration: at most max_swarms swarms of at
+ * most max_peers peers each (about 120 bytes per peer, so the defaults of
+ * 10000 x 1000 allow 1.2 GB in the worst case; lower them on small hosts),
+ * and TRACKER_MAX_RECEIPTS receipts.
+ */
+#ifndef P2PVBD_TRACKER_H
+#define P2PVBD_TRACKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "announce.h"
+#include "manifest.h"
+
+#define TRACKER_INTERVAL_DEFAULT   30
+#define TRACKER_MAX_SWARMS_DEFAULT 10000
+#define TRACKER_MAX_PEERS_DEFAULT  1000
+/* A peer is dropped after 2 x interval + this many seconds without an announce. */
+#define TRACKER_GRACE_S 5
+/* Receipts kept in total, and per volume; each is ~200 bytes, so 1 MiB at most. */
+#define TRACKER_MAX_RECEIPTS     4096
+#define TRACKER_MAX_RECEIPTS_VOL 256
+/* A scrape without info_hash lists at most this many swarms (~100 KiB of reply). */
+#define TRACKER_SCRAPE_ALL_MAX 1000
+/* /status lists the peers of at most this many peers in total (counts are always complete). */
+#define TRACKER_STATUS_MAX_PEERS 2000
+
+struct tracker_config {
+	unsigned interval;   /* seconds between announces that we ask for */
+	unsigned max_swarms; /* swarms at once; a new info_hash past it is refused */
+	unsigned max_peers;  /* peers per swarm; a new peer past it is refused */
+};
+
+/* A peer's address as the tracker hands it out. */
+struct tracker_addr {
+	int family; /* 4 or 6 */
+	uint8_t ip[16];
+	uint16_t port;
+};
+
+struct tracker_peer {
+	uint8_t peer_id[ANNOUNCE_PEER_ID_LEN];
+	struct tracker_addr addr;
+	uint64_t uploaded, downloaded, left;
+	uint64_t last_seen; /* `now` of its last announce */
+	uint8_t key[ANNOUNCE_MAX_KEY];
+	uint8_t key_len;
+	uint8_t completed; /* counted in the swarm's `downloaded` already */
+};
+
+struct tracker_swarm {
+	uint8_t info_hash[ANNOUNCE_HASH_LEN];
+	struct tracker_peer *peer; /* owned, npeer used of cap */
+	unsigned npeer, cap;
+	uint64_t complete, downloaded; /* seeders now; completed events ever */
+	struct tracker_swarm *next;    /* hash chain */
+};
+
+struct tracker_receipt {
+	struct manifest_receipt rc;
+	uint64_t received; /* wall-clock seconds */
+};
+
+struct tracker {
+	struct tracker_config cfg;
+	struct tracker_swarm **bucket; /* owned; nbucket is a power of two */
+	size_t nbucket;
+	unsigned nswarm;
+	uint64_t npeer;                  /* over all swarms */
+	struct tracker_receipt *receipt; /* owned, nreceipt used of TRACKER_MAX_RECEIPTS */
+	unsigned nreceipt;
+	uint64_t rng_seed; /* secret per process: keys the bucket hash */
+	uint64_t rng;      /* xorshift state for picking peers */
+};
+
+/* A new, empty tracker (never NULL; aborts on out-of-memory). Free with tracker_free. */
+struct tracker *tracker_new(const struct tracker_config *cfg);
+void tracker_free(struct tracker *t);
+
+/* Seconds after which a silent peer is dropped: 2 x interval + TRACKER_GRACE_S. */
+uint64_t tracker_peer_timeout(const struct tracker *t);
+
+/*
+ * Record an announce from `from` (already the address to hand out) and
+ * fill rep with the swarm's counts and up to rq->numwant other peers,
+ * written into peers4 (room for ANNOUNCE_NUMWANT_MAX * ANNOUNCE_PEER4_LEN
+ * bytes) and peers6 (ANNOUNCE_NUMWANT_MAX * ANNOUNCE_PEER6_LEN). 0, or -1
+ * with a reason for a "failure reason" in *why (static text).
+ */
+int tracker_announce(struct tracker *t, const struct announce_req *rq,
+                     const struct tracker_addr *from, uint64_t now, struct announce_reply *rep,
+                     uint8_t *peers4, uint8_t *peers6, const char **why);
+
+/* The swarm of info_hash, or NULL. */
+struct tracker_swarm *tracker_find(const struct tracker *t, const uint8_t *info_hash);
+
+/* Scrape counts of one swarm into e (zeros for an unknown info_hash). */
+void tracker_scrape_one(const struct tracker *t, const uint8_t *info_hash,
+                        struct announce_scrape_entry *e);
+/* Counts of up to max swarms into e; returns how many. */
+size_t tracker_scrape_all(const struct tracker *t, struct announce_scrape_entry *e, size_t max);
+
+/* Drop the peers silent longer than tracker_peer_timeout, and empty swarms. Returns peers dropped.
+ */
+unsigned tracker_expire(struct tracker *t, uint64_t now);
+
+/*
+ * Keep a receipt whose signature the caller verified. The same signer,
+ * volume and generation again replaces the older copy. 0, or -1 with *why
+ * when the per-volume or total cap is reached.
+ */
+int tracker_receipt_add(struct tracker *t, const struct manifest_receipt *rc, uint64_t wall_now,
+                        const char **why);
+
+#endif
