@@ -33,6 +33,8 @@
  * per-frame overhead (28 bytes) stays negligible.
  */
 #define SWARM_BLOCK (64u * 1024u)
+/* Output to one peer above which we stop reading its requests for roots and pages. */
+#define SWARM_REPLY_OUT_MAX (4u * 1024u * 1024u)
 /* Most complete chunks waiting for (or in) verification; bounds their memory. */
 #define SWARM_VERIFY_MAX 64
 
@@ -1257,6 +1259,17 @@ static void on_ready(struct peer *p)
 	}
 }
 
+/*
+ * A peer that keeps asking for roots and pages without reading the replies
+ * must not make our output grow without bound: stop reading its requests
+ * until the output drains (on_drain -> serve_pump resumes reading).
+ */
+static void limit_replies(struct speer *sp)
+{
+	if (sp->p->state == PEER_READY && peer_out_len(sp->p) > SWARM_REPLY_OUT_MAX)
+		peer_pause_read(sp->p);
+}
+
 static void on_msg(struct peer *p, const struct wire_msg *m)
 {
 	struct speer *sp = p->owner;
@@ -1270,9 +1283,11 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 			sp->wants_root = 1;
 		else
 			send_root_and_map(sw, sp);
+		limit_replies(sp);
 		return;
 	case WIRE_GET_PAGE:
 		serve_page(sp, m->u.get_page.page);
+		limit_replies(sp);
 		return;
 	case WIRE_REQUEST:
 		serve_request(sp, m);
