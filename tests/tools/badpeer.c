@@ -16,8 +16,13 @@
  * beyond a chunk, for a zero chunk, for a wrong generation), checking each
  * REJECT code; it exits 0 if the seed answered every one correctly.
  *
+ * With --mode flood, it connects as a destination, asks for a page of the
+ * chunk table 2000 times without ever reading a reply (about 100 MB of
+ * replies), holds the connection for 5 s and exits 0: the test then checks
+ * that the seed's memory stayed bounded and that it still serves.
+ *
  * usage: badpeer --mode M --uri URI -k KEY [--chunk-size N] --port-file F IMAGE
- *        badpeer --mode client --uri URI -k KEY IMAGE
+ *        badpeer --mode client|flood --uri URI -k KEY IMAGE
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,10 +103,31 @@ static void client_reply(struct peer *p, const struct wire_msg *m)
 	client_send_probe(p);
 }
 
+/* Flood mode: the requests go out, nothing is read, then we leave. */
+static void flood_done(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	event_base_loopexit(ctx.base, NULL);
+}
+
 static void on_ready(struct peer *p)
 {
+	struct timeval hold = {5, 0};
+
 	if (is("client"))
 		client_send_probe(p);
+	if (!is("flood"))
+		return;
+	peer_pause_read(p);
+	for (int i = 0; i < 2000; i++) {
+		struct wire_msg m = {.type = WIRE_GET_PAGE};
+
+		m.u.get_page.page = 0;
+		peer_send(p, &m);
+	}
+	event_base_once(ctx.base, -1, EV_TIMEOUT, flood_done, NULL, &hold);
 }
 
 static void on_msg(struct peer *p, const struct wire_msg *m)
@@ -257,7 +283,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!mode || !uri_text || !key || (!port_file && strcmp(mode, "client") != 0) ||
+	if (!mode || !uri_text || !key ||
+	    (!port_file && strcmp(mode, "client") != 0 && strcmp(mode, "flood") != 0) ||
 	    optind + 1 != argc) {
 		fprintf(stderr, "usage: badpeer --mode M --uri URI -k KEY --port-file F IMAGE\n");
 		return 2;
@@ -291,6 +318,19 @@ int main(int argc, char **argv)
 	ctx.is_source = 1;
 	ctx.timeout_s = 3600;
 
+	if (is("flood")) {
+		struct vcrypto_identity me;
+
+		vcrypto_identity_generate(&me);
+		ctx.identity = &me;
+		ctx.is_source = 0;
+		ctx.timeout_s = 30;
+		ctx.dns = evdns_base_new(ctx.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (peer_connect(&ctx, u.peer[0].host, u.peer[0].port, NULL) == NULL)
+			return 1;
+		event_base_dispatch(ctx.base);
+		return 0;
+	}
 	if (is("client")) {
 		uint32_t zero_chunk = UINT32_MAX, data_chunk = UINT32_MAX;
 		struct vcrypto_identity me;
