@@ -235,6 +235,25 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	peer_accept(&ctx, fd, sa, salen, NULL);
 }
 
+/*
+ * Client modes: connect to the seed named first in the URI as a destination
+ * (with an identity of its own, not the source's) and run until done. 0 or -1.
+ */
+static int run_as_destination(const struct uri *u)
+{
+	static struct vcrypto_identity me;
+
+	vcrypto_identity_generate(&me);
+	ctx.identity = &me;
+	ctx.is_source = 0;
+	ctx.timeout_s = 30;
+	ctx.dns = evdns_base_new(ctx.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (peer_connect(&ctx, u->peer[0].host, u->peer[0].port, NULL) == NULL)
+		return -1;
+	event_base_dispatch(ctx.base);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -318,22 +337,10 @@ int main(int argc, char **argv)
 	ctx.is_source = 1;
 	ctx.timeout_s = 3600;
 
-	if (is("flood")) {
-		struct vcrypto_identity me;
-
-		vcrypto_identity_generate(&me);
-		ctx.identity = &me;
-		ctx.is_source = 0;
-		ctx.timeout_s = 30;
-		ctx.dns = evdns_base_new(ctx.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-		if (peer_connect(&ctx, u.peer[0].host, u.peer[0].port, NULL) == NULL)
-			return 1;
-		event_base_dispatch(ctx.base);
-		return 0;
-	}
+	if (is("flood"))
+		return run_as_destination(&u) == 0 ? 0 : 1;
 	if (is("client")) {
 		uint32_t zero_chunk = UINT32_MAX, data_chunk = UINT32_MAX;
-		struct vcrypto_identity me;
 
 		for (uint32_t i = 0; i < man.root.chunk_count; i++) {
 			if ((man.entries[i].flags & MANIFEST_F_ZERO) && zero_chunk == UINT32_MAX)
@@ -359,15 +366,8 @@ int main(int argc, char **argv)
 		probes[3].want = WIRE_E_GENERATION;
 		probes[3].what = "wrong generation";
 		nprobes = 4;
-		/* A destination has its own identity, not the source's. */
-		vcrypto_identity_generate(&me);
-		ctx.identity = &me;
-		ctx.is_source = 0;
-		ctx.timeout_s = 10;
-		ctx.dns = evdns_base_new(ctx.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-		if (peer_connect(&ctx, u.peer[0].host, u.peer[0].port, NULL) == NULL)
+		if (run_as_destination(&u) != 0)
 			return 1;
-		event_base_dispatch(ctx.base);
 		return probe_failures == 0 && probe_next == nprobes ? 0 : 1;
 	}
 	memset(&sin, 0, sizeof(sin));
