@@ -732,6 +732,7 @@ static int cmd_fetch(int argc, char **argv)
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
 	int no_boost = 0, lazy = 0, mirror = 0;
 	const char *listen_spec = NULL;
+	struct uri_peer listen_at;
 	struct export_ctx ex;
 	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
 	int force = 0, show_progress = 1, loglvl = LOG_INFO, rc = 1, c;
@@ -812,6 +813,15 @@ static int cmd_fetch(int argc, char **argv)
 		rc = usage_error(usage_fetch, "bad volume URI: %s", err);
 		goto out_free;
 	}
+	if (lazy && export_spec == NULL) {
+		rc = usage_error(usage_fetch, "--lazy needs -e (nothing would ever be fetched)");
+		goto out_free;
+	}
+	if (listen_spec != NULL && parse_listen(listen_spec, &listen_at) != 0) {
+		rc = usage_error(usage_fetch, "bad --listen %s (HOST:PORT, numeric host)",
+		                 listen_spec);
+		goto out_free;
+	}
 	out = argv[optind + 1];
 	log_init("p2pvbd fetch", loglvl);
 	{
@@ -850,29 +860,12 @@ static int cmd_fetch(int argc, char **argv)
 		o.lazy = lazy;
 		sw = swarm_new(&o);
 	}
-	if (lazy && export_spec == NULL) {
-		rc = usage_error(usage_fetch, "--lazy needs -e (nothing would ever be fetched)");
-		swarm_free(sw);
-		event_base_free(base);
-		goto out_free;
-	}
 	if (listen_spec != NULL) {
-		struct uri_peer at;
 		uint16_t port;
 
-		if (parse_listen(listen_spec, &at) != 0) {
-			rc = usage_error(usage_fetch, "bad --listen %s (HOST:PORT, numeric host)",
-			                 listen_spec);
-			swarm_free(sw);
-			event_base_free(base);
-			goto out_free;
-		}
-		if (swarm_listen(sw, at.host, at.port, &port) != 0) {
-			swarm_free(sw);
-			event_base_free(base);
-			goto out_free;
-		}
-		printf("listening on %s:%u\n", at.host, port);
+		if (swarm_listen(sw, listen_at.host, listen_at.port, &port) != 0)
+			goto out_swarm;
+		printf("listening on %s:%u\n", listen_at.host, port);
 		fflush(stdout);
 	}
 	if (mirror)
@@ -916,6 +909,7 @@ static int cmd_fetch(int argc, char **argv)
 		if (stats_path != NULL && write_stats(stats_path, st, secs) != 0)
 			rc = 1;
 	}
+out_swarm:
 	nbd_server_free(ex.srv);
 	if (pr.ev)
 		event_free(pr.ev);
