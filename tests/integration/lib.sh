@@ -310,3 +310,21 @@ start_export() {
 	grep -qx "exporting on unix:$sock" "$T/fetch.log" ||
 		fail "fetch did not print 'exporting on unix:$sock' within 30 s"
 }
+
+# chunk_state N: the state byte of chunk N in $T/out.img's state file (0 missing, 1 present,
+# 2 zero, 3 local).
+chunk_state() {
+	od -An -v -tu1 -j$((64 + $1 * 8)) -N1 "$T/out.img.p2pvbd-state" | tr -d ' '
+}
+
+# model_write OFF LEN BYTE: apply a write of LEN bytes of BYTE at OFF to the model $T/model.img
+# (BYTE 0 for zeroes and discards).
+model_write() {
+	python3 - "$T/model.img" "$1" "$2" "$3" <<'PY'
+import sys
+path, off, n, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 0)
+with open(path, "r+b") as f:
+    f.seek(off)
+    f.write(bytes([b]) * n)
+PY
+}

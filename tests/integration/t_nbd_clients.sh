@@ -29,26 +29,11 @@ start_seed -k "$T/key" --rate-limit 1M "$T/src.img"
 SOCK=$T/clients.sock
 start_export "$SOCK"
 
-# chunk_state N: the state byte of chunk N in out.img's state file (0 missing, 1 present, 2 zero, 3 local).
-chunk_state() {
-	od -An -v -tu1 -j$((64 + $1 * 8)) -N1 "$T/out.img.p2pvbd-state" | tr -d ' '
-}
 # chunks_missing: chunks not yet in the image.
 chunks_missing() {
 	od -An -v -tu1 -j64 -w8 "$T/out.img.p2pvbd-state" | awk '$1 == 0 { n++ } END { print n + 0 }'
 }
 complete() { grep -q 'volume complete and verified' "$T/fetch.log"; }
-
-# model_write OFF LEN BYTE: the same write, applied to the model (BYTE 0 for zeroes/discard).
-model_write() {
-	python3 - "$T/model.img" "$1" "$2" "$3" <<'PY'
-import sys
-path, off, n, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 0)
-with open(path, "r+b") as f:
-    f.seek(off)
-    f.write(bytes([b]) * n)
-PY
-}
 
 # qio NAME CMD...: run qemu-io on a fresh connection with each CMD (-c); fail on any error or
 # pattern mismatch.

@@ -30,18 +30,6 @@ start_export "$SOCK"
 [[ $(stat -c %a "$SOCK") == 600 ]] || fail "the NBD socket is mode $(stat -c %a "$SOCK"), not 600"
 [[ $(stat -c %a "$T/out.img") == 600 ]] || fail "the image is mode $(stat -c %a "$T/out.img"), not 600"
 
-chunk_state() {
-	od -An -v -tu1 -j$((64 + $1 * 8)) -N1 "$T/out.img.p2pvbd-state" | tr -d ' '
-}
-model_write() {
-	python3 - "$T/model.img" "$1" "$2" "$3" <<'PY'
-import sys
-path, off, n, b = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4], 0)
-with open(path, "r+b") as f:
-    f.seek(off)
-    f.write(bytes([b]) * n)
-PY
-}
 # same_range OFF LEN: the image file and the model agree on [OFF, OFF+LEN).
 same_range() {
 	cmp -s <(tail -c +$(($1 + 1)) "$T/out.img" | head -c "$2") \
