@@ -23,6 +23,8 @@ PACKAGES=(
 	python3 python3-libnbd
 	# The tracker's tests: curl for raw announces, libtorrent as a stock BitTorrent client.
 	curl python3-libtorrent
+	# The swarm benchmark: opentracker (the tracker's anchor), gnuplot for the progress plot.
+	opentracker gnuplot-nox
 )
 
 missing=()
