@@ -73,9 +73,13 @@ static const char usage_seed[] =
     "                               port 0 picks a free port)\n"
     "      --advertise HOST:PORT    address put into the URI (repeatable; default: the\n"
     "                               listen address, or this host's name if wildcard)\n"
+    "  -t, --tracker URL            announce to this tracker (http://HOST:PORT/announce;\n"
+    "                               repeatable) and name it in the URI, so that\n"
+    "                               destinations find each other through it\n"
     "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
+    "                               (directly, or through a tracker of the URI)\n"
     "      --rate-limit BYTES/S     cap the upload rate (e.g. 100M); default unlimited\n"
     "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
     "      --secret HEX             reuse a join secret (64 hex digits)\n"
@@ -100,7 +104,11 @@ static const char usage_fetch[] =
     "\n"
     "  -e, --export ADDR    export over NBD on unix:PATH or HOST:PORT (numeric host)\n"
     "  -l, --listen ADDR    also serve verified chunks to other destinations on\n"
-    "                       HOST:PORT (port 0 picks one; printed as 'listening on')\n"
+    "                       HOST:PORT (port 0 picks one; printed as 'listening on').\n"
+    "                       Default with a tracker in the URI: 0.0.0.0:0\n"
+    "      --no-listen      do not accept peers, even with a tracker in the URI\n"
+    "      --basis FILE     an older copy of the image: chunks whose hash matches are\n"
+    "                       copied from it instead of fetched (only changes travel)\n"
     "      --mirror         keep serving after completion (until SIGINT/SIGTERM)\n"
     "      --no-boost       no priority for the VM's reads (benchmark control)\n"
     "      --lazy           with -e: fetch only the chunks the VM touches (pure\n"
@@ -108,6 +116,8 @@ static const char usage_fetch[] =
     "  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
     "                       made on first use)\n"
     "      --stats PATH     write counters as JSON to PATH at exit\n"
+    "      --progress-log PATH  append \"UNIX-TIME BYTES-DONE BYTES-TOTAL\" lines to PATH\n"
+    "                       every 0.2 s (for plots)\n"
     "      --timeout SECS   drop a peer silent this long (default 30)\n"
     "      --give-up SECS   fail after this long without progress (default 300)\n"
     "      --force          overwrite an existing OUT that has no state file\n"
@@ -285,6 +295,32 @@ static void progress_cb(evutil_socket_t fd, short what, void *arg)
 	progress_draw(arg, 0);
 }
 
+/* --progress-log: machine-readable progress for plots, "UNIX-TIME DONE TOTAL" per line. */
+struct progress_log {
+	FILE *f;
+	struct event *ev;
+	struct swarm *sw;
+};
+
+static void progress_log_write(struct progress_log *pl)
+{
+	struct timespec ts;
+	uint64_t done, total;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	swarm_progress(pl->sw, &done, &total);
+	fprintf(pl->f, "%lld.%03ld %llu %llu\n", (long long)ts.tv_sec, ts.tv_nsec / 1000000,
+	        (unsigned long long)done, (unsigned long long)total);
+	fflush(pl->f);
+}
+
+static void progress_log_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	progress_log_write(arg);
+}
+
 /* ---- signals ---------------------------------------------------------- */
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -394,10 +430,13 @@ static int cmd_seed(int argc, char **argv)
 		O_HASH_ONLY,
 		O_ADVERTISE
 	};
+	const char *trackers[URI_MAX_PEERS];
+	int ntrackers = 0;
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"listen", required_argument, NULL, 'l'},
 	    {"advertise", required_argument, NULL, O_ADVERTISE},
+	    {"tracker", required_argument, NULL, 't'},
 	    {"uri-file", required_argument, NULL, O_URI_FILE},
 	    {"chunk-size", required_argument, NULL, O_CHUNK},
 	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
@@ -434,13 +473,22 @@ static int cmd_seed(int argc, char **argv)
 
 	memset(&m, 0, sizeof(m));
 	memset(&id, 0, sizeof(id));
-	while ((c = getopt_long(argc, argv, "k:l:qvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:l:t:qvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			key_path = optarg;
 			break;
 		case 'l':
 			listen_spec = optarg;
+			break;
+		case 't':
+			if (ntrackers == URI_MAX_PEERS)
+				return usage_error(usage_seed, "at most %d trackers", URI_MAX_PEERS);
+			if (strncmp(optarg, "http://", 7) != 0 || strlen(optarg) >= 512)
+				return usage_error(usage_seed,
+				                   "bad --tracker %s (http://HOST:PORT/announce)",
+				                   optarg);
+			trackers[ntrackers++] = optarg;
 			break;
 		case O_ADVERTISE:
 			if (nadvertise == URI_MAX_PEERS ||
@@ -576,6 +624,8 @@ static int cmd_seed(int argc, char **argv)
 		o.manifest = &m;
 		o.image_fd = fd;
 		o.exit_after_receipts = (int)receipts;
+		o.trackers = trackers;
+		o.ntrackers = ntrackers;
 		sw = swarm_new(&o);
 	}
 	if (swarm_listen(sw, listen_at.host, listen_at.port, &port) != 0)
@@ -585,6 +635,9 @@ static int cmd_seed(int argc, char **argv)
 	memcpy(u.volume_id, volume_id, sizeof(volume_id));
 	memcpy(u.key, id.pk, sizeof(u.key));
 	memcpy(u.secret, secret, sizeof(secret));
+	for (int i = 0; i < ntrackers; i++)
+		snprintf(u.tracker[i], sizeof(u.tracker[i]), "%s", trackers[i]);
+	u.ntrackers = ntrackers;
 	if (nadvertise > 0) {
 		memcpy(u.peer, advertise, (size_t)nadvertise * sizeof(advertise[0]));
 		u.npeers = nadvertise;
@@ -613,6 +666,7 @@ static int cmd_seed(int argc, char **argv)
 	}
 	log_info("serving on %s:%u", listen_at.host, port);
 	add_signals(base, sw, sigs);
+	swarm_start(sw);
 	event_base_dispatch(base);
 	{
 		const struct swarm_stats *st = swarm_stats(sw);
@@ -710,7 +764,10 @@ static int cmd_fetch(int argc, char **argv)
 		O_NO_PROGRESS,
 		O_NO_BOOST,
 		O_LAZY,
-		O_MIRROR
+		O_MIRROR,
+		O_NO_LISTEN,
+		O_BASIS,
+		O_PROGRESS_LOG
 	};
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
@@ -724,13 +781,18 @@ static int cmd_fetch(int argc, char **argv)
 	    {"lazy", no_argument, NULL, O_LAZY},
 	    {"listen", required_argument, NULL, 'l'},
 	    {"mirror", no_argument, NULL, O_MIRROR},
+	    {"no-listen", no_argument, NULL, O_NO_LISTEN},
+	    {"basis", required_argument, NULL, O_BASIS},
+	    {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
-	int no_boost = 0, lazy = 0, mirror = 0;
+	int no_boost = 0, lazy = 0, mirror = 0, no_listen = 0;
+	const char *basis = NULL, *progress_log = NULL;
+	const char *trackers[URI_MAX_PEERS];
 	const char *listen_spec = NULL;
 	struct uri_peer listen_at;
 	struct export_ctx ex;
@@ -742,11 +804,13 @@ static int cmd_fetch(int argc, char **argv)
 	struct swarm *sw = NULL;
 	struct event *sigs[2] = {NULL, NULL};
 	struct progress pr;
+	struct progress_log pl;
 	char err[256];
 	uint64_t t0 = now_ns();
 
 	memset(&id, 0, sizeof(id));
 	memset(&pr, 0, sizeof(pr));
+	memset(&pl, 0, sizeof(pl));
 	memset(&ex, 0, sizeof(ex));
 	while ((c = getopt_long(argc, argv, "k:e:l:qvh", opts, NULL)) != -1) {
 		switch (c) {
@@ -767,6 +831,15 @@ static int cmd_fetch(int argc, char **argv)
 			break;
 		case O_MIRROR:
 			mirror = 1;
+			break;
+		case O_NO_LISTEN:
+			no_listen = 1;
+			break;
+		case O_BASIS:
+			basis = optarg;
+			break;
+		case O_PROGRESS_LOG:
+			progress_log = optarg;
 			break;
 		case O_STATS:
 			stats_path = optarg;
@@ -817,6 +890,12 @@ static int cmd_fetch(int argc, char **argv)
 		rc = usage_error(usage_fetch, "--lazy needs -e (nothing would ever be fetched)");
 		goto out_free;
 	}
+	if (listen_spec != NULL && no_listen) {
+		rc = usage_error(usage_fetch, "--listen and --no-listen contradict each other");
+		goto out_free;
+	}
+	if (listen_spec == NULL && !no_listen && u->ntrackers > 0)
+		listen_spec = "0.0.0.0:0"; /* peers found through a tracker must reach us */
 	if (listen_spec != NULL && parse_listen(listen_spec, &listen_at) != 0) {
 		rc = usage_error(usage_fetch, "bad --listen %s (HOST:PORT, numeric host)",
 		                 listen_spec);
@@ -858,6 +937,11 @@ static int cmd_fetch(int argc, char **argv)
 		o.give_up_s = (int)give_up;
 		o.no_boost = no_boost;
 		o.lazy = lazy;
+		o.basis_path = basis;
+		for (int i = 0; i < u->ntrackers; i++)
+			trackers[i] = u->tracker[i];
+		o.trackers = trackers;
+		o.ntrackers = u->ntrackers;
 		sw = swarm_new(&o);
 	}
 	if (listen_spec != NULL) {
@@ -888,11 +972,25 @@ static int cmd_fetch(int argc, char **argv)
 		pr.ev = event_new(base, -1, EV_PERSIST, progress_cb, &pr);
 		event_add(pr.ev, &tv);
 	}
+	if (progress_log != NULL) {
+		struct timeval tv = {0, 200000};
+
+		pl.f = fopen(progress_log, "a");
+		if (pl.f == NULL) {
+			log_error("cannot open %s: %s", progress_log, strerror(errno));
+			goto out_swarm;
+		}
+		pl.sw = sw;
+		pl.ev = event_new(base, -1, EV_PERSIST, progress_log_cb, &pl);
+		event_add(pl.ev, &tv);
+	}
 	add_signals(base, sw, sigs);
 	swarm_start(sw);
 	event_base_dispatch(base);
 	if (show_progress)
 		progress_draw(&pr, 1);
+	if (pl.f != NULL)
+		progress_log_write(&pl);
 	rc = swarm_result(sw) == 0 ? 0 : 1;
 	{
 		const struct swarm_stats *st = swarm_stats(sw);
@@ -911,6 +1009,10 @@ static int cmd_fetch(int argc, char **argv)
 	}
 out_swarm:
 	nbd_server_free(ex.srv);
+	if (pl.ev)
+		event_free(pl.ev);
+	if (pl.f)
+		fclose(pl.f);
 	if (pr.ev)
 		event_free(pr.ev);
 	for (int i = 0; i < 2; i++)

@@ -484,3 +484,15 @@ int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_recei
 	memcpy(rc->sig, in + RC_SIG, VCRYPTO_SIG_LEN);
 	return 0;
 }
+
+void manifest_infohash(const uint8_t id[MANIFEST_ID_LEN], uint8_t out[MANIFEST_INFOHASH_LEN])
+{
+	static const char domain[] = MANIFEST_INFOHASH_DOMAIN;
+	uint8_t msg[sizeof(domain) - 1 + MANIFEST_ID_LEN];
+	uint8_t h[VCRYPTO_HASH_LEN];
+
+	memcpy(msg, domain, sizeof(domain) - 1);
+	memcpy(msg + sizeof(domain) - 1, id, MANIFEST_ID_LEN);
+	vcrypto_hash(h, msg, sizeof(msg));
+	memcpy(out, h, MANIFEST_INFOHASH_LEN);
+}

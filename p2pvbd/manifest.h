@@ -121,4 +121,13 @@ void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANI
 /* Structure and signature; 0 or -1. */
 int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_receipt *rc);
 
+/*
+ * The BitTorrent info_hash under which a volume's peers meet at a tracker:
+ * the first 20 bytes of BLAKE2b-256("p2pvbd-infohash-v1" || volume id).
+ * Needs vcrypto_init() first.
+ */
+#define MANIFEST_INFOHASH_LEN    20
+#define MANIFEST_INFOHASH_DOMAIN "p2pvbd-infohash-v1"
+void manifest_infohash(const uint8_t id[MANIFEST_ID_LEN], uint8_t out[MANIFEST_INFOHASH_LEN]);
+
 #endif

@@ -19,11 +19,24 @@
 
 #include "peer.h"
 #include "store.h"
+#include "tclient.h"
 #include "util.h"
 #include "workq.h"
 
 /* Longest wait between reconnection attempts to a peer address, seconds. */
 #define SWARM_BACKOFF_MAX_S 16
+/*
+ * Peer addresses remembered (from the URI and from trackers). A tracker
+ * hands out 50 per announce; a few hundred cover every site of a large
+ * migration while keeping the table a few hundred KiB.
+ */
+#define SWARM_ADDRS_MAX 256
+/* Outgoing connections at once: enough for a full mesh of a 32-host swarm. */
+#define SWARM_CONNECT_MAX 32
+/* All connections at once (ours and accepted); beyond it, new ones are refused. */
+#define SWARM_PEERS_MAX 64
+/* A learned address that failed this many times in a row is forgotten. */
+#define SWARM_LEARNED_TRIES 5
 /* Most chunks being assembled at once (all peers together). */
 #define SWARM_XFER_MAX 256
 /*
@@ -60,13 +73,17 @@ struct speer {
 	struct speer *next;
 };
 
-/* A peer address from the URI, and how connecting to it goes. */
+/* A peer address (from the URI or a tracker), and how connecting to it goes. */
 struct addr {
 	struct uri_peer where;
 	struct speer *sp; /* connected or connecting */
-	int dead;         /* fatal failure: never retried */
+	int dead;         /* fatal failure, or ourselves: never retried */
+	int learned;      /* from a tracker: forgotten after SWARM_LEARNED_TRIES failures */
+	int fails;        /* failures in a row */
 	int backoff_s;
 	uint64_t next_try_ns;
+	int have_identity; /* it authenticated once: identity is its key */
+	uint8_t identity[VCRYPTO_PK_LEN];
 	char last_error[160];
 };
 
@@ -96,8 +113,16 @@ struct swarm {
 	struct peer_ops ops;
 	struct evconnlistener *listener;
 	struct speer *peers;
+	int npeers; /* in the list, connecting or connected */
 	struct addr *addrs;
-	int naddrs;
+	int naddrs, addrs_cap;
+	struct tclient **trackers;
+	int ntrackers;
+	uint16_t listen_port; /* 0 if not listening */
+	uint8_t peer_id[20];  /* ours at the trackers */
+	uint8_t receipt_blob[MANIFEST_RECEIPT_LEN];
+	int receipt_made;
+	int tracker_acked; /* a tracker kept our receipt */
 	struct event *tick; /* reconnects, commits, give-up check */
 	struct swarm_stats st;
 	int result; /* 0 running/ok, -1 failed */
@@ -407,51 +432,61 @@ static void serve_page(struct speer *sp, uint32_t page)
 	peer_send(sp->p, &m);
 }
 
-static void serve_receipt(struct speer *sp, const struct wire_msg *m)
+/*
+ * Check a receipt (from a peer, or relayed by a tracker: `via` names it) and
+ * count its signer once. NULL if it was good, else why not.
+ */
+static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len,
+                                const char *via)
 {
-	struct swarm *sw = sp->sw;
-	struct wire_msg ack = {.type = WIRE_RECEIPT_ACK};
 	struct manifest_receipt rc;
 	const struct manifest_root *r = swarm_root(sw);
 	char who[2 * VCRYPTO_PK_LEN + 1];
-	const char *why = NULL;
-
-	if (manifest_receipt_decode(m->u.blob.data, m->u.blob.len, &rc) != 0)
-		why = "malformed or badly signed receipt";
-	else if (memcmp(rc.volume_id, r->volume_id, MANIFEST_ID_LEN) != 0)
-		why = "receipt for another volume";
-	else if (rc.generation != r->generation || memcmp(rc.root_hash, r->root_hash, 32) != 0)
-		why = "receipt for another generation of the volume";
-	if (why != NULL) {
-		log_warn("peer %s: %s", sp->p->name, why);
-		ack.u.error.code = WIRE_E_BAD_RECEIPT;
-		ack.u.error.text = why;
-		ack.u.error.text_len = (uint16_t)strlen(why);
-		peer_send(sp->p, &ack);
-		return;
-	}
-	hex_encode(rc.signer, VCRYPTO_PK_LEN, who);
-	/* Count distinct signers: a list is fine, N is small. */
 	int known = 0;
 
+	if (manifest_receipt_decode(blob, len, &rc) != 0)
+		return "malformed or badly signed receipt";
+	if (memcmp(rc.volume_id, r->volume_id, MANIFEST_ID_LEN) != 0)
+		return "receipt for another volume";
+	if (rc.generation != r->generation || memcmp(rc.root_hash, r->root_hash, 32) != 0)
+		return "receipt for another generation of the volume";
+	/* Count distinct signers: a list is fine, N is small. */
 	for (uint64_t i = 0; i < sw->nsigners; i++)
 		if (memcmp(sw->signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
 			known = 1;
-	if (!known) {
-		sw->signers =
-		    xrealloc(sw->signers, (size_t)(sw->nsigners + 1) * sizeof(*sw->signers));
-		memcpy(sw->signers[sw->nsigners++], rc.signer, VCRYPTO_PK_LEN);
-		sw->st.receipts = sw->nsigners;
-	}
-	log_info("receipt from %s (peer %s): holds generation %llu complete%s", who, sp->p->name,
-	         (unsigned long long)rc.generation, known ? " (again)" : "");
-	peer_send(sp->p, &ack);
+	if (known)
+		return NULL; /* seen before, directly or through a tracker */
+	sw->signers = xrealloc(sw->signers, (size_t)(sw->nsigners + 1) * sizeof(*sw->signers));
+	memcpy(sw->signers[sw->nsigners++], rc.signer, VCRYPTO_PK_LEN);
+	sw->st.receipts = sw->nsigners;
+	hex_encode(rc.signer, VCRYPTO_PK_LEN, who);
+	log_info("receipt from %s (%s): holds generation %llu complete", who, via,
+	         (unsigned long long)rc.generation);
 	if (sw->o.exit_after_receipts > 0 &&
 	    sw->st.receipts >= (uint64_t)sw->o.exit_after_receipts) {
 		log_info("%llu receipts received: the source's data is no longer needed",
 		         (unsigned long long)sw->st.receipts);
 		swarm_finish(sw, 0);
 	}
+	return NULL;
+}
+
+static void serve_receipt(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	struct wire_msg ack = {.type = WIRE_RECEIPT_ACK};
+	char via[100];
+	const char *why;
+
+	snprintf(via, sizeof(via), "peer %s", sp->p->name);
+	why = receipt_take(sw, m->u.blob.data, m->u.blob.len, via);
+	if (why != NULL) {
+		log_warn("peer %s: %s", sp->p->name, why);
+		ack.u.error.code = WIRE_E_BAD_RECEIPT;
+		ack.u.error.text = why;
+		ack.u.error.text_len = (uint16_t)strlen(why);
+	}
+	peer_send(sp->p, &ack);
 }
 
 /* ---- Fetching --------------------------------------------------------- */
@@ -1177,21 +1212,31 @@ static void swarm_schedule(struct swarm *sw)
 	swarm_check_complete(sw);
 }
 
-static void send_receipt(struct swarm *sw)
+/* Our signed receipt for the current generation, made once. */
+static const uint8_t *receipt_blob(struct swarm *sw)
 {
 	struct manifest_receipt rc;
-	uint8_t blob[MANIFEST_RECEIPT_LEN];
+
+	if (!sw->receipt_made) {
+		memset(&rc, 0, sizeof(rc));
+		memcpy(rc.volume_id, sw->root.volume_id, MANIFEST_ID_LEN);
+		rc.generation = sw->root.generation;
+		memcpy(rc.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN);
+		rc.timestamp = (uint64_t)time(NULL);
+		manifest_receipt_sign(&rc, sw->o.identity);
+		manifest_receipt_encode(&rc, sw->receipt_blob);
+		sw->receipt_made = 1;
+	}
+	return sw->receipt_blob;
+}
+
+/* Send the receipt to the source, if connected (trackers get it in swarm_check_complete). */
+static void send_receipt(struct swarm *sw)
+{
 	struct wire_msg m = {.type = WIRE_RECEIPT};
 
-	memset(&rc, 0, sizeof(rc));
-	memcpy(rc.volume_id, sw->root.volume_id, MANIFEST_ID_LEN);
-	rc.generation = sw->root.generation;
-	memcpy(rc.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN);
-	rc.timestamp = (uint64_t)time(NULL);
-	manifest_receipt_sign(&rc, sw->o.identity);
-	manifest_receipt_encode(&rc, blob);
-	m.u.blob.data = blob;
-	m.u.blob.len = sizeof(blob);
+	m.u.blob.data = receipt_blob(sw);
+	m.u.blob.len = MANIFEST_RECEIPT_LEN;
 	for (struct speer *sp = sw->peers; sp; sp = sp->next)
 		if (sp->p->state == PEER_READY && sp->p->is_source && peer_send(sp->p, &m) == 0) {
 			sw->receipt_sent = 1;
@@ -1217,6 +1262,10 @@ static void swarm_check_complete(struct swarm *sw)
 	         (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
 	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * 1000000000u;
 	send_receipt(sw);
+	for (int i = 0; i < sw->ntrackers; i++) {
+		tclient_completed(sw->trackers[i]);
+		tclient_post_receipt(sw->trackers[i], receipt_blob(sw));
+	}
 }
 
 /* ---- Peers ------------------------------------------------------------ */
@@ -1230,6 +1279,7 @@ static struct speer *speer_new(struct swarm *sw, int addr)
 	sp->id = ++sw->next_speer_id;
 	sp->next = sw->peers;
 	sw->peers = sp;
+	sw->npeers++;
 	return sp;
 }
 
@@ -1238,10 +1288,51 @@ static void speer_unlink_free(struct swarm *sw, struct speer *sp)
 	for (struct speer **pp = &sw->peers; *pp; pp = &(*pp)->next)
 		if (*pp == sp) {
 			*pp = sp->next;
+			sw->npeers--;
 			break;
 		}
 	free(sp->have);
 	free(sp);
+}
+
+/* A READY peer other than sp that authenticated with key id, or NULL. */
+static struct speer *peer_with_identity(struct swarm *sw, const uint8_t *id, const struct speer *sp)
+{
+	for (struct speer *o = sw->peers; o; o = o->next)
+		if (o != sp && o->p->state == PEER_READY &&
+		    memcmp(o->p->identity, id, VCRYPTO_PK_LEN) == 0)
+			return o;
+	return NULL;
+}
+
+/*
+ * Two processes may connect to each other at once, or reach each other by two
+ * addresses (the URI's and a tracker's): keep one connection per pair. Both
+ * ends decide alike: the one opened by the side with the smaller key stays.
+ * Returns 1 if sp was closed (a duplicate, or ourselves).
+ */
+static int drop_duplicate(struct swarm *sw, struct speer *sp)
+{
+	struct peer *p = sp->p;
+	struct speer *o;
+	int mine_smaller;
+
+	if (memcmp(p->identity, sw->o.identity->pk, VCRYPTO_PK_LEN) == 0) {
+		if (sp->addr >= 0)
+			sw->addrs[sp->addr].dead = 1;
+		peer_close(p, "this is ourselves");
+		return 1;
+	}
+	o = peer_with_identity(sw, p->identity, sp);
+	if (o == NULL)
+		return 0;
+	mine_smaller = memcmp(sw->o.identity->pk, p->identity, VCRYPTO_PK_LEN) < 0;
+	if (p->initiator == mine_smaller) {
+		peer_close(o->p, "duplicate connection");
+		return 0;
+	}
+	peer_close(p, "duplicate connection");
+	return 1;
 }
 
 static void on_ready(struct peer *p)
@@ -1249,9 +1340,17 @@ static void on_ready(struct peer *p)
 	struct speer *sp = p->owner;
 	struct wire_msg m = {.type = WIRE_GET_ROOT};
 
+	if (sp->addr >= 0) {
+		struct addr *a = &sp->sw->addrs[sp->addr];
+
+		a->backoff_s = 0;
+		a->fails = 0;
+		a->have_identity = 1;
+		memcpy(a->identity, p->identity, VCRYPTO_PK_LEN);
+	}
+	if (drop_duplicate(sp->sw, sp))
+		return;
 	log_info("peer %s: connected%s", p->name, p->is_source ? " (source)" : "");
-	if (sp->addr >= 0)
-		sp->sw->addrs[sp->addr].backoff_s = 0;
 	if (sp->sw->o.role == SWARM_FETCH) {
 		peer_send(p, &m);
 		if (sp->sw->complete && !sp->sw->receipt_sent)
@@ -1361,7 +1460,7 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 
 		a->sp = NULL;
 		snprintf(a->last_error, sizeof(a->last_error), "%s", reason);
-		if (fatal_err)
+		if (fatal_err || (a->learned && ++a->fails >= SWARM_LEARNED_TRIES))
 			a->dead = 1;
 		a->backoff_s = a->backoff_s ? a->backoff_s * 2 : 1;
 		if (a->backoff_s > SWARM_BACKOFF_MAX_S)
@@ -1410,9 +1509,15 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       void *arg)
 {
 	struct swarm *sw = arg;
-	struct speer *sp = speer_new(sw, -1);
+	struct speer *sp;
 
 	(void)l;
+	if (sw->npeers >= SWARM_PEERS_MAX || sw->finished) {
+		log_debug("refusing a connection: %d peers already", sw->npeers);
+		evutil_closesocket(fd);
+		return;
+	}
+	sp = speer_new(sw, -1);
 	sp->p = peer_accept(&sw->ctx, fd, sa, salen, sp);
 	if (sp->p == NULL)
 		speer_unlink_free(sw, sp);
@@ -1422,7 +1527,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct swarm *sw = arg;
 	uint64_t now = now_ns();
-	int alive = 0;
+	int alive = 0, outgoing = 0;
 
 	(void)fd;
 	(void)what;
@@ -1433,21 +1538,31 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 	if (sw->store.npending > 0 &&
 	    now - sw->last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * 1000000u)
 		swarm_commit(sw);
+	for (int i = 0; i < sw->naddrs; i++)
+		outgoing += sw->addrs[i].sp != NULL;
 	for (int i = 0; i < sw->naddrs; i++) {
 		struct addr *a = &sw->addrs[i];
 
 		if (a->dead)
 			continue;
 		alive++;
-		if (a->sp == NULL && now >= a->next_try_ns)
-			swarm_connect(sw, i);
+		if (a->sp != NULL || now < a->next_try_ns)
+			continue;
+		/* Already connected to that process, by its own connection to us. */
+		if (a->have_identity && peer_with_identity(sw, a->identity, NULL) != NULL)
+			continue;
+		if (outgoing >= SWARM_CONNECT_MAX || sw->npeers >= SWARM_PEERS_MAX)
+			break;
+		swarm_connect(sw, i);
+		outgoing++;
 	}
 	if (sw->complete) {
 		if (!sw->receipt_sent)
 			send_receipt(sw);
 		if (now >= sw->receipt_deadline_ns && !sw->st.receipt_acked &&
 		    !sw->receipt_warned) {
-			log_warn("the source did not acknowledge our receipt within %d s",
+			log_warn("neither the source nor a tracker acknowledged our receipt "
+			         "within %d s",
 			         SWARM_RECEIPT_WAIT_S);
 			sw->receipt_warned = 1;
 			if (!sw->keep_running)
@@ -1455,7 +1570,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
-	if (alive == 0) {
+	if (alive == 0 && sw->ntrackers == 0) {
 		log_error("no usable peer left; last errors:");
 		for (int i = 0; i < sw->naddrs; i++)
 			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
@@ -1472,6 +1587,120 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		swarm_finish(sw, -1);
 	}
 }
+
+/* ---- Trackers --------------------------------------------------------- */
+
+/* Remember a peer address; forgets dead learned ones to make room. 0, or -1 if full. */
+static int addr_add(struct swarm *sw, const struct uri_peer *where, int learned)
+{
+	for (int i = 0; i < sw->naddrs; i++)
+		if (sw->addrs[i].where.port == where->port &&
+		    strcmp(sw->addrs[i].where.host, where->host) == 0)
+			return 0;
+	if (sw->naddrs >= SWARM_ADDRS_MAX) {
+		/* Compact: drop learned addresses that are dead and not in use. */
+		int j = 0;
+
+		for (int i = 0; i < sw->naddrs; i++) {
+			struct addr *a = &sw->addrs[i];
+
+			if (a->learned && a->dead && a->sp == NULL)
+				continue;
+			if (j != i) {
+				sw->addrs[j] = *a;
+				if (a->sp != NULL)
+					a->sp->addr = j;
+			}
+			j++;
+		}
+		sw->naddrs = j;
+		if (sw->naddrs >= SWARM_ADDRS_MAX)
+			return -1;
+	}
+	if (sw->naddrs == sw->addrs_cap) {
+		sw->addrs_cap = sw->addrs_cap ? 2 * sw->addrs_cap : 16;
+		sw->addrs = xrealloc(sw->addrs, (size_t)sw->addrs_cap * sizeof(*sw->addrs));
+	}
+	memset(&sw->addrs[sw->naddrs], 0, sizeof(sw->addrs[0]));
+	sw->addrs[sw->naddrs].where = *where;
+	sw->addrs[sw->naddrs].learned = learned;
+	sw->naddrs++;
+	return 0;
+}
+
+static void tracker_peers(void *arg, const struct treply_peer *peers, int n)
+{
+	struct swarm *sw = arg;
+	int added = 0;
+
+	if (sw->o.role != SWARM_FETCH || sw->finished)
+		return; /* the source only serves: destinations come to it */
+	for (int i = 0; i < n; i++) {
+		struct uri_peer w;
+		int before = sw->naddrs;
+
+		memset(&w, 0, sizeof(w));
+		if (inet_ntop(peers[i].family == 4 ? AF_INET : AF_INET6, peers[i].addr, w.host,
+		              sizeof(w.host)) == NULL)
+			continue;
+		w.port = peers[i].port;
+		if (addr_add(sw, &w, 1) != 0)
+			break;
+		added += sw->naddrs > before;
+	}
+	if (added > 0)
+		log_info("trackers: %d new peer address%s (%d known)", added, added == 1 ? "" : "es",
+		         sw->naddrs);
+}
+
+static void tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_t *left)
+{
+	struct swarm *sw = arg;
+	uint64_t done, total;
+
+	*up = sw->st.bytes_served;
+	*down = sw->st.bytes_fetched;
+	swarm_progress(sw, &done, &total);
+	if (sw->o.role == SWARM_SEED || sw->complete)
+		*left = 0;
+	else
+		*left = total ? total - done : 1; /* unknown yet, but not complete */
+}
+
+static void tracker_receipts(void *arg, const uint8_t *blob, size_t len)
+{
+	struct swarm *sw = arg;
+
+	if (len % MANIFEST_RECEIPT_LEN != 0) {
+		log_warn("a tracker sent receipts of a bad length (%zu bytes)", len);
+		return;
+	}
+	for (size_t off = 0; off < len && !sw->finished; off += MANIFEST_RECEIPT_LEN) {
+		const char *why = receipt_take(sw, blob + off, MANIFEST_RECEIPT_LEN, "via a tracker");
+
+		if (why != NULL)
+			log_debug("a tracker relayed a receipt we do not count: %s", why);
+	}
+}
+
+static void tracker_receipt_posted(void *arg, int ok)
+{
+	struct swarm *sw = arg;
+
+	if (!ok || sw->finished)
+		return;
+	sw->st.receipt_acked = 1;
+	sw->st.receipt_via_tracker = 1;
+	if (sw->complete && !sw->keep_running)
+		swarm_finish(sw, 0);
+}
+
+static const struct tclient_ops tracker_ops = {
+    .on_peers = tracker_peers,
+    .counters = tracker_counters,
+    .on_receipts = tracker_receipts,
+    .on_receipt_posted = tracker_receipt_posted,
+};
 
 struct swarm *swarm_new(const struct swarm_opts *o)
 {
@@ -1518,11 +1747,12 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		sw->syncq = workq_new(o->base, 1, "sync");
 		if (sw->verifyq == NULL || sw->syncq == NULL)
 			fatal("cannot start worker threads");
-		sw->naddrs = o->npeers;
-		sw->addrs = xcalloc((size_t)(o->npeers ? o->npeers : 1), sizeof(*sw->addrs));
 		for (int i = 0; i < o->npeers; i++)
-			sw->addrs[i].where = o->peers[i];
+			addr_add(sw, &o->peers[i], 0);
 	}
+	/* A BitTorrent-style peer id: client tag, then random bytes. */
+	memcpy(sw->peer_id, "-PV0100-", 8);
+	vcrypto_random(sw->peer_id + 8, sizeof(sw->peer_id) - 8);
 	sw->last_progress_ns = now_ns();
 	sw->tick = event_new(o->base, -1, EV_PERSIST, swarm_tick, sw);
 	event_add(sw->tick, &tick);
@@ -1559,15 +1789,33 @@ int swarm_listen(struct swarm *sw, const char *host, uint16_t port, uint16_t *bo
 	sslen = sizeof(ss);
 	getsockname(evconnlistener_get_fd(sw->listener), (struct sockaddr *)&ss, &sslen);
 	*bound = ntohs(ss.ss_family == AF_INET6 ? s6->sin6_port : s4->sin_port);
+	sw->listen_port = *bound;
 	return 0;
 }
 
 void swarm_start(struct swarm *sw)
 {
-	for (int i = 0; i < sw->naddrs; i++)
+	if (sw->o.ntrackers > 0) {
+		sw->trackers = xcalloc((size_t)sw->o.ntrackers, sizeof(*sw->trackers));
+		for (int i = 0; i < sw->o.ntrackers; i++) {
+			struct tclient *t = tclient_new(sw->o.base, sw->ctx.dns, sw->o.trackers[i],
+			                                sw->o.volume_id, sw->peer_id,
+			                                sw->listen_port, &tracker_ops, sw);
+
+			if (t == NULL)
+				continue; /* logged; the other trackers and peers may do */
+			sw->trackers[sw->ntrackers++] = t;
+			tclient_start(t);
+			if (sw->o.role == SWARM_SEED && sw->o.exit_after_receipts > 0)
+				tclient_poll_receipts(t, 1);
+		}
+	}
+	if (sw->o.role != SWARM_FETCH)
+		return;
+	for (int i = 0; i < sw->naddrs && i < SWARM_CONNECT_MAX; i++)
 		swarm_connect(sw, i);
-	if (sw->o.role == SWARM_FETCH && sw->naddrs == 0) {
-		log_error("the URI names no peer to fetch from");
+	if (sw->naddrs == 0 && sw->ntrackers == 0) {
+		log_error("the URI names no peer and no usable tracker to fetch from");
 		swarm_finish(sw, -1);
 	}
 }
@@ -1759,6 +2007,9 @@ void swarm_free(struct swarm *sw)
 		w->fn(w->arg, -1);
 		free(w);
 	}
+	for (int i = 0; i < sw->ntrackers; i++)
+		tclient_free(sw->trackers[i]);
+	free(sw->trackers);
 	/* Let the deferred frees of the peers run. */
 	event_base_loop(sw->o.base, EVLOOP_NONBLOCK);
 	if (sw->listener)

@@ -48,7 +48,8 @@ struct swarm_stats {
 	uint64_t bytes_from_peers; /* of bytes_fetched, from peers other than the source */
 	uint64_t bytes_served;
 	uint64_t receipts; /* distinct valid receipts (seed) */
-	int receipt_acked; /* fetch: the source accepted our receipt */
+	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
+	int receipt_via_tracker; /* fetch: a tracker did */
 };
 
 struct swarm_opts {
@@ -60,6 +61,9 @@ struct swarm_opts {
 	uint8_t join_secret[32];
 	int timeout_s;
 	uint64_t upload_rate; /* bytes/s, 0 = unlimited */
+	/* Trackers to announce to (http:// announce URLs; borrowed). */
+	const char *const *trackers;
+	int ntrackers;
 
 	/* SWARM_SEED: the signed manifest (borrowed) and the image it describes. */
 	const struct manifest *manifest;
@@ -74,6 +78,8 @@ struct swarm_opts {
 	int give_up_s; /* fail if no progress is possible for this long */
 	int no_boost;  /* faults get no priority (the benchmark's control) */
 	int lazy;      /* fetch only what the local VM reads: no background transfer */
+	/* An older copy of the image: chunks whose hash matches are taken from it. */
+	const char *basis_path;
 };
 
 struct swarm;
@@ -85,7 +91,10 @@ void swarm_free(struct swarm *s);
 /* Listen for peers on host:port (port 0: any); the bound port goes to *bound. */
 int swarm_listen(struct swarm *s, const char *host, uint16_t port, uint16_t *bound);
 
-/* Start connecting to the configured peers (fetch). */
+/*
+ * Start: announce to the trackers (both roles; after swarm_listen, whose
+ * port they are told) and connect to the configured peers (fetch).
+ */
 void swarm_start(struct swarm *s);
 
 /*

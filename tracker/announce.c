@@ -453,15 +453,3 @@ void announce_encode_scrape(struct announce_benc *b, struct announce_scrape_entr
 	announce_benc_end(b);
 	announce_benc_end(b);
 }
-
-void announce_infohash_of_volume(const uint8_t id[ANNOUNCE_ID_LEN], uint8_t out[ANNOUNCE_HASH_LEN])
-{
-	static const char domain[] = ANNOUNCE_INFOHASH_DOMAIN;
-	uint8_t msg[sizeof(domain) - 1 + ANNOUNCE_ID_LEN];
-	uint8_t h[VCRYPTO_HASH_LEN];
-
-	memcpy(msg, domain, sizeof(domain) - 1);
-	memcpy(msg + sizeof(domain) - 1, id, ANNOUNCE_ID_LEN);
-	vcrypto_hash(h, msg, sizeof(msg));
-	memcpy(out, h, ANNOUNCE_HASH_LEN);
-}

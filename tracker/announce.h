@@ -123,12 +123,4 @@ struct announce_scrape_entry {
  */
 void announce_encode_scrape(struct announce_benc *b, struct announce_scrape_entry *e, size_t n);
 
-/*
- * The BitTorrent info_hash of a p2pvbd volume: the first 20 bytes of
- * BLAKE2b-256("p2pvbd-infohash-v1" || volume id). Shared with the p2pvbd
- * client, so that both find the same swarm. Needs vcrypto_init() first.
- */
-#define ANNOUNCE_INFOHASH_DOMAIN "p2pvbd-infohash-v1"
-void announce_infohash_of_volume(const uint8_t id[ANNOUNCE_ID_LEN], uint8_t out[ANNOUNCE_HASH_LEN]);
-
 #endif

@@ -62,6 +62,8 @@ static const char usage_text[] =
     "                  first 1000 swarms.\n"
     "  POST /receipt   a p2pvbd completion receipt (168 bytes); its signature is\n"
     "                  verified and it is kept (4096 in all, 256 per volume).\n"
+    "  GET /receipts   ?volume=<32 hex digits>: that volume's receipts, bencoded\n"
+    "                  (d8:receipts<168 bytes each>e), for its source.\n"
     "  GET /status     swarms, peers and receipts as JSON (peers: 2000 at most).\n"
     "\n"
     "A p2pvbd volume's info_hash is the first 20 bytes of\n"
@@ -305,6 +307,45 @@ static void status_peers(struct evbuffer *o, const struct tracker_swarm *s, uint
 	evbuffer_add_printf(o, "]");
 }
 
+/*
+ * GET /receipts?volume=<32 hex digits>: the receipts kept for a volume, for
+ * its source (seed --exit-after-receipts), as d8:receipts<168n bytes>e. The
+ * source verifies every one itself; the tracker is not trusted with them.
+ */
+static void handle_receipts(struct server *sv, struct evhttp_request *req, const char *query)
+{
+	static const char key[] = "volume=";
+	const char *v = strstr(query, key);
+	uint8_t id[MANIFEST_ID_LEN];
+	struct announce_benc b;
+	uint8_t *buf, *all;
+	size_t cap, n = 0;
+
+	if (v == NULL || (v != query && v[-1] != '&') ||
+	    hex_decode(v + sizeof(key) - 1, strcspn(v + sizeof(key) - 1, "&"), id, sizeof(id)) !=
+	        0) {
+		reply_failure(req, 400, "receipts needs volume=<32 hex digits>");
+		return;
+	}
+	all = xmalloc((size_t)TRACKER_MAX_RECEIPTS_VOL * MANIFEST_RECEIPT_LEN);
+	for (unsigned i = 0; i < sv->tracker->nreceipt && n < TRACKER_MAX_RECEIPTS_VOL; i++)
+		if (memcmp(sv->tracker->receipt[i].rc.volume_id, id, MANIFEST_ID_LEN) == 0)
+			manifest_receipt_encode(&sv->tracker->receipt[i].rc,
+			                        all + MANIFEST_RECEIPT_LEN * n++);
+	cap = 64 + n * MANIFEST_RECEIPT_LEN;
+	buf = xmalloc(cap);
+	announce_benc_init(&b, buf, cap);
+	announce_benc_dict(&b);
+	announce_benc_cstr(&b, "receipts");
+	announce_benc_str(&b, all, n * MANIFEST_RECEIPT_LEN);
+	announce_benc_end(&b);
+	if (b.overflow)
+		fatal("receipts reply does not fit its buffer");
+	reply(req, 200, "text/plain", buf, b.len);
+	free(buf);
+	free(all);
+}
+
 static void handle_status(struct server *sv, struct evhttp_request *req)
 {
 	const struct tracker *t = sv->tracker;
@@ -380,10 +421,13 @@ static void on_request(struct evhttp_request *req, void *arg)
 		handle_scrape(sv, req, query);
 	else if (strcmp(path, "/status") == 0 && get)
 		handle_status(sv, req);
+	else if (strcmp(path, "/receipts") == 0 && get)
+		handle_receipts(sv, req, query);
 	else if (strcmp(path, "/receipt") == 0 && cmd == EVHTTP_REQ_POST)
 		handle_receipt(sv, req);
 	else if (strcmp(path, "/announce") == 0 || strcmp(path, "/scrape") == 0 ||
-	         strcmp(path, "/status") == 0 || strcmp(path, "/receipt") == 0)
+	         strcmp(path, "/status") == 0 || strcmp(path, "/receipt") == 0 ||
+	         strcmp(path, "/receipts") == 0)
 		reply_failure(req, 405, "method not allowed");
 	else
 		reply_failure(req, 404, "not found (try /announce, /scrape, /status)");

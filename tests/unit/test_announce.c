@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "announce.h"
+#include "manifest.h"
 #include "tracker.h"
 #include "vcrypto.h"
 
@@ -306,11 +307,11 @@ Test(announce, infohash_of_volume)
 	memcpy(msg, "p2pvbd-infohash-v1", 18);
 	memcpy(msg + 18, id, 16);
 	crypto_generichash(h, sizeof(h), msg, sizeof(msg), NULL, 0);
-	announce_infohash_of_volume(id, got);
+	manifest_infohash(id, got);
 	cr_assert_arr_eq(got, h, 20);
 	memcpy(id2, id, 16);
 	id2[15] ^= 1;
-	announce_infohash_of_volume(id2, other);
+	manifest_infohash(id2, other);
 	cr_assert_arr_neq(got, other, 20);
 }
 
