@@ -589,6 +589,9 @@ int store_write(const struct store *s, uint32_t chunk, const void *data, size_t 
 void store_put_end(struct store *s, uint32_t chunk, uint64_t gen)
 {
 	pending_add(s, chunk, gen, STORE_PRESENT);
+	/* The state stays MISSING until the commit; the generation of the data
+	 * now in the image is known at once (store_gen_of, for serving it). */
+	s->rec[chunk] = gen << 8 | (s->rec[chunk] & 0xff);
 }
 
 int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len)

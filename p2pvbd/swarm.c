@@ -50,6 +50,25 @@
 #define SWARM_REPLY_OUT_MAX (4u * 1024u * 1024u)
 /* Most complete chunks waiting for (or in) verification; bounds their memory. */
 #define SWARM_VERIFY_MAX 64
+/*
+ * Background requests outstanding to one peer: what it delivers in
+ * SWARM_PIPELINE_MS at its measured rate, at least SWARM_INFLIGHT_MIN and at
+ * most SWARM_INFLIGHT_MAX. Deep enough to keep its link busy across a round
+ * trip; shallow, so that a slow peer holds few chunks and the rarest-first
+ * choice is made late, with fresh have-maps.
+ */
+#define SWARM_PIPELINE_MS  500
+#define SWARM_INFLIGHT_MIN (1024u * 1024u)
+/* How long a peer that answered BUSY (no upload slot for us) is left alone. */
+#define SWARM_BUSY_BACKOFF_MS 2000
+/*
+ * Upload slots: peers whose background requests this process serves at a
+ * time (urgent requests are always served). Others are answered BUSY and ask
+ * elsewhere. Every SWARM_SLOT_ROTATE_S the longest-held slot goes to a peer
+ * that was turned away, so that nobody starves.
+ */
+#define SWARM_UPLOAD_SLOTS  16
+#define SWARM_SLOT_ROTATE_S 10
 
 /* A queued upload request. */
 struct upreq {
@@ -68,6 +87,13 @@ struct speer {
 	int wants_root; /* it asked for our root before we had one */
 	int map_sent;   /* it has our have-map: tell it of new chunks with HAVE */
 	uint64_t inflight_bytes;
+	uint64_t rx_bytes;      /* piece bytes received since the last rate update */
+	double rate;            /* piece bytes/s from it, smoothed */
+	uint64_t busy_until_ns; /* it has no upload slot for us until then */
+	int slot;               /* we serve its background requests (an upload slot) */
+	uint64_t slot_since_ns;
+	uint64_t turned_away_ns; /* we answered BUSY (0: not waiting) */
+	uint64_t no_slot_until_ns; /* its slot was rotated away: none before then */
 	struct upreq upq[SWARM_UPQ_MAX];
 	int nupq;
 	struct speer *next;
@@ -146,8 +172,15 @@ struct swarm {
 	uint32_t next_page;  /* next page to ask for */
 	uint32_t pages_held; /* ASKED or LOADED */
 	uint32_t pages_done;
-	uint32_t *want; /* FIFO of chunks to fetch */
-	uint32_t want_head, want_tail, want_cap;
+	uint32_t *want; /* chunks to fetch, unordered (may hold settled ones, skipped) */
+	uint32_t nwant, want_cap;
+	uint8_t *holders;  /* per chunk: connected peers that have it (saturating) */
+	uint8_t *fetching; /* chunk bitmap: a transfer of it is in progress */
+	uint32_t want_dead; /* entries of want found settled: compacted when many */
+	uint64_t rng;       /* xorshift state: tie-breaks, not secrets */
+	int slots_used;
+	uint64_t last_rotate_ns;
+	uint64_t last_rate_ns;
 	struct xfer xfers[SWARM_XFER_MAX];
 	int nxfers;
 	uint64_t last_progress_ns;
@@ -160,10 +193,6 @@ struct swarm {
 	int committing;
 	uint64_t last_commit_ns;
 	uint64_t next_speer_id;
-	/* Chunks written since the last commit started, and those in the running
-	 * commit: once durable they are announced (HAVE) and served. */
-	uint32_t *put_list, nput, put_cap;
-	uint32_t *commit_list, ncommit, commit_cap;
 	int keep_running; /* an export is served: do not exit when complete */
 	int receipt_warned;
 
@@ -241,7 +270,8 @@ static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
 
 		return (e->flags & MANIFEST_F_ZERO) ? -1 : (int64_t)e->gen;
 	}
-	if (!sw->store_open || store_state_of(&sw->store, c) != STORE_PRESENT)
+	/* Verified and written (durable or not: a crash here loses only our copy). */
+	if (!sw->store_open || !bit_get(sw->serve_map, c))
 		return -1;
 	return (int64_t)store_gen_of(&sw->store, c);
 }
@@ -342,6 +372,11 @@ static void serve_pump(struct speer *sp)
 		}
 		sw->st.bytes_served += q.blk.length;
 	}
+	if (sp->nupq == 0 && sp->slot) {
+		/* Idle: the slot is free for another peer (it gets one back when free). */
+		sp->slot = 0;
+		sw->slots_used--;
+	}
 	if (sp->nupq < SWARM_UPQ_MAX / 2)
 		peer_resume_read(sp->p);
 }
@@ -372,6 +407,19 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	if ((uint64_t)gen != b->gen) {
 		reject(sp, b, WIRE_E_GENERATION);
 		return;
+	}
+	/* Background requests need an upload slot; faults are always served. */
+	if (!sp->slot && m->u.request.prio < WIRE_PRIO_URGENT) {
+		if (sw->slots_used >= SWARM_UPLOAD_SLOTS || now_ns() < sp->no_slot_until_ns) {
+			if (sp->turned_away_ns == 0)
+				sp->turned_away_ns = now_ns();
+			reject(sp, b, WIRE_E_BUSY);
+			return;
+		}
+		sp->slot = 1;
+		sp->slot_since_ns = now_ns();
+		sp->turned_away_ns = 0;
+		sw->slots_used++;
 	}
 	/* The same block asked again at a higher priority (a fault at the other
 	 * end): move the queued request up instead of sending the block twice. */
@@ -491,22 +539,42 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 
 /* ---- Fetching --------------------------------------------------------- */
 
+/* A number in [0, n) (n > 0), for spreading choices; not for secrets. */
+static uint32_t rand_below(struct swarm *sw, uint32_t n)
+{
+	sw->rng ^= sw->rng << 13;
+	sw->rng ^= sw->rng >> 7;
+	sw->rng ^= sw->rng << 17;
+	return (uint32_t)((sw->rng >> 11) % n);
+}
+
 static void want_push(struct swarm *sw, uint32_t c)
 {
-	if (sw->want_tail == sw->want_cap) {
-		/* Compact first; grow only if the FIFO is really full. */
-		if (sw->want_head > 0) {
-			memmove(sw->want, sw->want + sw->want_head,
-			        (sw->want_tail - sw->want_head) * sizeof(uint32_t));
-			sw->want_tail -= sw->want_head;
-			sw->want_head = 0;
-		}
-		if (sw->want_tail == sw->want_cap) {
-			sw->want_cap = sw->want_cap ? 2 * sw->want_cap : 1024;
-			sw->want = xrealloc(sw->want, sw->want_cap * sizeof(uint32_t));
-		}
+	if (sw->nwant == sw->want_cap) {
+		sw->want_cap = sw->want_cap ? 2 * sw->want_cap : 1024;
+		sw->want = xrealloc(sw->want, sw->want_cap * sizeof(uint32_t));
 	}
-	sw->want[sw->want_tail++] = c;
+	sw->want[sw->nwant++] = c;
+}
+
+/* Peer sp has chunk c (from its have-map or a HAVE). */
+static void have_set(struct swarm *sw, struct speer *sp, uint32_t c)
+{
+	if (bit_get(sp->have, c))
+		return;
+	bit_set(sp->have, c);
+	if (sw->holders[c] < UINT8_MAX)
+		sw->holders[c]++;
+}
+
+/* sp is gone or said it lacks c after all. */
+static void have_clear(struct swarm *sw, struct speer *sp, uint32_t c)
+{
+	if (!bit_get(sp->have, c))
+		return;
+	bit_clear(sp->have, c);
+	if (sw->holders[c] > 0)
+		sw->holders[c]--;
 }
 
 static const struct manifest_entry *entry_of(const struct swarm *sw, uint32_t c)
@@ -548,6 +616,8 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->fetching = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->holders = xcalloc(sw->root.chunk_count, 1);
 	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 	for (struct speer *o = sw->peers; o; o = o->next)
@@ -616,8 +686,25 @@ static void fetch_have_map(struct speer *sp, const struct wire_msg *m)
 	}
 	for (uint32_t i = 0; i < count; i++)
 		if (bit_get(m->u.have_map.bits, i))
-			bit_set(sp->have, first + i);
+			have_set(sw, sp, first + i);
 	swarm_schedule(sw);
+}
+
+/*
+ * Chunk c (generation gen) is verified and in the image: serve it, and tell
+ * the peers that have our have-map. Once written it can be served: other
+ * destinations need not wait for our fdatasync.
+ */
+static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen)
+{
+	struct wire_msg m = {.type = WIRE_HAVE};
+
+	bit_set(sw->serve_map, c);
+	m.u.have.chunk = c;
+	m.u.have.gen = gen;
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp->map_sent && sp->p->state == PEER_READY)
+			peer_send(sp->p, &m);
 }
 
 /* Chunk c can be read from the image now: tell the export. */
@@ -684,7 +771,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 			chunk_now_available(sw, c);
 		} else if (s == STORE_PRESENT && g == e[i].gen) {
 			sw->st.chunks_resumed++;
-			bit_set(sw->serve_map, c);
+			serve_add(sw, c, g);
 			chunk_now_available(sw, c);
 		} else {
 			want_push(sw, c);
@@ -715,12 +802,26 @@ static struct xfer *xfer_find(struct swarm *sw, uint32_t chunk, const struct spe
 	return NULL;
 }
 
+/* Take x's missing blocks off its peer's in-flight count. */
+static void xfer_uncount(struct speer *sp, const struct xfer *x)
+{
+	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK)
+		if (x->blocks_missing & (1ull << (off / SWARM_BLOCK)))
+			sp->inflight_bytes -= x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+}
+
+static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk);
+
 static void xfer_drop(struct swarm *sw, struct xfer *x, int requeue)
 {
+	uint32_t c = x->chunk;
+
 	if (requeue)
-		want_push(sw, x->chunk);
+		want_push(sw, c);
 	free(x->buf);
 	*x = sw->xfers[--sw->nxfers];
+	if (xfer_any(sw, c) == NULL)
+		bit_clear(sw->fetching, c);
 }
 
 static uint32_t block_count(uint32_t len)
@@ -741,7 +842,7 @@ static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk)
 static int chunk_settled_or_busy(struct swarm *sw, uint32_t c)
 {
 	return bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c) ||
-	       xfer_any(sw, c) != NULL;
+	       bit_get(sw->fetching, c);
 }
 
 /* Request all blocks of chunk c from sp at priority prio. */
@@ -758,6 +859,7 @@ static void xfer_start(struct swarm *sw, struct speer *sp, uint32_t c, uint8_t p
 	x->prio = prio;
 	x->blocks_missing =
 	    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
+	bit_set(sw->fetching, c);
 	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
 		struct wire_msg m = {.type = WIRE_REQUEST};
 
@@ -813,15 +915,11 @@ static void verify_done(void *arg)
 	if (j->result == 0) {
 		store_put_end(&sw->store, j->chunk, j->gen);
 		chunk_now_available(sw, j->chunk);
+		serve_add(sw, j->chunk, j->gen);
 		sw->st.chunks_fetched++;
 		sw->st.bytes_fetched += j->len;
 		if (!j->from_source)
 			sw->st.bytes_from_peers += j->len;
-		if (sw->nput == sw->put_cap) {
-			sw->put_cap = sw->put_cap ? 2 * sw->put_cap : 256;
-			sw->put_list = xrealloc(sw->put_list, sw->put_cap * sizeof(uint32_t));
-		}
-		sw->put_list[sw->nput++] = j->chunk;
 		sw->last_progress_ns = now_ns();
 		if (--sw->page_left[page] == 0)
 			page_done(sw, page);
@@ -849,11 +947,47 @@ static void verify_done(void *arg)
 	swarm_schedule(sw);
 }
 
+/*
+ * x is complete: give up the other transfers of its chunk (endgame copies),
+ * sending CANCEL for the blocks they still miss. Returns x, which may have
+ * moved in the array.
+ */
+static struct xfer *cancel_copies_keep(struct swarm *sw, struct xfer *x)
+{
+	uint32_t chunk = x->chunk;
+	struct speer *from = x->from;
+
+	/* Backwards: xfer_drop moves the last entry, already visited, into slot i. */
+	for (int i = sw->nxfers - 1; i >= 0; i--) {
+		struct xfer *o = &sw->xfers[i];
+
+		if (o->chunk != chunk || o->from == from)
+			continue;
+		for (uint32_t off = 0; off < o->len; off += SWARM_BLOCK) {
+			struct wire_msg m = {.type = WIRE_CANCEL};
+
+			if (!(o->blocks_missing & (1ull << (off / SWARM_BLOCK))))
+				continue;
+			m.u.cancel.chunk = o->chunk;
+			m.u.cancel.gen = o->gen;
+			m.u.cancel.offset = off;
+			m.u.cancel.length = o->len - off < SWARM_BLOCK ? o->len - off : SWARM_BLOCK;
+			peer_send(o->from->p, &m);
+		}
+		xfer_uncount(o->from, o);
+		xfer_drop(sw, o, 0);
+	}
+	return xfer_find(sw, chunk, from);
+}
+
 /* A whole chunk arrived: hand it to a worker for verification and writing. */
 static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 {
-	const struct manifest_entry *e = entry_of(sw, x->chunk);
+	const struct manifest_entry *e;
 	struct verify_job *j;
+
+	x = cancel_copies_keep(sw, x);
+	e = entry_of(sw, x->chunk);
 
 	if (bit_get(sw->local, x->chunk)) {
 		/* The VM overwrote the whole chunk meanwhile: its data wins. */
@@ -905,27 +1039,6 @@ static void commit_run(void *arg)
 
 static void swarm_commit(struct swarm *sw);
 
-/*
- * Chunks of the finished commit are durable: serve them, and tell the peers
- * that have our have-map (never a local chunk, never one not yet durable).
- */
-static void announce_committed(struct swarm *sw)
-{
-	for (uint32_t i = 0; i < sw->ncommit; i++) {
-		uint32_t c = sw->commit_list[i];
-		struct wire_msg m = {.type = WIRE_HAVE};
-
-		if (store_state_of(&sw->store, c) != STORE_PRESENT)
-			continue;
-		bit_set(sw->serve_map, c);
-		m.u.have.chunk = c;
-		m.u.have.gen = store_gen_of(&sw->store, c);
-		for (struct speer *sp = sw->peers; sp; sp = sp->next)
-			if (sp->map_sent && sp->p->state == PEER_READY)
-				peer_send(sp->p, &m);
-	}
-}
-
 static void commit_done(void *arg)
 {
 	struct commit_job *j = arg;
@@ -937,9 +1050,6 @@ static void commit_done(void *arg)
 	if (j->batch != NULL && store_commit_end(&sw->store, j->batch, j->result) < 0)
 		result = -1;
 	free(j);
-	if (result == 0)
-		announce_committed(sw);
-	sw->ncommit = 0;
 	while (w != NULL) {
 		struct flush_waiter *next = w->next;
 
@@ -974,17 +1084,6 @@ static void swarm_commit(struct swarm *sw)
 	j = xcalloc(1, sizeof(*j));
 	j->sw = sw;
 	j->batch = b;
-	/* The chunks written so far are the ones this commit makes durable. */
-	{
-		uint32_t *l = sw->commit_list, cap = sw->commit_cap;
-
-		sw->commit_list = sw->put_list;
-		sw->commit_cap = sw->put_cap;
-		sw->ncommit = sw->nput;
-		sw->put_list = l;
-		sw->put_cap = cap;
-		sw->nput = 0;
-	}
 	sw->committing = 1;
 	sw->flush_cur = sw->flush_next;
 	sw->flush_next = NULL;
@@ -1023,6 +1122,7 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 	memcpy(x->buf + off, m->u.piece.data, len);
 	x->blocks_missing &= ~(1ull << blk);
 	sp->inflight_bytes -= len;
+	sp->rx_bytes += len;
 	if (x->blocks_missing == 0)
 		fetch_chunk_done(sw, x);
 	swarm_schedule(sw);
@@ -1036,15 +1136,17 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 
 	if (x == NULL)
 		return; /* the transfer was already given up */
-	log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
-	         wire_code_name(m->u.reject.code));
-	for (uint32_t i = 0; i < block_count(x->len); i++)
-		if (x->blocks_missing & (1ull << i))
-			sp->inflight_bytes -= (x->len - i * SWARM_BLOCK < SWARM_BLOCK)
-			                          ? x->len - i * SWARM_BLOCK
-			                          : SWARM_BLOCK;
-	/* Another peer may have it; this one said it does not. */
-	bit_clear(sp->have, b->chunk);
+	xfer_uncount(sp, x);
+	if (m->u.reject.code == WIRE_E_BUSY) {
+		/* No upload slot for us there now: ask others for a while. */
+		log_debug("peer %s is busy (chunk %u)", sp->p->name, b->chunk);
+		sp->busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * 1000000u;
+	} else {
+		log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
+		         wire_code_name(m->u.reject.code));
+		/* Another peer may have it; this one said it does not. */
+		have_clear(sw, sp, b->chunk);
+	}
 	xfer_drop(sw, x, 1);
 	swarm_schedule(sw);
 }
@@ -1104,21 +1206,118 @@ static void fetch_pages(struct swarm *sw)
 	}
 }
 
-/* Fill one peer's pipeline with requests for chunks it has. */
+/* Background bytes to keep outstanding to sp (see SWARM_PIPELINE_MS). */
+static uint64_t inflight_cap(const struct speer *sp)
+{
+	double want = sp->rate * SWARM_PIPELINE_MS / 1000.0;
+
+	if (want < SWARM_INFLIGHT_MIN)
+		return SWARM_INFLIGHT_MIN;
+	if (want > SWARM_INFLIGHT_MAX)
+		return SWARM_INFLIGHT_MAX;
+	return (uint64_t)want;
+}
+
+/* Drop the want entries that need no fetching any more (a fault, the VM or a copy got them). */
+static void want_compact(struct swarm *sw)
+{
+	uint32_t j = 0;
+
+	for (uint32_t i = 0; i < sw->nwant; i++)
+		if (!chunk_settled_or_busy(sw, sw->want[i]))
+			sw->want[j++] = sw->want[i];
+	sw->nwant = j;
+	sw->want_dead = 0;
+}
+
+/*
+ * Rarest first: of the wanted chunks that sp has and nobody is fetching, one
+ * held by the fewest connected peers; among equals, the first after a random
+ * start, so that destinations pick different chunks. Returns its index in
+ * want or -1; *live says whether any wanted chunk is still unrequested.
+ */
+static long pick_rarest(struct swarm *sw, const struct speer *sp, int *live)
+{
+	uint32_t n = sw->nwant, start, best_n = UINT32_MAX;
+	long best = -1;
+
+	*live = 0;
+	if (n == 0)
+		return -1;
+	start = rand_below(sw, n);
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = start + k < n ? start + k : start + k - n, c = sw->want[i];
+
+		if (chunk_settled_or_busy(sw, c)) {
+			sw->want_dead++;
+			continue;
+		}
+		*live = 1;
+		if (!bit_get(sp->have, c) || entry_of(sw, c) == NULL)
+			continue;
+		if (sw->holders[c] < best_n) {
+			best_n = sw->holders[c];
+			best = (long)i;
+			if (best_n <= 1)
+				break; /* only sp has it: none is rarer */
+		}
+	}
+	return best;
+}
+
+/*
+ * Endgame: nothing is left to ask for, but chunks are still on their way.
+ * Ask sp too for the one (that it has) with the most blocks missing, unless
+ * it is being fetched twice already; the first copy to arrive wins and the
+ * other is cancelled. A slow or stalled peer cannot hold up the finish.
+ */
+static int pick_endgame(struct swarm *sw, const struct speer *sp, uint32_t *chunk)
+{
+	int best = -1, best_missing = 0;
+
+	for (int i = 0; i < sw->nxfers; i++) {
+		const struct xfer *x = &sw->xfers[i];
+		int copies = 0, missing = __builtin_popcountll(x->blocks_missing);
+
+		if (x->from == sp || !bit_get(sp->have, x->chunk) || missing <= best_missing)
+			continue;
+		for (int k = 0; k < sw->nxfers; k++)
+			copies += sw->xfers[k].chunk == x->chunk;
+		if (copies >= 2 || xfer_find(sw, x->chunk, sp) != NULL)
+			continue;
+		best = i;
+		best_missing = missing;
+	}
+	if (best < 0)
+		return -1;
+	*chunk = sw->xfers[best].chunk;
+	return 0;
+}
+
+/* Fill one peer's pipeline, up to its rate-based bound, with chunks it has. */
 static void fetch_requests(struct swarm *sw, struct speer *sp)
 {
-	uint32_t scanned = 0, n = sw->want_tail - sw->want_head;
+	uint64_t cap = inflight_cap(sp);
 
-	while (sp->inflight_bytes < SWARM_INFLIGHT_MAX && sw->nxfers < SWARM_XFER_MAX &&
-	       sw->nverifying < SWARM_VERIFY_MAX && scanned < n && sw->want_head < sw->want_tail) {
-		uint32_t c = sw->want[sw->want_head++];
+	if (sp->busy_until_ns != 0) {
+		if (now_ns() < sp->busy_until_ns)
+			return;
+		sp->busy_until_ns = 0;
+	}
+	while (sp->inflight_bytes < cap && sw->nxfers < SWARM_XFER_MAX &&
+	       sw->nverifying < SWARM_VERIFY_MAX) {
+		int live;
+		long i = pick_rarest(sw, sp, &live);
+		uint32_t c;
 
-		scanned++;
-		if (chunk_settled_or_busy(sw, c))
-			continue; /* a fault or the VM got there first */
-		if (!bit_get(sp->have, c) || entry_of(sw, c) == NULL) {
-			want_push(sw, c); /* someone else may have it */
-			continue;
+		if (sw->want_dead > sw->nwant / 2 + 64)
+			want_compact(sw);
+		if (i >= 0) {
+			c = sw->want[i];
+			sw->want[i] = sw->want[--sw->nwant];
+		} else if (live || sw->next_page < sw->root.page_count ||
+		           pick_endgame(sw, sp, &c) != 0) {
+			return;
 		}
 		xfer_start(sw, sp, c, WIRE_PRIO_BACKGROUND);
 	}
@@ -1205,9 +1404,13 @@ static void swarm_schedule(struct swarm *sw)
 	}
 	if (!sw->o.lazy) {
 		fetch_pages(sw);
-		for (struct speer *sp = sw->peers; sp; sp = sp->next)
-			if (sp->root_seen && sp->p->state == PEER_READY)
-				fetch_requests(sw, sp);
+		/* Other destinations first: the source's upload is the scarcest, keep
+		 * it for the chunks only the source has. */
+		for (int source = 0; source < 2; source++)
+			for (struct speer *sp = sw->peers; sp; sp = sp->next)
+				if (sp->root_seen && sp->p->state == PEER_READY &&
+				    sp->p->is_source == source)
+					fetch_requests(sw, sp);
 	}
 	swarm_check_complete(sw);
 }
@@ -1427,7 +1630,7 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		break;
 	case WIRE_HAVE:
 		if (sp->have != NULL && m->u.have.chunk < sw->root.chunk_count) {
-			bit_set(sp->have, m->u.have.chunk);
+			have_set(sw, sp, m->u.have.chunk);
 			swarm_schedule(sw);
 		}
 		break;
@@ -1473,6 +1676,11 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 	} else {
 		log_info("peer %s: disconnected: %s", p->name, reason);
 	}
+	if (sp->have != NULL)
+		for (uint32_t c = 0; c < sw->root.chunk_count; c++)
+			have_clear(sw, sp, c);
+	if (sp->slot)
+		sw->slots_used--;
 	/* Give back what was in flight from this peer. */
 	for (int i = sw->nxfers - 1; i >= 0; i--)
 		if (sw->xfers[i].from == sp)
@@ -1523,6 +1731,51 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		speer_unlink_free(sw, sp);
 }
 
+/* Update every peer's measured delivery rate (bytes/s, smoothed over about a second). */
+static void swarm_rates(struct swarm *sw, uint64_t now)
+{
+	double dt = (double)(now - sw->last_rate_ns) / 1e9;
+
+	if (sw->last_rate_ns == 0 || dt <= 0) {
+		sw->last_rate_ns = now;
+		return;
+	}
+	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+		double inst = (double)sp->rx_bytes / dt;
+
+		sp->rate = sp->rate == 0 ? inst : 0.75 * sp->rate + 0.25 * inst;
+		sp->rx_bytes = 0;
+	}
+	sw->last_rate_ns = now;
+}
+
+/*
+ * If a peer was turned away for want of an upload slot, take the slot held
+ * longest and free it (its peer is told BUSY at its next request and asks
+ * elsewhere); the waiting peer gets it with its next request.
+ */
+static void rotate_slots(struct swarm *sw, uint64_t now)
+{
+	struct speer *oldest = NULL;
+	int waiting = 0;
+
+	if (now - sw->last_rotate_ns < (uint64_t)SWARM_SLOT_ROTATE_S * 1000000000u)
+		return;
+	sw->last_rotate_ns = now;
+	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+		if (sp->turned_away_ns != 0 && !sp->slot)
+			waiting = 1;
+		if (sp->slot && (oldest == NULL || sp->slot_since_ns < oldest->slot_since_ns))
+			oldest = sp;
+	}
+	if (waiting && oldest != NULL && sw->slots_used >= SWARM_UPLOAD_SLOTS) {
+		log_debug("upload slot of %s goes to a waiting peer", oldest->p->name);
+		oldest->slot = 0;
+		oldest->no_slot_until_ns = now + 2ull * SWARM_BUSY_BACKOFF_MS * 1000000u;
+		sw->slots_used--;
+	}
+}
+
 static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct swarm *sw = arg;
@@ -1533,6 +1786,8 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (sw->finished)
 		return;
+	swarm_rates(sw, now);
+	rotate_slots(sw, now);
 	if (sw->o.role != SWARM_FETCH)
 		return;
 	if (sw->store.npending > 0 &&
@@ -1753,6 +2008,8 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	/* A BitTorrent-style peer id: client tag, then random bytes. */
 	memcpy(sw->peer_id, "-PV0100-", 8);
 	vcrypto_random(sw->peer_id + 8, sizeof(sw->peer_id) - 8);
+	vcrypto_random(&sw->rng, sizeof(sw->rng));
+	sw->rng |= 1; /* xorshift must not start at 0 */
 	sw->last_progress_ns = now_ns();
 	sw->tick = event_new(o->base, -1, EV_PERSIST, swarm_tick, sw);
 	event_add(sw->tick, &tick);
@@ -2026,12 +2283,12 @@ void swarm_free(struct swarm *sw)
 	free(sw->page_left);
 	free(sw->page_from);
 	free(sw->want);
-	free(sw->put_list);
-	free(sw->commit_list);
 	free(sw->avail);
 	free(sw->local);
 	free(sw->verifying);
 	free(sw->urgent);
+	free(sw->fetching);
+	free(sw->holders);
 	free(sw->urgent_list);
 	free(sw->serve_map);
 	free(sw->root_blob);

@@ -12,11 +12,13 @@
 
 static const char *log_prog = "p2pvbd";
 static int log_lvl = LOG_INFO;
+static int log_time; /* P2PVBD_LOG_TIME set: lines start with the wall-clock time */
 
 void log_init(const char *progname, int level)
 {
 	log_prog = progname;
 	log_lvl = level;
+	log_time = getenv("P2PVBD_LOG_TIME") != NULL;
 }
 
 int log_level(void)
@@ -36,6 +38,15 @@ void log_msg(int level, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	/* One fprintf so that lines from concurrent processes do not interleave. */
+	if (log_time) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fprintf(stderr, "%lld.%03ld %s: %s: %s\n", (long long)ts.tv_sec,
+		        ts.tv_nsec / 1000000, log_prog, names[level < 0 ? 0 : level > 3 ? 3 : level],
+		        buf);
+		return;
+	}
 	fprintf(stderr, "%s: %s: %s\n", log_prog,
 	        names[level < 0   ? 0
 	              : level > 3 ? 3

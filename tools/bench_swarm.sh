@@ -1,0 +1,150 @@
+#!/bin/bash
+# The swarm benchmark (make bench-swarm):
+#   tools/bench_swarm.sh PATH-TO-p2pvbd PATH-TO-p2pvbd-tracker
+#
+# In the lab (tools/lab.sh): h1 runs p2pvbd-tracker, h2 the seed, h3..h(N+2)
+# the N fetchers; every host is shaped to RATE Mbit/s up and down. A random
+# image of MIB MiB is distributed
+#   1. by p2pvbd as a swarm (the fetchers find each other through the
+#      tracker and keep serving until all are complete: fetch --mirror),
+#   2. by p2pvbd from the seed alone (unicast: no tracker, no listening), and
+#   3. by stock BitTorrent (python3-libtorrent, tools/bt_lab.sh) in the same
+#      kind of lab, with the same tracker,
+# and each "time until all N are complete" is compared with the Kumar-Ross
+# minimum distribution time T_min = max(F/u_s, F/d_min, N*F/(u_s + sum u_i)).
+# Bars: swarm <= 1.15 x T_min, and faster than libtorrent.
+#
+# Writes bench-out/bench-swarm.json, the peers' progress as CSV
+# (time_s,name,fraction) and a plot bench-out/bench-swarm.png.
+# Environment: N (default 8), MIB (256), RATE (100), SKIP_UNICAST=1, SKIP_BT=1.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+export TMPDIR=${TMPDIR:-/var/tmp}
+TRACKER_BIN=${2:?usage: $0 PATH-TO-p2pvbd PATH-TO-p2pvbd-tracker}
+[[ $TRACKER_BIN == /* ]] || TRACKER_BIN=$PWD/$TRACKER_BIN
+# shellcheck source=tests/integration/lib.sh
+. "$repo/tests/integration/lib.sh" "$1"
+# shellcheck source=tools/lab.sh
+. "$repo/tools/lab.sh"
+
+N=${N:-8}
+MIB=${MIB:-256}
+RATE=${RATE:-100}
+OUTDIR=$repo/bench-out
+mkdir -p "$OUTDIR"
+log() { echo "bench-swarm: $*" >&2; }
+
+F=$((MIB * 1024 * 1024))
+# Kumar-Ross with every host at RATE up and down (bits/s).
+T_MIN=$(awk -v f="$F" -v n="$N" -v r="$RATE" 'BEGIN {
+	u = r * 1e6; fs = f * 8
+	a = fs / u; b = fs / u; c = n * fs / (u + n * u)
+	m = a; if (b > m) m = b; if (c > m) m = c; printf "%.3f", m }')
+
+img=$T/image
+head -c "$F" /dev/urandom >"$img"
+"$P2PVBD" keygen -o "$T/src.key" >/dev/null
+
+LAB=bsw$$
+lab_trap "$LAB"
+
+# stop_started: stop every process this script started so far (mirrors write
+# their stats on SIGTERM), and forget them.
+stop_started() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	PIDS=()
+}
+
+# run_p2pvbd MODE: MODE swarm or unicast. Sets ALL_S (time until all N are
+# complete, seconds) and leaves $T/MODE.csv (progress) and $T/MODE.stats*.
+run_p2pvbd() {
+	local mode=$1 i h addr uri t0 hosts=$((N + 2)) tr_addr seed_addr
+	lab_up "$LAB" "$hosts" --up-mbit "$RATE" --down-mbit "$RATE" >/dev/null
+	tr_addr=$(lab_addr "$LAB" h1)
+	seed_addr=$(lab_addr "$LAB" h2)
+	local targs=()
+	if [[ $mode == swarm ]]; then
+		bg_start "$T/$mode.tracker.log" ip netns exec "$(lab_ns "$LAB" h1)" \
+			"$TRACKER_BIN" -l "$tr_addr:6969" --interval 5
+		targs=(-t "http://$tr_addr:6969/announce")
+	fi
+	rm -f "$T/$mode.uri"
+	bg_start "$T/$mode.seed.log" ip netns exec "$(lab_ns "$LAB" h2)" \
+		"$P2PVBD" seed -k "$T/src.key" -l "$seed_addr:7001" "${targs[@]}" \
+		--uri-file "$T/$mode.uri" "$img"
+	for ((i = 0; i < 600; i++)); do
+		[[ -s $T/$mode.uri ]] && break
+		sleep 0.1
+	done
+	[[ -s $T/$mode.uri ]] || fail "the seed did not start"
+	uri=$(cat "$T/$mode.uri")
+	# Every fetcher waits in its namespace for one start signal, so that all
+	# start together (forking under full load is slow; a staggered start
+	# would be counted against the swarm).
+	rm -f "$T/$mode.go"
+	for ((i = 1; i <= N; i++)); do
+		h=h$((i + 2))
+		addr=$(lab_addr "$LAB" "$h")
+		rm -f "$T/$mode.out$i" "$T/$mode.out$i".p2pvbd-* "$T/$mode.prog$i"
+		local fargs=(--no-listen)
+		[[ $mode == swarm ]] && fargs=(--mirror -l "$addr:7002")
+		# shellcheck disable=SC2016
+		bg_start "$T/$mode.fetch$i.log" ip netns exec "$(lab_ns "$LAB" "$h")" \
+			sh -c 'while [ ! -e "$0" ]; do sleep 0.01; done; exec "$@"' "$T/$mode.go" \
+			"$P2PVBD" fetch --no-progress "${fargs[@]}" --stats "$T/$mode.stats$i" \
+			--progress-log "$T/$mode.prog$i" "$uri" "$T/$mode.out$i"
+	done
+	sleep 1
+	t0=$(date +%s.%N)
+	touch "$T/$mode.go"
+	# Wait (bounded) until every fetcher logged completion.
+	local limit deadline done_n
+	limit=$(awk -v t="$T_MIN" -v n="$N" 'BEGIN { printf "%d", 3 * n * t + 120 }')
+	deadline=$(($(date +%s) + limit))
+	while :; do
+		done_n=0
+		for ((i = 1; i <= N; i++)); do
+			awk '$2 == $3 && $3 > 0 { f = 1 } END { exit !f }' "$T/$mode.prog$i" 2>/dev/null &&
+				done_n=$((done_n + 1))
+		done
+		((done_n == N)) && break
+		(($(date +%s) < deadline)) || fail "$mode: only $done_n of $N fetchers complete after $limit s"
+		sleep 0.5
+	done
+	stop_started
+	lab_down "$LAB"
+	: >"$T/$mode.csv"
+	for ((i = 1; i <= N; i++)); do
+		cmp -s "$img" "$T/$mode.out$i" || fail "$mode: fetcher $i's image differs from the source"
+		awk -v t0="$t0" -v name="p$i" '$3 > 0 { printf "%.3f,%s,%.5f\n", $1 - t0, name, $2 / $3 }' \
+			"$T/$mode.prog$i" >>"$T/$mode.csv"
+	done
+	ALL_S=$(awk -F, '$3 >= 1 { if (!($2 in d) || $1 < d[$2]) d[$2] = $1 }
+		END { m = 0; for (k in d) if (d[k] > m) m = d[k]; printf "%.3f\n", m }' "$T/$mode.csv")
+}
+
+# Sum of a --stats counter over the N fetchers of MODE.
+stats_sum() {
+	local mode=$1 key=$2 i sum=0 v
+	for ((i = 1; i <= N; i++)); do
+		v=$(stat_get "$T/$mode.stats$i" "$key")
+		sum=$((sum + v))
+	done
+	echo "$sum"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+log "N=$N, $MIB MiB, every host $RATE Mbit/s up and down: T_min = $T_MIN s"
+run_p2pvbd swarm
+SWARM_S=$ALL_S
+FROM_PEERS=$(stats_sum swarm bytes_from_peers)
+FETCHED=$(stats_sum swarm bytes_fetched)
+log "p2pvbd swarm: all complete after $SWARM_S s ($(ratio "$SWARM_S" "$T_MIN") x T_min); $((FROM_PEERS * 100 / FETCHED))% of the bytes came from other destinations"
+cp "$T/swarm.csv" "$OUTDIR/bench-swarm-p2pvbd.csv"
