@@ -744,10 +744,11 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 
 	snprintf(buf, sizeof(buf),
 	         "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
-	         "\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
+	         "\"chunks_basis\":%llu,\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
 	         "\"bytes_from_peers\":%llu,\"receipt_acked\":%s,\"seconds\":%.3f}\n",
 	         (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
-	         (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_fetched,
+	         (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_basis,
+	         (unsigned long long)st->chunks_fetched,
 	         (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
 	         (unsigned long long)st->bytes_from_peers, st->receipt_acked ? "true" : "false",
 	         secs);
@@ -999,11 +1000,12 @@ static int cmd_fetch(int argc, char **argv)
 
 		if (rc == 0)
 			log_info(
-			    "done in %.1f s: fetched %s in %llu chunks (%llu resumed, %llu zero)",
+			    "done in %.1f s: fetched %s in %llu chunks (%llu resumed, %llu from "
+			    "the basis, %llu zero)",
 			    secs, fmt_bytes(st->bytes_fetched, b, sizeof(b)),
 			    (unsigned long long)st->chunks_fetched,
 			    (unsigned long long)st->chunks_resumed,
-			    (unsigned long long)st->chunks_zero);
+			    (unsigned long long)st->chunks_basis, (unsigned long long)st->chunks_zero);
 		if (stats_path != NULL && write_stats(stats_path, st, secs) != 0)
 			rc = 1;
 	}

@@ -4,6 +4,7 @@
 #include "swarm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,9 @@ struct swarm {
 	uint8_t *fetching; /* chunk bitmap: a transfer of it is in progress */
 	uint32_t want_dead; /* entries of want found settled: compacted when many */
 	uint64_t rng;       /* xorshift state: tie-breaks, not secrets */
+	int basis_fd;       /* --basis file, or -1 */
+	uint32_t *basis_q;  /* chunks to look for in the basis (a stack) */
+	uint32_t nbasis_q, basis_cap;
 	int slots_used;
 	uint64_t last_rotate_ns;
 	uint64_t last_rate_ns;
@@ -539,6 +543,7 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 
 /* ---- Fetching --------------------------------------------------------- */
 
+
 /* A number in [0, n) (n > 0), for spreading choices; not for secrets. */
 static uint32_t rand_below(struct swarm *sw, uint32_t n)
 {
@@ -774,7 +779,16 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 			serve_add(sw, c, g);
 			chunk_now_available(sw, c);
 		} else {
-			want_push(sw, c);
+			if (sw->basis_fd >= 0) {
+				if (sw->nbasis_q == sw->basis_cap) {
+					sw->basis_cap = sw->basis_cap ? 2 * sw->basis_cap : 1024;
+					sw->basis_q =
+					    xrealloc(sw->basis_q, sw->basis_cap * sizeof(uint32_t));
+				}
+				sw->basis_q[sw->nbasis_q++] = c;
+			} else {
+				want_push(sw, c);
+			}
 			left++;
 		}
 	}
@@ -885,18 +899,42 @@ struct verify_job {
 	int from_addr;
 	int from_source;
 	char from_name[80];
-	int result; /* 0 stored, 1 bad hash, -1 write error */
+	int basis_fd; /* >= 0: read the chunk from the basis file first (buf is empty) */
+	int result;   /* 0 stored, 1 bad hash, 2 the basis differs, -1 write error */
 };
 
-/* Worker thread: hash and, if it matches, write. Touches only the job and the image fd. */
+/* Read exactly len bytes at off; 0, or -1 on error or end of file. */
+static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Worker thread: hash and, if it matches, write. Touches only the job and the files. */
 static void verify_run(void *arg)
 {
 	struct verify_job *j = arg;
 	uint8_t h[VCRYPTO_HASH_LEN];
 
+	if (j->basis_fd >= 0 &&
+	    pread_full(j->basis_fd, j->buf, j->len, (uint64_t)j->chunk * j->sw->root.chunk_size) !=
+	        0) {
+		j->result = 2; /* the basis is shorter, or unreadable here: fetch it */
+		return;
+	}
 	vcrypto_hash(h, j->buf, j->len);
 	if (vcrypto_memcmp(h, j->hash, VCRYPTO_HASH_LEN) != 0)
-		j->result = 1;
+		j->result = j->basis_fd >= 0 ? 2 : 1;
 	else
 		j->result = store_write(&j->sw->store, j->chunk, j->buf, j->len) == 0 ? 0 : -1;
 }
@@ -916,15 +954,21 @@ static void verify_done(void *arg)
 		store_put_end(&sw->store, j->chunk, j->gen);
 		chunk_now_available(sw, j->chunk);
 		serve_add(sw, j->chunk, j->gen);
-		sw->st.chunks_fetched++;
-		sw->st.bytes_fetched += j->len;
-		if (!j->from_source)
-			sw->st.bytes_from_peers += j->len;
+		if (j->basis_fd >= 0) {
+			sw->st.chunks_basis++;
+		} else {
+			sw->st.chunks_fetched++;
+			sw->st.bytes_fetched += j->len;
+			if (!j->from_source)
+				sw->st.bytes_from_peers += j->len;
+		}
 		sw->last_progress_ns = now_ns();
 		if (--sw->page_left[page] == 0)
 			page_done(sw, page);
 		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
 			swarm_commit(sw);
+	} else if (j->result == 2) {
+		want_push(sw, j->chunk); /* changed since the basis: fetch it */
 	} else if (j->result == 1) {
 		sw->st.bad_pieces++;
 		log_warn("chunk %u from peer %s does not match its signed hash: discarded, "
@@ -945,6 +989,44 @@ static void verify_done(void *arg)
 	free(j->buf);
 	free(j);
 	swarm_schedule(sw);
+}
+
+/*
+ * --basis: chunks of loaded pages wait in basis_q; a worker reads each from
+ * the basis file at the same offset and, if its hash matches the signed one,
+ * writes it to the image like a fetched chunk. Chunks that differ go to want.
+ * At most SWARM_VERIFY_MAX chunks are in verification at once (memory).
+ */
+static void basis_pump(struct swarm *sw)
+{
+	while (sw->nbasis_q > 0 && sw->nverifying < SWARM_VERIFY_MAX && !sw->finished) {
+		uint32_t c = sw->basis_q[--sw->nbasis_q];
+		const struct manifest_entry *e = entry_of(sw, c);
+		struct verify_job *j;
+
+		if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c) ||
+		    bit_get(sw->fetching, c))
+			continue; /* a fault fetched it meanwhile, or the VM wrote it */
+		if (e == NULL ||
+		    store_put_begin(&sw->store, c, e->gen, manifest_chunk_len(&sw->root, c)) != 0) {
+			swarm_finish(sw, -1);
+			return;
+		}
+		j = xcalloc(1, sizeof(*j));
+		j->sw = sw;
+		j->chunk = c;
+		j->gen = e->gen;
+		j->len = manifest_chunk_len(&sw->root, c);
+		j->buf = xmalloc(j->len);
+		memcpy(j->hash, e->hash, VCRYPTO_HASH_LEN);
+		j->from_addr = -1;
+		j->from_source = 0;
+		j->basis_fd = sw->basis_fd;
+		snprintf(j->from_name, sizeof(j->from_name), "the basis");
+		bit_set(sw->verifying, c);
+		sw->nverifying++;
+		workq_push(sw->verifyq, verify_run, verify_done, j);
+	}
 }
 
 /*
@@ -1014,6 +1096,7 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	j->from_id = x->from->id;
 	j->from_addr = x->from->addr;
 	j->from_source = x->from->p->is_source;
+	j->basis_fd = -1;
 	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
 	xfer_drop(sw, x, 0);
 	bit_set(sw->verifying, j->chunk);
@@ -1402,6 +1485,8 @@ static void swarm_schedule(struct swarm *sw)
 		fetch_urgent(sw, c);
 		i++;
 	}
+	if (sw->nbasis_q > 0)
+		basis_pump(sw);
 	if (!sw->o.lazy) {
 		fetch_pages(sw);
 		/* Other destinations first: the source's upload is the scarcest, keep
@@ -2010,6 +2095,13 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	vcrypto_random(sw->peer_id + 8, sizeof(sw->peer_id) - 8);
 	vcrypto_random(&sw->rng, sizeof(sw->rng));
 	sw->rng |= 1; /* xorshift must not start at 0 */
+	sw->basis_fd = -1;
+	if (o->role == SWARM_FETCH && o->basis_path != NULL) {
+		sw->basis_fd = open(o->basis_path, O_RDONLY | O_CLOEXEC);
+		if (sw->basis_fd < 0)
+			log_warn("cannot open the basis %s: %s; fetching everything", o->basis_path,
+			         strerror(errno));
+	}
 	sw->last_progress_ns = now_ns();
 	sw->tick = event_new(o->base, -1, EV_PERSIST, swarm_tick, sw);
 	event_add(sw->tick, &tick);
@@ -2287,6 +2379,9 @@ void swarm_free(struct swarm *sw)
 	free(sw->local);
 	free(sw->verifying);
 	free(sw->urgent);
+	free(sw->basis_q);
+	if (sw->basis_fd >= 0)
+		close(sw->basis_fd);
 	free(sw->fetching);
 	free(sw->holders);
 	free(sw->urgent_list);

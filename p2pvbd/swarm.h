@@ -43,6 +43,7 @@ struct swarm_stats {
 	uint64_t chunks_zero;
 	uint64_t chunks_resumed; /* found present in the state file at start */
 	uint64_t chunks_fetched;
+	uint64_t chunks_basis; /* taken from the --basis file (hash matched) */
 	uint64_t bytes_fetched;    /* chunk bytes received and verified */
 	uint64_t bad_pieces;       /* chunks that failed verification */
 	uint64_t bytes_from_peers; /* of bytes_fetched, from peers other than the source */
