@@ -50,6 +50,7 @@ struct tclient {
 	int started;       /* event=started was accepted */
 	int completed;     /* event=completed to be sent (1) or sent (2) */
 	int backoff_s;
+	int interval_s; /* the tracker's last interval (0 before any answer) */
 	int polling;
 	int warned;        /* "tracker unreachable" logged since the last success */
 	uint8_t receipt[MANIFEST_RECEIPT_LEN];
@@ -154,9 +155,14 @@ static void post_now(struct tclient *t)
 
 static void failed(struct tclient *t, const char *what, const char *why)
 {
-	t->backoff_s = t->backoff_s ? 2 * t->backoff_s : 2;
-	if (t->backoff_s > TCLIENT_BACKOFF_MAX_S)
-		t->backoff_s = TCLIENT_BACKOFF_MAX_S;
+	int cap = t->interval_s > 0 && t->interval_s < TCLIENT_BACKOFF_MAX_S ? t->interval_s
+	                                                                      : TCLIENT_BACKOFF_MAX_S;
+
+	/* Never wait longer than the tracker's interval: a restarted tracker must
+	 * relearn the swarm before its peers expire. */
+	t->backoff_s = t->backoff_s ? 2 * t->backoff_s : 1;
+	if (t->backoff_s > cap)
+		t->backoff_s = cap;
 	if (!t->warned)
 		log_warn("tracker %s: %s failed: %s (retrying; peers already known are kept)",
 		         t->url, what, why);
@@ -200,6 +206,7 @@ static void announce_reply(struct tclient *t, int code, const uint8_t *body, siz
 			next = TCLIENT_MIN_INTERVAL_S;
 		if (next > TCLIENT_MAX_INTERVAL_S)
 			next = TCLIENT_MAX_INTERVAL_S;
+		t->interval_s = (int)next;
 		schedule(t->announce_timer, (int)next);
 		free(r);
 		return;

@@ -4,8 +4,8 @@
  *
  * It announces at start (event=started), again at the interval the tracker
  * asks for, at once when told the volume is complete (event=completed), and
- * backs off (up to TCLIENT_BACKOFF_MAX_S) while the tracker cannot be
- * reached. Everything runs on the caller's event loop; a tracker that is
+ * backs off (up to the interval, at most TCLIENT_BACKOFF_MAX_S) while the
+ * tracker cannot be reached. Everything runs on the caller's event loop; a tracker that is
  * down only delays announces, it never blocks or fails the caller.
  */
 #ifndef P2PVBD_TCLIENT_H
@@ -28,7 +28,7 @@
 #define TCLIENT_MIN_INTERVAL_S 1
 /* ...nor less often than this (peers expire at the tracker otherwise). */
 #define TCLIENT_MAX_INTERVAL_S 3600
-/* Longest wait before retrying a tracker that did not answer. */
+/* Longest wait before retrying a tracker that did not answer (and never more than its interval). */
 #define TCLIENT_BACKOFF_MAX_S 60
 /* How often the source asks for receipts while it waits for them. */
 #define TCLIENT_RECEIPT_POLL_S 2
