@@ -514,13 +514,18 @@ static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t le
 	hex_encode(rc.signer, VCRYPTO_PK_LEN, who);
 	log_info("receipt from %s (%s): holds generation %llu complete", who, via,
 	         (unsigned long long)rc.generation);
-	if (sw->o.exit_after_receipts > 0 &&
+	return NULL;
+}
+
+/* With --exit-after-receipts: finish once enough were counted. Closes the peers. */
+static void receipts_check_enough(struct swarm *sw)
+{
+	if (sw->o.exit_after_receipts > 0 && !sw->finished &&
 	    sw->st.receipts >= (uint64_t)sw->o.exit_after_receipts) {
 		log_info("%llu receipts received: the source's data is no longer needed",
 		         (unsigned long long)sw->st.receipts);
 		swarm_finish(sw, 0);
 	}
-	return NULL;
 }
 
 static void serve_receipt(struct speer *sp, const struct wire_msg *m)
@@ -539,6 +544,7 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 		ack.u.error.text_len = (uint16_t)strlen(why);
 	}
 	peer_send(sp->p, &ack);
+	receipts_check_enough(sw); /* last: it may close sp */
 }
 
 /* ---- Fetching --------------------------------------------------------- */
@@ -2021,6 +2027,7 @@ static void tracker_receipts(void *arg, const uint8_t *blob, size_t len)
 		if (why != NULL)
 			log_debug("a tracker relayed a receipt we do not count: %s", why);
 	}
+	receipts_check_enough(sw);
 }
 
 static void tracker_receipt_posted(void *arg, int ok)
