@@ -902,7 +902,8 @@ struct verify_job {
 	uint8_t *buf; /* owned */
 	uint8_t hash[VCRYPTO_HASH_LEN];
 	uint64_t from_id;
-	int from_addr;
+	int from_dialled; /* we dialled the sender: from_where is its address */
+	struct uri_peer from_where;
 	int from_source;
 	char from_name[80];
 	int basis_fd; /* >= 0: read the chunk from the basis file first (buf is empty) */
@@ -981,8 +982,11 @@ static void verify_done(void *arg)
 		         "dropping the peer",
 		         j->chunk, j->from_name);
 		want_push(sw, j->chunk);
-		if (j->from_addr >= 0)
-			sw->addrs[j->from_addr].dead = 1;
+		/* Never dial that address again (by value: the table may have been compacted). */
+		for (int i = 0; j->from_dialled && i < sw->naddrs; i++)
+			if (sw->addrs[i].where.port == j->from_where.port &&
+			    strcmp(sw->addrs[i].where.host, j->from_where.host) == 0)
+				sw->addrs[i].dead = 1;
 		for (struct speer *sp = sw->peers; sp; sp = sp->next)
 			if (sp->id == j->from_id) {
 				peer_close_error(sp->p, WIRE_E_BAD_DATA,
@@ -1025,7 +1029,6 @@ static void basis_pump(struct swarm *sw)
 		j->len = manifest_chunk_len(&sw->root, c);
 		j->buf = xmalloc(j->len);
 		memcpy(j->hash, e->hash, VCRYPTO_HASH_LEN);
-		j->from_addr = -1;
 		j->from_source = 0;
 		j->basis_fd = sw->basis_fd;
 		snprintf(j->from_name, sizeof(j->from_name), "the basis");
@@ -1100,7 +1103,10 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	x->buf = NULL; /* now the job's */
 	memcpy(j->hash, e->hash, VCRYPTO_HASH_LEN);
 	j->from_id = x->from->id;
-	j->from_addr = x->from->addr;
+	if (x->from->addr >= 0) {
+		j->from_dialled = 1;
+		j->from_where = sw->addrs[x->from->addr].where;
+	}
 	j->from_source = x->from->p->is_source;
 	j->basis_fd = -1;
 	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
