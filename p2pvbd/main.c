@@ -740,17 +740,19 @@ static int fetch_identity(const char *key_path, const char *out, struct vcrypto_
 
 static int write_stats(const char *path, const struct swarm_stats *st, double secs)
 {
-	char buf[512];
+	char buf[1024];
 
 	snprintf(buf, sizeof(buf),
 	         "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
 	         "\"chunks_basis\":%llu,\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
-	         "\"bytes_from_peers\":%llu,\"receipt_acked\":%s,\"seconds\":%.3f}\n",
+	         "\"bytes_from_peers\":%llu,\"bytes_discarded\":%llu,\"receipt_acked\":%s,"
+	         "\"seconds\":%.3f}\n",
 	         (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
 	         (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_basis,
 	         (unsigned long long)st->chunks_fetched,
 	         (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
-	         (unsigned long long)st->bytes_from_peers, st->receipt_acked ? "true" : "false",
+	         (unsigned long long)st->bytes_from_peers, (unsigned long long)st->bytes_discarded,
+	         st->receipt_acked ? "true" : "false",
 	         secs);
 	return write_file_atomic(path, buf);
 }

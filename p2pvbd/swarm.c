@@ -95,6 +95,7 @@ struct speer {
 	uint64_t slot_since_ns;
 	uint64_t turned_away_ns; /* we answered BUSY (0: not waiting) */
 	uint64_t no_slot_until_ns; /* its slot was rotated away: none before then */
+	int64_t cur_chunk;         /* the chunk we are sending it (-1: none) */
 	struct upreq upq[SWARM_UPQ_MAX];
 	int nupq;
 	struct speer *next;
@@ -158,7 +159,8 @@ struct swarm {
 	/* Serving side */
 	uint8_t *root_blob; /* encoded signed root, for ROOT replies */
 	size_t root_blob_len;
-	uint8_t *serve_map; /* chunks we can serve (bitmap) */
+	uint8_t *serve_map;  /* chunks we can serve (bitmap) */
+	uint8_t *sent_count; /* per chunk: times we started sending it (saturating) */
 	uint8_t *page_buf;  /* scratch for PAGE replies */
 
 	/* Fetching side */
@@ -355,10 +357,32 @@ static void serve_pump(struct speer *sp)
 		struct upreq q;
 		uint64_t off;
 
-		for (int i = 1; i < sp->nupq; i++)
-			if (sp->upq[i].prio > sp->upq[best].prio)
+		/*
+		 * Highest priority first. Within it, finish the chunk being sent,
+		 * then start the one this process has sent least often: two
+		 * destinations that asked for the same chunk get it once from
+		 * here, and the other copy flows between them (§7.3).
+		 */
+		for (int i = 1; i < sp->nupq; i++) {
+			const struct upreq *a = &sp->upq[i], *b = &sp->upq[best];
+
+			if (a->prio != b->prio) {
+				if (a->prio > b->prio)
+					best = i;
+				continue;
+			}
+			if (b->blk.chunk == sp->cur_chunk)
+				continue;
+			if (a->blk.chunk == sp->cur_chunk ||
+			    sw->sent_count[a->blk.chunk] < sw->sent_count[b->blk.chunk])
 				best = i;
+		}
 		q = sp->upq[best];
+		if (q.blk.chunk != sp->cur_chunk) {
+			sp->cur_chunk = q.blk.chunk;
+			if (sw->sent_count[q.blk.chunk] < UINT8_MAX)
+				sw->sent_count[q.blk.chunk]++;
+		}
 		memmove(&sp->upq[best], &sp->upq[best + 1],
 		        (size_t)(sp->nupq - best - 1) * sizeof(q));
 		sp->nupq--;
@@ -623,6 +647,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->page_left = xcalloc(sw->root.page_count, sizeof(uint32_t));
 	sw->page_from = xcalloc(sw->root.page_count, sizeof(struct speer *));
 	sw->serve_map = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->sent_count = xcalloc(sw->root.chunk_count, 1);
 	sw->avail = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
@@ -1202,6 +1227,7 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 		 * the first request went out): harmless, dropped. */
 		log_debug("peer %s: dropping a piece of chunk %u that is no longer wanted",
 		          sp->p->name, m->u.piece.chunk);
+		sw->st.bytes_discarded += m->u.piece.len;
 		return;
 	}
 	blk = off / SWARM_BLOCK;
@@ -1212,8 +1238,10 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 		                 m->u.piece.chunk, off);
 		return;
 	}
-	if (!(x->blocks_missing & (1ull << blk)))
-		return; /* a duplicate, as above */
+	if (!(x->blocks_missing & (1ull << blk))) {
+		sw->st.bytes_discarded += len; /* a duplicate, as above */
+		return;
+	}
 	memcpy(x->buf + off, m->u.piece.data, len);
 	x->blocks_missing &= ~(1ull << blk);
 	sp->inflight_bytes -= len;
@@ -1482,6 +1510,38 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 		xfer_start(sw, sp, c, prio);
 }
 
+/*
+ * Another destination now has chunk c: if we asked the source for it in the
+ * background and nothing of it has arrived yet, take the request back (CANCEL)
+ * and let the picker ask that destination instead. The source's upload is the
+ * swarm's scarcest: it should go to chunks nobody else has.
+ */
+static void source_offload(struct swarm *sw, uint32_t c)
+{
+	for (int i = 0; i < sw->nxfers; i++) {
+		struct xfer *x = &sw->xfers[i];
+		uint64_t all = block_count(x->len) == 64 ? UINT64_MAX
+		                                         : (1ull << block_count(x->len)) - 1;
+
+		if (x->chunk != c || !x->from->p->is_source || x->prio != WIRE_PRIO_BACKGROUND ||
+		    x->blocks_missing != all)
+			continue;
+		for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
+			struct wire_msg m = {.type = WIRE_CANCEL};
+
+			m.u.cancel.chunk = c;
+			m.u.cancel.gen = x->gen;
+			m.u.cancel.offset = off;
+			m.u.cancel.length = x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+			peer_send(x->from->p, &m);
+		}
+		xfer_uncount(x->from, x);
+		xfer_drop(sw, x, 1);
+		sw->st.source_offloads++;
+		return;
+	}
+}
+
 static void swarm_schedule(struct swarm *sw)
 {
 	if (sw->o.role != SWARM_FETCH || !sw->have_root || sw->finished)
@@ -1577,6 +1637,7 @@ static struct speer *speer_new(struct swarm *sw, int addr)
 	sp->sw = sw;
 	sp->addr = addr;
 	sp->id = ++sw->next_speer_id;
+	sp->cur_chunk = -1;
 	sp->next = sw->peers;
 	sw->peers = sp;
 	sw->npeers++;
@@ -1728,6 +1789,8 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 	case WIRE_HAVE:
 		if (sp->have != NULL && m->u.have.chunk < sw->root.chunk_count) {
 			have_set(sw, sp, m->u.have.chunk);
+			if (!sp->p->is_source)
+				source_offload(sw, m->u.have.chunk);
 			swarm_schedule(sw);
 		}
 		break;
@@ -2092,6 +2155,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		if (manifest_root_encode(&m->root, &sw->root_blob, &sw->root_blob_len) != 0)
 			fatal("cannot encode the manifest root");
 		sw->serve_map = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
+		sw->sent_count = xcalloc(m->root.chunk_count, 1);
 		for (uint32_t c = 0; c < m->root.chunk_count; c++)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
 				bit_set(sw->serve_map, c);
@@ -2399,6 +2463,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->holders);
 	free(sw->urgent_list);
 	free(sw->serve_map);
+	free(sw->sent_count);
 	free(sw->root_blob);
 	free(sw->page_buf);
 	free(sw->addrs);

@@ -47,6 +47,8 @@ struct swarm_stats {
 	uint64_t bytes_fetched;    /* chunk bytes received and verified */
 	uint64_t bad_pieces;       /* chunks that failed verification */
 	uint64_t bytes_from_peers; /* of bytes_fetched, from peers other than the source */
+	uint64_t bytes_discarded;  /* piece bytes received twice or no longer wanted (endgame) */
+	uint64_t source_offloads;  /* source requests taken back: a destination had the chunk */
 	uint64_t bytes_served;
 	uint64_t receipts; /* distinct valid receipts (seed) */
 	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */

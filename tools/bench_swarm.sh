@@ -146,5 +146,6 @@ run_p2pvbd swarm
 SWARM_S=$ALL_S
 FROM_PEERS=$(stats_sum swarm bytes_from_peers)
 FETCHED=$(stats_sum swarm bytes_fetched)
-log "p2pvbd swarm: all complete after $SWARM_S s ($(ratio "$SWARM_S" "$T_MIN") x T_min); $((FROM_PEERS * 100 / FETCHED))% of the bytes came from other destinations"
+DISCARDED=$(stats_sum swarm bytes_discarded)
+log "p2pvbd swarm: all complete after $SWARM_S s ($(ratio "$SWARM_S" "$T_MIN") x T_min); $((FROM_PEERS * 100 / FETCHED))% of the bytes came from other destinations; $((DISCARDED / 1048576)) MiB of pieces arrived twice (endgame)"
 cp "$T/swarm.csv" "$OUTDIR/bench-swarm-p2pvbd.csv"
