@@ -204,6 +204,7 @@ struct swarm {
 
 	/* Export support (NBD at the destination) */
 	uint8_t *avail;        /* chunk bitmap: its bytes in the image are readable */
+	uint64_t avail_bytes;  /* bytes of the chunks in avail */
 	uint8_t *local;        /* chunk bitmap: written by the local VM */
 	uint8_t *verifying;    /* chunk bitmap: whole, being hashed and written */
 	uint8_t *urgent;       /* chunk bitmap: faulted on, fetch before anything else */
@@ -743,10 +744,19 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen)
 			peer_send(sp->p, &m);
 }
 
+/* Chunk c's bytes in the image are final (fetched, zero, resumed or the VM's). */
+static void avail_set(struct swarm *sw, uint32_t c)
+{
+	if (bit_get(sw->avail, c))
+		return;
+	bit_set(sw->avail, c);
+	sw->avail_bytes += manifest_chunk_len(&sw->root, c);
+}
+
 /* Chunk c can be read from the image now: tell the export. */
 static void chunk_now_available(struct swarm *sw, uint32_t c)
 {
-	bit_set(sw->avail, c);
+	avail_set(sw, c);
 	bit_clear(sw->urgent, c);
 	if (sw->chunk_cb != NULL)
 		sw->chunk_cb(sw->chunk_cb_arg, c);
@@ -796,7 +806,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		if (s == STORE_LOCAL || bit_get(sw->local, c)) {
 			/* The local VM's data: never fetched again. */
 			bit_set(sw->local, c);
-			bit_set(sw->avail, c);
+			avail_set(sw, c);
 		} else if (e[i].flags & MANIFEST_F_ZERO) {
 			sw->st.chunks_zero++;
 			if (!(s == STORE_ZERO && g == e[i].gen) &&
@@ -2259,8 +2269,10 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 		return;
 	}
 	*total = sw->root.image_size;
-	*done =
-	    sw->complete ? sw->root.image_size : sw->store.present_bytes + sw->store.pending_bytes;
+	/* Chunks held at start count before their pages are loaded (present_bytes). */
+	*done = sw->complete ? sw->root.image_size
+	                     : (sw->avail_bytes > sw->store.present_bytes ? sw->avail_bytes
+	                                                                  : sw->store.present_bytes);
 	if (*done > *total)
 		*done = *total;
 }
@@ -2384,7 +2396,7 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 				if (--sw->page_left[page] == 0)
 					page_done(sw, page);
 			}
-			bit_set(sw->avail, c);
+			avail_set(sw, c);
 			bit_clear(sw->urgent, c);
 		}
 	}

@@ -48,6 +48,15 @@ head -c "$F" /dev/urandom >"$img"
 LAB=bsw$$
 lab_trap "$LAB"
 
+# cpu_busy BEFORE AFTER: percent of the machine's CPU time that was busy
+# between two "cpu" lines of /proc/stat.
+cpu_busy() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " ")
+		for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
+		printf "%.0f", (tot > 0 ? 100 * (tot - idle) / tot : 0) }'
+}
+
 # stop_started: stop every process this script started so far (mirrors write
 # their stats on SIGTERM), and forget them.
 stop_started() {
@@ -101,6 +110,7 @@ run_p2pvbd() {
 			--progress-log "$T/$mode.prog$i" "$uri" "$T/$mode.out$i"
 	done
 	sleep 1
+	cpu_before=$(head -n 1 /proc/stat)
 	t0=$(date +%s.%N)
 	touch "$T/$mode.go"
 	# Wait (bounded) until every fetcher logged completion.
@@ -117,6 +127,7 @@ run_p2pvbd() {
 		(($(date +%s) < deadline)) || fail "$mode: only $done_n of $N fetchers complete after $limit s"
 		sleep 0.5
 	done
+	CPU_BUSY=$(cpu_busy "$cpu_before" "$(head -n 1 /proc/stat)")
 	stop_started
 	lab_down "$LAB"
 	: >"$T/$mode.csv"
@@ -147,5 +158,48 @@ SWARM_S=$ALL_S
 FROM_PEERS=$(stats_sum swarm bytes_from_peers)
 FETCHED=$(stats_sum swarm bytes_fetched)
 DISCARDED=$(stats_sum swarm bytes_discarded)
-log "p2pvbd swarm: all complete after $SWARM_S s ($(ratio "$SWARM_S" "$T_MIN") x T_min); $((FROM_PEERS * 100 / FETCHED))% of the bytes came from other destinations; $((DISCARDED / 1048576)) MiB of pieces arrived twice (endgame)"
+log "p2pvbd swarm: all complete after $SWARM_S s ($(ratio "$SWARM_S" "$T_MIN") x T_min); $((FROM_PEERS * 100 / FETCHED))% of the bytes came from other destinations; $((DISCARDED / 1048576)) MiB of pieces arrived twice (endgame); CPU ${CPU_BUSY}% busy"
 cp "$T/swarm.csv" "$OUTDIR/bench-swarm-p2pvbd.csv"
+SWARM_CPU=$CPU_BUSY
+
+UNICAST_S=null
+if [[ -z ${SKIP_UNICAST:-} ]]; then
+	run_p2pvbd unicast
+	UNICAST_S=$ALL_S
+	log "p2pvbd unicast (each fetcher from the seed alone): all complete after $UNICAST_S s ($(ratio "$UNICAST_S" "$T_MIN") x T_min)"
+fi
+
+BT_S=null
+if [[ -z ${SKIP_BT:-} ]]; then
+	log "stock BitTorrent (python3-libtorrent, tools/bt_lab.sh) in the same kind of lab ..."
+	BT_LAB_MBIT=$RATE "$repo/tools/bt_lab.sh" "$TRACKER_BIN" "$img" "$N" "$T/bt" >"$T/bt.log" 2>&1 ||
+		fail "tools/bt_lab.sh failed: $(tail -n 20 "$T/bt.log")"
+	BT_S=$(python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["all_complete_s"])' "$T/bt/bt.json")
+	cp "$T/bt/bt.json" "$OUTDIR/bench-swarm-libtorrent.json"
+	tail -n +2 "$T/bt/bt-progress.csv" | sed 's/,/,bt-/' >"$OUTDIR/bench-swarm-libtorrent.csv"
+	log "libtorrent: all complete after $BT_S s ($(ratio "$BT_S" "$T_MIN") x T_min)"
+fi
+
+# The plot: every peer's progress, p2pvbd's (p1..pN) and libtorrent's (bt-h3..), if measured.
+cat "$OUTDIR/bench-swarm-p2pvbd.csv" >"$T/all.csv"
+[[ $BT_S == null ]] || cat "$OUTDIR/bench-swarm-libtorrent.csv" >>"$T/all.csv"
+"$repo/tools/plot_progress.sh" "$T/all.csv" "$OUTDIR/bench-swarm.png" \
+	"N=$N destinations, $MIB MiB, $RATE Mbit/s per host: p2pvbd (p*) and libtorrent (bt-*)" \
+	"$T_MIN" >"$T/plot.log" 2>&1 ||
+	fail "plotting failed: $(cat "$T/plot.log")"
+
+json=$(printf '{"bench":"swarm","n":%d,"bytes":%d,"mbit":%d,"t_min_s":%s,"p2pvbd_s":%s,"ratio_to_t_min":%s,"bar_ratio":1.15,"bytes_from_peers_pct":%d,"cpu_busy_pct":%s,"unicast_s":%s,"libtorrent_s":%s,"p2pvbd_vs_libtorrent":%s,"plot":"bench-out/bench-swarm.png"}' \
+	"$N" "$F" "$RATE" "$T_MIN" "$SWARM_S" "$(ratio "$SWARM_S" "$T_MIN")" $((FROM_PEERS * 100 / FETCHED)) \
+	"${SWARM_CPU:-null}" "$UNICAST_S" "$BT_S" \
+	"$([[ $BT_S == null ]] && echo null || ratio "$BT_S" "$SWARM_S")")
+echo "$json"
+echo "$json" >"$OUTDIR/bench-swarm.json"
+verdict=met
+awk -v r="$(ratio "$SWARM_S" "$T_MIN")" 'BEGIN { exit !(r <= 1.15) }' || verdict="NOT met"
+log "bar <= 1.15 x T_min: $verdict"
+if [[ $BT_S != null ]]; then
+	verdict=met
+	awk -v a="$SWARM_S" -v b="$BT_S" 'BEGIN { exit !(a < b) }' || verdict="NOT met"
+	log "bar faster than libtorrent ($(ratio "$BT_S" "$SWARM_S") x): $verdict"
+fi
+log "plot: bench-out/bench-swarm.png"
