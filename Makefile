@@ -30,7 +30,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault format clean
+.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault bench-swarm bench-tracker format clean
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
@@ -55,6 +55,11 @@ $(BUILD)/libtracker.a: $(TRACKER_LIB_OBJ)
 
 $(BUILD)/p2pvbd-tracker: $(BUILD)/obj/tracker/main.o $(BUILD)/libtracker.a $(BUILD)/libp2pvbd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Announce load generator for tools/bench_tracker.sh (tools/annload.c): libc only.
+$(BUILD)/annload: tools/annload.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libtracker.a $(BUILD)/libp2pvbd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
@@ -88,14 +93,27 @@ fuzz-smoke: fuzz
 demo: deps all
 	tools/demo.sh $(BUILD)/p2pvbd
 
-# Everything: hashing and loopback fetch (bench.sh), then the NBD export's
-# fault latency in the lab and its local read speed (bench_fault.sh).
-bench: deps all
+# Everything: hashing and loopback fetch (bench.sh), the NBD export's
+# fault latency in the lab and its local read speed (bench_fault.sh), the swarm
+# against T_min and libtorrent (bench_swarm.sh), announces/s against
+# opentracker (bench_tracker.sh).
+bench: deps all $(BUILD)/annload
 	tools/bench.sh $(BUILD)/p2pvbd
 	tools/bench_fault.sh $(BUILD)/p2pvbd
+	tools/bench_swarm.sh $(BUILD)/p2pvbd $(BUILD)/p2pvbd-tracker
+	tools/bench_tracker.sh $(BUILD)/p2pvbd-tracker $(BUILD)/annload
 
 bench-fault: deps all
 	tools/bench_fault.sh $(BUILD)/p2pvbd
+
+# The swarm in the lab: N=8 destinations against Kumar-Ross T_min, unicast and
+# stock BitTorrent (python3-libtorrent); plot in bench-out/bench-swarm.png.
+bench-swarm: deps all
+	tools/bench_swarm.sh $(BUILD)/p2pvbd $(BUILD)/p2pvbd-tracker
+
+# Announces per second of p2pvbd-tracker vs opentracker (build/bench/tracker.json).
+bench-tracker: deps all $(BUILD)/annload
+	tools/bench_tracker.sh $(BUILD)/p2pvbd-tracker $(BUILD)/annload
 
 format:
 	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)

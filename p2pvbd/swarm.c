@@ -92,6 +92,7 @@ struct speer {
 	double rate;            /* piece bytes/s from it, smoothed */
 	uint64_t busy_until_ns; /* it has no upload slot for us until then */
 	int slot;               /* we serve its background requests (an upload slot) */
+	uint32_t nhave;         /* chunks in have: all of them = it serves pages too */
 	uint64_t slot_since_ns;
 	uint64_t turned_away_ns; /* we answered BUSY (0: not waiting) */
 	uint64_t no_slot_until_ns; /* its slot was rotated away: none before then */
@@ -161,6 +162,8 @@ struct swarm {
 	size_t root_blob_len;
 	uint8_t *serve_map;  /* chunks we can serve (bitmap) */
 	uint8_t *sent_count; /* per chunk: times we started sending it (saturating) */
+	uint32_t nserve;     /* chunks in serve_map */
+	int pages_fd;        /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
 	uint8_t *page_buf;  /* scratch for PAGE replies */
 
 	/* Fetching side */
@@ -490,20 +493,67 @@ static void serve_cancel(struct speer *sp, const struct wire_block *b)
 	}
 }
 
+/* Read exactly len bytes at off; 0, or -1 on error or end of file. */
+static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/*
+ * A destination serves pages of the chunk table only once it holds the whole
+ * volume (its have-map is complete: that is how peers know to ask it, §7.1),
+ * from the copy of each verified page it kept in OUT.p2pvbd-pages, checked
+ * again against the signed root before it is sent.
+ */
+static size_t serve_page_from_file(struct swarm *sw, uint32_t page)
+{
+	size_t n = (size_t)manifest_page_len(&sw->root, page) * MANIFEST_ENTRY_LEN;
+	struct manifest_entry *e;
+	int ok;
+
+	if (sw->pages_fd < 0 || sw->nserve < sw->root.chunk_count ||
+	    pread_full(sw->pages_fd, sw->page_buf, n,
+	               (uint64_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
+		return 0;
+	e = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*e));
+	ok = manifest_page_decode(&sw->root, page, sw->page_buf, n, e) == 0;
+	free(e);
+	if (!ok)
+		log_warn("page %u in %s.p2pvbd-pages does not verify: not serving it", page,
+		         sw->o.out_path);
+	return ok ? n : 0;
+}
+
 static void serve_page(struct speer *sp, uint32_t page)
 {
 	struct swarm *sw = sp->sw;
 	struct wire_msg m = {.type = WIRE_PAGE};
-	size_t n;
+	size_t n = 0;
 
-	if (sw->o.role != SWARM_SEED || page >= sw->o.manifest->root.page_count) {
+	if (page < swarm_root(sw)->page_count) {
+		if (sw->o.role == SWARM_SEED)
+			n = manifest_page_encode(sw->o.manifest, page, sw->page_buf,
+			                         MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
+		else if (sw->have_root)
+			n = serve_page_from_file(sw, page);
+	}
+	if (n == 0) {
 		peer_close_error(sp->p, WIRE_E_RANGE, "no page %u", page);
 		return;
 	}
-	n = manifest_page_encode(sw->o.manifest, page, sw->page_buf,
-	                         MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 	m.u.page.page = page;
-	m.u.page.root_gen = sw->o.manifest->root.generation;
+	m.u.page.root_gen = swarm_root(sw)->generation;
 	m.u.page.data = sw->page_buf;
 	m.u.page.len = (uint32_t)n;
 	peer_send(sp->p, &m);
@@ -599,6 +649,7 @@ static void have_set(struct swarm *sw, struct speer *sp, uint32_t c)
 	if (bit_get(sp->have, c))
 		return;
 	bit_set(sp->have, c);
+	sp->nhave++;
 	if (sw->holders[c] < UINT8_MAX)
 		sw->holders[c]++;
 }
@@ -609,6 +660,7 @@ static void have_clear(struct swarm *sw, struct speer *sp, uint32_t c)
 	if (!bit_get(sp->have, c))
 		return;
 	bit_clear(sp->have, c);
+	sp->nhave--;
 	if (sw->holders[c] > 0)
 		sw->holders[c]--;
 }
@@ -642,6 +694,14 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	}
 	sw->store_open = 1;
 	sw->have_root = 1;
+	{
+		char *path = xasprintf("%s.p2pvbd-pages", sw->o.out_path);
+
+		sw->pages_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (sw->pages_fd < 0)
+			log_warn("cannot open %s: %s; not serving pages", path, strerror(errno));
+		free(path);
+	}
 	sw->st.chunks_total = sw->root.chunk_count;
 	sw->page_entries = xcalloc(sw->root.page_count, sizeof(*sw->page_entries));
 	sw->page_status = xcalloc(sw->root.page_count, 1);
@@ -736,6 +796,8 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen)
 {
 	struct wire_msg m = {.type = WIRE_HAVE};
 
+	if (!bit_get(sw->serve_map, c))
+		sw->nserve++;
 	bit_set(sw->serve_map, c);
 	m.u.have.chunk = c;
 	m.u.have.gen = gen;
@@ -794,6 +856,10 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
 		return;
 	}
+	if (sw->pages_fd >= 0 &&
+	    pwrite(sw->pages_fd, m->u.page.data, m->u.page.len,
+	           (off_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != (ssize_t)m->u.page.len)
+		log_debug("cannot keep page %u: %s", page, strerror(errno));
 	sw->page_entries[page] = e;
 	sw->page_status[page] = PAGE_LOADED;
 	sw->page_from[page] = NULL;
@@ -815,6 +881,8 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 				return;
 			}
 			chunk_now_available(sw, c);
+			/* In the have-map too: a complete map says "ask me for pages". */
+			serve_add(sw, c, e[i].gen);
 		} else if (s == STORE_PRESENT && g == e[i].gen) {
 			sw->st.chunks_resumed++;
 			serve_add(sw, c, g);
@@ -945,22 +1013,6 @@ struct verify_job {
 	int result;   /* 0 stored, 1 bad hash, 2 the basis differs, -1 write error */
 };
 
-/* Read exactly len bytes at off; 0, or -1 on error or end of file. */
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
 
 /* Worker thread: hash and, if it matches, write. Touches only the job and the files. */
 static void verify_run(void *arg)
@@ -1312,11 +1364,15 @@ static int fetch_page_ask(struct swarm *sw, uint32_t page)
 	if (sw->page_status[page] != PAGE_NONE)
 		return 0;
 	/*
-	 * Pages come from the source: other destinations drop the pages they no
-	 * longer need (serving pages from mirrors is the swarm issue's).
+	 * Pages come from the source, or else from a destination that holds the
+	 * whole volume (a mirror): only those keep every page (§7.1).
 	 */
 	for (struct speer *sp = sw->peers; sp && best == NULL; sp = sp->next)
 		if (sp->p->state == PEER_READY && sp->p->is_source && sp->root_seen)
+			best = sp;
+	for (struct speer *sp = sw->peers; sp && best == NULL; sp = sp->next)
+		if (sp->p->state == PEER_READY && sp->root_seen && sp->have != NULL &&
+		    sp->nhave == sw->root.chunk_count)
 			best = sp;
 	if (best == NULL)
 		return -1;
@@ -2183,6 +2239,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	vcrypto_random(&sw->rng, sizeof(sw->rng));
 	sw->rng |= 1; /* xorshift must not start at 0 */
 	sw->basis_fd = -1;
+	sw->pages_fd = -1;
 	if (o->role == SWARM_FETCH && o->basis_path != NULL) {
 		sw->basis_fd = open(o->basis_path, O_RDONLY | O_CLOEXEC);
 		if (sw->basis_fd < 0)
@@ -2386,6 +2443,8 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 			return -1;
 		if (!bit_get(sw->local, c)) {
 			bit_set(sw->local, c);
+			if (bit_get(sw->serve_map, c))
+				sw->nserve--;
 			bit_clear(sw->serve_map, c);
 			/* A chunk the VM wrote whole is done as far as fetching goes. */
 			if (!bit_get(sw->avail, c) && sw->page_entries != NULL &&
@@ -2471,6 +2530,8 @@ void swarm_free(struct swarm *sw)
 	free(sw->basis_q);
 	if (sw->basis_fd >= 0)
 		close(sw->basis_fd);
+	if (sw->pages_fd >= 0)
+		close(sw->pages_fd);
 	free(sw->fetching);
 	free(sw->holders);
 	free(sw->urgent_list);

@@ -4,6 +4,8 @@
 # other through the tracker, all finish with the source's bytes, and most of the bytes came from each
 # other (their own counters). One fetcher is killed and the tracker is killed midway: the others
 # finish. The tracker restarts and a fifth fetcher whose URI names only the tracker joins and finishes.
+# Then the seed stops for good, and a sixth fetcher gets the whole volume (root, chunk table and
+# chunks) from the mirrors alone.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tools/lab.sh
@@ -53,11 +55,11 @@ URI=$(head -n 1 "$T/vol.uri")
 [[ $URI == *"tracker=$ANNOUNCE"* ]] || fail "the URI does not name the tracker: $URI"
 [[ $URI == *"peer=${ADDR[h2]}:7001"* ]] || fail "the URI does not name the seed: $URI"
 
-# fetcher N HOST URI: start a mirror in HOST (keeps serving once complete).
+# fetcher N HOST URI [PORT]: start a mirror in HOST (keeps serving once complete).
 declare -A FPID
 fetcher() {
 	bg_start "$T/f$1.log" ip netns exec "${NS[$2]}" "$P2PVBD" fetch --no-progress --mirror \
-		-l "${ADDR[$2]}:7002" --stats "$T/f$1.json" --progress-log "$T/f$1.prog" "$3" "$T/out$1"
+		-l "${ADDR[$2]}:${4:-7002}" --stats "$T/f$1.json" --progress-log "$T/f$1.prog" "$3" "$T/out$1"
 	FPID[$1]=$BG_PID
 }
 # fraction N: how much fetcher N has, in percent (0 until known).
@@ -104,8 +106,15 @@ fetcher 5 h7 "$URI5"
 wait_until 240 complete 5 || fail "fetcher 5 did not finish through the restarted tracker ($(fraction 5)%)"
 cmp -s "$T/src.img" "$T/out5" || fail "fetcher 5's image differs from the source"
 
+# The source goes away; the mirrors serve a newcomer everything, the chunk table included.
+stop_pid "$SEED_PID"
+fetcher 6 h6 "$URI5" 7003
+wait_until 240 complete 6 || fail "fetcher 6 did not finish from the mirrors alone ($(fraction 6)%)"
+cmp -s "$T/src.img" "$T/out6" || fail "fetcher 6's image differs from the source"
+grep -q 'volume: .* (from ' "$T/f6.log" || fail "fetcher 6 did not log where its root came from"
+
 # Counters, written at exit.
-for n in 1 2 3 5; do
+for n in 1 2 3 5 6; do
 	stop_pid "${FPID[$n]}"
 	check_stats "$T/f$n.json"
 done
@@ -122,4 +131,7 @@ note "fetchers 1-3 got $pct% of their bytes from other destinations"
 f5_peers=$(stat_get "$T/f5.json" bytes_from_peers)
 ((f5_peers > 0)) || fail "fetcher 5 got nothing from the other destinations"
 grep -q 'trackers: .* new peer address' "$T/f5.log" || fail "fetcher 5 learned no peers from the tracker"
+f6_all=$(stat_get "$T/f6.json" bytes_fetched)
+f6_peers=$(stat_get "$T/f6.json" bytes_from_peers)
+((f6_all > 0 && f6_peers == f6_all)) || fail "fetcher 6 got $f6_peers of $f6_all bytes from the mirrors; expected all"
 note "PASS"
