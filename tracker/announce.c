@@ -2,7 +2,6 @@
  * announce: query-string parser and bencode encoder of the tracker (see
  * announce.h). Pure code: no I/O, no allocation, no globals, no logging.
  */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,20 +351,46 @@ static void put(struct announce_benc *b, const void *p, size_t n)
 	b->len += n;
 }
 
+/*
+ * The decimal digits of v into out (room for 20, UINT64_MAX's length);
+ * returns how many. An announce reply writes a dozen numbers, and snprintf
+ * costs about ten times as much as this loop.
+ */
+static size_t put_decimal(uint64_t v, char *out)
+{
+	char rev[20];
+	size_t n = 0;
+
+	do {
+		rev[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (size_t i = 0; i < n; i++)
+		out[i] = rev[n - 1 - i];
+	return n;
+}
+
 void announce_benc_int(struct announce_benc *b, int64_t v)
 {
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "i%" PRId64 "e", v);
+	char tmp[23]; /* 'i', '-', 20 digits at most, 'e' */
+	size_t n = 0;
 
-	put(b, tmp, (size_t)n);
+	tmp[n++] = 'i';
+	if (v < 0)
+		tmp[n++] = '-';
+	/* 0 - (uint64_t)v is the magnitude of a negative v, INT64_MIN included. */
+	n += put_decimal(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, tmp + n);
+	tmp[n++] = 'e';
+	put(b, tmp, n);
 }
 
 void announce_benc_str(struct announce_benc *b, const void *s, size_t len)
 {
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "%zu:", len);
+	char tmp[21]; /* 20 digits at most, ':' */
+	size_t n = put_decimal(len, tmp);
 
-	put(b, tmp, (size_t)n);
+	tmp[n++] = ':';
+	put(b, tmp, n);
 	put(b, s, len);
 }
 

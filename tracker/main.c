@@ -101,18 +101,18 @@ static uint64_t mono_s(void)
 	return now_ns() / 1000000000ull;
 }
 
-/* Send body[0..len) with status code; text/plain for bencode, as most trackers do. */
+/*
+ * Send body[0..len) with status code; text/plain for bencode, as most trackers
+ * do. The body goes straight into the request's own output buffer: no buffer
+ * of our own to allocate, fill, move and free on every announce.
+ */
 static void reply(struct evhttp_request *req, int code, const char *ctype, const void *body,
                   size_t len)
 {
-	struct evbuffer *out = evbuffer_new();
-
-	if (out == NULL)
+	if (evbuffer_add(evhttp_request_get_output_buffer(req), body, len) < 0)
 		fatal("out of memory");
-	evbuffer_add(out, body, len);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", out);
-	evbuffer_free(out);
+	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", NULL);
 }
 
 static void reply_failure(struct evhttp_request *req, int code, const char *reason)
@@ -520,6 +520,7 @@ int main(int argc, char **argv)
 	char host[256], shown[300];
 	unsigned port;
 	struct server sv = {0};
+	struct event_config *ecfg;
 	struct evhttp_bound_socket *bound;
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
@@ -579,7 +580,19 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	sv.base = event_base_new();
+	/*
+	 * evhttp adds and deletes read and write events several times for every
+	 * connection; epoll's changelist folds them into one epoll_ctl per
+	 * descriptor and loop turn, which saves a third of the system calls of
+	 * an announce. It is unsafe only with dup()ed descriptors, which the
+	 * tracker never makes. Other backends ignore the flag.
+	 */
+	ecfg = event_config_new();
+	if (ecfg == NULL)
+		fatal("out of memory");
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	sv.base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
 	if (sv.base == NULL)
 		fatal("event_base_new failed");
 	sv.http = evhttp_new(sv.base);
