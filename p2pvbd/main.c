@@ -77,6 +77,10 @@ static const char usage_seed[] =
     "                               repeatable) and name it in the URI, so that\n"
     "                               destinations find each other through it\n"
     "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
+    "  -e, --export ADDR            also export IMAGE over NBD (unix:PATH or HOST:PORT)\n"
+    "                               for the VM running at the source: its writes go to\n"
+    "                               IMAGE, and the chunks they touch are never served\n"
+    "                               to peers again (dirty; their deltas are the next step)\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI)\n"
@@ -432,11 +436,14 @@ static int cmd_seed(int argc, char **argv)
 	};
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers = 0;
+	const char *export_spec = NULL;
+	struct nbd_server *srv = NULL;
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"listen", required_argument, NULL, 'l'},
 	    {"advertise", required_argument, NULL, O_ADVERTISE},
 	    {"tracker", required_argument, NULL, 't'},
+	    {"export", required_argument, NULL, 'e'},
 	    {"uri-file", required_argument, NULL, O_URI_FILE},
 	    {"chunk-size", required_argument, NULL, O_CHUNK},
 	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
@@ -473,10 +480,13 @@ static int cmd_seed(int argc, char **argv)
 
 	memset(&m, 0, sizeof(m));
 	memset(&id, 0, sizeof(id));
-	while ((c = getopt_long(argc, argv, "k:l:t:qvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:l:t:e:qvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			key_path = optarg;
+			break;
+		case 'e':
+			export_spec = optarg;
 			break;
 		case 'l':
 			listen_spec = optarg;
@@ -562,7 +572,7 @@ static int cmd_seed(int argc, char **argv)
 
 	if (vcrypto_identity_load(key_path, &id) != 0)
 		goto out;
-	fd = open(image, O_RDONLY | O_CLOEXEC);
+	fd = open(image, (export_spec ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0) {
 		log_error("cannot open %s: %s", image, strerror(errno));
 		goto out;
@@ -665,6 +675,14 @@ static int cmd_seed(int argc, char **argv)
 			goto out;
 	}
 	log_info("serving on %s:%u", listen_at.host, port);
+	if (export_spec != NULL) {
+		srv = nbd_server_new(base, sw, export_spec);
+		if (srv == NULL)
+			goto out;
+		printf("exporting on %s\n", nbd_server_address(srv));
+		fflush(stdout);
+		log_info("NBD export on %s", nbd_server_address(srv));
+	}
 	add_signals(base, sw, sigs);
 	swarm_start(sw);
 	event_base_dispatch(base);
@@ -674,12 +692,17 @@ static int cmd_seed(int argc, char **argv)
 
 		log_info("served %s; %llu receipts", fmt_bytes(st->bytes_served, b, sizeof(b)),
 		         (unsigned long long)st->receipts);
+		if (export_spec != NULL)
+			log_info("the VM wrote %s into %llu chunks since they were hashed",
+			         fmt_bytes(st->bytes_written, b, sizeof(b)),
+			         (unsigned long long)st->chunks_dirty);
 	}
 	rc = swarm_result(sw) == 0 ? 0 : 1;
 out:
 	for (int i = 0; i < 2; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	nbd_server_free(srv);
 	swarm_free(sw);
 	if (base)
 		event_base_free(base);

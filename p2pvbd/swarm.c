@@ -163,6 +163,7 @@ struct swarm {
 	uint8_t *serve_map;  /* chunks we can serve (bitmap) */
 	uint8_t *sent_count; /* per chunk: times we started sending it (saturating) */
 	uint32_t nserve;     /* chunks in serve_map */
+	uint8_t *dirty;      /* seed -e: chunks the VM wrote since they were hashed */
 	int pages_fd;        /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
 	uint8_t *page_buf;  /* scratch for PAGE replies */
 
@@ -278,6 +279,8 @@ static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
 	if (sw->o.role == SWARM_SEED) {
 		const struct manifest_entry *e = &sw->o.manifest->entries[c];
 
+		if (bit_get(sw->dirty, c))
+			return -1; /* its signed hash is stale */
 		return (e->flags & MANIFEST_F_ZERO) ? -1 : (int64_t)e->gen;
 	}
 	/* Verified and written (durable or not: a crash here loses only our copy). */
@@ -430,10 +433,14 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	}
 	gen = swarm_serve_gen(sw, b->chunk);
 	if (gen < 0) {
-		int zero = sw->o.role == SWARM_SEED &&
-		           (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO);
+		int seed = sw->o.role == SWARM_SEED;
 
-		reject(sp, b, zero ? WIRE_E_ZERO : WIRE_E_UNAVAILABLE);
+		if (seed && bit_get(sw->dirty, b->chunk))
+			reject(sp, b, WIRE_E_GENERATION);
+		else if (seed && (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO))
+			reject(sp, b, WIRE_E_ZERO);
+		else
+			reject(sp, b, WIRE_E_UNAVAILABLE);
 		return;
 	}
 	if ((uint64_t)gen != b->gen) {
@@ -2222,6 +2229,10 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 			fatal("cannot encode the manifest root");
 		sw->serve_map = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
 		sw->sent_count = xcalloc(m->root.chunk_count, 1);
+		sw->dirty = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
+		sw->syncq = workq_new(o->base, 1, "sync");
+		if (sw->syncq == NULL)
+			fatal("cannot start worker threads");
 		for (uint32_t c = 0; c < m->root.chunk_count; c++)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
 				bit_set(sw->serve_map, c);
@@ -2341,6 +2352,9 @@ const struct swarm_stats *swarm_stats(const struct swarm *sw)
 
 void swarm_shutdown(struct swarm *sw)
 {
+	/* seed -e: the VM's writes at the source are durable before we exit. */
+	if (sw->o.role == SWARM_SEED && sw->st.bytes_written > 0 && fdatasync(sw->o.image_fd) != 0)
+		log_error("fdatasync of the image at shutdown: %s", strerror(errno));
 	/* Everything flushed: chunk marks and the local VM's writes. */
 	if (sw->store_open && (store_commit(&sw->store) < 0 || store_sync_data(&sw->store) < 0))
 		log_error("could not make everything durable at shutdown");
@@ -2361,14 +2375,25 @@ void swarm_set_ready_cb(struct swarm *sw, void (*fn)(void *arg), void *arg)
 	sw->ready_cb_arg = arg;
 }
 
+/*
+ * The export API serves the source's own image too (seed -e: the VM runs on
+ * the source and writes through us). There every chunk is readable and
+ * writable; a write makes its chunks dirty: never served to peers again at
+ * the generation they were hashed at (§7.3).
+ */
+static int is_seed(const struct swarm *sw)
+{
+	return sw->o.role == SWARM_SEED;
+}
+
 uint64_t swarm_volume_size(const struct swarm *sw)
 {
-	return sw->have_root ? sw->root.image_size : 0;
+	return is_seed(sw) || sw->have_root ? swarm_root(sw)->image_size : 0;
 }
 
 uint32_t swarm_chunk_size(const struct swarm *sw)
 {
-	return sw->have_root ? sw->root.chunk_size : 0;
+	return is_seed(sw) || sw->have_root ? swarm_root(sw)->chunk_size : 0;
 }
 
 int swarm_complete(const struct swarm *sw)
@@ -2378,17 +2403,24 @@ int swarm_complete(const struct swarm *sw)
 
 int swarm_readable(const struct swarm *sw, uint32_t chunk)
 {
+	if (is_seed(sw))
+		return chunk < swarm_root(sw)->chunk_count;
 	return sw->have_root && chunk < sw->root.chunk_count && bit_get(sw->avail, chunk);
 }
 
 int swarm_is_zero(const struct swarm *sw, uint32_t chunk)
 {
+	if (is_seed(sw))
+		return chunk < swarm_root(sw)->chunk_count && !bit_get(sw->dirty, chunk) &&
+		       (sw->o.manifest->entries[chunk].flags & MANIFEST_F_ZERO);
 	return sw->have_root && chunk < sw->root.chunk_count && !bit_get(sw->local, chunk) &&
 	       bit_get(sw->avail, chunk) && store_state_of(&sw->store, chunk) == STORE_ZERO;
 }
 
 int swarm_writable(const struct swarm *sw, uint32_t chunk, int whole)
 {
+	if (is_seed(sw))
+		return chunk < swarm_root(sw)->chunk_count;
 	if (!sw->have_root || chunk >= sw->root.chunk_count)
 		return 0;
 	if (bit_get(sw->avail, chunk))
@@ -2400,6 +2432,8 @@ int swarm_writable(const struct swarm *sw, uint32_t chunk, int whole)
 
 void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 {
+	if (is_seed(sw))
+		return; /* the source has everything */
 	if (!sw->have_root || chunk >= sw->root.chunk_count || sw->finished ||
 	    bit_get(sw->avail, chunk) || bit_get(sw->urgent, chunk))
 		return;
@@ -2427,17 +2461,74 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 
 int swarm_read(struct swarm *sw, uint64_t off, void *buf, size_t len)
 {
+	if (is_seed(sw))
+		return swarm_fill(sw, buf, len, off);
 	return store_read(&sw->store, off, buf, len);
+}
+
+/* seed -e: the VM's write at the source. Its chunks become dirty first. */
+static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, int zero,
+                      int punch)
+{
+	const struct manifest_root *r = swarm_root(sw);
+	uint32_t first = (uint32_t)(off / r->chunk_size);
+	uint32_t last = (uint32_t)((off + len - 1) / r->chunk_size);
+
+	for (uint32_t c = first; c <= last; c++) {
+		if (bit_get(sw->dirty, c))
+			continue;
+		bit_set(sw->dirty, c);
+		bit_clear(sw->serve_map, c);
+		sw->st.chunks_dirty++;
+	}
+	sw->st.bytes_written += len;
+	if (zero) {
+		int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+
+		if (fallocate(sw->o.image_fd, mode, (off_t)off, (off_t)len) == 0)
+			return 0;
+		/* No hole punching here: write zeros. */
+		for (uint64_t done = 0; done < len;) {
+			static const uint8_t zeros[65536];
+			size_t n = len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
+
+			if (pwrite(sw->o.image_fd, zeros, n, (off_t)(off + done)) != (ssize_t)n) {
+				log_error("writing zeros to the image at %llu: %s",
+				          (unsigned long long)(off + done), strerror(errno));
+				return -1;
+			}
+			done += n;
+		}
+		return 0;
+	}
+	for (uint64_t done = 0; done < len;) {
+		ssize_t n = pwrite(sw->o.image_fd, (const uint8_t *)data + done, (size_t)(len - done),
+		                   (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_error("writing the image at %llu: %s", (unsigned long long)(off + done),
+			          n < 0 ? strerror(errno) : "short write");
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
 }
 
 int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, int zero,
                       int punch)
 {
-	uint32_t cs = sw->root.chunk_size;
-	uint32_t first = (uint32_t)(off / cs), last = (uint32_t)((off + len - 1) / cs);
+	uint32_t cs, first, last;
 
 	if (len == 0)
 		return 0;
+	if (is_seed(sw))
+		return seed_write(sw, off, data, len, zero, punch);
+	cs = sw->root.chunk_size;
+	first = (uint32_t)(off / cs);
+	last = (uint32_t)((off + len - 1) / cs);
 	for (uint32_t c = first; c <= last; c++) {
 		if (store_mark_local(&sw->store, c) != 0)
 			return -1;
@@ -2469,12 +2560,50 @@ void swarm_keep_running(struct swarm *sw)
 	sw->keep_running = 1;
 }
 
+/* seed -e: FLUSH makes the image durable (on the sync thread). */
+struct seed_sync_job {
+	struct swarm *sw;
+	struct flush_waiter *waiters;
+	int result;
+};
+
+static void seed_sync_run(void *arg)
+{
+	struct seed_sync_job *j = arg;
+
+	j->result = fdatasync(j->sw->o.image_fd) == 0 ? 0 : -1;
+	if (j->result != 0)
+		log_error("fdatasync of the image: %s", strerror(errno));
+}
+
+static void seed_sync_done(void *arg)
+{
+	struct seed_sync_job *j = arg;
+
+	while (j->waiters != NULL) {
+		struct flush_waiter *w = j->waiters;
+
+		j->waiters = w->next;
+		w->fn(w->arg, j->result);
+		free(w);
+	}
+	free(j);
+}
+
 void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
 {
 	struct flush_waiter *w = xcalloc(1, sizeof(*w));
 
 	w->fn = fn;
 	w->arg = arg;
+	if (is_seed(sw)) {
+		struct seed_sync_job *j = xcalloc(1, sizeof(*j));
+
+		j->sw = sw;
+		j->waiters = w;
+		workq_push(sw->syncq, seed_sync_run, seed_sync_done, j);
+		return;
+	}
 	w->next = sw->flush_next;
 	sw->flush_next = w;
 	swarm_commit(sw);
@@ -2537,6 +2666,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->urgent_list);
 	free(sw->serve_map);
 	free(sw->sent_count);
+	free(sw->dirty);
 	free(sw->root_blob);
 	free(sw->page_buf);
 	free(sw->addrs);
