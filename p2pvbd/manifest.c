@@ -496,3 +496,231 @@ void manifest_infohash(const uint8_t id[MANIFEST_ID_LEN], uint8_t out[MANIFEST_I
 	vcrypto_hash(h, msg, sizeof(msg));
 	memcpy(out, h, MANIFEST_INFOHASH_LEN);
 }
+
+/* ---- Deltas ------------------------------------------------------------ */
+
+/* Delta header layout (PROTOCOL.md §9). */
+enum {
+	DH_MAGIC = 0,
+	DH_VOLUME_ID = 8,
+	DH_OLD_GEN = 24,
+	DH_NEW_GEN = 32,
+	DH_NCHANGES = 40,
+	DH_NPAGES = 44,
+	DH_ROOT_HASH = 48,
+	DH_END = 80,
+};
+_Static_assert(DH_END == MANIFEST_DELTA_HDR, "delta header layout");
+
+static size_t delta_len(uint32_t nchanges, uint32_t npages)
+{
+	return MANIFEST_DELTA_HDR + (size_t)nchanges * MANIFEST_CHANGE_LEN +
+	       (size_t)npages * MANIFEST_DPAGE_LEN + 2 * VCRYPTO_SIG_LEN;
+}
+
+void manifest_entries_hash(const struct manifest_entry *e, uint32_t n,
+                           uint8_t out[VCRYPTO_HASH_LEN])
+{
+	uint8_t *buf = xmalloc((size_t)n * MANIFEST_ENTRY_LEN + 1);
+
+	entries_encode(e, n, buf);
+	vcrypto_hash(out, buf, (size_t)n * MANIFEST_ENTRY_LEN);
+	free(buf);
+}
+
+int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, uint32_t n,
+                        const uint8_t sk[VCRYPTO_SK_LEN], uint8_t **blob, size_t *len)
+{
+	struct manifest_root *r = &m->root;
+	uint64_t new_gen = r->generation + 1;
+	uint32_t npages = 0, last_page = UINT32_MAX;
+	uint8_t *out, *p;
+	size_t total;
+
+	if (n == 0 || n > MANIFEST_DELTA_MAX_CHANGES)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		if (ch[i].chunk >= r->chunk_count || (i > 0 && ch[i].chunk <= ch[i - 1].chunk) ||
+		    (ch[i].entry.flags & ~MANIFEST_F_ZERO))
+			return -1;
+		if (ch[i].chunk / MANIFEST_PAGE_ENTRIES != last_page) {
+			last_page = ch[i].chunk / MANIFEST_PAGE_ENTRIES;
+			npages++;
+		}
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		m->entries[ch[i].chunk] = ch[i].entry;
+		m->entries[ch[i].chunk].gen = new_gen;
+	}
+	r->generation = new_gen;
+	total = delta_len(n, npages);
+	out = xcalloc(1, total);
+	memcpy(out + DH_MAGIC, MANIFEST_DELTA_MAGIC, MAGIC_LEN);
+	memcpy(out + DH_VOLUME_ID, r->volume_id, MANIFEST_ID_LEN);
+	wire_put64(out + DH_OLD_GEN, new_gen - 1);
+	wire_put64(out + DH_NEW_GEN, new_gen);
+	wire_put32(out + DH_NCHANGES, n);
+	wire_put32(out + DH_NPAGES, npages);
+	p = out + MANIFEST_DELTA_HDR;
+	for (uint32_t i = 0; i < n; i++, p += MANIFEST_CHANGE_LEN) {
+		wire_put32(p, ch[i].chunk);
+		entry_encode(&m->entries[ch[i].chunk], p + 4);
+	}
+	last_page = UINT32_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t pg = ch[i].chunk / MANIFEST_PAGE_ENTRIES;
+
+		if (pg == last_page)
+			continue;
+		last_page = pg;
+		manifest_entries_hash(m->entries + (size_t)pg * MANIFEST_PAGE_ENTRIES,
+		                      manifest_page_len(r, pg), r->page_hash[pg]);
+		wire_put32(p, pg);
+		memcpy(p + 4, r->page_hash[pg], VCRYPTO_HASH_LEN);
+		p += MANIFEST_DPAGE_LEN;
+	}
+	root_hash_compute(r, r->root_hash);
+	vcrypto_sign(r->sig, MANIFEST_ROOT_DOMAIN, r->root_hash, VCRYPTO_HASH_LEN, sk);
+	memcpy(out + DH_ROOT_HASH, r->root_hash, VCRYPTO_HASH_LEN);
+	memcpy(p, r->sig, VCRYPTO_SIG_LEN);
+	p += VCRYPTO_SIG_LEN;
+	vcrypto_sign(p, MANIFEST_DELTA_DOMAIN, out, (size_t)(p - out), sk);
+	*blob = out;
+	*len = total;
+	return 0;
+}
+
+void manifest_delta_free(struct manifest_delta *d)
+{
+	free(d->changes);
+	free(d->page);
+	free(d->page_hash);
+	memset(d, 0, sizeof(*d));
+}
+
+int manifest_delta_decode(const uint8_t *in, size_t len, struct manifest_delta *d)
+{
+	const uint8_t *p;
+	uint32_t n, m;
+
+	memset(d, 0, sizeof(*d));
+	if (len < delta_len(0, 0) || memcmp(in + DH_MAGIC, MANIFEST_DELTA_MAGIC, MAGIC_LEN) != 0)
+		return -1;
+	n = wire_get32(in + DH_NCHANGES);
+	m = wire_get32(in + DH_NPAGES);
+	/* Counts are checked against the length before anything is allocated. */
+	if (n == 0 || m == 0 || n > MANIFEST_DELTA_MAX_CHANGES || m > n || len != delta_len(n, m))
+		return -1;
+	memcpy(d->volume_id, in + DH_VOLUME_ID, MANIFEST_ID_LEN);
+	d->old_gen = wire_get64(in + DH_OLD_GEN);
+	d->new_gen = wire_get64(in + DH_NEW_GEN);
+	if (d->old_gen == UINT64_MAX || d->new_gen != d->old_gen + 1)
+		return -1;
+	memcpy(d->new_root_hash, in + DH_ROOT_HASH, VCRYPTO_HASH_LEN);
+	d->changes = xcalloc(n, sizeof(*d->changes));
+	d->page = xcalloc(m, sizeof(*d->page));
+	d->page_hash = xcalloc(m, VCRYPTO_HASH_LEN);
+	d->nchanges = n;
+	d->npages = m;
+	p = in + MANIFEST_DELTA_HDR;
+	for (uint32_t i = 0; i < n; i++, p += MANIFEST_CHANGE_LEN) {
+		struct manifest_change *c = &d->changes[i];
+
+		c->chunk = wire_get32(p);
+		c->entry.gen = wire_get64(p + 4 + PE_GEN);
+		c->entry.flags = wire_get32(p + 4 + PE_FLAGS);
+		memcpy(c->entry.hash, p + 4 + PE_HASH, VCRYPTO_HASH_LEN);
+		if ((i > 0 && c->chunk <= d->changes[i - 1].chunk) || c->entry.gen != d->new_gen ||
+		    (c->entry.flags & ~MANIFEST_F_ZERO) || wire_get32(p + 4 + PE_RESERVED) != 0)
+			goto bad;
+	}
+	for (uint32_t i = 0; i < m; i++, p += MANIFEST_DPAGE_LEN) {
+		d->page[i] = wire_get32(p);
+		memcpy(d->page_hash[i], p + 4, VCRYPTO_HASH_LEN);
+		if (i > 0 && d->page[i] <= d->page[i - 1])
+			goto bad;
+	}
+	memcpy(d->root_sig, p, VCRYPTO_SIG_LEN);
+	memcpy(d->sig, p + VCRYPTO_SIG_LEN, VCRYPTO_SIG_LEN);
+	return 0;
+bad:
+	manifest_delta_free(d);
+	return -1;
+}
+
+int manifest_delta_apply_root(struct manifest_root *r, const struct manifest_delta *d,
+                              const uint8_t pk[VCRYPTO_PK_LEN])
+{
+	struct manifest_root nr = *r;
+	uint8_t *signed_part;
+	size_t signed_len;
+	uint32_t k = 0;
+	int ok;
+
+	if (memcmp(d->volume_id, r->volume_id, MANIFEST_ID_LEN) != 0 ||
+	    d->old_gen != r->generation)
+		return -1;
+	/* The pages must be exactly those the changes touch, inside the volume. */
+	for (uint32_t i = 0; i < d->nchanges; i++) {
+		uint32_t pg = d->changes[i].chunk / MANIFEST_PAGE_ENTRIES;
+
+		if (d->changes[i].chunk >= r->chunk_count)
+			return -1;
+		if (i > 0 && pg == d->changes[i - 1].chunk / MANIFEST_PAGE_ENTRIES)
+			continue;
+		if (k >= d->npages || d->page[k] != pg)
+			return -1;
+		k++;
+	}
+	if (k != d->npages)
+		return -1;
+	/* The delta's signature, over its encoding up to the signature. */
+	signed_len = delta_len(d->nchanges, d->npages) - VCRYPTO_SIG_LEN;
+	signed_part = xmalloc(signed_len);
+	{
+		uint8_t *p = signed_part;
+
+		memcpy(p + DH_MAGIC, MANIFEST_DELTA_MAGIC, MAGIC_LEN);
+		memcpy(p + DH_VOLUME_ID, d->volume_id, MANIFEST_ID_LEN);
+		wire_put64(p + DH_OLD_GEN, d->old_gen);
+		wire_put64(p + DH_NEW_GEN, d->new_gen);
+		wire_put32(p + DH_NCHANGES, d->nchanges);
+		wire_put32(p + DH_NPAGES, d->npages);
+		memcpy(p + DH_ROOT_HASH, d->new_root_hash, VCRYPTO_HASH_LEN);
+		p += MANIFEST_DELTA_HDR;
+		for (uint32_t i = 0; i < d->nchanges; i++, p += MANIFEST_CHANGE_LEN) {
+			wire_put32(p, d->changes[i].chunk);
+			entry_encode(&d->changes[i].entry, p + 4);
+		}
+		for (uint32_t i = 0; i < d->npages; i++, p += MANIFEST_DPAGE_LEN) {
+			wire_put32(p, d->page[i]);
+			memcpy(p + 4, d->page_hash[i], VCRYPTO_HASH_LEN);
+		}
+		memcpy(p, d->root_sig, VCRYPTO_SIG_LEN);
+	}
+	ok = vcrypto_verify(d->sig, MANIFEST_DELTA_DOMAIN, signed_part, signed_len, pk) == 0;
+	free(signed_part);
+	if (!ok) {
+		log_warn("manifest: delta %llu -> %llu: signature not valid for the source key",
+		         (unsigned long long)d->old_gen, (unsigned long long)d->new_gen);
+		return -1;
+	}
+	/* The new root: same parameters, next generation, the listed page hashes. */
+	nr.page_hash = xmalloc((size_t)r->page_count * VCRYPTO_HASH_LEN);
+	memcpy(nr.page_hash, r->page_hash, (size_t)r->page_count * VCRYPTO_HASH_LEN);
+	for (uint32_t i = 0; i < d->npages; i++)
+		memcpy(nr.page_hash[d->page[i]], d->page_hash[i], VCRYPTO_HASH_LEN);
+	nr.generation = d->new_gen;
+	root_hash_compute(&nr, nr.root_hash);
+	memcpy(nr.sig, d->root_sig, VCRYPTO_SIG_LEN);
+	if (vcrypto_memcmp(nr.root_hash, d->new_root_hash, VCRYPTO_HASH_LEN) != 0 ||
+	    manifest_root_verify(&nr, pk) != 0) {
+		log_warn("manifest: delta %llu -> %llu does not produce the signed root",
+		         (unsigned long long)d->old_gen, (unsigned long long)d->new_gen);
+		free(nr.page_hash);
+		return -1;
+	}
+	free(r->page_hash);
+	*r = nr;
+	return 0;
+}

@@ -122,6 +122,63 @@ void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANI
 int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_receipt *rc);
 
 /*
+ * Deltas: the source moves its manifest from generation G to G + 1 (the
+ * chunks its VM changed get new entries). The signed delta carries the
+ * changed entries, the new hashes of the pages they touch, the new root hash
+ * and the new root's own signature, so that a receiver can rebuild the signed
+ * root of G + 1 without the whole table. Layout: PROTOCOL.md §9.
+ */
+#define MANIFEST_DELTA_MAGIC  "P2PVDLT1"
+#define MANIFEST_DELTA_DOMAIN "p2pvbd-delta-v1"
+#define MANIFEST_DELTA_HDR    80u /* before the changes */
+#define MANIFEST_CHANGE_LEN   52u /* u32 chunk + entry */
+#define MANIFEST_DPAGE_LEN    36u /* u32 page + hash */
+/* One delta fits one protocol message. */
+#define MANIFEST_DELTA_MAX_CHANGES 16384u
+
+struct manifest_change {
+	uint32_t chunk;
+	struct manifest_entry entry; /* entry.gen is the delta's new generation */
+};
+
+struct manifest_delta {
+	uint8_t volume_id[MANIFEST_ID_LEN];
+	uint64_t old_gen, new_gen;
+	uint8_t new_root_hash[VCRYPTO_HASH_LEN];
+	uint32_t nchanges;
+	struct manifest_change *changes; /* owned, ascending chunk */
+	uint32_t npages;
+	uint32_t *page;                       /* owned, ascending */
+	uint8_t (*page_hash)[VCRYPTO_HASH_LEN]; /* owned, one per page */
+	uint8_t root_sig[VCRYPTO_SIG_LEN];    /* the new root's signature (§8.1) */
+	uint8_t sig[VCRYPTO_SIG_LEN];         /* over everything before it */
+};
+
+/*
+ * Source side: apply n changes (ascending chunk indexes; each entry's gen is
+ * ignored and set to the new generation) to m: its entries, page hashes,
+ * generation, root hash and root signature; and encode the signed delta into
+ * *blob (allocated; the caller frees it). 0 or -1 (bad changes; m untouched).
+ */
+int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, uint32_t n,
+                        const uint8_t sk[VCRYPTO_SK_LEN], uint8_t **blob, size_t *len);
+/* Strict structural decode (no signature check); allocates d's arrays. 0 or -1. */
+int manifest_delta_decode(const uint8_t *in, size_t len, struct manifest_delta *d);
+/*
+ * Receiver side: d must follow r (same volume, old_gen == r's generation,
+ * pages exactly those the changes touch, within the volume), be signed by
+ * pk, and produce a root whose hash is new_root_hash and whose signature
+ * verifies. Then r becomes the root of the new generation (page hashes,
+ * generation, root hash, signature). 0, or -1 with r untouched.
+ */
+int manifest_delta_apply_root(struct manifest_root *r, const struct manifest_delta *d,
+                              const uint8_t pk[VCRYPTO_PK_LEN]);
+void manifest_delta_free(struct manifest_delta *d);
+/* Hash of n encoded entries (a page's hash), for checking held pages against a delta. */
+void manifest_entries_hash(const struct manifest_entry *e, uint32_t n,
+                           uint8_t out[VCRYPTO_HASH_LEN]);
+
+/*
  * The BitTorrent info_hash under which a volume's peers meet at a tracker:
  * the first 20 bytes of BLAKE2b-256("p2pvbd-infohash-v1" || volume id).
  * Needs vcrypto_init() first.

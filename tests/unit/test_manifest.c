@@ -444,3 +444,186 @@ Test(manifest, receipt_round_trip_and_tamper)
 	vcrypto_sign(buf + 104, MANIFEST_ROOT_DOMAIN, buf, 104, mf_other.sk);
 	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, &back), -1);
 }
+
+/* ---- Deltas -------------------------------------------------------------- */
+
+/* The receiver's view: the source's root as it would arrive in a ROOT message. */
+static void receiver_root(const struct manifest *m, struct manifest_root *r)
+{
+	uint8_t *enc;
+	size_t len;
+
+	cr_assert_eq(manifest_root_encode(&m->root, &enc, &len), 0);
+	cr_assert_eq(manifest_root_decode(enc, len, r), 0);
+	cr_assert_eq(manifest_root_verify(r, mf_id.pk), 0);
+	free(enc);
+}
+
+/* A delta changing chunks 5, 1500 and 2049 (pages 0, 1, 2) of m. */
+static void make_delta(struct manifest *m, uint8_t tag, uint8_t **blob, size_t *len)
+{
+	struct manifest_change ch[3] = {{.chunk = 5}, {.chunk = 1500}, {.chunk = 2049}};
+
+	for (int i = 0; i < 3; i++) {
+		memset(ch[i].entry.hash, tag + i, VCRYPTO_HASH_LEN);
+		ch[i].entry.gen = 999; /* ignored: the delta sets the new generation */
+	}
+	cr_assert_eq(manifest_delta_make(m, ch, 3, mf_id.sk, blob, len), 0);
+}
+
+Test(manifest, delta_round_trip)
+{
+	struct manifest m;
+	struct manifest_root r;
+	struct manifest_delta d;
+	struct manifest_entry page1[MANIFEST_PAGE_ENTRIES];
+	uint8_t *blob, *enc, h[VCRYPTO_HASH_LEN];
+	size_t len, elen;
+
+	build(&m, 2100ull * CS, CS, 0);
+	receiver_root(&m, &r);
+	/* The receiver held page 1 before the delta. */
+	memcpy(page1, m.entries + MANIFEST_PAGE_ENTRIES, sizeof(page1));
+	make_delta(&m, 0x70, &blob, &len);
+	cr_assert_eq(len, MANIFEST_DELTA_HDR + 3 * MANIFEST_CHANGE_LEN + 3 * MANIFEST_DPAGE_LEN +
+	                      2 * VCRYPTO_SIG_LEN);
+	/* The source's own manifest moved on. */
+	cr_assert_eq(m.root.generation, 1);
+	cr_assert_eq(m.entries[1500].gen, 1);
+	cr_assert_eq(m.entries[1500].hash[0], 0x71);
+	cr_assert_eq(m.entries[1501].gen, 0);
+	cr_assert_eq(manifest_root_verify(&m.root, mf_id.pk), 0);
+
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), 0);
+	cr_assert_eq(d.old_gen, 0);
+	cr_assert_eq(d.new_gen, 1);
+	cr_assert_eq(d.nchanges, 3);
+	cr_assert_eq(d.npages, 3);
+	cr_assert_eq(d.changes[2].chunk, 2049);
+	cr_assert_eq(manifest_delta_apply_root(&r, &d, mf_id.pk), 0);
+	/* The receiver now has exactly the source's signed root of generation 1. */
+	cr_assert_eq(r.generation, 1);
+	cr_assert_arr_eq(r.root_hash, m.root.root_hash, VCRYPTO_HASH_LEN);
+	cr_assert_arr_eq(r.sig, m.root.sig, VCRYPTO_SIG_LEN);
+	cr_assert_arr_eq(r.page_hash, m.root.page_hash, (size_t)r.page_count * VCRYPTO_HASH_LEN);
+	cr_assert_eq(manifest_root_encode(&r, &enc, &elen), 0);
+	free(enc);
+	/* A held page, with the change applied, hashes to the delta's page hash. */
+	page1[1500 - MANIFEST_PAGE_ENTRIES] = d.changes[1].entry;
+	manifest_entries_hash(page1, MANIFEST_PAGE_ENTRIES, h);
+	cr_assert_arr_eq(h, d.page_hash[1], VCRYPTO_HASH_LEN);
+	/* Replayed: its old generation is no longer current. */
+	cr_assert_eq(manifest_delta_apply_root(&r, &d, mf_id.pk), -1);
+	cr_assert_eq(r.generation, 1);
+	manifest_delta_free(&d);
+	free(blob);
+	manifest_root_free(&r);
+	manifest_free(&m);
+}
+
+Test(manifest, delta_in_order_only)
+{
+	struct manifest m;
+	struct manifest_root r;
+	struct manifest_delta d1, d2;
+	uint8_t *b1, *b2;
+	size_t l1, l2;
+
+	build(&m, 2100ull * CS, CS, 0);
+	receiver_root(&m, &r);
+	make_delta(&m, 0x10, &b1, &l1);
+	make_delta(&m, 0x20, &b2, &l2);
+	cr_assert_eq(manifest_delta_decode(b1, l1, &d1), 0);
+	cr_assert_eq(manifest_delta_decode(b2, l2, &d2), 0);
+	cr_assert_eq(manifest_delta_apply_root(&r, &d2, mf_id.pk), -1, "a gap was accepted");
+	cr_assert_eq(r.generation, 0);
+	cr_assert_eq(manifest_delta_apply_root(&r, &d1, mf_id.pk), 0);
+	cr_assert_eq(manifest_delta_apply_root(&r, &d2, mf_id.pk), 0);
+	cr_assert_eq(r.generation, 2);
+	cr_assert_arr_eq(r.root_hash, m.root.root_hash, VCRYPTO_HASH_LEN);
+	manifest_delta_free(&d1);
+	manifest_delta_free(&d2);
+	free(b1);
+	free(b2);
+	manifest_root_free(&r);
+	manifest_free(&m);
+}
+
+Test(manifest, delta_forged)
+{
+	struct manifest m;
+	struct manifest_root r;
+	struct manifest_delta d;
+	uint8_t *blob;
+	size_t len;
+	int accepted = 0;
+
+	build(&m, 2100ull * CS, CS, 0);
+	receiver_root(&m, &r);
+	make_delta(&m, 0x30, &blob, &len);
+	/* Any changed byte: refused by the decoder or by the checks, never applied. */
+	for (size_t i = 0; i < len; i++) {
+		struct manifest_root copy = r;
+
+		copy.page_hash = xmalloc((size_t)r.page_count * VCRYPTO_HASH_LEN);
+		memcpy(copy.page_hash, r.page_hash, (size_t)r.page_count * VCRYPTO_HASH_LEN);
+		blob[i] ^= 0x04;
+		if (manifest_delta_decode(blob, len, &d) == 0) {
+			accepted += manifest_delta_apply_root(&copy, &d, mf_id.pk) == 0;
+			manifest_delta_free(&d);
+		}
+		blob[i] ^= 0x04;
+		manifest_root_free(&copy);
+	}
+	cr_assert_eq(accepted, 0, "%d forged deltas were applied", accepted);
+	/* Signed by another key. */
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), 0);
+	cr_assert_eq(manifest_delta_apply_root(&r, &d, mf_other.pk), -1);
+	/* Another volume. */
+	r.volume_id[0] ^= 1;
+	cr_assert_eq(manifest_delta_apply_root(&r, &d, mf_id.pk), -1);
+	r.volume_id[0] ^= 1;
+	cr_assert_eq(manifest_delta_apply_root(&r, &d, mf_id.pk), 0);
+	manifest_delta_free(&d);
+	free(blob);
+	manifest_root_free(&r);
+	manifest_free(&m);
+}
+
+Test(manifest, delta_decode_strict)
+{
+	struct manifest m;
+	struct manifest_delta d;
+	struct manifest_change bad[2] = {{.chunk = 7}, {.chunk = 7}};
+	uint8_t *blob, *big;
+	size_t len;
+
+	build(&m, 2100ull * CS, CS, 0);
+	make_delta(&m, 0x40, &blob, &len);
+	for (size_t cut = 0; cut < len; cut += 7)
+		cr_assert_eq(manifest_delta_decode(blob, cut, &d), -1, "truncated to %zu", cut);
+	big = xcalloc(1, len + 1);
+	memcpy(big, blob, len);
+	cr_assert_eq(manifest_delta_decode(big, len + 1, &d), -1, "trailing byte");
+	free(big);
+	/* Counts that do not match the length (checked before any allocation). */
+	wire_put32(blob + 40, 0xffffffffu);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
+	wire_put32(blob + 40, 3);
+	wire_put32(blob + 44, 4);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
+	wire_put32(blob + 44, 3);
+	/* Generations that are not G -> G + 1. */
+	wire_put64(blob + 32, 5);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
+	wire_put64(blob + 32, 1);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), 0);
+	manifest_delta_free(&d);
+	/* The source refuses changes out of order, duplicated or beyond the volume. */
+	cr_assert_eq(manifest_delta_make(&m, bad, 2, mf_id.sk, &big, &len), -1);
+	bad[0].chunk = 5000;
+	cr_assert_eq(manifest_delta_make(&m, bad, 1, mf_id.sk, &big, &len), -1);
+	cr_assert_eq(manifest_delta_make(&m, bad, 0, mf_id.sk, &big, &len), -1);
+	free(blob);
+	manifest_free(&m);
+}
