@@ -22,6 +22,7 @@
 #include <linux/fs.h>
 
 #include "manifest.h"
+#include "ctl.h"
 #include "nbd.h"
 #include "peer.h"
 #include "scan.h"
@@ -48,6 +49,7 @@ static const char usage_main[] =
     "  keygen -o PATH          make an Ed25519 identity (PATH and PATH.pub)\n"
     "  seed [OPTIONS] IMAGE    hash IMAGE, sign its manifest, serve it; prints the volume URI\n"
     "  fetch [OPTIONS] URI OUT fetch and verify the volume into OUT\n"
+    "  status [--json] CTL     what a running seed or fetch is doing (its --ctl socket)\n"
     "\n"
     "Run 'p2pvbd COMMAND --help' for a command's options.\n"
     "Exit codes: 0 success, 1 failure, 2 usage error.\n";
@@ -77,6 +79,8 @@ static const char usage_seed[] =
     "                               repeatable) and name it in the URI, so that\n"
     "                               destinations find each other through it\n"
     "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
+    "      --ctl PATH               control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
+    "                               p2pvbd-seed-PID.ctl; logged at start): p2pvbd status\n"
     "  -e, --export ADDR            also export IMAGE over NBD (unix:PATH or HOST:PORT)\n"
     "                               for the VM running at the source: its writes go to\n"
     "                               IMAGE, and the chunks they touch are never served\n"
@@ -120,6 +124,8 @@ static const char usage_fetch[] =
     "  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
     "                       made on first use)\n"
     "      --stats PATH     write counters as JSON to PATH at exit\n"
+    "      --ctl PATH       control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
+    "                       p2pvbd-fetch-PID.ctl; logged at start): p2pvbd status\n"
     "      --progress-log PATH  append \"UNIX-TIME BYTES-DONE BYTES-TOTAL\" lines to PATH\n"
     "                       every 0.2 s (for plots)\n"
     "      --timeout SECS   drop a peer silent this long (default 30)\n"
@@ -325,6 +331,113 @@ static void progress_log_cb(evutil_socket_t fd, short what, void *arg)
 	progress_log_write(arg);
 }
 
+/* ---- control socket --------------------------------------------------- */
+
+static const char usage_status[] =
+    "usage: p2pvbd status [--json] CTL\n"
+    "\n"
+    "Ask a running seed or fetch (its control socket CTL: --ctl PATH, or the default\n"
+    "it logged at start) what it is doing: volume, progress, peers, rates and, for a\n"
+    "seed whose VM writes (seed -e), the dirty bytes, the dirtying rate and the\n"
+    "estimated cost of a switchover now (dirty bytes / serving rate).\n"
+    "\n"
+    "  --json      one JSON object instead of text\n"
+    "  -h, --help  this text\n";
+
+/* The default control socket of this process: logged at start. Caller frees. */
+static char *ctl_default_path(const char *role)
+{
+	const char *dir = getenv("XDG_RUNTIME_DIR");
+
+	return xasprintf("%s/p2pvbd-%s-%d.ctl", dir && dir[0] ? dir : "/tmp", role, (int)getpid());
+}
+
+static void on_ctl(void *arg, const char *cmd, struct evbuffer *out)
+{
+	struct swarm_status st;
+	double cost;
+	char b1[16], b2[16], b3[16];
+
+	swarm_status(arg, &st);
+	cost = st.dirty_bytes > 0 ? (double)st.dirty_bytes / (st.serve_rate > 1 ? st.serve_rate : 1)
+	                          : 0;
+	if (strcmp(cmd, "status json") == 0) {
+		evbuffer_add_printf(
+		    out,
+		    "{\"role\":\"%s\",\"volume_known\":%s,\"complete\":%s,\"generation\":%llu,"
+		    "\"image_size\":%llu,\"chunk_size\":%u,\"chunks\":%u,\"bytes_done\":%llu,"
+		    "\"peers\":%d,\"fetch_rate\":%.0f,\"serve_rate\":%.0f,\"write_rate\":%.0f,"
+		    "\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f}\n",
+		    st.seed ? "seed" : "fetch", st.have_root ? "true" : "false",
+		    st.complete ? "true" : "false", (unsigned long long)st.generation,
+		    (unsigned long long)st.image_size, st.chunk_size, st.chunks_total,
+		    (unsigned long long)st.bytes_done, st.peers, st.fetch_rate, st.serve_rate,
+		    st.write_rate, (unsigned long long)st.dirty_bytes, cost);
+	} else if (strcmp(cmd, "status") == 0) {
+		evbuffer_add_printf(
+		    out, "%s of a %s volume (generation %llu, %u chunks of %u KiB)\n",
+		    st.seed ? "seed" : "fetch", fmt_bytes(st.image_size, b1, sizeof(b1)),
+		    (unsigned long long)st.generation, st.chunks_total, st.chunk_size / 1024);
+		if (!st.seed)
+			evbuffer_add_printf(out, "progress: %s of %s%s, fetching at %s/s\n",
+			                    fmt_bytes(st.bytes_done, b1, sizeof(b1)),
+			                    fmt_bytes(st.image_size, b2, sizeof(b2)),
+			                    st.complete ? " (complete)" : "",
+			                    fmt_bytes((uint64_t)st.fetch_rate, b3, sizeof(b3)));
+		evbuffer_add_printf(out, "peers: %d, serving at %s/s\n", st.peers,
+		                    fmt_bytes((uint64_t)st.serve_rate, b1, sizeof(b1)));
+		if (st.seed)
+			evbuffer_add_printf(out,
+			                    "dirty: %s (VM writing at %s/s); switchover now would "
+			                    "cost about %.1f s of transfer\n",
+			                    fmt_bytes(st.dirty_bytes, b1, sizeof(b1)),
+			                    fmt_bytes((uint64_t)st.write_rate, b2, sizeof(b2)),
+			                    cost);
+	} else {
+		evbuffer_add_printf(
+		    out, "error: unknown command '%.60s' (try: status, status json)\n", cmd);
+	}
+}
+
+/* Start the control socket (path, or the default); logs where. NULL on failure. */
+static struct ctl *ctl_start(struct event_base *base, struct swarm *sw, const char *path,
+                             const char *role)
+{
+	char *def = path ? NULL : ctl_default_path(role);
+	const char *where = path ? path : def;
+	struct ctl *c = ctl_new(base, where, on_ctl, sw);
+
+	if (c != NULL)
+		log_info("control socket %s (p2pvbd status %s)", where, where);
+	free(def);
+	return c;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int json = 0, c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'j') {
+			json = 1;
+		} else if (c == 'h') {
+			fputs(usage_status, stdout);
+			return 0;
+		} else {
+			return usage_error(usage_status, "bad option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error(usage_status, "status needs the control socket's path");
+	log_init("p2pvbd status", LOG_INFO);
+	return ctl_request(argv[optind], json ? "status json" : "status") == 0 ? 0 : 1;
+}
+
 /* ---- signals ---------------------------------------------------------- */
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -432,18 +545,21 @@ static int cmd_seed(int argc, char **argv)
 		O_THREADS,
 		O_TIMEOUT,
 		O_HASH_ONLY,
-		O_ADVERTISE
+		O_ADVERTISE,
+		O_CTL
 	};
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers = 0;
-	const char *export_spec = NULL;
+	const char *export_spec = NULL, *ctl_path = NULL;
 	struct nbd_server *srv = NULL;
+	struct ctl *ctl = NULL;
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"listen", required_argument, NULL, 'l'},
 	    {"advertise", required_argument, NULL, O_ADVERTISE},
 	    {"tracker", required_argument, NULL, 't'},
 	    {"export", required_argument, NULL, 'e'},
+	    {"ctl", required_argument, NULL, O_CTL},
 	    {"uri-file", required_argument, NULL, O_URI_FILE},
 	    {"chunk-size", required_argument, NULL, O_CHUNK},
 	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
@@ -488,12 +604,16 @@ static int cmd_seed(int argc, char **argv)
 		case 'e':
 			export_spec = optarg;
 			break;
+		case O_CTL:
+			ctl_path = optarg;
+			break;
 		case 'l':
 			listen_spec = optarg;
 			break;
 		case 't':
 			if (ntrackers == URI_MAX_PEERS)
-				return usage_error(usage_seed, "at most %d trackers", URI_MAX_PEERS);
+				return usage_error(usage_seed, "at most %d trackers",
+				                   URI_MAX_PEERS);
 			if (strncmp(optarg, "http://", 7) != 0 || strlen(optarg) >= 512)
 				return usage_error(usage_seed,
 				                   "bad --tracker %s (http://HOST:PORT/announce)",
@@ -683,6 +803,9 @@ static int cmd_seed(int argc, char **argv)
 		fflush(stdout);
 		log_info("NBD export on %s", nbd_server_address(srv));
 	}
+	ctl = ctl_start(base, sw, ctl_path, "seed");
+	if (ctl == NULL && ctl_path != NULL)
+		goto out; /* asked for explicitly; the default is best effort */
 	add_signals(base, sw, sigs);
 	swarm_start(sw);
 	event_base_dispatch(base);
@@ -703,6 +826,7 @@ out:
 		if (sigs[i])
 			event_free(sigs[i]);
 	nbd_server_free(srv);
+	ctl_free(ctl);
 	swarm_free(sw);
 	if (base)
 		event_base_free(base);
@@ -767,15 +891,15 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 
 	snprintf(buf, sizeof(buf),
 	         "{\"chunks_total\":%llu,\"chunks_zero\":%llu,\"chunks_resumed\":%llu,"
-	         "\"chunks_basis\":%llu,\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_pieces\":%llu,"
+	         "\"chunks_basis\":%llu,\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_"
+	         "pieces\":%llu,"
 	         "\"bytes_from_peers\":%llu,\"bytes_discarded\":%llu,\"receipt_acked\":%s,"
 	         "\"seconds\":%.3f}\n",
 	         (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
 	         (unsigned long long)st->chunks_resumed, (unsigned long long)st->chunks_basis,
-	         (unsigned long long)st->chunks_fetched,
-	         (unsigned long long)st->bytes_fetched, (unsigned long long)st->bad_pieces,
-	         (unsigned long long)st->bytes_from_peers, (unsigned long long)st->bytes_discarded,
-	         st->receipt_acked ? "true" : "false",
+	         (unsigned long long)st->chunks_fetched, (unsigned long long)st->bytes_fetched,
+	         (unsigned long long)st->bad_pieces, (unsigned long long)st->bytes_from_peers,
+	         (unsigned long long)st->bytes_discarded, st->receipt_acked ? "true" : "false",
 	         secs);
 	return write_file_atomic(path, buf);
 }
@@ -793,7 +917,8 @@ static int cmd_fetch(int argc, char **argv)
 		O_MIRROR,
 		O_NO_LISTEN,
 		O_BASIS,
-		O_PROGRESS_LOG
+		O_PROGRESS_LOG,
+		O_CTL
 	};
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
@@ -810,6 +935,7 @@ static int cmd_fetch(int argc, char **argv)
 	    {"no-listen", no_argument, NULL, O_NO_LISTEN},
 	    {"basis", required_argument, NULL, O_BASIS},
 	    {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
+	    {"ctl", required_argument, NULL, O_CTL},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -817,7 +943,8 @@ static int cmd_fetch(int argc, char **argv)
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
 	int no_boost = 0, lazy = 0, mirror = 0, no_listen = 0;
-	const char *basis = NULL, *progress_log = NULL;
+	const char *basis = NULL, *progress_log = NULL, *ctl_path = NULL;
+	struct ctl *ctl = NULL;
 	const char *trackers[URI_MAX_PEERS];
 	const char *listen_spec = NULL;
 	struct uri_peer listen_at;
@@ -866,6 +993,9 @@ static int cmd_fetch(int argc, char **argv)
 			break;
 		case O_PROGRESS_LOG:
 			progress_log = optarg;
+			break;
+		case O_CTL:
+			ctl_path = optarg;
 			break;
 		case O_STATS:
 			stats_path = optarg;
@@ -1010,6 +1140,9 @@ static int cmd_fetch(int argc, char **argv)
 		pl.ev = event_new(base, -1, EV_PERSIST, progress_log_cb, &pl);
 		event_add(pl.ev, &tv);
 	}
+	ctl = ctl_start(base, sw, ctl_path, "fetch");
+	if (ctl == NULL && ctl_path != NULL)
+		goto out_swarm; /* asked for explicitly; the default is best effort */
 	add_signals(base, sw, sigs);
 	swarm_start(sw);
 	event_base_dispatch(base);
@@ -1030,12 +1163,14 @@ static int cmd_fetch(int argc, char **argv)
 			    secs, fmt_bytes(st->bytes_fetched, b, sizeof(b)),
 			    (unsigned long long)st->chunks_fetched,
 			    (unsigned long long)st->chunks_resumed,
-			    (unsigned long long)st->chunks_basis, (unsigned long long)st->chunks_zero);
+			    (unsigned long long)st->chunks_basis,
+			    (unsigned long long)st->chunks_zero);
 		if (stats_path != NULL && write_stats(stats_path, st, secs) != 0)
 			rc = 1;
 	}
 out_swarm:
 	nbd_server_free(ex.srv);
+	ctl_free(ctl);
 	if (pl.ev)
 		event_free(pl.ev);
 	if (pl.f)
@@ -1089,5 +1224,7 @@ int main(int argc, char **argv)
 		return cmd_seed(argc - 1, argv + 1);
 	if (strcmp(cmd, "fetch") == 0)
 		return cmd_fetch(argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(argc - 1, argv + 1);
 	return usage_error(usage_main, "unknown command '%s'", cmd);
 }

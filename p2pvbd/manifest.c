@@ -657,8 +657,7 @@ int manifest_delta_apply_root(struct manifest_root *r, const struct manifest_del
 	uint32_t k = 0;
 	int ok;
 
-	if (memcmp(d->volume_id, r->volume_id, MANIFEST_ID_LEN) != 0 ||
-	    d->old_gen != r->generation)
+	if (memcmp(d->volume_id, r->volume_id, MANIFEST_ID_LEN) != 0 || d->old_gen != r->generation)
 		return -1;
 	/* The pages must be exactly those the changes touch, inside the volume. */
 	for (uint32_t i = 0; i < d->nchanges; i++) {

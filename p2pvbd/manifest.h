@@ -148,10 +148,10 @@ struct manifest_delta {
 	uint32_t nchanges;
 	struct manifest_change *changes; /* owned, ascending chunk */
 	uint32_t npages;
-	uint32_t *page;                       /* owned, ascending */
+	uint32_t *page;                         /* owned, ascending */
 	uint8_t (*page_hash)[VCRYPTO_HASH_LEN]; /* owned, one per page */
-	uint8_t root_sig[VCRYPTO_SIG_LEN];    /* the new root's signature (§8.1) */
-	uint8_t sig[VCRYPTO_SIG_LEN];         /* over everything before it */
+	uint8_t root_sig[VCRYPTO_SIG_LEN];      /* the new root's signature (§8.1) */
+	uint8_t sig[VCRYPTO_SIG_LEN];           /* over everything before it */
 };
 
 /*

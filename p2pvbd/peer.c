@@ -156,7 +156,7 @@ static int peer_start_reading(struct peer *p)
 	struct timeval tmo = {p->ctx->timeout_s, 0};
 
 	return netio_reader_init(&p->rd, p->ctx->base, bufferevent_getfd(p->bev), PEER_IN_HIGH,
-				 &tmo, peer_on_data, peer_on_end, p);
+	                         &tmo, peer_on_data, peer_on_end, p);
 }
 
 static void peer_set_sockopts(struct peer *p)
@@ -665,7 +665,7 @@ static void peer_timed_out(struct peer *p, const char *what)
 	char reason[160];
 
 	snprintf(reason, sizeof(reason), "%s for %d s (in state %s)", what, p->ctx->timeout_s,
-		 state_names[p->state]);
+	         state_names[p->state]);
 	if (p->state == PEER_READY || p->state == PEER_AUTH)
 		peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
 	else
@@ -690,7 +690,7 @@ static void peer_on_end(void *arg, int err)
 	}
 	if (err == 0)
 		snprintf(reason, sizeof(reason), "connection closed by peer (in state %s)",
-			 state_names[p->state]);
+		         state_names[p->state]);
 	else
 		snprintf(reason, sizeof(reason), "%s", strerror(err));
 	peer_close(p, reason);

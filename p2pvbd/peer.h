@@ -81,8 +81,8 @@ struct peer_ctx {
 
 struct peer {
 	struct peer_ctx *ctx;
-	struct bufferevent *bev;  /* output (and connecting) */
-	struct netio_reader rd;	  /* input */
+	struct bufferevent *bev; /* output (and connecting) */
+	struct netio_reader rd;  /* input */
 	enum peer_state state;
 	int initiator;
 	char name[80]; /* "host:port", for logs */

@@ -774,7 +774,7 @@ int store_mark_local(struct store *s, uint32_t chunk)
 
 	if (chunk >= s->chunk_count) {
 		log_error("store: mark_local: chunk %u out of range (%u chunks)", chunk,
-			  s->chunk_count);
+		          s->chunk_count);
 		return -1;
 	}
 	st = store_state_of(s, chunk);
@@ -792,11 +792,11 @@ int store_mark_local(struct store *s, uint32_t chunk)
 	 */
 	pending_remove(s, chunk);
 	put_le64(buf, rec);
-	if (write_at(s->state_fd, buf, sizeof(buf), STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * chunk) <
-		    0 ||
+	if (write_at(s->state_fd, buf, sizeof(buf),
+	             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * chunk) < 0 ||
 	    fdatasync(s->state_fd) < 0) {
 		log_error("store: marking chunk %u local in %s: %s", chunk, s->state_path,
-			  strerror(errno));
+		          strerror(errno));
 		return -1;
 	}
 	s->rec[chunk] = rec;
@@ -807,12 +807,12 @@ int store_write_range(const struct store *s, uint64_t off, const void *data, siz
 {
 	if (off > s->image_size || len > s->image_size - off) {
 		log_error("store: write of %zu bytes at %llu is beyond the image", len,
-			  (unsigned long long)off);
+		          (unsigned long long)off);
 		return -1;
 	}
 	if (write_at(s->img_fd, data, len, off) < 0) {
 		log_error("store: writing %zu bytes at %llu of %s: %s", len,
-			  (unsigned long long)off, s->img_path, strerror(errno));
+		          (unsigned long long)off, s->img_path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -824,14 +824,14 @@ int store_zero_range(const struct store *s, uint64_t off, uint64_t len, int punc
 
 	if (off > s->image_size || len > s->image_size - off) {
 		log_error("store: zeroing %llu bytes at %llu is beyond the image",
-			  (unsigned long long)len, (unsigned long long)off);
+		          (unsigned long long)len, (unsigned long long)off);
 		return -1;
 	}
 	if (fallocate(s->img_fd, mode, (off_t)off, (off_t)len) == 0)
 		return 0;
 	if (errno != EOPNOTSUPP && errno != ENOSYS) {
 		log_error("store: zeroing %llu bytes at %llu of %s: %s", (unsigned long long)len,
-			  (unsigned long long)off, s->img_path, strerror(errno));
+		          (unsigned long long)off, s->img_path, strerror(errno));
 		return -1;
 	}
 	while (len > 0) {
@@ -839,7 +839,7 @@ int store_zero_range(const struct store *s, uint64_t off, uint64_t len, int punc
 
 		if (write_at(s->img_fd, zero_buf, n, off) < 0) {
 			log_error("store: zeroing at %llu of %s: %s", (unsigned long long)off,
-				  s->img_path, strerror(errno));
+			          s->img_path, strerror(errno));
 			return -1;
 		}
 		off += n;

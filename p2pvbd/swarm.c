@@ -94,7 +94,7 @@ struct speer {
 	int slot;               /* we serve its background requests (an upload slot) */
 	uint32_t nhave;         /* chunks in have: all of them = it serves pages too */
 	uint64_t slot_since_ns;
-	uint64_t turned_away_ns; /* we answered BUSY (0: not waiting) */
+	uint64_t turned_away_ns;   /* we answered BUSY (0: not waiting) */
 	uint64_t no_slot_until_ns; /* its slot was rotated away: none before then */
 	int64_t cur_chunk;         /* the chunk we are sending it (-1: none) */
 	struct upreq upq[SWARM_UPQ_MAX];
@@ -151,7 +151,7 @@ struct swarm {
 	uint8_t peer_id[20];  /* ours at the trackers */
 	uint8_t receipt_blob[MANIFEST_RECEIPT_LEN];
 	int receipt_made;
-	int tracker_acked; /* a tracker kept our receipt */
+	int tracker_acked;  /* a tracker kept our receipt */
 	struct event *tick; /* reconnects, commits, give-up check */
 	struct swarm_stats st;
 	int result; /* 0 running/ok, -1 failed */
@@ -165,7 +165,7 @@ struct swarm {
 	uint32_t nserve;     /* chunks in serve_map */
 	uint8_t *dirty;      /* seed -e: chunks the VM wrote since they were hashed */
 	int pages_fd;        /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
-	uint8_t *page_buf;  /* scratch for PAGE replies */
+	uint8_t *page_buf;   /* scratch for PAGE replies */
 
 	/* Fetching side */
 	int have_root;
@@ -181,8 +181,8 @@ struct swarm {
 	uint32_t pages_done;
 	uint32_t *want; /* chunks to fetch, unordered (may hold settled ones, skipped) */
 	uint32_t nwant, want_cap;
-	uint8_t *holders;  /* per chunk: connected peers that have it (saturating) */
-	uint8_t *fetching; /* chunk bitmap: a transfer of it is in progress */
+	uint8_t *holders;   /* per chunk: connected peers that have it (saturating) */
+	uint8_t *fetching;  /* chunk bitmap: a transfer of it is in progress */
 	uint32_t want_dead; /* entries of want found settled: compacted when many */
 	uint64_t rng;       /* xorshift state: tie-breaks, not secrets */
 	int basis_fd;       /* --basis file, or -1 */
@@ -191,6 +191,8 @@ struct swarm {
 	int slots_used;
 	uint64_t last_rotate_ns;
 	uint64_t last_rate_ns;
+	struct swarm_stats rate_last; /* counters at the last rate update */
+	double fetch_rate, serve_rate, write_rate;
 	struct xfer xfers[SWARM_XFER_MAX];
 	int nxfers;
 	uint64_t last_progress_ns;
@@ -570,8 +572,7 @@ static void serve_page(struct speer *sp, uint32_t page)
  * Check a receipt (from a peer, or relayed by a tracker: `via` names it) and
  * count its signer once. NULL if it was good, else why not.
  */
-static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len,
-                                const char *via)
+static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, const char *via)
 {
 	struct manifest_receipt rc;
 	const struct manifest_root *r = swarm_root(sw);
@@ -630,7 +631,6 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 }
 
 /* ---- Fetching --------------------------------------------------------- */
-
 
 /* A number in [0, n) (n > 0), for spreading choices; not for secrets. */
 static uint32_t rand_below(struct swarm *sw, uint32_t n)
@@ -863,9 +863,9 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
 		return;
 	}
-	if (sw->pages_fd >= 0 &&
-	    pwrite(sw->pages_fd, m->u.page.data, m->u.page.len,
-	           (off_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != (ssize_t)m->u.page.len)
+	if (sw->pages_fd >= 0 && pwrite(sw->pages_fd, m->u.page.data, m->u.page.len,
+	                                (off_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) !=
+	                             (ssize_t)m->u.page.len)
 		log_debug("cannot keep page %u: %s", page, strerror(errno));
 	sw->page_entries[page] = e;
 	sw->page_status[page] = PAGE_LOADED;
@@ -937,7 +937,8 @@ static void xfer_uncount(struct speer *sp, const struct xfer *x)
 {
 	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK)
 		if (x->blocks_missing & (1ull << (off / SWARM_BLOCK)))
-			sp->inflight_bytes -= x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+			sp->inflight_bytes -=
+			    x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
 }
 
 static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk);
@@ -1020,16 +1021,14 @@ struct verify_job {
 	int result;   /* 0 stored, 1 bad hash, 2 the basis differs, -1 write error */
 };
 
-
 /* Worker thread: hash and, if it matches, write. Touches only the job and the files. */
 static void verify_run(void *arg)
 {
 	struct verify_job *j = arg;
 	uint8_t h[VCRYPTO_HASH_LEN];
 
-	if (j->basis_fd >= 0 &&
-	    pread_full(j->basis_fd, j->buf, j->len, (uint64_t)j->chunk * j->sw->root.chunk_size) !=
-	        0) {
+	if (j->basis_fd >= 0 && pread_full(j->basis_fd, j->buf, j->len,
+	                                   (uint64_t)j->chunk * j->sw->root.chunk_size) != 0) {
 		j->result = 2; /* the basis is shorter, or unreadable here: fetch it */
 		return;
 	}
@@ -1593,8 +1592,8 @@ static void source_offload(struct swarm *sw, uint32_t c)
 {
 	for (int i = 0; i < sw->nxfers; i++) {
 		struct xfer *x = &sw->xfers[i];
-		uint64_t all = block_count(x->len) == 64 ? UINT64_MAX
-		                                         : (1ull << block_count(x->len)) - 1;
+		uint64_t all =
+		    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
 
 		if (x->chunk != c || !x->from->p->is_source || x->prio != WIRE_PRIO_BACKGROUND ||
 		    x->blocks_missing != all)
@@ -1979,6 +1978,17 @@ static void swarm_rates(struct swarm *sw, uint64_t now)
 		sp->rate = sp->rate == 0 ? inst : 0.75 * sp->rate + 0.25 * inst;
 		sp->rx_bytes = 0;
 	}
+	/* Whole-process rates for status: smoothed over about 2 s. */
+	{
+		double f = (double)(sw->st.bytes_fetched - sw->rate_last.bytes_fetched) / dt;
+		double v = (double)(sw->st.bytes_served - sw->rate_last.bytes_served) / dt;
+		double w = (double)(sw->st.bytes_written - sw->rate_last.bytes_written) / dt;
+
+		sw->fetch_rate = 0.9 * sw->fetch_rate + 0.1 * f;
+		sw->serve_rate = 0.9 * sw->serve_rate + 0.1 * v;
+		sw->write_rate = 0.9 * sw->write_rate + 0.1 * w;
+		sw->rate_last = sw->st;
+	}
 	sw->last_rate_ns = now;
 }
 
@@ -2137,8 +2147,8 @@ static void tracker_peers(void *arg, const struct treply_peer *peers, int n)
 		added += sw->naddrs > before;
 	}
 	if (added > 0)
-		log_info("trackers: %d new peer address%s (%d known)", added, added == 1 ? "" : "es",
-		         sw->naddrs);
+		log_info("trackers: %d new peer address%s (%d known)", added,
+		         added == 1 ? "" : "es", sw->naddrs);
 }
 
 static void tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_t *left)
@@ -2164,7 +2174,8 @@ static void tracker_receipts(void *arg, const uint8_t *blob, size_t len)
 		return;
 	}
 	for (size_t off = 0; off < len && !sw->finished; off += MANIFEST_RECEIPT_LEN) {
-		const char *why = receipt_take(sw, blob + off, MANIFEST_RECEIPT_LEN, "via a tracker");
+		const char *why =
+		    receipt_take(sw, blob + off, MANIFEST_RECEIPT_LEN, "via a tracker");
 
 		if (why != NULL)
 			log_debug("a tracker relayed a receipt we do not count: %s", why);
@@ -2302,9 +2313,9 @@ void swarm_start(struct swarm *sw)
 	if (sw->o.ntrackers > 0) {
 		sw->trackers = xcalloc((size_t)sw->o.ntrackers, sizeof(*sw->trackers));
 		for (int i = 0; i < sw->o.ntrackers; i++) {
-			struct tclient *t = tclient_new(sw->o.base, sw->ctx.dns, sw->o.trackers[i],
-			                                sw->o.volume_id, sw->peer_id,
-			                                sw->listen_port, &tracker_ops, sw);
+			struct tclient *t =
+			    tclient_new(sw->o.base, sw->ctx.dns, sw->o.trackers[i], sw->o.volume_id,
+			                sw->peer_id, sw->listen_port, &tracker_ops, sw);
 
 			if (t == NULL)
 				continue; /* logged; the other trackers and peers may do */
@@ -2338,11 +2349,42 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 	}
 	*total = sw->root.image_size;
 	/* Chunks held at start count before their pages are loaded (present_bytes). */
-	*done = sw->complete ? sw->root.image_size
-	                     : (sw->avail_bytes > sw->store.present_bytes ? sw->avail_bytes
-	                                                                  : sw->store.present_bytes);
+	*done = sw->complete
+	            ? sw->root.image_size
+	            : (sw->avail_bytes > sw->store.present_bytes ? sw->avail_bytes
+	                                                         : sw->store.present_bytes);
 	if (*done > *total)
 		*done = *total;
+}
+
+static int is_seed(const struct swarm *sw)
+{
+	return sw->o.role == SWARM_SEED;
+}
+
+void swarm_status(const struct swarm *sw, struct swarm_status *st)
+{
+	uint64_t total;
+
+	memset(st, 0, sizeof(*st));
+	st->seed = is_seed(sw);
+	st->have_root = st->seed || sw->have_root;
+	st->complete = st->seed || sw->complete;
+	if (st->have_root) {
+		const struct manifest_root *r = swarm_root(sw);
+
+		st->generation = r->generation;
+		st->image_size = r->image_size;
+		st->chunk_size = r->chunk_size;
+		st->chunks_total = r->chunk_count;
+	}
+	swarm_progress(sw, &st->bytes_done, &total);
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		st->peers += sp->p->state == PEER_READY;
+	st->fetch_rate = sw->fetch_rate;
+	st->serve_rate = sw->serve_rate;
+	st->write_rate = sw->write_rate;
+	st->dirty_bytes = sw->st.chunks_dirty * (st->seed ? swarm_root(sw)->chunk_size : 0);
 }
 
 const struct swarm_stats *swarm_stats(const struct swarm *sw)
@@ -2381,10 +2423,6 @@ void swarm_set_ready_cb(struct swarm *sw, void (*fn)(void *arg), void *arg)
  * writable; a write makes its chunks dirty: never served to peers again at
  * the generation they were hashed at (§7.3).
  */
-static int is_seed(const struct swarm *sw)
-{
-	return sw->o.role == SWARM_SEED;
-}
 
 uint64_t swarm_volume_size(const struct swarm *sw)
 {
@@ -2483,14 +2521,16 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	}
 	sw->st.bytes_written += len;
 	if (zero) {
-		int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+		int mode =
+		    FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
 
 		if (fallocate(sw->o.image_fd, mode, (off_t)off, (off_t)len) == 0)
 			return 0;
 		/* No hole punching here: write zeros. */
 		for (uint64_t done = 0; done < len;) {
 			static const uint8_t zeros[65536];
-			size_t n = len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
+			size_t n =
+			    len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
 
 			if (pwrite(sw->o.image_fd, zeros, n, (off_t)(off + done)) != (ssize_t)n) {
 				log_error("writing zeros to the image at %llu: %s",
@@ -2502,8 +2542,8 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 		return 0;
 	}
 	for (uint64_t done = 0; done < len;) {
-		ssize_t n = pwrite(sw->o.image_fd, (const uint8_t *)data + done, (size_t)(len - done),
-		                   (off_t)(off + done));
+		ssize_t n = pwrite(sw->o.image_fd, (const uint8_t *)data + done,
+		                   (size_t)(len - done), (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -43,16 +43,16 @@ struct swarm_stats {
 	uint64_t chunks_zero;
 	uint64_t chunks_resumed; /* found present in the state file at start */
 	uint64_t chunks_fetched;
-	uint64_t chunks_basis; /* taken from the --basis file (hash matched) */
+	uint64_t chunks_basis;     /* taken from the --basis file (hash matched) */
 	uint64_t bytes_fetched;    /* chunk bytes received and verified */
 	uint64_t bad_pieces;       /* chunks that failed verification */
 	uint64_t bytes_from_peers; /* of bytes_fetched, from peers other than the source */
 	uint64_t bytes_discarded;  /* piece bytes received twice or no longer wanted (endgame) */
 	uint64_t source_offloads;  /* source requests taken back: a destination had the chunk */
 	uint64_t bytes_served;
-	uint64_t receipts; /* distinct valid receipts (seed) */
-	uint64_t chunks_dirty;  /* seed -e: chunks the VM wrote since they were hashed */
-	uint64_t bytes_written; /* seed -e: bytes the VM wrote */
+	uint64_t receipts;       /* distinct valid receipts (seed) */
+	uint64_t chunks_dirty;   /* seed -e: chunks the VM wrote since they were hashed */
+	uint64_t bytes_written;  /* seed -e: bytes the VM wrote */
 	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
 	int receipt_via_tracker; /* fetch: a tracker did */
 };
@@ -108,6 +108,24 @@ void swarm_start(struct swarm *s);
  * Then this says how it ended: 0 success, -1 failure (logged).
  */
 int swarm_result(const struct swarm *s);
+
+/* What `p2pvbd status` shows (rates in bytes/s, smoothed over a few seconds). */
+struct swarm_status {
+	int seed;            /* 1: the source; 0: a destination */
+	int have_root;       /* the volume is known */
+	int complete;        /* destination: every chunk verified and durable */
+	uint64_t generation; /* of the manifest in use */
+	uint64_t image_size; /* 0 until known */
+	uint32_t chunk_size;
+	uint32_t chunks_total;
+	uint64_t bytes_done;  /* destination: verified bytes held */
+	int peers;            /* connected (authenticated) */
+	double fetch_rate;    /* destination: verified bytes in */
+	double serve_rate;    /* piece bytes out */
+	double write_rate;    /* seed -e: bytes the VM writes */
+	uint64_t dirty_bytes; /* seed -e: bytes of the chunks changed since hashed */
+};
+void swarm_status(const struct swarm *s, struct swarm_status *st);
 
 /* Progress: bytes of the volume present/verified, and the volume size (0 until known). */
 void swarm_progress(const struct swarm *s, uint64_t *done, uint64_t *total);

@@ -47,12 +47,12 @@ struct tclient {
 	struct treq req[TREQ_KINDS];
 	struct event *announce_timer;
 	struct event *poll_timer;
-	int started;       /* event=started was accepted */
-	int completed;     /* event=completed to be sent (1) or sent (2) */
+	int started;   /* event=started was accepted */
+	int completed; /* event=completed to be sent (1) or sent (2) */
 	int backoff_s;
 	int interval_s; /* the tracker's last interval (0 before any answer) */
 	int polling;
-	int warned;        /* "tracker unreachable" logged since the last success */
+	int warned; /* "tracker unreachable" logged since the last success */
 	uint8_t receipt[MANIFEST_RECEIPT_LEN];
 	int receipt_state; /* 0 none, 1 to post, 2 accepted */
 };
@@ -80,8 +80,8 @@ static void url_escape(char *out, const uint8_t *in, size_t n)
 static void on_reply(struct evhttp_request *req, void *arg);
 
 /* Start a request of kind q on a fresh connection. body may be NULL. */
-static int treq_send(struct treq *q, enum evhttp_cmd_type cmd, const char *path,
-                     const void *body, size_t body_len)
+static int treq_send(struct treq *q, enum evhttp_cmd_type cmd, const char *path, const void *body,
+                     size_t body_len)
 {
 	struct tclient *t = q->t;
 	struct evhttp_request *req;
@@ -155,8 +155,9 @@ static void post_now(struct tclient *t)
 
 static void failed(struct tclient *t, const char *what, const char *why)
 {
-	int cap = t->interval_s > 0 && t->interval_s < TCLIENT_BACKOFF_MAX_S ? t->interval_s
-	                                                                      : TCLIENT_BACKOFF_MAX_S;
+	int cap = t->interval_s > 0 && t->interval_s < TCLIENT_BACKOFF_MAX_S
+	              ? t->interval_s
+	              : TCLIENT_BACKOFF_MAX_S;
 
 	/* Never wait longer than the tracker's interval: a restarted tracker must
 	 * relearn the swarm before its peers expire. */
@@ -184,8 +185,8 @@ static void announce_reply(struct tclient *t, int code, const uint8_t *body, siz
 	} else if (r->failure != NULL) {
 		char text[200];
 
-		snprintf(text, sizeof(text), "%.*s", (int)(r->failure_len < 150 ? r->failure_len : 150),
-		         r->failure);
+		snprintf(text, sizeof(text), "%.*s",
+		         (int)(r->failure_len < 150 ? r->failure_len : 150), r->failure);
 		failed(t, "announce", text);
 	} else {
 		if (t->warned)
@@ -237,8 +238,8 @@ static void post_reply(struct tclient *t, int code, const uint8_t *body, size_t 
 		t->ops->on_receipt_posted(t->arg, 1);
 		return;
 	}
-	log_warn("tracker %s: receipt not accepted (HTTP %d%s%.*s)", t->url, code,
-	         len ? ": " : "", (int)(len < 120 ? len : 120), (const char *)body);
+	log_warn("tracker %s: receipt not accepted (HTTP %d%s%.*s)", t->url, code, len ? ": " : "",
+	         (int)(len < 120 ? len : 120), (const char *)body);
 	t->ops->on_receipt_posted(t->arg, 0);
 	/* 4xx: the tracker will never take it; otherwise try again at the next announce. */
 	if (code >= 400 && code < 500)
@@ -304,9 +305,8 @@ static char *sibling_path(const char *path, const char *leaf)
 }
 
 struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, const char *url,
-                            const uint8_t volume_id[MANIFEST_ID_LEN],
-                            const uint8_t peer_id[20], uint16_t port,
-                            const struct tclient_ops *ops, void *arg)
+                            const uint8_t volume_id[MANIFEST_ID_LEN], const uint8_t peer_id[20],
+                            uint16_t port, const struct tclient_ops *ops, void *arg)
 {
 	struct evhttp_uri *u = evhttp_uri_parse(url);
 	struct tclient *t;

@@ -55,9 +55,8 @@ struct tclient;
  * tclient_start. ops and arg are borrowed.
  */
 struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, const char *url,
-                            const uint8_t volume_id[MANIFEST_ID_LEN],
-                            const uint8_t peer_id[20], uint16_t port,
-                            const struct tclient_ops *ops, void *arg);
+                            const uint8_t volume_id[MANIFEST_ID_LEN], const uint8_t peer_id[20],
+                            uint16_t port, const struct tclient_ops *ops, void *arg);
 void tclient_free(struct tclient *t);
 
 /* Announce now (event=started), then keep announcing. */

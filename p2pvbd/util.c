@@ -43,7 +43,10 @@ void log_msg(int level, const char *fmt, ...)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		fprintf(stderr, "%lld.%03ld %s: %s: %s\n", (long long)ts.tv_sec,
-		        ts.tv_nsec / 1000000, log_prog, names[level < 0 ? 0 : level > 3 ? 3 : level],
+		        ts.tv_nsec / 1000000, log_prog,
+		        names[level < 0   ? 0
+		              : level > 3 ? 3
+		                          : level],
 		        buf);
 		return;
 	}

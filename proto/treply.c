@@ -239,7 +239,8 @@ int treply_parse(const uint8_t *buf, size_t len, struct treply *r, const char **
 			r->failure = (const char *)s;
 			r->failure_len = sl;
 		} else if (KEY("peers")) {
-			rc = c.p < c.end && *c.p == 'l' ? dict_peers(&c, r) : compact_peers(&c, r, 4);
+			rc = c.p < c.end && *c.p == 'l' ? dict_peers(&c, r)
+			                                : compact_peers(&c, r, 4);
 		} else if (KEY("peers6")) {
 			rc = compact_peers(&c, r, 6);
 		} else if (KEY("receipts")) {

@@ -3,7 +3,7 @@
 # the image, writes (qemu-io) land in the image and survive a FLUSH, and every chunk they touch is
 # dirty: never served to a destination at its old hash (the seed's have-map leaves them out, a
 # request for one gets E_GENERATION; the fetch holds no byte of them, old or new), while every
-# other chunk arrives verified.
+# other chunk arrives verified. `p2pvbd status` on the control socket reports the dirty bytes.
 # fast
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
@@ -14,7 +14,8 @@ make_image "$T/src.img" 8
 cp "$T/src.img" "$T/orig.img"
 keygen "$T/src.key"
 SOCK=$T/src.sock
-start_seed -k "$T/src.key" -e "unix:$SOCK" "$T/src.img"
+CTL=$T/seed.ctl
+start_seed -k "$T/src.key" -e "unix:$SOCK" --ctl "$CTL" "$T/src.img"
 for ((i = 0; i < 100; i++)); do
 	grep -qx "exporting on unix:$SOCK" "$T/seed.log" && break
 	sleep 0.1
@@ -41,6 +42,25 @@ with open(sys.argv[1], "rb") as f:
     f.seek(int(sys.argv[3])); assert f.read(8192) == b"\xcd" * 8192
 PY
 
+# The control socket: 3 dirty chunks.
+[[ $(stat -c %a "$CTL") == 700 || $(stat -c %a "$CTL") == 600 ]] || fail "the control socket is open to others"
+run_cmd st "$P2PVBD" status --json "$CTL"
+((RC == 0)) || fail "p2pvbd status --json failed: $(cat "$T/st.err")"
+python3 - "$T/st.out" $((3 * CHUNK)) <<'PY' || fail "status --json: $(cat "$T/st.out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["role"] == "seed", d
+assert d["dirty_bytes"] == int(sys.argv[2]), d
+assert d["chunks"] == 32 and d["chunk_size"] == 262144 and d["generation"] == 0, d
+PY
+run_cmd st2 "$P2PVBD" status "$CTL"
+grep -q '^dirty: 768.0 KiB' "$T/st2.out" || fail "status text: $(cat "$T/st2.out")"
+run_cmd st3 "$P2PVBD" status "$T/no-such.ctl"
+((RC == 1)) || fail "status of a missing socket: rc $RC"
+grep -q 'cannot connect' "$T/st3.err" || fail "status of a missing socket: $(cat "$T/st3.err")"
+run_cmd st4 "$P2PVBD" status
+((RC == 2)) || fail "status without a path: rc $RC, expected 2"
+
 # A destination gets every other chunk, and none of the dirty ones (2, 9, 10).
 run_cmd fetch "$P2PVBD" fetch --no-progress --give-up 5 --stats "$T/fetch.json" "$URI" "$T/out.img"
 ((RC == 1)) || fail "fetch should fail (3 chunks can never arrive at their signed hash), rc $RC"
@@ -59,5 +79,6 @@ for ((c = 0; c < total; c++)); do
 		fail "chunk $c differs from the source"
 done
 stop_pid "$SEED_PID"
+[[ ! -e $CTL ]] || fail "the control socket was not removed at exit"
 grep -q 'the VM wrote 12.0 KiB into 3 chunks' "$T/seed.log" || fail "the seed did not report the VM's writes: $(tail -n 3 "$T/seed.log")"
 note "PASS"

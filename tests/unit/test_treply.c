@@ -21,7 +21,8 @@ static int parse(const char *s, size_t len, struct treply *r, const char **why)
 Test(treply, compact_peers_and_intervals)
 {
 	static const char rep[] = "d8:completei1e10:incompletei2e8:intervali30e12:min intervali10e"
-	                          "5:peers12:\x0a\x00\x00\x01\x1a\xe1\x7f\x00\x00\x01\x00\x50" "e";
+	                          "5:peers12:\x0a\x00\x00\x01\x1a\xe1\x7f\x00\x00\x01\x00\x50"
+	                          "e";
 	struct treply r;
 	const char *why;
 
@@ -40,7 +41,8 @@ Test(treply, compact_peers_and_intervals)
 Test(treply, peers6)
 {
 	static const char rep[] = "d8:intervali5e5:peers0:6:peers618:"
-	                          "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01\x1b\x59" "e";
+	                          "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01\x1b\x59"
+	                          "e";
 	struct treply r;
 	const char *why;
 
@@ -141,7 +143,9 @@ Test(treply, malformed)
 	BAD("d8:intervali-5ee", "negative interval");
 	BAD("d5:peers7:1234567e", "bad length");
 	BAD("d6:peers66:123456e", "bad length");
-	BAD("d5:peers6:\x0a\x00\x00\x01\x00\x00" "e", "port 0");
+	BAD("d5:peers6:\x0a\x00\x00\x01\x00\x00"
+	    "e",
+	    "port 0");
 	BAD("d5:peers99:abce", "longer than the reply");
 	BAD("d5:peers999999999999999999999:e", "longer than the reply");
 	BAD("d05:peers0:e", "leading zero");

@@ -1,0 +1,35 @@
+/*
+ * ctl: the control socket of a running seed or fetch (a Unix socket, mode
+ * 0600). A client sends one command line; the reply follows and the
+ * connection closes:
+ *
+ *   status         what the process is doing, for people
+ *   status json    the same as one JSON object
+ *
+ * `p2pvbd status PATH [--json]` is the client.
+ */
+#ifndef P2PVBD_CTL_H
+#define P2PVBD_CTL_H
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+/* A command line is at most this long; a client that sends more is dropped. */
+#define CTL_MAX_LINE 256
+/* A client that has not sent its line within this many seconds is dropped. */
+#define CTL_TIMEOUT_S 5
+
+/* Answer cmd (NUL-terminated, without the newline) into out. */
+typedef void (*ctl_handler)(void *arg, const char *cmd, struct evbuffer *out);
+
+struct ctl;
+
+/* Listen on path (an old socket there is replaced). NULL (logged) on failure. */
+struct ctl *ctl_new(struct event_base *base, const char *path, ctl_handler fn, void *arg);
+/* Stop listening and remove the socket. */
+void ctl_free(struct ctl *c);
+
+/* Client: send cmd to the socket at path and copy the reply to stdout. 0, or -1 (logged). */
+int ctl_request(const char *path, const char *cmd);
+
+#endif
