@@ -955,6 +955,24 @@ static void xfer_drop(struct swarm *sw, struct xfer *x, int requeue)
 		bit_clear(sw->fetching, c);
 }
 
+/* Take back the blocks of x not yet received (CANCEL each), then drop x. */
+static void xfer_cancel(struct swarm *sw, struct xfer *x, int requeue)
+{
+	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
+		struct wire_msg m = {.type = WIRE_CANCEL};
+
+		if (!(x->blocks_missing & (1ull << (off / SWARM_BLOCK))))
+			continue;
+		m.u.cancel.chunk = x->chunk;
+		m.u.cancel.gen = x->gen;
+		m.u.cancel.offset = off;
+		m.u.cancel.length = x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+		peer_send(x->from->p, &m);
+	}
+	xfer_uncount(x->from, x);
+	xfer_drop(sw, x, requeue);
+}
+
 static uint32_t block_count(uint32_t len)
 {
 	return (len + SWARM_BLOCK - 1) / SWARM_BLOCK;
@@ -1147,19 +1165,7 @@ static struct xfer *cancel_copies_keep(struct swarm *sw, struct xfer *x)
 
 		if (o->chunk != chunk || o->from == from)
 			continue;
-		for (uint32_t off = 0; off < o->len; off += SWARM_BLOCK) {
-			struct wire_msg m = {.type = WIRE_CANCEL};
-
-			if (!(o->blocks_missing & (1ull << (off / SWARM_BLOCK))))
-				continue;
-			m.u.cancel.chunk = o->chunk;
-			m.u.cancel.gen = o->gen;
-			m.u.cancel.offset = off;
-			m.u.cancel.length = o->len - off < SWARM_BLOCK ? o->len - off : SWARM_BLOCK;
-			peer_send(o->from->p, &m);
-		}
-		xfer_uncount(o->from, o);
-		xfer_drop(sw, o, 0);
+		xfer_cancel(sw, o, 0);
 	}
 	return xfer_find(sw, chunk, from);
 }
@@ -1598,17 +1604,7 @@ static void source_offload(struct swarm *sw, uint32_t c)
 		if (x->chunk != c || !x->from->p->is_source || x->prio != WIRE_PRIO_BACKGROUND ||
 		    x->blocks_missing != all)
 			continue;
-		for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
-			struct wire_msg m = {.type = WIRE_CANCEL};
-
-			m.u.cancel.chunk = c;
-			m.u.cancel.gen = x->gen;
-			m.u.cancel.offset = off;
-			m.u.cancel.length = x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
-			peer_send(x->from->p, &m);
-		}
-		xfer_uncount(x->from, x);
-		xfer_drop(sw, x, 1);
+		xfer_cancel(sw, x, 1);
 		sw->st.source_offloads++;
 		return;
 	}
