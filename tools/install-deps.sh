@@ -25,6 +25,9 @@ PACKAGES=(
 	curl python3-libtorrent
 	# The swarm benchmark: opentracker (the tracker's anchor), gnuplot for the progress plot.
 	opentracker gnuplot-nox
+	# The VM tests (tools/vm): QEMU under TCG, cpio for the guest's initramfs (the kernel and
+	# busybox packages are only downloaded and unpacked by tools/vm/build-guest.sh).
+	qemu-system-x86 cpio
 )
 
 missing=()
