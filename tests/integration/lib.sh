@@ -29,6 +29,9 @@ fi
 export P2PVBD
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/p2pvbd-${T_NAME}.XXXXXX")
+# Default control sockets (seed/fetch --ctl) go into $T, so that a process the test kills with
+# SIGKILL leaves nothing behind.
+export XDG_RUNTIME_DIR=$T
 
 # PIDs of background processes this test started; cleanup stops them all.
 PIDS=()
