@@ -96,22 +96,12 @@ static void job_fail(struct scan_job *job, uint64_t chunk, uint64_t offset, int 
 static int read_chunk(struct scan_job *job, uint64_t chunk, uint8_t *buf, size_t len)
 {
 	uint64_t off = chunk * job->chunk_size;
-	size_t done = 0;
+	ssize_t n = read_at(job->fd, buf, len, off);
 
-	while (done < len) {
-		ssize_t n = pread(job->fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			job_fail(job, chunk, off + done, errno);
-			return -1;
-		}
-		if (n == 0) {
-			job_fail(job, chunk, off + done, 0);
-			return -1;
-		}
-		done += (size_t)n;
+	if (n != (ssize_t)len) {
+		/* n < 0: an error (errno); else the image ended at off + n. */
+		job_fail(job, chunk, off + (n < 0 ? 0 : (uint64_t)n), n < 0 ? errno : 0);
+		return -1;
 	}
 	return 0;
 }

@@ -38,8 +38,6 @@
 #define STORE_GEN_MAX ((UINT64_C(1) << 56) - 1)
 /* First allocation of the pending list; it doubles from there. */
 #define STORE_PENDING_INIT 64
-/* Size of the zero buffer used when the file system cannot punch holes. */
-#define STORE_ZERO_BUF (64 * 1024)
 
 /* Header field offsets (see the format comment in store.h). */
 #define HDR_OFF_MAGIC      0
@@ -49,8 +47,6 @@
 #define HDR_OFF_VOLUME_ID  24
 #define HDR_OFF_COUNT      40
 #define HDR_OFF_RESERVED   44
-
-static const uint8_t zero_buf[STORE_ZERO_BUF];
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -78,49 +74,6 @@ static uint64_t get_le64(const uint8_t *p)
 
 	memcpy(&v, p, 8);
 	return le64toh(v);
-}
-
-/* Read up to len bytes at off, retrying short reads; bytes read (< len only at EOF) or -1. */
-static ssize_t read_at(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
-/* Write all len bytes at off, retrying short writes; 0 or -1 with errno set. */
-static int write_at(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			/* pwrite makes no progress only when the device is full. */
-			errno = ENOSPC;
-			return -1;
-		}
-		buf = (const char *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
 }
 
 /* Make the directory entries next to path (a new file, a rename) durable. */
@@ -607,24 +560,9 @@ static int zero_range(struct store *s, uint32_t chunk)
 	uint64_t off = (uint64_t)chunk * s->chunk_size;
 	uint64_t len = store_chunk_len(s, chunk);
 
-	if (fallocate(s->img_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-	              (off_t)len) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS) {
-		log_error("store: punching chunk %u of %s: %s", chunk, s->img_path,
-		          strerror(errno));
+	if (zero_at(s->img_fd, off, len, 1) < 0) {
+		log_error("store: zeroing chunk %u of %s: %s", chunk, s->img_path, strerror(errno));
 		return -1;
-	}
-	while (len > 0) {
-		size_t n = len < sizeof(zero_buf) ? (size_t)len : sizeof(zero_buf);
-
-		if (write_at(s->img_fd, zero_buf, n, off) < 0) {
-			log_error("store: zeroing chunk %u of %s: %s", chunk, s->img_path,
-			          strerror(errno));
-			return -1;
-		}
-		off += n;
-		len -= n;
 	}
 	return 0;
 }
@@ -820,30 +758,15 @@ int store_write_range(const struct store *s, uint64_t off, const void *data, siz
 
 int store_zero_range(const struct store *s, uint64_t off, uint64_t len, int punch)
 {
-	int mode = punch ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
-
 	if (off > s->image_size || len > s->image_size - off) {
 		log_error("store: zeroing %llu bytes at %llu is beyond the image",
 		          (unsigned long long)len, (unsigned long long)off);
 		return -1;
 	}
-	if (fallocate(s->img_fd, mode, (off_t)off, (off_t)len) == 0)
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS) {
+	if (zero_at(s->img_fd, off, len, punch) < 0) {
 		log_error("store: zeroing %llu bytes at %llu of %s: %s", (unsigned long long)len,
 		          (unsigned long long)off, s->img_path, strerror(errno));
 		return -1;
-	}
-	while (len > 0) {
-		size_t n = len < sizeof(zero_buf) ? (size_t)len : sizeof(zero_buf);
-
-		if (write_at(s->img_fd, zero_buf, n, off) < 0) {
-			log_error("store: zeroing at %llu of %s: %s", (unsigned long long)off,
-			          s->img_path, strerror(errno));
-			return -1;
-		}
-		off += n;
-		len -= n;
 	}
 	return 0;
 }

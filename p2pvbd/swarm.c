@@ -294,22 +294,15 @@ static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
 static int swarm_fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
 {
 	struct swarm *sw = arg;
-	size_t done = 0;
+	ssize_t n;
 
 	if (sw->o.role == SWARM_FETCH)
 		return store_read(&sw->store, off, dst, len);
-	while (done < len) {
-		ssize_t n = pread(sw->o.image_fd, dst + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("reading image at offset %llu: %s",
-			          (unsigned long long)(off + done),
-			          n < 0 ? strerror(errno) : "EOF");
-			return -1;
-		}
-		done += (size_t)n;
+	n = read_at(sw->o.image_fd, dst, len, off);
+	if (n != (ssize_t)len) {
+		log_error("reading image at offset %llu: %s", (unsigned long long)off,
+		          n < 0 ? strerror(errno) : "EOF");
+		return -1;
 	}
 	return 0;
 }
@@ -502,23 +495,6 @@ static void serve_cancel(struct speer *sp, const struct wire_block *b)
 	}
 }
 
-/* Read exactly len bytes at off; 0, or -1 on error or end of file. */
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * A destination serves pages of the chunk table only once it holds the whole
  * volume (its have-map is complete: that is how peers know to ask it, §7.1),
@@ -532,8 +508,8 @@ static size_t serve_page_from_file(struct swarm *sw, uint32_t page)
 	int ok;
 
 	if (sw->pages_fd < 0 || sw->nserve < sw->root.chunk_count ||
-	    pread_full(sw->pages_fd, sw->page_buf, n,
-	               (uint64_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
+	    read_at(sw->pages_fd, sw->page_buf, n,
+	            (uint64_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != (ssize_t)n)
 		return 0;
 	e = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*e));
 	ok = manifest_page_decode(&sw->root, page, sw->page_buf, n, e) == 0;
@@ -863,9 +839,9 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
 		return;
 	}
-	if (sw->pages_fd >= 0 && pwrite(sw->pages_fd, m->u.page.data, m->u.page.len,
-	                                (off_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) !=
-	                             (ssize_t)m->u.page.len)
+	if (sw->pages_fd >= 0 &&
+	    write_at(sw->pages_fd, m->u.page.data, m->u.page.len,
+	             (uint64_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
 		log_debug("cannot keep page %u: %s", page, strerror(errno));
 	sw->page_entries[page] = e;
 	sw->page_status[page] = PAGE_LOADED;
@@ -1045,8 +1021,9 @@ static void verify_run(void *arg)
 	struct verify_job *j = arg;
 	uint8_t h[VCRYPTO_HASH_LEN];
 
-	if (j->basis_fd >= 0 && pread_full(j->basis_fd, j->buf, j->len,
-	                                   (uint64_t)j->chunk * j->sw->root.chunk_size) != 0) {
+	if (j->basis_fd >= 0 && read_at(j->basis_fd, j->buf, j->len,
+	                                   (uint64_t)j->chunk * j->sw->root.chunk_size) !=
+	                            (ssize_t)j->len) {
 		j->result = 2; /* the basis is shorter, or unreadable here: fetch it */
 		return;
 	}
@@ -2516,39 +2493,10 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 		sw->st.chunks_dirty++;
 	}
 	sw->st.bytes_written += len;
-	if (zero) {
-		int mode =
-		    FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
-
-		if (fallocate(sw->o.image_fd, mode, (off_t)off, (off_t)len) == 0)
-			return 0;
-		/* No hole punching here: write zeros. */
-		for (uint64_t done = 0; done < len;) {
-			static const uint8_t zeros[65536];
-			size_t n =
-			    len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
-
-			if (pwrite(sw->o.image_fd, zeros, n, (off_t)(off + done)) != (ssize_t)n) {
-				log_error("writing zeros to the image at %llu: %s",
-				          (unsigned long long)(off + done), strerror(errno));
-				return -1;
-			}
-			done += n;
-		}
-		return 0;
-	}
-	for (uint64_t done = 0; done < len;) {
-		ssize_t n = pwrite(sw->o.image_fd, (const uint8_t *)data + done,
-		                   (size_t)(len - done), (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			log_error("writing the image at %llu: %s", (unsigned long long)(off + done),
-			          n < 0 ? strerror(errno) : "short write");
-			return -1;
-		}
-		done += (size_t)n;
+	if ((zero ? zero_at(sw->o.image_fd, off, len, punch)
+	          : write_at(sw->o.image_fd, data, (size_t)len, off)) != 0) {
+		log_error("writing the image at %llu: %s", (unsigned long long)off, strerror(errno));
+		return -1;
 	}
 	return 0;
 }

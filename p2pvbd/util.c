@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static const char *log_prog = "p2pvbd";
 static int log_lvl = LOG_INFO;
@@ -218,5 +220,73 @@ int parse_size(const char *s, uint64_t *out)
 	if (v > UINT64_MAX / mult)
 		return -1;
 	*out = v * mult;
+	return 0;
+}
+
+/* ---- file I/O ---------------------------------------------------------- */
+
+/* Read up to len bytes at off, retrying short reads; bytes read (< len only at EOF) or -1. */
+ssize_t read_at(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/* Write all len bytes at off, retrying short writes; 0 or -1 with errno set. */
+int write_at(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			/* pwrite makes no progress only when the device is full. */
+			errno = ENOSPC;
+			return -1;
+		}
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Zeros written where fallocate cannot make them (a file system without it). */
+#define ZERO_BUF_LEN (64u * 1024u)
+
+int zero_at(int fd, uint64_t off, uint64_t len, int punch)
+{
+	static const uint8_t zeros[ZERO_BUF_LEN];
+	int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+
+	if (fallocate(fd, mode, (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		return -1;
+	while (len > 0) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+
+		if (write_at(fd, zeros, n, off) < 0)
+			return -1;
+		off += n;
+		len -= n;
+	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -41,6 +42,17 @@ void hex_encode(const uint8_t *in, size_t n, char *out);
 int hex_digit(int c);
 /* Exactly 2n hex digits (either case) into n bytes; 0 or -1. */
 int hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n);
+
+/*
+ * File I/O at an offset, retrying short transfers and EINTR.
+ * read_at: bytes read (fewer than len only at end of file) or -1 (errno).
+ * write_at: 0, or -1 (errno; ENOSPC when no progress is made).
+ * zero_at: zero len bytes at off: deallocated (punch != 0) or allocated zeros,
+ * written out where the file system cannot; 0 or -1 (errno).
+ */
+ssize_t read_at(int fd, void *buf, size_t len, uint64_t off);
+int write_at(int fd, const void *buf, size_t len, uint64_t off);
+int zero_at(int fd, uint64_t off, uint64_t len, int punch);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);

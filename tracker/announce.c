@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "announce.h"
+#include "util.h"
 #include "vcrypto.h"
 
 /* The parameters the announce parser knows; each may appear once. */
@@ -53,17 +54,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *what)
 		snprintf(err, errlen, fmt, what);
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Percent-decode in[0..len) into out (room for cap bytes). Returns the
  * decoded length, -1 for a '%' not followed by two hex digits, -2 if the
@@ -81,8 +71,8 @@ static long pct_decode(const char *in, size_t len, uint8_t *out, size_t cap)
 
 			if (len - i < 3)
 				return -1;
-			hi = hexval((unsigned char)in[i + 1]);
-			lo = hexval((unsigned char)in[i + 2]);
+			hi = hex_digit((unsigned char)in[i + 1]);
+			lo = hex_digit((unsigned char)in[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (unsigned char)(hi << 4 | lo);
