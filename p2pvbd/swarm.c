@@ -2163,7 +2163,6 @@ static void tracker_receipt_posted(void *arg, int ok)
 	if (!ok || sw->finished)
 		return;
 	sw->st.receipt_acked = 1;
-	sw->st.receipt_via_tracker = 1;
 	if (sw->complete && !sw->keep_running)
 		swarm_finish(sw, 0);
 }

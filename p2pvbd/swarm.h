@@ -53,8 +53,7 @@ struct swarm_stats {
 	uint64_t receipts;       /* distinct valid receipts (seed) */
 	uint64_t chunks_dirty;   /* seed -e: chunks the VM wrote since they were hashed */
 	uint64_t bytes_written;  /* seed -e: bytes the VM wrote */
-	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
-	int receipt_via_tracker; /* fetch: a tracker did */
+	int receipt_acked; /* fetch: the source or a tracker accepted our receipt */
 };
 
 struct swarm_opts {
