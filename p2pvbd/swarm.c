@@ -771,17 +771,19 @@ static void fetch_have_map(struct speer *sp, const struct wire_msg *m)
 }
 
 /*
- * Chunk c (generation gen) is verified and in the image: serve it, and tell
- * the peers that have our have-map. Once written it can be served: other
- * destinations need not wait for our fdatasync.
+ * Chunk c (generation gen) is verified and in the image: serve it, and
+ * (announce != 0) tell the peers that have our have-map. Once written it can
+ * be served: other destinations need not wait for our fdatasync.
  */
-static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen)
+static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 {
 	struct wire_msg m = {.type = WIRE_HAVE};
 
 	if (!bit_get(sw->serve_map, c))
 		sw->nserve++;
 	bit_set(sw->serve_map, c);
+	if (!announce)
+		return;
 	m.u.have.chunk = c;
 	m.u.have.gen = gen;
 	for (struct speer *sp = sw->peers; sp; sp = sp->next)
@@ -864,11 +866,13 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 				return;
 			}
 			chunk_now_available(sw, c);
-			/* In the have-map too: a complete map says "ask me for pages". */
-			serve_add(sw, c, e[i].gen);
+			/* In the have-map too, so that a complete map says "ask me for
+			 * pages"; but no HAVE: nobody requests a zero chunk, and a sparse
+			 * volume would send millions of them. */
+			serve_add(sw, c, e[i].gen, 0);
 		} else if (s == STORE_PRESENT && g == e[i].gen) {
 			sw->st.chunks_resumed++;
-			serve_add(sw, c, g);
+			serve_add(sw, c, g, 1);
 			chunk_now_available(sw, c);
 		} else {
 			if (sw->basis_fd >= 0) {
@@ -1048,7 +1052,7 @@ static void verify_done(void *arg)
 	if (j->result == 0) {
 		store_put_end(&sw->store, j->chunk, j->gen);
 		chunk_now_available(sw, j->chunk);
-		serve_add(sw, j->chunk, j->gen);
+		serve_add(sw, j->chunk, j->gen, 1);
 		if (j->basis_fd >= 0) {
 			sw->st.chunks_basis++;
 		} else {
