@@ -146,7 +146,7 @@ static void root_header_encode(const struct manifest_root *r, uint8_t out[MANIFE
 {
 	memcpy(out + RH_MAGIC, MANIFEST_MAGIC, MAGIC_LEN);
 	wire_put16(out + RH_VERSION, r->version);
-	wire_put16(out + RH_FLAGS, 0);
+	wire_put16(out + RH_FLAGS, r->flags);
 	wire_put32(out + RH_CHUNK_SIZE, r->chunk_size);
 	wire_put64(out + RH_IMAGE_SIZE, r->image_size);
 	memcpy(out + RH_VOLUME_ID, r->volume_id, MANIFEST_ID_LEN);
@@ -178,7 +178,7 @@ static void entry_encode(const struct manifest_entry *e, uint8_t out[MANIFEST_EN
 }
 
 /* Encode entries [first, first + n) of a table into out (n * ENTRY_LEN bytes). */
-static void entries_encode(const struct manifest_entry *e, uint32_t n, uint8_t *out)
+void manifest_entries_encode(const struct manifest_entry *e, uint32_t n, uint8_t *out)
 {
 	for (uint32_t i = 0; i < n; i++)
 		entry_encode(&e[i], out + (size_t)i * MANIFEST_ENTRY_LEN);
@@ -228,7 +228,7 @@ int manifest_build(struct manifest *m, const uint8_t volume_id[MANIFEST_ID_LEN],
 	for (uint32_t p = 0; p < r->page_count; p++) {
 		uint32_t n = manifest_page_len(r, p);
 
-		entries_encode(entries + (size_t)p * MANIFEST_PAGE_ENTRIES, n, page);
+		manifest_entries_encode(entries + (size_t)p * MANIFEST_PAGE_ENTRIES, n, page);
 		vcrypto_hash(r->page_hash[p], page, (size_t)n * MANIFEST_ENTRY_LEN);
 	}
 	free(page);
@@ -239,6 +239,13 @@ fail:
 	free(entries);
 	memset(m, 0, sizeof(*m));
 	return -1;
+}
+
+void manifest_set_flags(struct manifest *m, uint16_t flags, const uint8_t sk[VCRYPTO_SK_LEN])
+{
+	m->root.flags = flags;
+	root_hash_compute(&m->root, m->root.root_hash);
+	vcrypto_sign(m->root.sig, MANIFEST_ROOT_DOMAIN, m->root.root_hash, VCRYPTO_HASH_LEN, sk);
 }
 
 void manifest_free(struct manifest *m)
@@ -306,7 +313,7 @@ int manifest_root_decode(const uint8_t *in, size_t len, struct manifest_root *r)
 		log_warn("manifest: root version %u not supported", version);
 		return -1;
 	}
-	if (flags != 0) {
+	if (flags & ~MANIFEST_ROOT_F_FINAL) {
 		log_warn("manifest: root has unknown flags 0x%x", flags);
 		return -1;
 	}
@@ -337,6 +344,7 @@ int manifest_root_decode(const uint8_t *in, size_t len, struct manifest_root *r)
 	r->image_size = image_size;
 	r->chunk_size = chunk_size;
 	r->generation = wire_get64(in + RH_GENERATION);
+	r->flags = flags;
 	r->chunk_count = chunks;
 	r->page_count = pages;
 	r->page_hash = xmalloc((size_t)pages * VCRYPTO_HASH_LEN);
@@ -387,7 +395,7 @@ size_t manifest_page_encode(const struct manifest *m, uint32_t page, uint8_t *ou
 
 	if (n == 0 || cap < len)
 		return 0;
-	entries_encode(m->entries + (size_t)page * MANIFEST_PAGE_ENTRIES, n, out);
+	manifest_entries_encode(m->entries + (size_t)page * MANIFEST_PAGE_ENTRIES, n, out);
 	return len;
 }
 
@@ -505,10 +513,12 @@ enum {
 	DH_VOLUME_ID = 8,
 	DH_OLD_GEN = 24,
 	DH_NEW_GEN = 32,
-	DH_NCHANGES = 40,
-	DH_NPAGES = 44,
-	DH_ROOT_HASH = 48,
-	DH_END = 80,
+	DH_FLAGS = 40,
+	DH_RESERVED = 42,
+	DH_NCHANGES = 44,
+	DH_NPAGES = 48,
+	DH_ROOT_HASH = 52,
+	DH_END = 84,
 };
 _Static_assert(DH_END == MANIFEST_DELTA_HDR, "delta header layout");
 
@@ -523,13 +533,14 @@ void manifest_entries_hash(const struct manifest_entry *e, uint32_t n,
 {
 	uint8_t *buf = xmalloc((size_t)n * MANIFEST_ENTRY_LEN + 1);
 
-	entries_encode(e, n, buf);
+	manifest_entries_encode(e, n, buf);
 	vcrypto_hash(out, buf, (size_t)n * MANIFEST_ENTRY_LEN);
 	free(buf);
 }
 
 int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, uint32_t n,
-                        const uint8_t sk[VCRYPTO_SK_LEN], uint8_t **blob, size_t *len)
+                        uint16_t root_flags, const uint8_t sk[VCRYPTO_SK_LEN], uint8_t **blob,
+                        size_t *len)
 {
 	struct manifest_root *r = &m->root;
 	uint64_t new_gen = r->generation + 1;
@@ -537,7 +548,7 @@ int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, ui
 	uint8_t *out, *p;
 	size_t total;
 
-	if (n == 0 || n > MANIFEST_DELTA_MAX_CHANGES)
+	if (n > MANIFEST_DELTA_MAX_CHANGES || (root_flags & ~MANIFEST_ROOT_F_FINAL))
 		return -1;
 	for (uint32_t i = 0; i < n; i++) {
 		if (ch[i].chunk >= r->chunk_count || (i > 0 && ch[i].chunk <= ch[i - 1].chunk) ||
@@ -553,12 +564,14 @@ int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, ui
 		m->entries[ch[i].chunk].gen = new_gen;
 	}
 	r->generation = new_gen;
+	r->flags = root_flags;
 	total = delta_len(n, npages);
 	out = xcalloc(1, total);
 	memcpy(out + DH_MAGIC, MANIFEST_DELTA_MAGIC, MAGIC_LEN);
 	memcpy(out + DH_VOLUME_ID, r->volume_id, MANIFEST_ID_LEN);
 	wire_put64(out + DH_OLD_GEN, new_gen - 1);
 	wire_put64(out + DH_NEW_GEN, new_gen);
+	wire_put16(out + DH_FLAGS, root_flags);
 	wire_put32(out + DH_NCHANGES, n);
 	wire_put32(out + DH_NPAGES, npages);
 	p = out + MANIFEST_DELTA_HDR;
@@ -609,12 +622,15 @@ int manifest_delta_decode(const uint8_t *in, size_t len, struct manifest_delta *
 	n = wire_get32(in + DH_NCHANGES);
 	m = wire_get32(in + DH_NPAGES);
 	/* Counts are checked against the length before anything is allocated. */
-	if (n == 0 || m == 0 || n > MANIFEST_DELTA_MAX_CHANGES || m > n || len != delta_len(n, m))
+	if (n > MANIFEST_DELTA_MAX_CHANGES || m > n || (m == 0) != (n == 0) ||
+	    len != delta_len(n, m))
 		return -1;
 	memcpy(d->volume_id, in + DH_VOLUME_ID, MANIFEST_ID_LEN);
 	d->old_gen = wire_get64(in + DH_OLD_GEN);
 	d->new_gen = wire_get64(in + DH_NEW_GEN);
-	if (d->old_gen == UINT64_MAX || d->new_gen != d->old_gen + 1)
+	d->root_flags = wire_get16(in + DH_FLAGS);
+	if (d->old_gen == UINT64_MAX || d->new_gen != d->old_gen + 1 ||
+	    (d->root_flags & ~MANIFEST_ROOT_F_FINAL) || wire_get16(in + DH_RESERVED) != 0)
 		return -1;
 	memcpy(d->new_root_hash, in + DH_ROOT_HASH, VCRYPTO_HASH_LEN);
 	d->changes = xcalloc(n, sizeof(*d->changes));
@@ -683,6 +699,8 @@ int manifest_delta_apply_root(struct manifest_root *r, const struct manifest_del
 		memcpy(p + DH_VOLUME_ID, d->volume_id, MANIFEST_ID_LEN);
 		wire_put64(p + DH_OLD_GEN, d->old_gen);
 		wire_put64(p + DH_NEW_GEN, d->new_gen);
+		wire_put16(p + DH_FLAGS, d->root_flags);
+		wire_put16(p + DH_RESERVED, 0);
 		wire_put32(p + DH_NCHANGES, d->nchanges);
 		wire_put32(p + DH_NPAGES, d->npages);
 		memcpy(p + DH_ROOT_HASH, d->new_root_hash, VCRYPTO_HASH_LEN);
@@ -710,6 +728,7 @@ int manifest_delta_apply_root(struct manifest_root *r, const struct manifest_del
 	for (uint32_t i = 0; i < d->npages; i++)
 		memcpy(nr.page_hash[d->page[i]], d->page_hash[i], VCRYPTO_HASH_LEN);
 	nr.generation = d->new_gen;
+	nr.flags = d->root_flags;
 	root_hash_compute(&nr, nr.root_hash);
 	memcpy(nr.sig, d->root_sig, VCRYPTO_SIG_LEN);
 	if (vcrypto_memcmp(nr.root_hash, d->new_root_hash, VCRYPTO_HASH_LEN) != 0 ||

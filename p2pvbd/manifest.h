@@ -39,6 +39,13 @@
 /* Entry flags */
 #define MANIFEST_F_ZERO 0x1u /* chunk is all zero bytes: never transferred */
 
+/*
+ * Root flags. FINAL: the source is frozen; this generation is the one a
+ * destination's VM may run on (reads wait for it). A seed without a VM of
+ * its own publishes a final root at once.
+ */
+#define MANIFEST_ROOT_F_FINAL 0x1u
+
 struct manifest_entry {
 	uint64_t gen;
 	uint32_t flags;
@@ -52,6 +59,7 @@ struct manifest_root {
 	uint64_t image_size;
 	uint32_t chunk_size;
 	uint64_t generation;
+	uint16_t flags;       /* MANIFEST_ROOT_F_* */
 	uint32_t chunk_count; /* derived: ceil(image_size / chunk_size) */
 	uint32_t page_count;  /* derived: ceil(chunk_count / MANIFEST_PAGE_ENTRIES) */
 	uint8_t (*page_hash)[VCRYPTO_HASH_LEN];
@@ -80,6 +88,8 @@ int manifest_build(struct manifest *m, const uint8_t volume_id[MANIFEST_ID_LEN],
                    uint64_t image_size, uint32_t chunk_size, uint64_t generation,
                    struct manifest_entry *entries, const uint8_t sk[VCRYPTO_SK_LEN]);
 void manifest_free(struct manifest *m);
+/* Set the root's flags (MANIFEST_ROOT_F_*) and sign it again. */
+void manifest_set_flags(struct manifest *m, uint16_t flags, const uint8_t sk[VCRYPTO_SK_LEN]);
 
 /*
  * Encoded root (including signature). encode allocates *out (caller frees).
@@ -130,7 +140,7 @@ int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_recei
  */
 #define MANIFEST_DELTA_MAGIC  "P2PVDLT1"
 #define MANIFEST_DELTA_DOMAIN "p2pvbd-delta-v1"
-#define MANIFEST_DELTA_HDR    80u /* before the changes */
+#define MANIFEST_DELTA_HDR    84u /* before the changes */
 #define MANIFEST_CHANGE_LEN   52u /* u32 chunk + entry */
 #define MANIFEST_DPAGE_LEN    36u /* u32 page + hash */
 /* One delta fits one protocol message. */
@@ -144,6 +154,7 @@ struct manifest_change {
 struct manifest_delta {
 	uint8_t volume_id[MANIFEST_ID_LEN];
 	uint64_t old_gen, new_gen;
+	uint16_t root_flags; /* the new root's flags (MANIFEST_ROOT_F_FINAL) */
 	uint8_t new_root_hash[VCRYPTO_HASH_LEN];
 	uint32_t nchanges;
 	struct manifest_change *changes; /* owned, ascending chunk */
@@ -156,12 +167,14 @@ struct manifest_delta {
 
 /*
  * Source side: apply n changes (ascending chunk indexes; each entry's gen is
- * ignored and set to the new generation) to m: its entries, page hashes,
- * generation, root hash and root signature; and encode the signed delta into
- * *blob (allocated; the caller frees it). 0 or -1 (bad changes; m untouched).
+ * ignored and set to the new generation; n may be 0: only the flags change)
+ * to m: its entries, page hashes, generation, flags, root hash and root
+ * signature; and encode the signed delta into *blob (allocated; the caller
+ * frees it). 0 or -1 (bad changes; m untouched).
  */
 int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, uint32_t n,
-                        const uint8_t sk[VCRYPTO_SK_LEN], uint8_t **blob, size_t *len);
+                        uint16_t root_flags, const uint8_t sk[VCRYPTO_SK_LEN], uint8_t **blob,
+                        size_t *len);
 /* Strict structural decode (no signature check); allocates d's arrays. 0 or -1. */
 int manifest_delta_decode(const uint8_t *in, size_t len, struct manifest_delta *d);
 /*
@@ -177,6 +190,8 @@ void manifest_delta_free(struct manifest_delta *d);
 /* Hash of n encoded entries (a page's hash), for checking held pages against a delta. */
 void manifest_entries_hash(const struct manifest_entry *e, uint32_t n,
                            uint8_t out[VCRYPTO_HASH_LEN]);
+/* Encode n entries (n * MANIFEST_ENTRY_LEN bytes): a page's bytes. */
+void manifest_entries_encode(const struct manifest_entry *e, uint32_t n, uint8_t *out);
 
 /*
  * The BitTorrent info_hash under which a volume's peers meet at a tracker:

@@ -234,8 +234,10 @@ Test(manifest, root_decode_strict)
 	cr_assert_eq(decode_mod(enc, len, 8, v, 2, len), -1, "version 2");
 	wire_put16(v, 0);
 	cr_assert_eq(decode_mod(enc, len, 8, v, 2, len), -1, "version 0");
-	wire_put16(v, 1);
-	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), -1, "flags");
+	wire_put16(v, 2);
+	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), -1, "unknown flags");
+	wire_put16(v, MANIFEST_ROOT_F_FINAL);
+	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), 0, "FINAL");
 	wire_put32(v, CS + 1);
 	cr_assert_eq(decode_mod(enc, len, 12, v, 4, len), -1, "chunk size not power of two");
 	wire_put32(v, 32 * 1024);
@@ -468,7 +470,7 @@ static void make_delta(struct manifest *m, uint8_t tag, uint8_t **blob, size_t *
 		memset(ch[i].entry.hash, tag + i, VCRYPTO_HASH_LEN);
 		ch[i].entry.gen = 999; /* ignored: the delta sets the new generation */
 	}
-	cr_assert_eq(manifest_delta_make(m, ch, 3, mf_id.sk, blob, len), 0);
+	cr_assert_eq(manifest_delta_make(m, ch, 3, 0, mf_id.sk, blob, len), 0);
 }
 
 Test(manifest, delta_round_trip)
@@ -607,12 +609,21 @@ Test(manifest, delta_decode_strict)
 	cr_assert_eq(manifest_delta_decode(big, len + 1, &d), -1, "trailing byte");
 	free(big);
 	/* Counts that do not match the length (checked before any allocation). */
-	wire_put32(blob + 40, 0xffffffffu);
-	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
-	wire_put32(blob + 40, 3);
-	wire_put32(blob + 44, 4);
+	wire_put32(blob + 44, 0xffffffffu);
 	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
 	wire_put32(blob + 44, 3);
+	wire_put32(blob + 48, 4);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
+	wire_put32(blob + 48, 0);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1, "changes without pages");
+	wire_put32(blob + 48, 3);
+	/* Unknown root flags, reserved bits. */
+	wire_put16(blob + 40, 2);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
+	wire_put16(blob + 40, 0);
+	wire_put16(blob + 42, 1);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
+	wire_put16(blob + 42, 0);
 	/* Generations that are not G -> G + 1. */
 	wire_put64(blob + 32, 5);
 	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
@@ -620,10 +631,55 @@ Test(manifest, delta_decode_strict)
 	cr_assert_eq(manifest_delta_decode(blob, len, &d), 0);
 	manifest_delta_free(&d);
 	/* The source refuses changes out of order, duplicated or beyond the volume. */
-	cr_assert_eq(manifest_delta_make(&m, bad, 2, mf_id.sk, &big, &len), -1);
+	cr_assert_eq(manifest_delta_make(&m, bad, 2, 0, mf_id.sk, &big, &len), -1);
 	bad[0].chunk = 5000;
-	cr_assert_eq(manifest_delta_make(&m, bad, 1, mf_id.sk, &big, &len), -1);
-	cr_assert_eq(manifest_delta_make(&m, bad, 0, mf_id.sk, &big, &len), -1);
+	cr_assert_eq(manifest_delta_make(&m, bad, 1, 0, mf_id.sk, &big, &len), -1);
+	cr_assert_eq(manifest_delta_make(&m, bad, 0, 0x2, mf_id.sk, &big, &len), -1, "unknown flag");
 	free(blob);
+	manifest_free(&m);
+}
+
+/* The freeze: a delta with no changes that only makes the root FINAL. */
+Test(manifest, delta_final_without_changes)
+{
+	struct manifest m;
+	struct manifest_root r, r2;
+	struct manifest_delta d;
+	uint8_t *blob, *enc;
+	size_t len, elen;
+
+	build(&m, 2100ull * CS, CS, 0);
+	receiver_root(&m, &r);
+	cr_assert_eq(r.flags, 0);
+	cr_assert_eq(manifest_delta_make(&m, NULL, 0, MANIFEST_ROOT_F_FINAL, mf_id.sk, &blob, &len),
+	             0);
+	cr_assert_eq(len, MANIFEST_DELTA_HDR + 2 * VCRYPTO_SIG_LEN);
+	cr_assert_eq(m.root.flags, MANIFEST_ROOT_F_FINAL);
+	cr_assert_eq(manifest_delta_decode(blob, len, &d), 0);
+	cr_assert_eq(d.nchanges, 0);
+	cr_assert_eq(d.root_flags, MANIFEST_ROOT_F_FINAL);
+	cr_assert_eq(manifest_delta_apply_root(&r, &d, mf_id.pk), 0);
+	cr_assert_eq(r.generation, 1);
+	cr_assert_eq(r.flags, MANIFEST_ROOT_F_FINAL);
+	cr_assert_arr_eq(r.root_hash, m.root.root_hash, VCRYPTO_HASH_LEN);
+	/* The final root travels as a ROOT too and keeps its flag. */
+	cr_assert_eq(manifest_root_encode(&r, &enc, &elen), 0);
+	cr_assert_eq(manifest_root_decode(enc, elen, &r2), 0);
+	cr_assert_eq(r2.flags, MANIFEST_ROOT_F_FINAL);
+	cr_assert_eq(manifest_root_verify(&r2, mf_id.pk), 0);
+	/* A flag the signer did not set does not verify. */
+	r2.flags = 0;
+	wire_put16(enc + 10, 0);
+	manifest_root_free(&r2);
+	cr_assert_eq(manifest_root_decode(enc, elen, &r2), 0);
+	cr_assert_neq(manifest_root_verify(&r2, mf_id.pk), 0);
+	/* Unknown root flags are refused. */
+	wire_put16(enc + 10, 2);
+	manifest_root_free(&r2);
+	cr_assert_eq(manifest_root_decode(enc, elen, &r2), -1);
+	free(enc);
+	manifest_delta_free(&d);
+	free(blob);
+	manifest_root_free(&r);
 	manifest_free(&m);
 }
