@@ -24,6 +24,22 @@ struct ctl {
 	void *arg;
 };
 
+/* A client being answered; r->later: the handler answers after it returned. */
+struct ctl_reply {
+	struct bufferevent *bev;
+	int later;
+};
+
+struct evbuffer *ctl_reply_out(struct ctl_reply *r)
+{
+	return bufferevent_get_output(r->bev);
+}
+
+void ctl_reply_later(struct ctl_reply *r)
+{
+	r->later = 1;
+}
+
 static void on_client_write(struct bufferevent *bev, void *arg)
 {
 	(void)arg;
@@ -36,6 +52,24 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 	(void)what;
 	(void)arg;
 	bufferevent_free(bev); /* EOF before a line, error or timeout */
+}
+
+/* Send what was answered, then close. */
+static void reply_finish(struct bufferevent *bev)
+{
+	bufferevent_setcb(bev, NULL, on_client_write, on_client_event, NULL);
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+void ctl_reply_end(struct ctl_reply *r)
+{
+	struct timeval tv = {CTL_TIMEOUT_S, 0};
+
+	bufferevent_set_timeouts(r->bev, NULL, &tv);
+	bufferevent_enable(r->bev, EV_WRITE);
+	reply_finish(r->bev);
+	free(r);
 }
 
 static void on_client_read(struct bufferevent *bev, void *arg)
@@ -51,14 +85,25 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	bufferevent_disable(bev, EV_READ);
-	if (n > CTL_MAX_LINE)
+	if (n > CTL_MAX_LINE) {
 		evbuffer_add_printf(bufferevent_get_output(bev), "error: command too long\n");
-	else
-		c->fn(c->arg, line, bufferevent_get_output(bev));
+	} else {
+		struct ctl_reply *r = xcalloc(1, sizeof(*r));
+
+		r->bev = bev;
+		c->fn(c->arg, line, r);
+		if (r->later) {
+			/* No timeout while the answer is being worked out; a client that
+			 * leaves meanwhile is noticed when the answer is written. */
+			free(line);
+			bufferevent_set_timeouts(bev, NULL, NULL);
+			bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+			return;
+		}
+		free(r);
+	}
 	free(line);
-	bufferevent_setcb(bev, NULL, on_client_write, on_client_event, c);
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		bufferevent_free(bev);
+	reply_finish(bev);
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -122,11 +167,12 @@ void ctl_free(struct ctl *c)
 	free(c);
 }
 
-int ctl_request(const char *path, const char *cmd)
+int ctl_request(const char *path, const char *cmd, int timeout_s)
 {
 	struct sockaddr_un su;
+	struct timeval tv = {timeout_s, 0};
 	char buf[4096];
-	int fd, rc = 0;
+	int fd, rc = 0, first = 1;
 	size_t len = strlen(cmd);
 	ssize_t n;
 
@@ -151,13 +197,19 @@ int ctl_request(const char *path, const char *cmd)
 		close(fd);
 		return -1;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0)
+			rc = -1;
+		first = 0;
 		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) {
 			rc = -1;
 			break;
 		}
+	}
 	if (n < 0) {
-		log_error("%s: %s", path, strerror(errno));
+		log_error("%s: %s", path,
+		          errno == EAGAIN ? "no answer in time" : strerror(errno));
 		rc = -1;
 	}
 	close(fd);

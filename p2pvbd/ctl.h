@@ -5,8 +5,10 @@
  *
  *   status         what the process is doing, for people
  *   status json    the same as one JSON object
+ *   freeze, thaw   (seed) live migration's switchover, see swarm_freeze
  *
- * `p2pvbd status PATH [--json]` is the client.
+ * `p2pvbd status PATH [--json]` and `p2pvbd ctl PATH COMMAND` are clients.
+ * A handler may answer later (ctl_reply_later): the client waits.
  */
 #ifndef P2PVBD_CTL_H
 #define P2PVBD_CTL_H
@@ -19,8 +21,19 @@
 /* A client that has not sent its line within this many seconds is dropped. */
 #define CTL_TIMEOUT_S 5
 
-/* Answer cmd (NUL-terminated, without the newline) into out. */
-typedef void (*ctl_handler)(void *arg, const char *cmd, struct evbuffer *out);
+/* One client waiting for its answer. */
+struct ctl_reply;
+
+/*
+ * Answer cmd (NUL-terminated, without the newline) into ctl_reply_out(r).
+ * The reply ends when the handler returns, unless it called
+ * ctl_reply_later(r): then it ends at ctl_reply_end(r), which the handler's
+ * owner must call once (the connection stays open until then).
+ */
+typedef void (*ctl_handler)(void *arg, const char *cmd, struct ctl_reply *r);
+struct evbuffer *ctl_reply_out(struct ctl_reply *r);
+void ctl_reply_later(struct ctl_reply *r);
+void ctl_reply_end(struct ctl_reply *r);
 
 struct ctl;
 
@@ -29,7 +42,11 @@ struct ctl *ctl_new(struct event_base *base, const char *path, ctl_handler fn, v
 /* Stop listening and remove the socket. */
 void ctl_free(struct ctl *c);
 
-/* Client: send cmd to the socket at path and copy the reply to stdout. 0, or -1 (logged). */
-int ctl_request(const char *path, const char *cmd);
+/*
+ * Client: send cmd to the socket at path and copy the reply to stdout. 0,
+ * or -1 (logged; also when the reply starts with "error:"). Waits at most
+ * timeout_s seconds for the reply.
+ */
+int ctl_request(const char *path, const char *cmd, int timeout_s);
 
 #endif

@@ -50,6 +50,7 @@ static const char usage_main[] =
     "  seed [OPTIONS] IMAGE    hash IMAGE, sign its manifest, serve it; prints the volume URI\n"
     "  fetch [OPTIONS] URI OUT fetch and verify the volume into OUT\n"
     "  status [--json] CTL     what a running seed or fetch is doing (its --ctl socket)\n"
+    "  ctl CTL COMMAND         tell a running seed: freeze (switchover), thaw (roll back)\n"
     "\n"
     "Run 'p2pvbd COMMAND --help' for a command's options.\n"
     "Exit codes: 0 success, 1 failure, 2 usage error.\n";
@@ -82,9 +83,16 @@ static const char usage_seed[] =
     "      --ctl PATH               control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
     "                               p2pvbd-seed-PID.ctl; logged at start): p2pvbd status\n"
     "  -e, --export ADDR            also export IMAGE over NBD (unix:PATH or HOST:PORT)\n"
-    "                               for the VM running at the source: its writes go to\n"
-    "                               IMAGE, and the chunks they touch are never served\n"
-    "                               to peers again (dirty; their deltas are the next step)\n"
+    "                               for the VM running at the source (live migration):\n"
+    "                               its writes go to IMAGE, the chunks they touch are\n"
+    "                               hashed again and published as signed deltas (new\n"
+    "                               generations) every 100 ms; destinations answer their\n"
+    "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
+    "      --freeze-on-disconnect   with -e: freeze when the last NBD client leaves (the\n"
+    "                               hypervisor finished migrating the VM)\n"
+    "      --max-dirty-rate BYTES/S with -e: cap the VM's write rate (e.g. 20M), so that\n"
+    "                               the migration converges when it writes faster than\n"
+    "                               the swarm carries\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI)\n"
@@ -352,32 +360,74 @@ static char *ctl_default_path(const char *role)
 	return xasprintf("%s/p2pvbd-%s-%d.ctl", dir && dir[0] ? dir : "/tmp", role, (int)getpid());
 }
 
-static void on_ctl(void *arg, const char *cmd, struct evbuffer *out)
+/* `ctl … freeze` answers once the final generation is out. */
+static void freeze_done(void *arg, int result)
 {
+	struct ctl_reply *r = arg;
+
+	if (result == 0)
+		evbuffer_add_printf(ctl_reply_out(r), "frozen\n");
+	else
+		evbuffer_add_printf(ctl_reply_out(r), "error: not frozen (thawed, or failed)\n");
+	ctl_reply_end(r);
+}
+
+static void freeze_logged(void *arg, int result)
+{
+	(void)arg;
+	if (result != 0)
+		log_error("the freeze did not complete");
+}
+
+/* --freeze-on-disconnect: the VM's last NBD client at the source left. */
+static void freeze_on_idle(void *arg)
+{
+	log_info("the last NBD client left: freezing (--freeze-on-disconnect)");
+	swarm_freeze(arg, freeze_logged, NULL);
+}
+
+static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
+{
+	struct evbuffer *out = ctl_reply_out(r);
 	struct swarm_status st;
 	double cost;
 	char b1[16], b2[16], b3[16];
 
 	swarm_status(arg, &st);
+	if (strcmp(cmd, "freeze") == 0 || strcmp(cmd, "thaw") == 0) {
+		if (!st.seed) {
+			evbuffer_add_printf(out, "error: %s is for a seed\n", cmd);
+		} else if (cmd[0] == 'f') {
+			ctl_reply_later(r);
+			swarm_freeze(arg, freeze_done, r);
+		} else {
+			swarm_thaw(arg);
+			evbuffer_add_printf(out, "thawed\n");
+		}
+		return;
+	}
 	cost = st.dirty_bytes > 0 ? (double)st.dirty_bytes / (st.serve_rate > 1 ? st.serve_rate : 1)
 	                          : 0;
 	if (strcmp(cmd, "status json") == 0) {
 		evbuffer_add_printf(
 		    out,
-		    "{\"role\":\"%s\",\"volume_known\":%s,\"complete\":%s,\"generation\":%llu,"
+		    "{\"role\":\"%s\",\"volume_known\":%s,\"complete\":%s,\"final\":%s,"
+		    "\"generation\":%llu,"
 		    "\"image_size\":%llu,\"chunk_size\":%u,\"chunks\":%u,\"bytes_done\":%llu,"
 		    "\"peers\":%d,\"fetch_rate\":%.0f,\"serve_rate\":%.0f,\"write_rate\":%.0f,"
 		    "\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f}\n",
 		    st.seed ? "seed" : "fetch", st.have_root ? "true" : "false",
-		    st.complete ? "true" : "false", (unsigned long long)st.generation,
+		    st.complete ? "true" : "false", st.final ? "true" : "false",
+		    (unsigned long long)st.generation,
 		    (unsigned long long)st.image_size, st.chunk_size, st.chunks_total,
 		    (unsigned long long)st.bytes_done, st.peers, st.fetch_rate, st.serve_rate,
 		    st.write_rate, (unsigned long long)st.dirty_bytes, cost);
 	} else if (strcmp(cmd, "status") == 0) {
 		evbuffer_add_printf(
-		    out, "%s of a %s volume (generation %llu, %u chunks of %u KiB)\n",
+		    out, "%s of a %s volume (generation %llu%s, %u chunks of %u KiB)\n",
 		    st.seed ? "seed" : "fetch", fmt_bytes(st.image_size, b1, sizeof(b1)),
-		    (unsigned long long)st.generation, st.chunks_total, st.chunk_size / 1024);
+		    (unsigned long long)st.generation, st.final ? ", final" : "", st.chunks_total,
+		    st.chunk_size / 1024);
 		if (!st.seed)
 			evbuffer_add_printf(out, "progress: %s of %s%s, fetching at %s/s\n",
 			                    fmt_bytes(st.bytes_done, b1, sizeof(b1)),
@@ -395,7 +445,8 @@ static void on_ctl(void *arg, const char *cmd, struct evbuffer *out)
 			                    cost);
 	} else {
 		evbuffer_add_printf(
-		    out, "error: unknown command '%.60s' (try: status, status json)\n", cmd);
+		    out, "error: unknown command '%.60s' (try: status, status json, freeze, thaw)\n",
+		    cmd);
 	}
 }
 
@@ -435,7 +486,56 @@ static int cmd_status(int argc, char **argv)
 	if (optind + 1 != argc)
 		return usage_error(usage_status, "status needs the control socket's path");
 	log_init("p2pvbd status", LOG_INFO);
-	return ctl_request(argv[optind], json ? "status json" : "status") == 0 ? 0 : 1;
+	return ctl_request(argv[optind], json ? "status json" : "status", CTL_TIMEOUT_S) == 0 ? 0 : 1;
+}
+
+static const char usage_ctl[] =
+    "usage: p2pvbd ctl CTL COMMAND\n"
+    "\n"
+    "Tell a running seed (its control socket CTL) what to do:\n"
+    "\n"
+    "  freeze   the switchover of a live migration: refuse the VM's further writes,\n"
+    "           hash what it changed last and publish it as the final generation;\n"
+    "           returns once that is sent to the peers (call it when the hypervisor\n"
+    "           has stopped the VM at the source, e.g. QEMU's pre-switchover state)\n"
+    "  thaw     undo a freeze when the migration is rolled back: the VM may write\n"
+    "           again and the destinations wait for a new final generation\n"
+    "  status   as 'p2pvbd status CTL'\n"
+    "\n"
+    "  --timeout SECS  wait at most this long for the answer (default 60)\n"
+    "  -h, --help      this text\n";
+
+static int cmd_ctl(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	long timeout_s = 60;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if (parse_uint(optarg, 1, 86400, &timeout_s) != 0)
+				return usage_error(usage_ctl, "bad --timeout %s", optarg);
+			break;
+		case 'h':
+			fputs(usage_ctl, stdout);
+			return 0;
+		default:
+			return usage_error(usage_ctl, "bad option");
+		}
+	}
+	if (optind + 2 != argc)
+		return usage_error(usage_ctl, "ctl needs the control socket and one command");
+	if (strcmp(argv[optind + 1], "freeze") != 0 && strcmp(argv[optind + 1], "thaw") != 0 &&
+	    strcmp(argv[optind + 1], "status") != 0)
+		return usage_error(usage_ctl, "unknown command '%s' (freeze, thaw, status)",
+		                   argv[optind + 1]);
+	log_init("p2pvbd ctl", LOG_INFO);
+	return ctl_request(argv[optind], argv[optind + 1], (int)timeout_s) == 0 ? 0 : 1;
 }
 
 /* ---- signals ---------------------------------------------------------- */
@@ -546,7 +646,9 @@ static int cmd_seed(int argc, char **argv)
 		O_TIMEOUT,
 		O_HASH_ONLY,
 		O_ADVERTISE,
-		O_CTL
+		O_CTL,
+		O_FREEZE_DISC,
+		O_MAX_DIRTY
 	};
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers = 0;
@@ -560,6 +662,8 @@ static int cmd_seed(int argc, char **argv)
 	    {"tracker", required_argument, NULL, 't'},
 	    {"export", required_argument, NULL, 'e'},
 	    {"ctl", required_argument, NULL, O_CTL},
+	    {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
+	    {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
 	    {"uri-file", required_argument, NULL, O_URI_FILE},
 	    {"chunk-size", required_argument, NULL, O_CHUNK},
 	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
@@ -578,7 +682,8 @@ static int cmd_seed(int argc, char **argv)
 	struct uri_peer listen_at, advertise[URI_MAX_PEERS];
 	int nadvertise = 0, hash_only = 0, loglvl = LOG_INFO, rc = 1, fd = -1, c;
 	long receipts = 0, threads = 0, timeout_s = PEER_TIMEOUT_DEFAULT;
-	uint64_t chunk_size = MANIFEST_CHUNK_DEFAULT, rate = 0, image_size;
+	uint64_t chunk_size = MANIFEST_CHUNK_DEFAULT, rate = 0, image_size, max_dirty = 0;
+	int freeze_on_disc = 0;
 	uint8_t volume_id[MANIFEST_ID_LEN], secret[32];
 	int have_volid = 0, have_secret = 0;
 	struct vcrypto_identity id;
@@ -606,6 +711,13 @@ static int cmd_seed(int argc, char **argv)
 			break;
 		case O_CTL:
 			ctl_path = optarg;
+			break;
+		case O_FREEZE_DISC:
+			freeze_on_disc = 1;
+			break;
+		case O_MAX_DIRTY:
+			if (parse_size(optarg, &max_dirty) != 0 || max_dirty == 0)
+				return usage_error(usage_seed, "bad --max-dirty-rate %s", optarg);
 			break;
 		case 'l':
 			listen_spec = optarg;
@@ -685,6 +797,9 @@ static int cmd_seed(int argc, char **argv)
 	image = argv[optind];
 	if (key_path == NULL)
 		return usage_error(usage_seed, "seed needs -k KEY (make one with p2pvbd keygen)");
+	if ((freeze_on_disc || max_dirty) && export_spec == NULL)
+		return usage_error(usage_seed,
+		                   "--freeze-on-disconnect and --max-dirty-rate need -e (a VM)");
 	if (parse_listen(listen_spec, &listen_at) != 0)
 		return usage_error(usage_seed, "bad --listen %s (HOST:PORT, numeric host)",
 		                   listen_spec);
@@ -754,8 +869,12 @@ static int cmd_seed(int argc, char **argv)
 		o.manifest = &m;
 		o.image_fd = fd;
 		o.exit_after_receipts = (int)receipts;
+		o.max_dirty_rate = max_dirty;
 		o.trackers = trackers;
 		o.ntrackers = ntrackers;
+		/* Without a VM here the image never changes: generation 0 is final. */
+		if (export_spec == NULL)
+			manifest_set_flags(&m, MANIFEST_ROOT_F_FINAL, id.sk);
 		sw = swarm_new(&o);
 	}
 	if (swarm_listen(sw, listen_at.host, listen_at.port, &port) != 0)
@@ -802,6 +921,8 @@ static int cmd_seed(int argc, char **argv)
 		printf("exporting on %s\n", nbd_server_address(srv));
 		fflush(stdout);
 		log_info("NBD export on %s", nbd_server_address(srv));
+		if (freeze_on_disc)
+			nbd_server_set_idle_cb(srv, freeze_on_idle, sw);
 	}
 	ctl = ctl_start(base, sw, ctl_path, "seed");
 	if (ctl == NULL && ctl_path != NULL)
@@ -1228,5 +1349,7 @@ int main(int argc, char **argv)
 		return cmd_fetch(argc - 1, argv + 1);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(argc - 1, argv + 1);
+	if (strcmp(cmd, "ctl") == 0)
+		return cmd_ctl(argc - 1, argv + 1);
 	return usage_error(usage_main, "unknown command '%s'", cmd);
 }

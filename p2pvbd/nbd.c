@@ -56,6 +56,7 @@ struct nbd_req {
 	uint8_t *data;       /* WRITE payload (owned) */
 	uint32_t next_check; /* first chunk not yet known to be ready */
 	int parked;
+	int held;                    /* waits for a final generation (not yet started) */
 	uint64_t seen;               /* on_chunk epoch it was last tried in */
 	struct nbd_req *next, *prev; /* in the server's parked list */
 };
@@ -92,6 +93,9 @@ struct nbd_server {
 	uint64_t epoch;
 	uint64_t size;
 	uint32_t chunk_size;
+	int nconns_seen;              /* clients that reached transmission, ever */
+	void (*idle_cb)(void *arg);   /* the last client left */
+	void *idle_arg;
 };
 
 static void conn_on_data(void *arg);
@@ -99,6 +103,7 @@ static void conn_on_end(void *arg, int err);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_try(struct nbd_req *q);
+static void req_start(struct nbd_conn *c, struct nbd_req *q);
 
 /*
  * Transmission flags. CAN_MULTI_CONN holds because every connection writes
@@ -174,6 +179,8 @@ static void conn_close(struct nbd_conn *c, const char *why)
 			*pp = c->next;
 			break;
 		}
+	if (c->srv->conns == NULL && c->srv->nconns_seen > 0 && c->srv->idle_cb != NULL)
+		c->srv->idle_cb(c->srv->idle_arg);
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	netio_reader_pause(&c->rd);
@@ -230,6 +237,7 @@ static void enter_transmission(struct nbd_conn *c)
 	c->lim.structured = c->structured != 0;
 	c->lim.meta_base_allocation = c->meta_id;
 	conn_set_state(c, NC_TRANS);
+	s->nconns_seen++;
 	log_info("nbd %s: transmission (%s replies%s)", c->name,
 	         c->structured ? "structured" : "simple", c->meta_id ? ", base:allocation" : "");
 }
@@ -669,13 +677,35 @@ static void on_chunk(void *arg, uint32_t chunk)
 	s->epoch++;
 	for (;;) {
 		for (q = s->parked; q; q = q->next)
-			if (q->seen != s->epoch && q->next_check == chunk)
+			if (q->seen != s->epoch &&
+			    (q->next_check == chunk || chunk == SWARM_ALL_CHUNKS))
 				break;
 		if (q == NULL)
 			return;
 		q->seen = s->epoch;
-		req_try(q);
+		if (!q->held) {
+			req_try(q);
+		} else if (swarm_final(s->sw)) {
+			q->held = 0;
+			req_unpark(q);
+			req_start(q->c, q);
+		}
 	}
+}
+
+/* Park q (not started) until the volume's generation is final. */
+static void req_hold(struct nbd_req *q)
+{
+	struct nbd_server *s = q->c->srv;
+
+	q->held = 1;
+	q->next_check = SWARM_ALL_CHUNKS; /* no single chunk wakes it */
+	q->parked = 1;
+	q->next = s->parked;
+	q->prev = NULL;
+	if (s->parked)
+		s->parked->prev = q;
+	s->parked = q;
 }
 
 /* A decoded, validated request: start it. */
@@ -683,6 +713,16 @@ static void req_start(struct nbd_conn *c, struct nbd_req *q)
 {
 	struct nbd_server *s = c->srv;
 	uint32_t first = (uint32_t)(q->r.offset / s->chunk_size);
+
+	/*
+	 * A destination answers only against the final generation (the source
+	 * froze): until then every request waits, reads, writes, flushes and
+	 * block status alike (PROTOCOL.md §9).
+	 */
+	if (!swarm_final(s->sw)) {
+		req_hold(q);
+		return;
+	}
 
 	switch (q->r.type) {
 	case NBD_CMD_FLUSH:
@@ -1011,6 +1051,12 @@ fail:
 	free(s->unix_path);
 	free(s);
 	return NULL;
+}
+
+void nbd_server_set_idle_cb(struct nbd_server *s, void (*fn)(void *arg), void *arg)
+{
+	s->idle_cb = fn;
+	s->idle_arg = arg;
 }
 
 const char *nbd_server_address(const struct nbd_server *s)

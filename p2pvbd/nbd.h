@@ -29,6 +29,9 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 /* The address clients connect to ("unix:PATH" or "HOST:PORT", the real port). */
 const char *nbd_server_address(const struct nbd_server *s);
 
+/* Call fn(arg) when the last client leaves (after at least one reached transmission). */
+void nbd_server_set_idle_cb(struct nbd_server *s, void (*fn)(void *arg), void *arg);
+
 /* Close every connection (parked requests fail) and the listener; unlink a Unix socket. */
 void nbd_server_free(struct nbd_server *s);
 

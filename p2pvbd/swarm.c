@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "peer.h"
+#include "scan.h"
 #include "store.h"
 #include "tclient.h"
 #include "util.h"
@@ -70,6 +71,13 @@
  */
 #define SWARM_UPLOAD_SLOTS  16
 #define SWARM_SLOT_ROTATE_S 10
+/*
+ * seed -e: a round of rehashing the chunks the VM dirtied starts at most this
+ * often (and at once at a freeze). Short rounds keep the dirty set small, so
+ * that the freeze, which must hash what is left, stays short whatever was
+ * dirtied before; each round costs two signatures and one DELTA per peer.
+ */
+#define SWARM_ROUND_MS 100
 
 /* A queued upload request. */
 struct upreq {
@@ -164,6 +172,21 @@ struct swarm {
 	uint8_t *sent_count; /* per chunk: times we started sending it (saturating) */
 	uint32_t nserve;     /* chunks in serve_map */
 	uint8_t *dirty;      /* seed -e: chunks the VM wrote since they were hashed */
+	uint8_t *rehash;     /* seed -e: chunks being hashed in the current round */
+	uint32_t *dirty_list; /* seed -e: the dirty chunks, in the order they became dirty */
+	uint32_t ndirty, dirty_cap;
+	struct rehash_job **round; /* seed -e: the round being hashed */
+	uint32_t nround, round_left;
+	uint64_t last_round_ns;
+	struct event *round_ev;          /* seed -e: starts the next round */
+	int frozen;                      /* seed -e: writes refused, final generation due */
+	struct flush_waiter *freeze_waiters;
+	double write_tokens;             /* --max-dirty-rate: bytes the VM may write now */
+	uint64_t tokens_ns;
+	struct event *throttle_ev;       /* wakes writes waiting for tokens */
+	struct workq *hashq;             /* seed -e: rehashing */
+	uint8_t *last_delta;             /* the newest delta we made or applied, for peers behind */
+	size_t last_delta_len;
 	int pages_fd;        /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
 	uint8_t *page_buf;   /* scratch for PAGE replies */
 
@@ -213,6 +236,7 @@ struct swarm {
 	uint64_t avail_bytes;  /* bytes of the chunks in avail */
 	uint8_t *local;        /* chunk bitmap: written by the local VM */
 	uint8_t *verifying;    /* chunk bitmap: whole, being hashed and written */
+	uint8_t *stale;        /* chunk bitmap: changed by a delta while being verified */
 	uint8_t *urgent;       /* chunk bitmap: faulted on, fetch before anything else */
 	uint32_t *urgent_list; /* the same chunks, in fault order */
 	uint32_t nurgent, urgent_cap;
@@ -265,6 +289,11 @@ static void swarm_finish(struct swarm *sw, int result)
 
 /* ---- Serving ---------------------------------------------------------- */
 
+static int is_seed(const struct swarm *sw)
+{
+	return sw->o.role == SWARM_SEED;
+}
+
 static uint32_t chunk_count(const struct swarm *sw)
 {
 	return sw->o.role == SWARM_SEED ? sw->o.manifest->root.chunk_count : sw->root.chunk_count;
@@ -275,13 +304,18 @@ static const struct manifest_root *swarm_root(const struct swarm *sw)
 	return sw->o.role == SWARM_SEED ? &sw->o.manifest->root : &sw->root;
 }
 
+static int root_final(const struct swarm *sw)
+{
+	return (swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL) != 0;
+}
+
 /* The generation at which we can serve chunk c, or -1 if we cannot. */
 static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
 {
 	if (sw->o.role == SWARM_SEED) {
 		const struct manifest_entry *e = &sw->o.manifest->entries[c];
 
-		if (bit_get(sw->dirty, c))
+		if (bit_get(sw->dirty, c) || bit_get(sw->rehash, c))
 			return -1; /* its signed hash is stale */
 		return (e->flags & MANIFEST_F_ZERO) ? -1 : (int64_t)e->gen;
 	}
@@ -430,7 +464,7 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	if (gen < 0) {
 		int seed = sw->o.role == SWARM_SEED;
 
-		if (seed && bit_get(sw->dirty, b->chunk))
+		if (seed && (bit_get(sw->dirty, b->chunk) || bit_get(sw->rehash, b->chunk)))
 			reject(sp, b, WIRE_E_GENERATION);
 		else if (seed && (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO))
 			reject(sp, b, WIRE_E_ZERO);
@@ -561,6 +595,8 @@ static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t le
 		return "receipt for another volume";
 	if (rc.generation != r->generation || memcmp(rc.root_hash, r->root_hash, 32) != 0)
 		return "receipt for another generation of the volume";
+	if (!(r->flags & MANIFEST_ROOT_F_FINAL))
+		return "the source is not frozen yet: no generation is final";
 	/* Count distinct signers: a list is fine, N is small. */
 	for (uint64_t i = 0; i < sw->nsigners; i++)
 		if (memcmp(sw->signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
@@ -695,6 +731,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->avail = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->stale = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->fetching = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->holders = xcalloc(sw->root.chunk_count, 1);
@@ -709,6 +746,10 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	         fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
 	         sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
 }
+
+static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r);
+static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_entry *e);
+static void delta_broadcast(struct swarm *sw, const struct speer *except);
 
 static void fetch_root(struct speer *sp, const struct wire_msg *m)
 {
@@ -733,15 +774,30 @@ static void fetch_root(struct speer *sp, const struct wire_msg *m)
 		return;
 	}
 	if (sw->have_root) {
-		int same = memcmp(r.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN) == 0;
+		if (r.generation > sw->root.generation) {
+			root_catch_up(sw, sp, &r);
+		} else if (r.generation < sw->root.generation) {
+			/* It is behind: our newest delta tells it (and it asks us for our root). */
+			struct wire_msg d = {.type = WIRE_DELTA};
 
-		manifest_root_free(&r);
-		if (!same) {
-			/* v1 has no deltas: a different signed root is a different generation
-			 * we cannot reconcile. */
+			if (sw->last_delta != NULL) {
+				d.u.blob.data = sw->last_delta;
+				d.u.blob.len = (uint32_t)sw->last_delta_len;
+				peer_send(sp->p, &d);
+			}
+		} else if (memcmp(r.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN) != 0) {
+			/* Two signed roots of one generation: the source was restarted
+			 * with the same volume id; nothing to reconcile. */
+			manifest_root_free(&r);
 			peer_close_error(sp->p, WIRE_E_GENERATION,
-			                 "peer holds another generation of the manifest");
+			                 "peer holds another root of generation %llu",
+			                 (unsigned long long)sw->root.generation);
 			return;
+		}
+		manifest_root_free(&r);
+		if (sp->root_seen) {
+			swarm_schedule(sw);
+			return; /* asked again (we were behind): its have-map follows */
 		}
 	} else {
 		fetch_adopt_root(sw, sp, &r);
@@ -749,7 +805,8 @@ static void fetch_root(struct speer *sp, const struct wire_msg *m)
 			return;
 	}
 	sp->root_seen = 1;
-	sp->have = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	if (sp->have == NULL)
+		sp->have = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	swarm_schedule(sw);
 }
 
@@ -824,14 +881,26 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		return;
 	}
 	e = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*e));
-	if (m->u.page.root_gen != sw->root.generation ||
-	    manifest_page_decode(&sw->root, page, m->u.page.data, m->u.page.len, e) != 0) {
+	if (manifest_page_decode(&sw->root, page, m->u.page.data, m->u.page.len, e) != 0) {
 		free(e);
 		sw->page_status[page] = PAGE_NONE;
 		sw->page_from[page] = NULL;
 		sw->pages_held--;
 		if (page < sw->next_page)
 			sw->next_page = page;
+		if (m->u.page.root_gen != sw->root.generation) {
+			/* Of another generation (it crossed a delta): ask again. */
+			log_debug("peer %s: page %u of generation %llu, we hold %llu", sp->p->name,
+			          page, (unsigned long long)m->u.page.root_gen,
+			          (unsigned long long)sw->root.generation);
+			if (m->u.page.root_gen > sw->root.generation) {
+				struct wire_msg g = {.type = WIRE_GET_ROOT};
+
+				peer_send(sp->p, &g);
+			}
+			swarm_schedule(sw);
+			return;
+		}
 		log_error("peer %s sent page %u of the chunk table that does not match the signed "
 		          "root: dropping the peer",
 		          sp->p->name, page);
@@ -858,6 +927,10 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 			/* The local VM's data: never fetched again. */
 			bit_set(sw->local, c);
 			avail_set(sw, c);
+		} else if (bit_get(sw->avail, c) && g == e[i].gen) {
+			/* Held already (the page came back after a delta changed another chunk). */
+		} else if (bit_get(sw->verifying, c)) {
+			left++; /* verify_done settles it against this entry */
 		} else if (e[i].flags & MANIFEST_F_ZERO) {
 			sw->st.chunks_zero++;
 			if (!(s == STORE_ZERO && g == e[i].gen) &&
@@ -1049,7 +1122,19 @@ static void verify_done(void *arg)
 
 	sw->nverifying--;
 	bit_clear(sw->verifying, j->chunk);
-	if (j->result == 0) {
+	if (bit_get(sw->stale, j->chunk)) {
+		/* A delta changed the chunk meanwhile: what was written is of an older
+		 * generation (never marked: put_begin cleared the mark). */
+		const struct manifest_entry *e = entry_of(sw, j->chunk);
+
+		bit_clear(sw->stale, j->chunk);
+		if (e != NULL && (e->flags & MANIFEST_F_ZERO)) {
+			if (chunk_put_zero(sw, j->chunk, e) != 0)
+				swarm_finish(sw, -1);
+		} else if (e != NULL) {
+			want_push(sw, j->chunk);
+		}
+	} else if (j->result == 0) {
 		store_put_end(&sw->store, j->chunk, j->gen);
 		chunk_now_available(sw, j->chunk);
 		serve_add(sw, j->chunk, j->gen, 1);
@@ -1109,8 +1194,9 @@ static void basis_pump(struct swarm *sw)
 		if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c) ||
 		    bit_get(sw->fetching, c))
 			continue; /* a fault fetched it meanwhile, or the VM wrote it */
-		if (e == NULL ||
-		    store_put_begin(&sw->store, c, e->gen, manifest_chunk_len(&sw->root, c)) != 0) {
+		if (e == NULL)
+			continue; /* its page is being fetched again: queued anew then */
+		if (store_put_begin(&sw->store, c, e->gen, manifest_chunk_len(&sw->root, c)) != 0) {
 			swarm_finish(sw, -1);
 			return;
 		}
@@ -1169,7 +1255,11 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 			page_done(sw, page);
 		return;
 	}
-	if (e == NULL || store_put_begin(&sw->store, x->chunk, x->gen, x->len) != 0) {
+	if (e == NULL || e->gen != x->gen) {
+		xfer_drop(sw, x, 0); /* its generation is gone: chunk_stale requeued it */
+		return;
+	}
+	if (store_put_begin(&sw->store, x->chunk, x->gen, x->len) != 0) {
 		xfer_drop(sw, x, 0);
 		swarm_finish(sw, -1);
 		return;
@@ -1264,6 +1354,266 @@ static void swarm_commit(struct swarm *sw)
 	sw->flush_next = NULL;
 	sw->last_commit_ns = now_ns();
 	workq_push(sw->syncq, commit_run, commit_done, j);
+}
+
+/* ---- Generations (fetch side): deltas and newer roots ------------------ */
+
+/*
+ * Chunk c changed at the source: what we hold of it, or are fetching, is of
+ * an older generation. It is no longer read, served or counted as held by
+ * anyone (a peer announces it again at the new generation). The local VM's
+ * own chunks stay: its writes are never overwritten (DESIGN §4 rule 3).
+ */
+static void chunk_stale(struct swarm *sw, uint32_t c)
+{
+	if (bit_get(sw->local, c))
+		return;
+	for (int i = sw->nxfers - 1; i >= 0; i--)
+		if (sw->xfers[i].chunk == c)
+			xfer_cancel(sw, &sw->xfers[i], 0);
+	if (bit_get(sw->verifying, c))
+		bit_set(sw->stale, c); /* verify_done drops the result */
+	if (bit_get(sw->serve_map, c)) {
+		bit_clear(sw->serve_map, c);
+		sw->nserve--;
+	}
+	if (bit_get(sw->avail, c)) {
+		bit_clear(sw->avail, c);
+		sw->avail_bytes -= manifest_chunk_len(&sw->root, c);
+	}
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp->have != NULL)
+			have_clear(sw, sp, c);
+}
+
+/* The zero chunk c (entry e) of a loaded page is settled: written as zeros. 0 or -1. */
+static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_entry *e)
+{
+	uint32_t page = c / MANIFEST_PAGE_ENTRIES;
+
+	if (store_put_zero(&sw->store, c, e->gen) != 0)
+		return -1;
+	chunk_now_available(sw, c);
+	serve_add(sw, c, e->gen, 0);
+	if (--sw->page_left[page] == 0)
+		page_done(sw, page);
+	return 0;
+}
+
+/*
+ * Page pg of the chunk table must be fetched again (a newer root changed
+ * it, or a delta changed entries of a page we had let go). With all != 0
+ * we do not know which of its chunks changed: all of them are taken out
+ * until the page is back (fetch_page puts the unchanged ones back at once).
+ */
+static void page_reopen(struct swarm *sw, uint32_t pg, int all)
+{
+	uint32_t n = manifest_page_len(&sw->root, pg);
+
+	if (all)
+		for (uint32_t i = 0; i < n; i++)
+			chunk_stale(sw, pg * MANIFEST_PAGE_ENTRIES + i);
+	switch (sw->page_status[pg]) {
+	case PAGE_LOADED:
+		free(sw->page_entries[pg]);
+		sw->page_entries[pg] = NULL;
+		sw->pages_held--;
+		break;
+	case PAGE_DONE:
+		sw->pages_done--;
+		break;
+	default:
+		return; /* not asked yet, or asked: the answer is checked against the new root */
+	}
+	sw->page_status[pg] = PAGE_NONE;
+	sw->page_left[pg] = 0;
+	if (pg < sw->next_page)
+		sw->next_page = pg;
+}
+
+/* The root changed (a delta or a newer root): everything that depends on it follows. */
+static void root_changed(struct swarm *sw, int was_final)
+{
+	free(sw->root_blob);
+	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
+		fatal("cannot encode the manifest root");
+	if (sw->complete) {
+		/* Complete again only at the new generation; a new receipt for it. */
+		sw->complete = 0;
+		sw->receipt_made = 0;
+		sw->receipt_sent = 0;
+		sw->receipt_warned = 0;
+		sw->st.receipt_acked = 0;
+	}
+	sw->last_progress_ns = now_ns();
+	if (root_final(sw) && !was_final)
+		log_info("generation %llu is final: the source froze",
+		         (unsigned long long)sw->root.generation);
+	else if (!root_final(sw) && was_final)
+		log_warn("generation %llu is not final: the source writes again",
+		         (unsigned long long)sw->root.generation);
+	/* Held requests of the export may go now (or chunks they read changed). */
+	if (sw->chunk_cb != NULL)
+		sw->chunk_cb(sw->chunk_cb_arg, SWARM_ALL_CHUNKS);
+	swarm_schedule(sw);
+}
+
+/* The pages of d that we hold must hash, with d's changes, to d's page hashes. */
+static int delta_check_pages(struct swarm *sw, const struct manifest_delta *d)
+{
+	struct manifest_entry *tmp = NULL;
+	uint32_t k = 0;
+	int ok = 1;
+
+	for (uint32_t i = 0; i < d->npages && ok; i++) {
+		uint32_t pg = d->page[i], n;
+		uint8_t h[VCRYPTO_HASH_LEN];
+
+		if (pg >= sw->root.page_count)
+			return -1;
+		if (sw->page_entries[pg] == NULL) {
+			while (k < d->nchanges && d->changes[k].chunk / MANIFEST_PAGE_ENTRIES == pg)
+				k++;
+			continue;
+		}
+		n = manifest_page_len(&sw->root, pg);
+		if (tmp == NULL)
+			tmp = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*tmp));
+		memcpy(tmp, sw->page_entries[pg], n * sizeof(*tmp));
+		for (; k < d->nchanges && d->changes[k].chunk / MANIFEST_PAGE_ENTRIES == pg; k++)
+			tmp[d->changes[k].chunk % MANIFEST_PAGE_ENTRIES] = d->changes[k].entry;
+		manifest_entries_hash(tmp, n, h);
+		ok = memcmp(h, d->page_hash[i], VCRYPTO_HASH_LEN) == 0;
+	}
+	free(tmp);
+	return ok ? 0 : -1;
+}
+
+/* d is verified and sw->root is its new root: the chunks it names are stale. */
+static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
+{
+	for (uint32_t k = 0; k < d->nchanges; k++) {
+		uint32_t c = d->changes[k].chunk, pg = c / MANIFEST_PAGE_ENTRIES;
+		const struct manifest_entry *e = &d->changes[k].entry;
+		int was_held = bit_get(sw->avail, c) && !bit_get(sw->local, c);
+
+		chunk_stale(sw, c);
+		if (sw->page_status[pg] != PAGE_LOADED) {
+			if (!bit_get(sw->local, c))
+				page_reopen(sw, pg, 0); /* a DONE page comes back for the new entry */
+			continue;
+		}
+		sw->page_entries[pg][c % MANIFEST_PAGE_ENTRIES] = *e;
+		if (bit_get(sw->local, c))
+			continue;
+		if (was_held)
+			sw->page_left[pg]++;
+		if (bit_get(sw->verifying, c))
+			continue; /* verify_done looks at the new entry */
+		if (e->flags & MANIFEST_F_ZERO) {
+			if (chunk_put_zero(sw, c, e) != 0) {
+				swarm_finish(sw, -1);
+				return;
+			}
+		} else {
+			want_push(sw, c);
+		}
+	}
+	/* Keep the pages file in step with the pages we hold. */
+	for (uint32_t i = 0; i < d->npages && sw->pages_fd >= 0; i++) {
+		uint32_t pg = d->page[i];
+
+		if (sw->page_entries[pg] == NULL)
+			continue;
+		manifest_entries_encode(sw->page_entries[pg], manifest_page_len(&sw->root, pg),
+		                        sw->page_buf);
+		if (write_at(sw->pages_fd, sw->page_buf,
+		             (size_t)manifest_page_len(&sw->root, pg) * MANIFEST_ENTRY_LEN,
+		             (uint64_t)pg * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
+			log_debug("cannot keep page %u: %s", pg, strerror(errno));
+	}
+}
+
+/* Our root is older than r (signed, same volume): take r; changed pages are fetched again. */
+static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r)
+{
+	int was_final = root_final(sw);
+
+	log_info("peer %s holds generation %llu, we hold %llu: catching up", sp->p->name,
+	         (unsigned long long)r->generation, (unsigned long long)sw->root.generation);
+	for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
+		if (memcmp(r->page_hash[pg], sw->root.page_hash[pg], VCRYPTO_HASH_LEN) != 0)
+			page_reopen(sw, pg, 1);
+	manifest_root_free(&sw->root);
+	sw->root = *r; /* takes r->page_hash */
+	memset(r, 0, sizeof(*r));
+	free(sw->last_delta); /* it does not lead to this root */
+	sw->last_delta = NULL;
+	sw->last_delta_len = 0;
+	root_changed(sw, was_final);
+}
+
+/*
+ * A DELTA (PROTOCOL.md §9): the next one is verified, applied and passed on
+ * to our other peers; an older one (a replay, or one that reached us twice)
+ * is ignored; a newer one means we missed some: we ask its sender for its
+ * root. One that does not verify is a forgery: its sender is dropped.
+ */
+static void fetch_delta(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	struct manifest_delta d;
+	int was_final;
+
+	if (!sw->have_root)
+		return; /* the root we get next is at least as new */
+	if (manifest_delta_decode(m->u.blob.data, m->u.blob.len, &d) != 0) {
+		peer_close_error(sp->p, WIRE_E_PROTOCOL, "malformed delta");
+		return;
+	}
+	if (d.new_gen <= sw->root.generation) {
+		log_debug("peer %s: delta %llu -> %llu is not new here (generation %llu)",
+		          sp->p->name, (unsigned long long)d.old_gen,
+		          (unsigned long long)d.new_gen, (unsigned long long)sw->root.generation);
+		manifest_delta_free(&d);
+		return;
+	}
+	if (d.old_gen > sw->root.generation) {
+		struct wire_msg g = {.type = WIRE_GET_ROOT};
+
+		log_info("peer %s: delta %llu -> %llu, we hold %llu: asking for its root",
+		         sp->p->name, (unsigned long long)d.old_gen, (unsigned long long)d.new_gen,
+		         (unsigned long long)sw->root.generation);
+		peer_send(sp->p, &g);
+		manifest_delta_free(&d);
+		return;
+	}
+	was_final = root_final(sw);
+	if (delta_check_pages(sw, &d) != 0 ||
+	    manifest_delta_apply_root(&sw->root, &d, sw->o.source_key) != 0) {
+		sw->st.deltas_refused++;
+		log_error("peer %s sent a delta %llu -> %llu that does not verify against the "
+		          "source key and the chunk table: refused, dropping the peer",
+		          sp->p->name, (unsigned long long)d.old_gen, (unsigned long long)d.new_gen);
+		if (sp->addr >= 0)
+			sw->addrs[sp->addr].dead = 1;
+		manifest_delta_free(&d);
+		peer_close_error(sp->p, WIRE_E_BAD_DATA, "delta does not verify");
+		return;
+	}
+	sw->st.deltas++;
+	sw->st.chunks_changed += d.nchanges;
+	log_debug("generation %llu from %s: %u chunks changed%s",
+	          (unsigned long long)d.new_gen, sp->p->name, d.nchanges,
+	          (d.root_flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
+	delta_adopt(sw, &d);
+	manifest_delta_free(&d);
+	free(sw->last_delta);
+	sw->last_delta = xmalloc(m->u.blob.len);
+	memcpy(sw->last_delta, m->u.blob.data, m->u.blob.len);
+	sw->last_delta_len = m->u.blob.len;
+	delta_broadcast(sw, sp);
+	root_changed(sw, was_final);
 }
 
 static void fetch_piece(struct speer *sp, const struct wire_msg *m)
@@ -1647,7 +1997,8 @@ static void send_receipt(struct swarm *sw)
 	m.u.blob.data = receipt_blob(sw);
 	m.u.blob.len = MANIFEST_RECEIPT_LEN;
 	for (struct speer *sp = sw->peers; sp; sp = sp->next)
-		if (sp->p->state == PEER_READY && sp->p->is_source && peer_send(sp->p, &m) == 0) {
+		if (sp->p->state == PEER_READY && sp->p->is_source && root_final(sw) &&
+		    peer_send(sp->p, &m) == 0) {
 			sw->receipt_sent = 1;
 			log_info("sent completion receipt to the source (%s)", sp->p->name);
 			return;
@@ -1665,9 +2016,15 @@ static void swarm_check_complete(struct swarm *sw)
 		return;
 	}
 	sw->complete = 1;
-	log_info("volume complete and verified: %llu chunks fetched, %llu already present, "
-	         "%llu zero",
-	         (unsigned long long)sw->st.chunks_fetched,
+	if (!root_final(sw)) {
+		/* The source still writes: a receipt, and the end, wait for the final one. */
+		log_info("volume complete at generation %llu; waiting for the source to freeze",
+		         (unsigned long long)sw->root.generation);
+		return;
+	}
+	log_info("volume complete and verified at generation %llu: %llu chunks fetched, %llu "
+	         "already present, %llu zero",
+	         (unsigned long long)sw->root.generation, (unsigned long long)sw->st.chunks_fetched,
 	         (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
 	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * 1000000000u;
 	send_receipt(sw);
@@ -1763,7 +2120,7 @@ static void on_ready(struct peer *p)
 	log_info("peer %s: connected%s", p->name, p->is_source ? " (source)" : "");
 	if (sp->sw->o.role == SWARM_FETCH) {
 		peer_send(p, &m);
-		if (sp->sw->complete && !sp->sw->receipt_sent)
+		if (sp->sw->complete && !sp->sw->receipt_sent && root_final(sp->sw))
 			send_receipt(sp->sw);
 	}
 }
@@ -1817,7 +2174,9 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		serve_receipt(sp, m);
 		return;
 	case WIRE_DELTA:
-		return; /* reserved in v1: ignored */
+		if (sw->o.role == SWARM_FETCH)
+			fetch_delta(sp, m);
+		return; /* the source makes them */
 	default:
 		break;
 	}
@@ -1837,6 +2196,12 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		break;
 	case WIRE_HAVE:
 		if (sp->have != NULL && m->u.have.chunk < sw->root.chunk_count) {
+			const struct manifest_entry *e = entry_of(sw, m->u.have.chunk);
+
+			/* Of another generation than the one we know: of no use to us. */
+			if (e != NULL ? m->u.have.gen != e->gen
+			              : m->u.have.gen > sw->root.generation)
+				break;
 			have_set(sw, sp, m->u.have.chunk);
 			if (!sp->p->is_source)
 				source_offload(sw, m->u.have.chunk);
@@ -2032,6 +2397,8 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		outgoing++;
 	}
 	if (sw->complete) {
+		if (!root_final(sw))
+			return;
 		if (!sw->receipt_sent)
 			send_receipt(sw);
 		if (now >= sw->receipt_deadline_ns && !sw->st.receipt_acked &&
@@ -2178,6 +2545,365 @@ static const struct tclient_ops tracker_ops = {
     .on_receipt_posted = tracker_receipt_posted,
 };
 
+/* ---- The source's own VM (seed -e): rounds, deltas, freeze ------------- */
+
+/*
+ * Every chunk the VM writes becomes dirty (never served at its old hash).
+ * Rounds, at most every SWARM_ROUND_MS, hash the dirty chunks again on the
+ * workers and publish what changed as one signed delta (PROTOCOL.md §9). A
+ * chunk written again while it was being hashed stays dirty for the next
+ * round: every hash published is that of bytes that were in the image.
+ */
+
+struct rehash_job {
+	struct swarm *sw;
+	int fd;
+	uint32_t chunk;
+	uint32_t len;
+	uint64_t off;
+	int zero;
+	int result; /* 0 hashed, -1 unreadable */
+	uint8_t hash[VCRYPTO_HASH_LEN];
+};
+
+/* Worker: read and hash one chunk. Touches only the job and the file. */
+static void rehash_run(void *arg)
+{
+	struct rehash_job *j = arg;
+	uint8_t *buf = xmalloc(j->len);
+
+	j->result = read_at(j->fd, buf, j->len, j->off) == (ssize_t)j->len ? 0 : -1;
+	if (j->result == 0) {
+		vcrypto_hash(j->hash, buf, j->len);
+		j->zero = scan_is_zero(buf, j->len);
+	}
+	free(buf);
+}
+
+static void seed_round_end(struct swarm *sw);
+
+static void rehash_done(void *arg)
+{
+	struct rehash_job *j = arg;
+	struct swarm *sw = j->sw;
+
+	if (--sw->round_left == 0)
+		seed_round_end(sw);
+}
+
+/* seed -e: chunk c now differs from its published hash. */
+static void seed_dirty(struct swarm *sw, uint32_t c)
+{
+	if (bit_get(sw->dirty, c))
+		return;
+	bit_set(sw->dirty, c);
+	if (sw->ndirty == sw->dirty_cap) {
+		sw->dirty_cap = sw->dirty_cap ? 2 * sw->dirty_cap : 1024;
+		sw->dirty_list = xrealloc(sw->dirty_list, sw->dirty_cap * sizeof(uint32_t));
+	}
+	sw->dirty_list[sw->ndirty++] = c;
+	if (bit_get(sw->rehash, c))
+		return; /* already counted and unserved */
+	if (bit_get(sw->serve_map, c))
+		sw->nserve--;
+	bit_clear(sw->serve_map, c);
+	sw->st.chunks_dirty++;
+}
+
+/* seed -e: chunk c is published again (changed or not): serve it and say so. */
+static void seed_clean(struct swarm *sw, uint32_t c)
+{
+	const struct manifest_entry *e = &sw->o.manifest->entries[c];
+
+	sw->st.chunks_dirty--;
+	if (!(e->flags & MANIFEST_F_ZERO))
+		serve_add(sw, c, e->gen, 1);
+}
+
+/* Send a DELTA to every peer that knows the volume, except `except`. */
+static void delta_broadcast(struct swarm *sw, const struct speer *except)
+{
+	struct wire_msg m = {.type = WIRE_DELTA};
+
+	m.u.blob.data = sw->last_delta;
+	m.u.blob.len = (uint32_t)sw->last_delta_len;
+	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		if (sp != except && sp->p->state == PEER_READY && !sp->p->is_source &&
+		    (sp->map_sent || sp->root_seen))
+			peer_send(sp->p, &m);
+}
+
+/* Keep blob (ours now) as the newest delta, and the current root's encoding. */
+static void delta_keep(struct swarm *sw, uint8_t *blob, size_t len)
+{
+	free(sw->last_delta);
+	sw->last_delta = blob;
+	sw->last_delta_len = len;
+	free(sw->root_blob);
+	if (manifest_root_encode(swarm_root(sw), &sw->root_blob, &sw->root_blob_len) != 0)
+		fatal("cannot encode the manifest root");
+}
+
+static void freeze_waiters_call(struct swarm *sw, int result)
+{
+	while (sw->freeze_waiters != NULL) {
+		struct flush_waiter *w = sw->freeze_waiters;
+
+		sw->freeze_waiters = w->next;
+		w->fn(w->arg, result);
+		free(w);
+	}
+}
+
+/* Sign and send one delta of n changes (ascending); 0 or -1. */
+static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32_t n,
+                      uint16_t flags)
+{
+	struct manifest *m = sw->o.manifest;
+	uint8_t *blob;
+	size_t len;
+
+	if (manifest_delta_make(m, ch, n, flags, sw->o.identity->sk, &blob, &len) != 0) {
+		log_error("cannot make the delta of generation %llu",
+		          (unsigned long long)m->root.generation + 1);
+		return -1;
+	}
+	delta_keep(sw, blob, len);
+	sw->st.deltas++;
+	sw->st.chunks_changed += n;
+	/* Receipts name a generation: those of older ones count no more. */
+	sw->nsigners = 0;
+	sw->st.receipts = 0;
+	log_debug("generation %llu: %u chunks changed%s", (unsigned long long)m->root.generation,
+	          n, (flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
+	delta_broadcast(sw, NULL);
+	/* Peers hear of the changed chunks after the delta that names them. */
+	for (uint32_t i = 0; i < n; i++)
+		seed_clean(sw, ch[i].chunk);
+	return 0;
+}
+
+/*
+ * Publish n changes (any number, ascending) as deltas of at most
+ * MANIFEST_DELTA_MAX_CHANGES each. Frozen with nothing left dirty, the last
+ * one is final (one without changes if need be) and the freeze is done.
+ */
+static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uint32_t n)
+{
+	int final_due = sw->frozen && sw->ndirty == 0 && sw->round_left == 0;
+	uint32_t done = 0;
+
+	for (;;) {
+		uint32_t k = n - done < MANIFEST_DELTA_MAX_CHANGES ? n - done
+		                                                   : MANIFEST_DELTA_MAX_CHANGES;
+		int last = done + k == n;
+		uint16_t flags = last && final_due ? MANIFEST_ROOT_F_FINAL : 0;
+
+		if (k == 0 && (!flags || (swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL)))
+			break; /* nothing to say */
+		if (seed_delta(sw, ch + done, k, flags) != 0) {
+			freeze_waiters_call(sw, -1);
+			swarm_finish(sw, -1);
+			return;
+		}
+		done += k;
+		if (last)
+			break;
+	}
+	if (final_due) {
+		log_info("frozen: generation %llu is final",
+		         (unsigned long long)swarm_root(sw)->generation);
+		freeze_waiters_call(sw, 0);
+	}
+}
+
+static int change_cmp(const void *a, const void *b)
+{
+	const struct manifest_change *x = a, *y = b;
+
+	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+static void seed_round_schedule(struct swarm *sw);
+
+/* Hash the dirty chunks again, on the workers. */
+static void seed_round_start(struct swarm *sw)
+{
+	const struct manifest_root *r = swarm_root(sw);
+	uint32_t n = sw->ndirty;
+
+	if (sw->round_left > 0 || sw->finished)
+		return;
+	if (n == 0) {
+		if (sw->frozen)
+			seed_publish(sw, NULL, 0);
+		return;
+	}
+	sw->round = xrealloc(sw->round, n * sizeof(*sw->round));
+	sw->nround = n;
+	sw->round_left = n;
+	sw->ndirty = 0;
+	sw->last_round_ns = now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		struct rehash_job *j = xcalloc(1, sizeof(*j));
+		uint32_t c = sw->dirty_list[i];
+
+		bit_clear(sw->dirty, c);
+		bit_set(sw->rehash, c);
+		j->sw = sw;
+		j->fd = sw->o.image_fd;
+		j->chunk = c;
+		j->len = manifest_chunk_len(r, c);
+		j->off = (uint64_t)c * r->chunk_size;
+		sw->round[i] = j;
+	}
+	/* Pushed only now: a job may finish before the loop above is done. */
+	for (uint32_t i = 0; i < n; i++)
+		workq_push(sw->hashq, rehash_run, rehash_done, sw->round[i]);
+}
+
+/* A round is hashed: publish what changed; what was written meanwhile waits. */
+static void seed_round_end(struct swarm *sw)
+{
+	const struct manifest_entry *entries = sw->o.manifest->entries;
+	struct manifest_change *ch = xmalloc(sw->nround * sizeof(*ch) + 1);
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < sw->nround; i++) {
+		struct rehash_job *j = sw->round[i];
+		uint32_t c = j->chunk;
+		const struct manifest_entry *e = &entries[c];
+		uint32_t zero = j->zero ? MANIFEST_F_ZERO : 0;
+
+		bit_clear(sw->rehash, c);
+		if (bit_get(sw->dirty, c)) {
+			/* Written while it was hashed: its next round will tell. */
+		} else if (j->result != 0) {
+			log_error("cannot read chunk %u of the image to hash it; trying again", c);
+			bit_set(sw->rehash, c); /* keeps it counted and unserved */
+			seed_dirty(sw, c);
+			bit_clear(sw->rehash, c);
+		} else if ((e->flags & MANIFEST_F_ZERO) == zero &&
+		           memcmp(e->hash, j->hash, VCRYPTO_HASH_LEN) == 0) {
+			seed_clean(sw, c); /* written back as it was */
+		} else {
+			memset(&ch[n], 0, sizeof(ch[n]));
+			ch[n].chunk = c;
+			ch[n].entry.flags = zero;
+			memcpy(ch[n].entry.hash, j->hash, VCRYPTO_HASH_LEN);
+			n++;
+		}
+		free(j);
+	}
+	sw->nround = 0;
+	if (!sw->finished) {
+		qsort(ch, n, sizeof(*ch), change_cmp);
+		seed_publish(sw, ch, n);
+		seed_round_schedule(sw);
+	}
+	free(ch);
+}
+
+static void seed_round_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	seed_round_start(arg);
+}
+
+/* Start the next round when due: SWARM_ROUND_MS after the last, at once when frozen. */
+static void seed_round_schedule(struct swarm *sw)
+{
+	uint64_t now = now_ns(), due = sw->last_round_ns + (uint64_t)SWARM_ROUND_MS * 1000000u;
+	struct timeval tv = {0, 0};
+
+	if (sw->round_left > 0 || sw->finished || evtimer_pending(sw->round_ev, NULL) ||
+	    (sw->ndirty == 0 && !sw->frozen))
+		return;
+	if (!sw->frozen && now < due)
+		tv.tv_usec = (suseconds_t)((due - now) / 1000u);
+	evtimer_add(sw->round_ev, &tv);
+}
+
+/*
+ * --max-dirty-rate: a token bucket of the VM's write bytes (100 ms worth of
+ * burst). Returns 1 if writes must wait; then a timer wakes them.
+ */
+static int seed_throttled(struct swarm *sw)
+{
+	double rate = (double)sw->o.max_dirty_rate, burst = rate / 10, wait_s;
+	uint64_t now;
+	struct timeval tv;
+
+	if (sw->o.max_dirty_rate == 0)
+		return 0;
+	now = now_ns();
+	if (burst < 256 * 1024)
+		burst = 256 * 1024;
+	sw->write_tokens += rate * (double)(now - sw->tokens_ns) / 1e9;
+	if (sw->write_tokens > burst)
+		sw->write_tokens = burst;
+	sw->tokens_ns = now;
+	if (sw->write_tokens >= 0)
+		return 0;
+	if (!evtimer_pending(sw->throttle_ev, NULL)) {
+		wait_s = -sw->write_tokens / rate;
+		tv.tv_sec = (time_t)wait_s;
+		tv.tv_usec = (suseconds_t)((wait_s - (double)tv.tv_sec) * 1e6) + 1;
+		evtimer_add(sw->throttle_ev, &tv);
+	}
+	return 1;
+}
+
+static void seed_throttle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct swarm *sw = arg;
+
+	(void)fd;
+	(void)what;
+	if (sw->chunk_cb != NULL)
+		sw->chunk_cb(sw->chunk_cb_arg, SWARM_ALL_CHUNKS);
+}
+
+void swarm_freeze(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
+{
+	struct flush_waiter *w;
+
+	if (!is_seed(sw) || sw->finished) {
+		fn(arg, -1);
+		return;
+	}
+	if ((swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL) && sw->ndirty == 0 &&
+	    sw->round_left == 0) {
+		fn(arg, 0); /* final already (no VM here, or frozen before) */
+		return;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->fn = fn;
+	w->arg = arg;
+	w->next = sw->freeze_waiters;
+	sw->freeze_waiters = w;
+	if (!sw->frozen)
+		log_info("freezing: writes are refused from now on; hashing %llu dirty chunks",
+		         (unsigned long long)sw->st.chunks_dirty);
+	sw->frozen = 1;
+	seed_round_schedule(sw);
+}
+
+void swarm_thaw(struct swarm *sw)
+{
+	if (!is_seed(sw) || (!sw->frozen && sw->freeze_waiters == NULL))
+		return;
+	sw->frozen = 0;
+	freeze_waiters_call(sw, -1);
+	log_info("thawed: the VM may write again; the next generation is not final");
+	if (swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL) {
+		if (seed_delta(sw, NULL, 0, 0) != 0)
+			swarm_finish(sw, -1);
+	}
+	seed_round_schedule(sw);
+}
+
 struct swarm *swarm_new(const struct swarm_opts *o)
 {
 	struct swarm *sw = xcalloc(1, sizeof(*sw));
@@ -2210,16 +2936,21 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	}
 	sw->page_buf = xmalloc(MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 	if (o->role == SWARM_SEED) {
-		const struct manifest *m = o->manifest;
+		struct manifest *m = o->manifest;
 
 		if (manifest_root_encode(&m->root, &sw->root_blob, &sw->root_blob_len) != 0)
 			fatal("cannot encode the manifest root");
 		sw->serve_map = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
 		sw->sent_count = xcalloc(m->root.chunk_count, 1);
 		sw->dirty = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
+		sw->rehash = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
 		sw->syncq = workq_new(o->base, 1, "sync");
-		if (sw->syncq == NULL)
+		sw->hashq = workq_new(o->base, 0, "rehash");
+		if (sw->syncq == NULL || sw->hashq == NULL)
 			fatal("cannot start worker threads");
+		sw->round_ev = evtimer_new(o->base, seed_round_cb, sw);
+		sw->throttle_ev = evtimer_new(o->base, seed_throttle_cb, sw);
+		sw->tokens_ns = now_ns();
 		for (uint32_t c = 0; c < m->root.chunk_count; c++)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
 				bit_set(sw->serve_map, c);
@@ -2333,11 +3064,6 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 		*done = *total;
 }
 
-static int is_seed(const struct swarm *sw)
-{
-	return sw->o.role == SWARM_SEED;
-}
-
 void swarm_status(const struct swarm *sw, struct swarm_status *st)
 {
 	uint64_t total;
@@ -2346,6 +3072,7 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	st->seed = is_seed(sw);
 	st->have_root = st->seed || sw->have_root;
 	st->complete = st->seed || sw->complete;
+	st->final = st->have_root && root_final(sw);
 	if (st->have_root) {
 		const struct manifest_root *r = swarm_root(sw);
 
@@ -2410,6 +3137,11 @@ uint32_t swarm_chunk_size(const struct swarm *sw)
 	return is_seed(sw) || sw->have_root ? swarm_root(sw)->chunk_size : 0;
 }
 
+int swarm_final(const struct swarm *sw)
+{
+	return is_seed(sw) || (sw->have_root && root_final(sw));
+}
+
 int swarm_complete(const struct swarm *sw)
 {
 	return sw->complete;
@@ -2426,15 +3158,16 @@ int swarm_is_zero(const struct swarm *sw, uint32_t chunk)
 {
 	if (is_seed(sw))
 		return chunk < swarm_root(sw)->chunk_count && !bit_get(sw->dirty, chunk) &&
+		       !bit_get(sw->rehash, chunk) &&
 		       (sw->o.manifest->entries[chunk].flags & MANIFEST_F_ZERO);
 	return sw->have_root && chunk < sw->root.chunk_count && !bit_get(sw->local, chunk) &&
 	       bit_get(sw->avail, chunk) && store_state_of(&sw->store, chunk) == STORE_ZERO;
 }
 
-int swarm_writable(const struct swarm *sw, uint32_t chunk, int whole)
+int swarm_writable(struct swarm *sw, uint32_t chunk, int whole)
 {
 	if (is_seed(sw))
-		return chunk < swarm_root(sw)->chunk_count;
+		return chunk < swarm_root(sw)->chunk_count && !seed_throttled(sw);
 	if (!sw->have_root || chunk >= sw->root.chunk_count)
 		return 0;
 	if (bit_get(sw->avail, chunk))
@@ -2488,14 +3221,18 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	uint32_t first = (uint32_t)(off / r->chunk_size);
 	uint32_t last = (uint32_t)((off + len - 1) / r->chunk_size);
 
-	for (uint32_t c = first; c <= last; c++) {
-		if (bit_get(sw->dirty, c))
-			continue;
-		bit_set(sw->dirty, c);
-		bit_clear(sw->serve_map, c);
-		sw->st.chunks_dirty++;
+	if (sw->frozen) {
+		/* Never lose a write: refuse it, the VM sees an I/O error. */
+		log_warn("refusing the VM's write of %llu bytes at %llu: the source is frozen",
+		         (unsigned long long)len, (unsigned long long)off);
+		errno = EROFS;
+		return -1;
 	}
+	for (uint32_t c = first; c <= last; c++)
+		seed_dirty(sw, c);
+	seed_round_schedule(sw);
 	sw->st.bytes_written += len;
+	sw->write_tokens -= (double)len;
 	if ((zero ? zero_at(sw->o.image_fd, off, len, punch)
 	          : write_at(sw->o.image_fd, data, (size_t)len, off)) != 0) {
 		log_error("writing the image at %llu: %s", (unsigned long long)off, strerror(errno));
@@ -2612,6 +3349,8 @@ void swarm_free(struct swarm *sw)
 	sw->finished = 1;
 	workq_free(sw->verifyq);
 	workq_free(sw->syncq);
+	workq_free(sw->hashq);
+	freeze_waiters_call(sw, -1);
 	/* Flushes that never got a commit fail. */
 	while (sw->flush_next != NULL) {
 		struct flush_waiter *w = sw->flush_next;
@@ -2629,6 +3368,15 @@ void swarm_free(struct swarm *sw)
 		evconnlistener_free(sw->listener);
 	if (sw->tick)
 		event_free(sw->tick);
+	if (sw->round_ev)
+		event_free(sw->round_ev);
+	if (sw->throttle_ev)
+		event_free(sw->throttle_ev);
+	free(sw->round);
+	free(sw->dirty_list);
+	free(sw->rehash);
+	free(sw->stale);
+	free(sw->last_delta);
 	for (int i = 0; i < sw->nxfers; i++)
 		free(sw->xfers[i].buf);
 	if (sw->page_entries)

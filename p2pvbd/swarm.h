@@ -53,6 +53,9 @@ struct swarm_stats {
 	uint64_t receipts;       /* distinct valid receipts (seed) */
 	uint64_t chunks_dirty;   /* seed -e: chunks the VM wrote since they were hashed */
 	uint64_t bytes_written;  /* seed -e: bytes the VM wrote */
+	uint64_t deltas;         /* seed: deltas published; fetch: deltas applied */
+	uint64_t chunks_changed; /* chunks the deltas changed (fetch: that we then fetched again) */
+	uint64_t deltas_refused; /* fetch: deltas that did not verify (forged, corrupt) */
 	int receipt_acked; /* fetch: the source or a tracker accepted our receipt */
 };
 
@@ -69,10 +72,14 @@ struct swarm_opts {
 	const char *const *trackers;
 	int ntrackers;
 
-	/* SWARM_SEED: the signed manifest (borrowed) and the image it describes. */
-	const struct manifest *manifest;
+	/*
+	 * SWARM_SEED: the signed manifest (borrowed; the swarm moves it to new
+	 * generations as the VM writes, signing with identity) and its image.
+	 */
+	struct manifest *manifest;
 	int image_fd;
 	int exit_after_receipts; /* 0 = serve until stopped */
+	uint64_t max_dirty_rate; /* seed -e: cap on the VM's write rate, bytes/s (0: none) */
 
 	/* SWARM_FETCH */
 	const char *out_path;
@@ -113,6 +120,7 @@ struct swarm_status {
 	int seed;            /* 1: the source; 0: a destination */
 	int have_root;       /* the volume is known */
 	int complete;        /* destination: every chunk verified and durable */
+	int final;           /* the generation in use is final (the source froze) */
 	uint64_t generation; /* of the manifest in use */
 	uint64_t image_size; /* 0 until known */
 	uint32_t chunk_size;
@@ -144,7 +152,7 @@ int swarm_complete(const struct swarm *s);
 int swarm_readable(const struct swarm *s, uint32_t chunk);
 int swarm_is_zero(const struct swarm *s, uint32_t chunk); /* a hole of zeros */
 /* A local write may go ahead now: readable, or (whole != 0) overwritten whole and safe to. */
-int swarm_writable(const struct swarm *s, uint32_t chunk, int whole);
+int swarm_writable(struct swarm *s, uint32_t chunk, int whole);
 /* The VM needs chunk: fetch it before anything else (readahead != 0: a hint, lower priority). */
 void swarm_fault(struct swarm *s, uint32_t chunk, int readahead);
 int swarm_read(struct swarm *s, uint64_t off, void *buf, size_t len);
@@ -159,6 +167,29 @@ int swarm_local_write(struct swarm *s, uint64_t off, const void *data, uint64_t 
 void swarm_flush(struct swarm *s, void (*fn)(void *arg, int result), void *arg);
 /* Keep running after completion (an export is being served) instead of exiting. */
 void swarm_keep_running(struct swarm *s);
+
+/*
+ * chunk_cb's chunk is SWARM_ALL_CHUNKS when more than one chunk may have
+ * changed state: the generation changed (final or not), or a seed's write
+ * throttle has room again. Every waiting request looks again.
+ */
+#define SWARM_ALL_CHUNKS UINT32_MAX
+/*
+ * Whether the export may answer requests now: a destination only against a
+ * final generation (PROTOCOL.md §9); the source always.
+ */
+int swarm_final(const struct swarm *s);
+
+/*
+ * Live migration, at the source (seed -e). The VM's writes make chunks
+ * dirty; they are hashed again continuously, in rounds, and each round
+ * publishes a signed delta. swarm_freeze refuses further writes, publishes
+ * the rest as the final generation and then calls fn(arg, 0) (or -1 if
+ * it could not). swarm_thaw undoes it (a migration rolled back): writes
+ * are taken again and the next generation is not final.
+ */
+void swarm_freeze(struct swarm *s, void (*fn)(void *arg, int result), void *arg);
+void swarm_thaw(struct swarm *s);
 
 /* Stop: tell peers, commit the store. The loop exits. */
 void swarm_shutdown(struct swarm *s);
