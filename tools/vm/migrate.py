@@ -348,7 +348,11 @@ def qemu_cmd(a, vm, disk, ctl, incoming=None):
         "-serial", "chardev:con0",
         "-qmp", "unix:%s,server=on,wait=off" % escape_opt(vm.qmp_path),
         "-drive", "if=none,id=disk0,format=raw,file=" + escape_opt(disk),
-        "-device", "virtio-blk-pci,drive=disk0,serial=p2pvbd-data,addr=0x4",
+        # An explicit geometry: without one QEMU reads sector 0 at start-up to
+        # guess it, and a p2pvbd destination holds every read until the
+        # source froze, which is only after the migration began.
+        "-device", "virtio-blk-pci,drive=disk0,serial=p2pvbd-data,addr=0x4,"
+                   "cyls=1024,heads=16,secs=63",
         "-drive", "if=none,id=ctl0,format=raw,file.locking=off,file=" + escape_opt(ctl),
         "-device", "virtio-blk-pci,drive=ctl0,serial=p2pvbd-ctl,addr=0x5",
     ]
