@@ -324,8 +324,11 @@ int main(int argc, char **argv)
 	if (scan_image(image_fd, (uint64_t)st.st_size, (uint32_t)chunk_size, 0, 0, entries, NULL,
 	               NULL) != 0 ||
 	    manifest_build(&man, u.volume_id, (uint64_t)st.st_size, (uint32_t)chunk_size, 0,
-	                   entries, id.sk) != 0 ||
-	    manifest_root_encode(&man.root, &root_blob, &root_blob_len) != 0)
+	                   entries, id.sk) != 0)
+		return 1;
+	/* As a seed without a VM: generation 0 is final. */
+	manifest_set_flags(&man, MANIFEST_ROOT_F_FINAL, id.sk);
+	if (manifest_root_encode(&man.root, &root_blob, &root_blob_len) != 0)
 		return 1;
 
 	ctx.base = event_base_new();
