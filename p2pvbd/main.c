@@ -1015,6 +1015,7 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 	         "\"chunks_basis\":%llu,\"chunks_fetched\":%llu,\"bytes_fetched\":%llu,\"bad_"
 	         "pieces\":%llu,"
 	         "\"bytes_from_peers\":%llu,\"bytes_discarded\":%llu,\"source_offloads\":%llu,"
+	         "\"deltas\":%llu,\"deltas_refused\":%llu,\"chunks_changed\":%llu,"
 	         "\"receipt_acked\":%s,"
 	         "\"seconds\":%.3f}\n",
 	         (unsigned long long)st->chunks_total, (unsigned long long)st->chunks_zero,
@@ -1022,7 +1023,8 @@ static int write_stats(const char *path, const struct swarm_stats *st, double se
 	         (unsigned long long)st->chunks_fetched, (unsigned long long)st->bytes_fetched,
 	         (unsigned long long)st->bad_pieces, (unsigned long long)st->bytes_from_peers,
 	         (unsigned long long)st->bytes_discarded, (unsigned long long)st->source_offloads,
-	         st->receipt_acked ? "true" : "false",
+	         (unsigned long long)st->deltas, (unsigned long long)st->deltas_refused,
+	         (unsigned long long)st->chunks_changed, st->receipt_acked ? "true" : "false",
 	         secs);
 	return write_file_atomic(path, buf);
 }
