@@ -93,6 +93,9 @@ static const char usage_seed[] =
     "      --max-dirty-rate BYTES/S with -e: cap the VM's write rate (e.g. 20M), so that\n"
     "                               the migration converges when it writes faster than\n"
     "                               the swarm carries\n"
+    "      --write-through          with -e: acknowledge each VM write only once a\n"
+    "                               destination holds it (slower writes; the copy can\n"
+    "                               never fall behind)\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI)\n"
@@ -648,7 +651,8 @@ static int cmd_seed(int argc, char **argv)
 		O_ADVERTISE,
 		O_CTL,
 		O_FREEZE_DISC,
-		O_MAX_DIRTY
+		O_MAX_DIRTY,
+		O_WRITE_THROUGH
 	};
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers = 0;
@@ -664,6 +668,7 @@ static int cmd_seed(int argc, char **argv)
 	    {"ctl", required_argument, NULL, O_CTL},
 	    {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
 	    {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
+	    {"write-through", no_argument, NULL, O_WRITE_THROUGH},
 	    {"uri-file", required_argument, NULL, O_URI_FILE},
 	    {"chunk-size", required_argument, NULL, O_CHUNK},
 	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
@@ -683,7 +688,7 @@ static int cmd_seed(int argc, char **argv)
 	int nadvertise = 0, hash_only = 0, loglvl = LOG_INFO, rc = 1, fd = -1, c;
 	long receipts = 0, threads = 0, timeout_s = PEER_TIMEOUT_DEFAULT;
 	uint64_t chunk_size = MANIFEST_CHUNK_DEFAULT, rate = 0, image_size, max_dirty = 0;
-	int freeze_on_disc = 0;
+	int freeze_on_disc = 0, write_through = 0;
 	uint8_t volume_id[MANIFEST_ID_LEN], secret[32];
 	int have_volid = 0, have_secret = 0;
 	struct vcrypto_identity id;
@@ -714,6 +719,9 @@ static int cmd_seed(int argc, char **argv)
 			break;
 		case O_FREEZE_DISC:
 			freeze_on_disc = 1;
+			break;
+		case O_WRITE_THROUGH:
+			write_through = 1;
 			break;
 		case O_MAX_DIRTY:
 			if (parse_size(optarg, &max_dirty) != 0 || max_dirty == 0)
@@ -797,9 +805,9 @@ static int cmd_seed(int argc, char **argv)
 	image = argv[optind];
 	if (key_path == NULL)
 		return usage_error(usage_seed, "seed needs -k KEY (make one with p2pvbd keygen)");
-	if ((freeze_on_disc || max_dirty) && export_spec == NULL)
-		return usage_error(usage_seed,
-		                   "--freeze-on-disconnect and --max-dirty-rate need -e (a VM)");
+	if ((freeze_on_disc || max_dirty || write_through) && export_spec == NULL)
+		return usage_error(usage_seed, "--freeze-on-disconnect, --max-dirty-rate and "
+		                               "--write-through need -e (a VM)");
 	if (parse_listen(listen_spec, &listen_at) != 0)
 		return usage_error(usage_seed, "bad --listen %s (HOST:PORT, numeric host)",
 		                   listen_spec);
@@ -870,6 +878,7 @@ static int cmd_seed(int argc, char **argv)
 		o.image_fd = fd;
 		o.exit_after_receipts = (int)receipts;
 		o.max_dirty_rate = max_dirty;
+		o.write_through = write_through;
 		o.trackers = trackers;
 		o.ntrackers = ntrackers;
 		/* Without a VM here the image never changes: generation 0 is final. */

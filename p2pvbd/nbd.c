@@ -577,6 +577,19 @@ static void req_flush(struct nbd_req *q)
 	swarm_flush(q->c->srv->sw, flush_done, q);
 }
 
+/* Write-through: a destination holds the write; then a FUA write is flushed too. */
+static void write_through_done(void *arg, int result)
+{
+	struct nbd_req *q = arg;
+
+	if (result == 0 && (q->r.flags & NBD_CMD_FLAG_FUA)) {
+		q->c->nflushing--;
+		req_flush(q);
+		return;
+	}
+	flush_done(q, result);
+}
+
 /*
  * Is every chunk of q ready for it? Reads need readable chunks; writes need
  * writable ones (a chunk the write covers whole needs no fetch). Missing
@@ -631,6 +644,12 @@ static void req_execute(struct nbd_req *q)
 		if (rc != 0) {
 			reply_status(q, NBD_EIO);
 			break;
+		}
+		if (swarm_write_through(s->sw)) {
+			/* Answered (like a flush) once a destination holds it. */
+			c->nflushing++;
+			swarm_write_wait(s->sw, q->r.offset, q->r.length, write_through_done, q);
+			return;
 		}
 		if (fua) {
 			req_flush(q);

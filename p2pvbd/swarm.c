@@ -137,10 +137,15 @@ struct xfer {
 
 enum page_status { PAGE_NONE, PAGE_ASKED, PAGE_LOADED, PAGE_DONE };
 
-/* Someone (an NBD FLUSH) waiting for everything written so far to be durable. */
+/*
+ * Someone waiting: an NBD FLUSH (everything written so far durable), a freeze
+ * (the final generation out), a write-through write (chunks first..last held
+ * by a destination).
+ */
 struct flush_waiter {
 	void (*fn)(void *arg, int result);
 	void *arg;
+	uint32_t first, last;
 	struct flush_waiter *next;
 };
 
@@ -185,6 +190,8 @@ struct swarm {
 	uint64_t tokens_ns;
 	struct event *throttle_ev;       /* wakes writes waiting for tokens */
 	struct workq *hashq;             /* seed -e: rehashing */
+	uint64_t *carried;               /* --write-through: per chunk, 1 + generation a destination holds */
+	struct flush_waiter *wt_waiters; /* --write-through: writes not yet acknowledged */
 	uint8_t *last_delta;             /* the newest delta we made or applied, for peers behind */
 	size_t last_delta_len;
 	int pages_fd;        /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
@@ -237,6 +244,7 @@ struct swarm {
 	uint8_t *local;        /* chunk bitmap: written by the local VM */
 	uint8_t *verifying;    /* chunk bitmap: whole, being hashed and written */
 	uint8_t *stale;        /* chunk bitmap: changed by a delta while being verified */
+	uint8_t *changed;      /* chunk bitmap: changed by a delta, not yet asked for again */
 	uint8_t *urgent;       /* chunk bitmap: faulted on, fetch before anything else */
 	uint32_t *urgent_list; /* the same chunks, in fault order */
 	uint32_t nurgent, urgent_cap;
@@ -732,6 +740,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->stale = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->changed = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->fetching = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->holders = xcalloc(sw->root.chunk_count, 1);
@@ -749,6 +758,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 
 static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r);
 static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_entry *e);
+static void seed_have(struct swarm *sw, const struct wire_msg *m);
 static void delta_broadcast(struct swarm *sw, const struct speer *except);
 
 static void fetch_root(struct speer *sp, const struct wire_msg *m)
@@ -843,8 +853,10 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 		return;
 	m.u.have.chunk = c;
 	m.u.have.gen = gen;
+	/* The source hears of it too: its write-through mode waits for that. */
 	for (struct speer *sp = sw->peers; sp; sp = sp->next)
-		if (sp->map_sent && sp->p->state == PEER_READY)
+		if ((sp->map_sent || (sp->p->is_source && !is_seed(sw))) &&
+		    sp->p->state == PEER_READY)
 			peer_send(sp->p, &m);
 }
 
@@ -1517,6 +1529,7 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 			}
 		} else {
 			want_push(sw, c);
+			bit_set(sw->changed, c); /* asked for first once someone has it */
 		}
 	}
 	/* Keep the pages file in step with the pages we hold. */
@@ -1547,7 +1560,8 @@ static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_ro
 	manifest_root_free(&sw->root);
 	sw->root = *r; /* takes r->page_hash */
 	memset(r, 0, sizeof(*r));
-	free(sw->last_delta); /* it does not lead to this root */
+	free(sw->last_delta);
+	free(sw->carried); /* it does not lead to this root */
 	sw->last_delta = NULL;
 	sw->last_delta_len = 0;
 	root_changed(sw, was_final);
@@ -2177,6 +2191,12 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		if (sw->o.role == SWARM_FETCH)
 			fetch_delta(sp, m);
 		return; /* the source makes them */
+	case WIRE_HAVE:
+		if (sw->o.role == SWARM_SEED) {
+			seed_have(sw, m);
+			return;
+		}
+		break;
 	default:
 		break;
 	}
@@ -2205,6 +2225,12 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 			have_set(sw, sp, m->u.have.chunk);
 			if (!sp->p->is_source)
 				source_offload(sw, m->u.have.chunk);
+			if (bit_get(sw->changed, m->u.have.chunk)) {
+				/* Changed by the source's VM: ahead of the background, so that
+				 * the copy converges (and write-through writes complete). */
+				bit_clear(sw->changed, m->u.have.chunk);
+				swarm_fault(sw, m->u.have.chunk, 1);
+			}
 			swarm_schedule(sw);
 		}
 		break;
@@ -2620,6 +2646,52 @@ static void seed_clean(struct swarm *sw, uint32_t c)
 		serve_add(sw, c, e->gen, 1);
 }
 
+/* --write-through: chunk c is published and a destination holds it at that generation. */
+static int seed_carried(const struct swarm *sw, uint32_t c)
+{
+	const struct manifest_entry *e = &sw->o.manifest->entries[c];
+
+	if (bit_get(sw->dirty, c) || bit_get(sw->rehash, c))
+		return 0;
+	/* A zero chunk travels inside the signed delta itself. */
+	return (e->flags & MANIFEST_F_ZERO) || sw->carried[c] == e->gen + 1;
+}
+
+/* --write-through: acknowledge the writes whose chunks are all carried now. */
+static void wt_check(struct swarm *sw)
+{
+	struct flush_waiter **pp = &sw->wt_waiters;
+
+	while (*pp != NULL) {
+		struct flush_waiter *w = *pp;
+		uint32_t c = w->first;
+
+		while (c <= w->last && seed_carried(sw, c))
+			c++;
+		if (c <= w->last) {
+			w->first = c; /* what is carried stays carried until written again */
+			pp = &w->next;
+			continue;
+		}
+		*pp = w->next;
+		w->fn(w->arg, 0);
+		free(w);
+	}
+}
+
+/* A destination announced chunk c at generation gen (it tells the source too). */
+static void seed_have(struct swarm *sw, const struct wire_msg *m)
+{
+	uint32_t c = m->u.have.chunk;
+
+	if (sw->carried == NULL || c >= chunk_count(sw) ||
+	    m->u.have.gen != sw->o.manifest->entries[c].gen)
+		return;
+	sw->carried[c] = m->u.have.gen + 1;
+	if (sw->wt_waiters != NULL)
+		wt_check(sw);
+}
+
 /* Send a DELTA to every peer that knows the volume, except `except`. */
 static void delta_broadcast(struct swarm *sw, const struct speer *except)
 {
@@ -2703,6 +2775,13 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 			break; /* nothing to say */
 		if (seed_delta(sw, ch + done, k, flags) != 0) {
 			freeze_waiters_call(sw, -1);
+	while (sw->wt_waiters != NULL) {
+		struct flush_waiter *w = sw->wt_waiters;
+
+		sw->wt_waiters = w->next;
+		w->fn(w->arg, -1);
+		free(w);
+	}
 			swarm_finish(sw, -1);
 			return;
 		}
@@ -2710,6 +2789,8 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 		if (last)
 			break;
 	}
+	if (sw->wt_waiters != NULL)
+		wt_check(sw); /* zero chunks are carried by the delta */
 	if (final_due) {
 		log_info("frozen: generation %llu is final",
 		         (unsigned long long)swarm_root(sw)->generation);
@@ -2820,7 +2901,8 @@ static void seed_round_schedule(struct swarm *sw)
 	if (sw->round_left > 0 || sw->finished || evtimer_pending(sw->round_ev, NULL) ||
 	    (sw->ndirty == 0 && !sw->frozen))
 		return;
-	if (!sw->frozen && now < due)
+	/* Write-through: every write waits for its round, so rounds follow at once. */
+	if (!sw->frozen && !sw->o.write_through && now < due)
 		tv.tv_usec = (suseconds_t)((due - now) / 1000u);
 	evtimer_add(sw->round_ev, &tv);
 }
@@ -2890,6 +2972,31 @@ void swarm_freeze(struct swarm *sw, void (*fn)(void *arg, int result), void *arg
 	seed_round_schedule(sw);
 }
 
+int swarm_write_through(const struct swarm *sw)
+{
+	return is_seed(sw) && sw->o.write_through;
+}
+
+void swarm_write_wait(struct swarm *sw, uint64_t off, uint64_t len,
+                      void (*fn)(void *arg, int result), void *arg)
+{
+	const struct manifest_root *r = swarm_root(sw);
+	struct flush_waiter *w;
+
+	if (!swarm_write_through(sw) || len == 0) {
+		fn(arg, 0);
+		return;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->fn = fn;
+	w->arg = arg;
+	w->first = (uint32_t)(off / r->chunk_size);
+	w->last = (uint32_t)((off + len - 1) / r->chunk_size);
+	w->next = sw->wt_waiters;
+	sw->wt_waiters = w;
+	wt_check(sw);
+}
+
 void swarm_thaw(struct swarm *sw)
 {
 	if (!is_seed(sw) || (!sw->frozen && sw->freeze_waiters == NULL))
@@ -2951,6 +3058,8 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		sw->round_ev = evtimer_new(o->base, seed_round_cb, sw);
 		sw->throttle_ev = evtimer_new(o->base, seed_throttle_cb, sw);
 		sw->tokens_ns = now_ns();
+		if (o->write_through)
+			sw->carried = xcalloc(m->root.chunk_count, sizeof(uint64_t));
 		for (uint32_t c = 0; c < m->root.chunk_count; c++)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
 				bit_set(sw->serve_map, c);
@@ -3376,6 +3485,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->dirty_list);
 	free(sw->rehash);
 	free(sw->stale);
+	free(sw->changed);
 	free(sw->last_delta);
 	for (int i = 0; i < sw->nxfers; i++)
 		free(sw->xfers[i].buf);

@@ -80,6 +80,7 @@ struct swarm_opts {
 	int image_fd;
 	int exit_after_receipts; /* 0 = serve until stopped */
 	uint64_t max_dirty_rate; /* seed -e: cap on the VM's write rate, bytes/s (0: none) */
+	int write_through;       /* seed -e: a write is done once a destination holds it */
 
 	/* SWARM_FETCH */
 	const char *out_path;
@@ -190,6 +191,14 @@ int swarm_final(const struct swarm *s);
  */
 void swarm_freeze(struct swarm *s, void (*fn)(void *arg, int result), void *arg);
 void swarm_thaw(struct swarm *s);
+/*
+ * Write-through (seed -e --write-through): fn(arg, 0) once every chunk of
+ * [off, off + len) is published and a destination announced that it holds
+ * it at that generation (-1 if the swarm stops first). At once otherwise.
+ */
+int swarm_write_through(const struct swarm *s);
+void swarm_write_wait(struct swarm *s, uint64_t off, uint64_t len,
+                      void (*fn)(void *arg, int result), void *arg);
 
 /* Stop: tell peers, commit the store. The loop exits. */
 void swarm_shutdown(struct swarm *s);
