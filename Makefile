@@ -30,7 +30,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault bench-swarm bench-tracker format clean
+.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault bench-live bench-swarm bench-tracker format clean
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
@@ -96,15 +96,22 @@ demo: deps all
 # Everything: hashing and loopback fetch (bench.sh), the NBD export's
 # fault latency in the lab and its local read speed (bench_fault.sh), the swarm
 # against T_min and libtorrent (bench_swarm.sh), announces/s against
-# opentracker (bench_tracker.sh).
+# opentracker (bench_tracker.sh), live migration: write overhead at the source,
+# switchover downtime and total time against the link (bench_live.sh).
 bench: deps all $(BUILD)/annload
 	tools/bench.sh $(BUILD)/p2pvbd
 	tools/bench_fault.sh $(BUILD)/p2pvbd
+	tools/bench_live.sh $(BUILD)/p2pvbd
 	tools/bench_swarm.sh $(BUILD)/p2pvbd $(BUILD)/p2pvbd-tracker
 	tools/bench_tracker.sh $(BUILD)/p2pvbd-tracker $(BUILD)/annload
 
 bench-fault: deps all
 	tools/bench_fault.sh $(BUILD)/p2pvbd
+
+# Live migration (bench-out/bench-live.json): seed -e write IOPS against qemu-nbd
+# and nbdkit, freeze-to-answer downtime at 1 and 16 GiB, total time against the link.
+bench-live: deps all
+	tools/bench_live.sh $(BUILD)/p2pvbd
 
 # The swarm in the lab: N=8 destinations against Kumar-Ross T_min, unicast and
 # stock BitTorrent (python3-libtorrent); plot in bench-out/bench-swarm.png.

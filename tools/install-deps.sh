@@ -19,7 +19,7 @@ PACKAGES=(
 	# The test lab and process control: ip/tc, ping, ps/pgrep, fuser/killall.
 	iproute2 iputils-ping procps psmisc
 	# Helpers in the tests (JSON parsing of --stats); libnbd's Python binding for the
-	# fault-latency benchmark (a client nobody here wrote).
+	# fault-latency and live-migration benchmarks (a client nobody here wrote).
 	python3 python3-libnbd
 	# The tracker's tests: curl for raw announces, libtorrent as a stock BitTorrent client.
 	curl python3-libtorrent
