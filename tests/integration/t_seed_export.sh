@@ -80,6 +80,10 @@ PY
 bg_start "$T/fetch.log" "$P2PVBD" fetch --no-progress --ctl "$T/fetch.ctl" --stats "$T/fetch.json" \
 	"$URI" "$T/out.img"
 FETCH_PID=$BG_PID
+for ((i = 0; i < 300; i++)); do
+	"$P2PVBD" status --json "$T/fetch.ctl" 2>/dev/null | grep -q '"volume_known":true' && break
+	sleep 0.1
+done
 # More writes while it fetches: chunk 5, and zeroes over all of chunk 7 (a zero chunk now).
 run_cmd write2 qemu-io -f raw "$NBD" -c "write -P 0x5e $((5 * CHUNK + 100)) 1000" \
 	-c "write -z $((7 * CHUNK)) $CHUNK" -c flush
