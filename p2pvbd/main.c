@@ -364,15 +364,24 @@ static char *ctl_default_path(const char *role)
 }
 
 /* `ctl … freeze` answers once the final generation is out. */
+struct freeze_req {
+	struct ctl_reply *r;
+	struct swarm *sw;
+};
+
 static void freeze_done(void *arg, int result)
 {
-	struct ctl_reply *r = arg;
+	struct freeze_req *f = arg;
+	struct swarm_status st;
 
+	swarm_status(f->sw, &st);
 	if (result == 0)
-		evbuffer_add_printf(ctl_reply_out(r), "frozen\n");
+		evbuffer_add_printf(ctl_reply_out(f->r), "frozen at generation %llu\n",
+		                    (unsigned long long)st.generation);
 	else
-		evbuffer_add_printf(ctl_reply_out(r), "error: not frozen (thawed, or failed)\n");
-	ctl_reply_end(r);
+		evbuffer_add_printf(ctl_reply_out(f->r), "error: not frozen (thawed, or failed)\n");
+	ctl_reply_end(f->r);
+	free(f);
 }
 
 static void freeze_logged(void *arg, int result)
@@ -401,8 +410,12 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 		if (!st.seed) {
 			evbuffer_add_printf(out, "error: %s is for a seed\n", cmd);
 		} else if (cmd[0] == 'f') {
+			struct freeze_req *f = xcalloc(1, sizeof(*f));
+
+			f->r = r;
+			f->sw = arg;
 			ctl_reply_later(r);
-			swarm_freeze(arg, freeze_done, r);
+			swarm_freeze(arg, freeze_done, f);
 		} else {
 			swarm_thaw(arg);
 			evbuffer_add_printf(out, "thawed\n");
@@ -499,8 +512,9 @@ static const char usage_ctl[] =
     "\n"
     "  freeze   the switchover of a live migration: refuse the VM's further writes,\n"
     "           hash what it changed last and publish it as the final generation;\n"
-    "           returns once that is sent to the peers (call it when the hypervisor\n"
-    "           has stopped the VM at the source, e.g. QEMU's pre-switchover state)\n"
+    "           prints 'frozen at generation G' once that is sent to the peers (call\n"
+    "           it when the hypervisor has stopped the VM at the source, e.g. in\n"
+    "           QEMU's pre-switchover state)\n"
     "  thaw     undo a freeze when the migration is rolled back: the VM may write\n"
     "           again and the destinations wait for a new final generation\n"
     "  status   as 'p2pvbd status CTL'\n"

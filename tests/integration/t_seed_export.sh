@@ -109,7 +109,7 @@ kill -0 "$FETCH_PID" 2>/dev/null || fail "fetch ended before the source froze"
 
 # The freeze: the final generation; the fetch then sends its receipt and ends.
 run_cmd freeze "$P2PVBD" ctl "$CTL" freeze
-((RC == 0)) && grep -qx frozen "$T/freeze.out" || fail "ctl freeze: rc $RC: $(cat "$T/freeze.out" "$T/freeze.err")"
+((RC == 0)) && grep -q '^frozen at generation ' "$T/freeze.out" || fail "ctl freeze: rc $RC: $(cat "$T/freeze.out" "$T/freeze.err")"
 wait_exit "$FETCH_PID" 30 || fail "fetch did not end after the freeze"
 ((EXIT_STATUS == 0)) || fail "fetch exited $EXIT_STATUS: $(tail -n 5 "$T/fetch.log")"
 cmp "$T/src.img" "$T/out.img" || fail "the destination differs from the source at the freeze"

@@ -74,7 +74,7 @@ cp "$T/mig/dst-console.log" "$T/dst-console.log" 2>/dev/null || true
 grep -qx 'P2PVBD-MIGRATE OK' "$T/migrate.log" || fail "migrate.py did not print P2PVBD-MIGRATE OK"
 grep -q '^P2PVBD-VERIFY OK ' "$T/mig/dst-console.log" ||
 	fail "the guest did not print P2PVBD-VERIFY OK on the destination console"
-grep -qx 'frozen' "$T/mig/hook-freeze.log" || fail "the freeze hook did not freeze: $(cat "$T/mig/hook-freeze.log")"
+grep -q '^frozen at generation ' "$T/mig/hook-freeze.log" || fail "the freeze hook did not freeze: $(cat "$T/mig/hook-freeze.log")"
 grep -q '^sync-check: ' "$T/mig/hook-wait-sync.log" || fail "the wait-sync hook did not run"
 
 read -r ok epoch next ondst total downtime < <(python3 - "$T/mig/result.json" <<'PY'
