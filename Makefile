@@ -2,7 +2,8 @@
 # `make bench` first install any missing Debian packages (tools/install-deps.sh).
 #
 # Variables: BUILD (output directory, default build), SAN=1 (AddressSanitizer
-# and UndefinedBehaviorSanitizer), CC.
+# and UndefinedBehaviorSanitizer), CC; for `make soak`: SOAK_SEEDS, SOAK_SECONDS,
+# SOAK_FIRST, SOAK_ARGS.
 
 BUILD	?= build
 ifeq ($(origin CC),default)
@@ -30,7 +31,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps test unit integration fuzz fuzz-smoke demo bench bench-fault bench-live bench-swarm bench-tracker format clean
+.PHONY: all deps test unit integration soak fuzz fuzz-smoke demo bench bench-fault bench-live bench-swarm bench-tracker format clean
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
@@ -77,6 +78,15 @@ test: deps
 
 integration: all
 	tests/integration/run.sh $(BUILD)/p2pvbd
+
+# The model-based randomized live-migration test (tests/model/live_model.py) over many seeds:
+# SOAK_SEEDS of them (default 300), or as many as fit in SOAK_SECONDS if that is set, from
+# SOAK_FIRST (default: random; printed). SOAK_ARGS adds options, e.g. "-x --keep-failed".
+SOAK_SEEDS ?= 300
+soak: deps all
+	/usr/bin/python3 tests/model/live_model.py --bin $(BUILD)/p2pvbd \
+		$(if $(SOAK_SECONDS),--seconds $(SOAK_SECONDS),--count $(SOAK_SEEDS)) \
+		$(if $(SOAK_FIRST),--first $(SOAK_FIRST)) $(SOAK_ARGS)
 
 # libFuzzer harnesses (clang). fuzz-smoke runs each for a few seconds.
 FUZZ_BUILD := build-fuzz

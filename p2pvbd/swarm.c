@@ -1676,13 +1676,19 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 	const struct wire_block *b = &m->u.reject.blk;
 	struct xfer *x = sw->have_root ? xfer_find(sw, b->chunk, sp) : NULL;
 
-	if (x == NULL)
-		return; /* the transfer was already given up */
+	if (x == NULL || x->gen != b->gen)
+		return; /* the transfer was already given up (maybe asked again since) */
 	xfer_uncount(sp, x);
 	if (m->u.reject.code == WIRE_E_BUSY) {
 		/* No upload slot for us there now: ask others for a while. */
 		log_debug("peer %s is busy (chunk %u)", sp->p->name, b->chunk);
 		sp->busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * 1000000u;
+	} else if (m->u.reject.code == WIRE_E_GENERATION) {
+		/* Changed there (the source's VM wrote it, or one of us is behind): a
+		 * HAVE at the new generation comes once it is published. */
+		log_debug("peer %s: chunk %u is not at generation %llu there", sp->p->name,
+		          b->chunk, (unsigned long long)b->gen);
+		have_clear(sw, sp, b->chunk);
 	} else {
 		log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
 		         wire_code_name(m->u.reject.code));
