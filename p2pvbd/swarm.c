@@ -1859,11 +1859,13 @@ static void fetch_requests(struct swarm *sw, struct speer *sp)
 	while (sp->inflight_bytes < cap && sw->nxfers < SWARM_XFER_MAX &&
 	       sw->nverifying < SWARM_VERIFY_MAX) {
 		int live;
-		long i = pick_rarest(sw, sp, &live);
+		long i;
 		uint32_t c;
 
+		/* Before the pick: compacting moves the entries its index points into. */
 		if (sw->want_dead > sw->nwant / 2 + 64)
 			want_compact(sw);
+		i = pick_rarest(sw, sp, &live);
 		if (i >= 0) {
 			c = sw->want[i];
 			sw->want[i] = sw->want[--sw->nwant];

@@ -176,8 +176,7 @@ static uint8_t *map_bits(void)
 	return bits;
 }
 
-static void send_root_and_map(struct peer *p, const uint8_t *root, size_t len,
-                              const uint8_t *bits)
+static void send_root_and_map(struct peer *p, const uint8_t *root, size_t len, const uint8_t *bits)
 {
 	struct wire_msg r = {.type = WIRE_ROOT};
 
@@ -482,7 +481,8 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		uint8_t *bits = map_bits();
 
 		if (c != NULL && ++c->roots > 1)
-			fprintf(stderr, "badpeer: %s asked for the root again (we hold generation %llu)\n",
+			fprintf(stderr,
+			        "badpeer: %s asked for the root again (we hold generation %llu)\n",
 			        p->name, (unsigned long long)man.root.generation);
 		memcpy(blob, root_blob, root_blob_len);
 		if (is("badroot"))
@@ -612,8 +612,9 @@ static int delta_setup(void)
 		ndata++;
 	}
 	if (ndata < 3 || zero0 == UINT32_MAX) {
-		fprintf(stderr, "badpeer: mode %s needs an image with three data chunks and a zero "
-		                "chunk\n",
+		fprintf(stderr,
+		        "badpeer: mode %s needs an image with three data chunks and a zero "
+		        "chunk\n",
 		        mode);
 		return -1;
 	}
