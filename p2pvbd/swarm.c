@@ -953,8 +953,10 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 			chunk_now_available(sw, c);
 			/* In the have-map too, so that a complete map says "ask me for
 			 * pages"; but no HAVE: nobody requests a zero chunk, and a sparse
-			 * volume would send millions of them. */
-			serve_add(sw, c, e[i].gen, 0);
+			 * volume would send millions of them. Except for one a delta
+			 * changed: peers cleared their bit for it. */
+			serve_add(sw, c, e[i].gen, bit_get(sw->changed, c));
+			bit_clear(sw->changed, c);
 		} else if (s == STORE_PRESENT && g == e[i].gen) {
 			sw->st.chunks_resumed++;
 			serve_add(sw, c, g, 1);
@@ -1398,7 +1400,12 @@ static void chunk_stale(struct swarm *sw, uint32_t c)
 			have_clear(sw, sp, c);
 }
 
-/* The zero chunk c (entry e) of a loaded page is settled: written as zeros. 0 or -1. */
+/*
+ * The zero chunk c (entry e) of a loaded page, changed by a delta, is
+ * settled: written as zeros. Peers hear of it (HAVE), unlike the zero chunks
+ * of a first page load: a delta cleared their have bit for it, and a peer
+ * asks for pages only from one whose have-map is complete (§7.1). 0 or -1.
+ */
 static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_entry *e)
 {
 	uint32_t page = c / MANIFEST_PAGE_ENTRIES;
@@ -1406,7 +1413,8 @@ static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_en
 	if (store_put_zero(&sw->store, c, e->gen) != 0)
 		return -1;
 	chunk_now_available(sw, c);
-	serve_add(sw, c, e->gen, 0);
+	bit_clear(sw->changed, c);
+	serve_add(sw, c, e->gen, 1);
 	if (--sw->page_left[page] == 0)
 		page_done(sw, page);
 	return 0;
@@ -1510,6 +1518,8 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 		int was_held = bit_get(sw->avail, c) && !bit_get(sw->local, c);
 
 		chunk_stale(sw, c);
+		if (!bit_get(sw->local, c))
+			bit_set(sw->changed, c);
 		if (sw->page_status[pg] != PAGE_LOADED) {
 			if (!bit_get(sw->local, c))
 				page_reopen(sw, pg, 0); /* a DONE page comes back for the new entry */
@@ -1528,8 +1538,7 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 				return;
 			}
 		} else {
-			want_push(sw, c);
-			bit_set(sw->changed, c); /* asked for first once someone has it */
+			want_push(sw, c); /* asked for first once someone has it (changed) */
 		}
 	}
 	/* Keep the pages file in step with the pages we hold. */
