@@ -208,8 +208,7 @@ int ctl_request(const char *path, const char *cmd, int timeout_s)
 		}
 	}
 	if (n < 0) {
-		log_error("%s: %s", path,
-		          errno == EAGAIN ? "no answer in time" : strerror(errno));
+		log_error("%s: %s", path, errno == EAGAIN ? "no answer in time" : strerror(errno));
 		rc = -1;
 	}
 	close(fd);

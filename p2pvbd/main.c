@@ -434,10 +434,10 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 		    "\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f}\n",
 		    st.seed ? "seed" : "fetch", st.have_root ? "true" : "false",
 		    st.complete ? "true" : "false", st.final ? "true" : "false",
-		    (unsigned long long)st.generation,
-		    (unsigned long long)st.image_size, st.chunk_size, st.chunks_total,
-		    (unsigned long long)st.bytes_done, st.peers, st.fetch_rate, st.serve_rate,
-		    st.write_rate, (unsigned long long)st.dirty_bytes, cost);
+		    (unsigned long long)st.generation, (unsigned long long)st.image_size,
+		    st.chunk_size, st.chunks_total, (unsigned long long)st.bytes_done, st.peers,
+		    st.fetch_rate, st.serve_rate, st.write_rate, (unsigned long long)st.dirty_bytes,
+		    cost);
 	} else if (strcmp(cmd, "status") == 0) {
 		evbuffer_add_printf(
 		    out, "%s of a %s volume (generation %llu%s, %u chunks of %u KiB)\n",
@@ -461,7 +461,8 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 			                    cost);
 	} else {
 		evbuffer_add_printf(
-		    out, "error: unknown command '%.60s' (try: status, status json, freeze, thaw)\n",
+		    out,
+		    "error: unknown command '%.60s' (try: status, status json, freeze, thaw)\n",
 		    cmd);
 	}
 }
@@ -502,7 +503,8 @@ static int cmd_status(int argc, char **argv)
 	if (optind + 1 != argc)
 		return usage_error(usage_status, "status needs the control socket's path");
 	log_init("p2pvbd status", LOG_INFO);
-	return ctl_request(argv[optind], json ? "status json" : "status", CTL_TIMEOUT_S) == 0 ? 0 : 1;
+	return ctl_request(argv[optind], json ? "status json" : "status", CTL_TIMEOUT_S) == 0 ? 0
+	                                                                                      : 1;
 }
 
 static const char usage_ctl[] =

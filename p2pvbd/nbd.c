@@ -93,8 +93,8 @@ struct nbd_server {
 	uint64_t epoch;
 	uint64_t size;
 	uint32_t chunk_size;
-	int nconns_seen;              /* clients that reached transmission, ever */
-	void (*idle_cb)(void *arg);   /* the last client left */
+	int nconns_seen;            /* clients that reached transmission, ever */
+	void (*idle_cb)(void *arg); /* the last client left */
 	void *idle_arg;
 };
 

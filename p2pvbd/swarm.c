@@ -173,29 +173,29 @@ struct swarm {
 	/* Serving side */
 	uint8_t *root_blob; /* encoded signed root, for ROOT replies */
 	size_t root_blob_len;
-	uint8_t *serve_map;  /* chunks we can serve (bitmap) */
-	uint8_t *sent_count; /* per chunk: times we started sending it (saturating) */
-	uint32_t nserve;     /* chunks in serve_map */
-	uint8_t *dirty;      /* seed -e: chunks the VM wrote since they were hashed */
-	uint8_t *rehash;     /* seed -e: chunks being hashed in the current round */
+	uint8_t *serve_map;   /* chunks we can serve (bitmap) */
+	uint8_t *sent_count;  /* per chunk: times we started sending it (saturating) */
+	uint32_t nserve;      /* chunks in serve_map */
+	uint8_t *dirty;       /* seed -e: chunks the VM wrote since they were hashed */
+	uint8_t *rehash;      /* seed -e: chunks being hashed in the current round */
 	uint32_t *dirty_list; /* seed -e: the dirty chunks, in the order they became dirty */
 	uint32_t ndirty, dirty_cap;
 	struct rehash_job **round; /* seed -e: the round being hashed */
 	uint32_t nround, round_left;
 	uint64_t last_round_ns;
-	struct event *round_ev;          /* seed -e: starts the next round */
-	int frozen;                      /* seed -e: writes refused, final generation due */
+	struct event *round_ev; /* seed -e: starts the next round */
+	int frozen;             /* seed -e: writes refused, final generation due */
 	struct flush_waiter *freeze_waiters;
-	double write_tokens;             /* --max-dirty-rate: bytes the VM may write now */
+	double write_tokens; /* --max-dirty-rate: bytes the VM may write now */
 	uint64_t tokens_ns;
-	struct event *throttle_ev;       /* wakes writes waiting for tokens */
-	struct workq *hashq;             /* seed -e: rehashing */
-	uint64_t *carried;               /* --write-through: per chunk, 1 + generation a destination holds */
+	struct event *throttle_ev; /* wakes writes waiting for tokens */
+	struct workq *hashq;       /* seed -e: rehashing */
+	uint64_t *carried; /* --write-through: per chunk, 1 + generation a destination holds */
 	struct flush_waiter *wt_waiters; /* --write-through: writes not yet acknowledged */
 	uint8_t *last_delta;             /* the newest delta we made or applied, for peers behind */
 	size_t last_delta_len;
-	int pages_fd;        /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
-	uint8_t *page_buf;   /* scratch for PAGE replies */
+	int pages_fd;      /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
+	uint8_t *page_buf; /* scratch for PAGE replies */
 
 	/* Fetching side */
 	int have_root;
@@ -1112,9 +1112,9 @@ static void verify_run(void *arg)
 	struct verify_job *j = arg;
 	uint8_t h[VCRYPTO_HASH_LEN];
 
-	if (j->basis_fd >= 0 && read_at(j->basis_fd, j->buf, j->len,
-	                                   (uint64_t)j->chunk * j->sw->root.chunk_size) !=
-	                            (ssize_t)j->len) {
+	if (j->basis_fd >= 0 &&
+	    read_at(j->basis_fd, j->buf, j->len, (uint64_t)j->chunk * j->sw->root.chunk_size) !=
+	        (ssize_t)j->len) {
 		j->result = 2; /* the basis is shorter, or unreadable here: fetch it */
 		return;
 	}
@@ -1522,7 +1522,8 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 			bit_set(sw->changed, c);
 		if (sw->page_status[pg] != PAGE_LOADED) {
 			if (!bit_get(sw->local, c))
-				page_reopen(sw, pg, 0); /* a DONE page comes back for the new entry */
+				page_reopen(sw, pg,
+				            0); /* a DONE page comes back for the new entry */
 			continue;
 		}
 		sw->page_entries[pg][c % MANIFEST_PAGE_ENTRIES] = *e;
@@ -1596,8 +1597,8 @@ static void fetch_delta(struct speer *sp, const struct wire_msg *m)
 	}
 	if (d.new_gen <= sw->root.generation) {
 		log_debug("peer %s: delta %llu -> %llu is not new here (generation %llu)",
-		          sp->p->name, (unsigned long long)d.old_gen,
-		          (unsigned long long)d.new_gen, (unsigned long long)sw->root.generation);
+		          sp->p->name, (unsigned long long)d.old_gen, (unsigned long long)d.new_gen,
+		          (unsigned long long)sw->root.generation);
 		manifest_delta_free(&d);
 		return;
 	}
@@ -1617,7 +1618,8 @@ static void fetch_delta(struct speer *sp, const struct wire_msg *m)
 		sw->st.deltas_refused++;
 		log_error("peer %s sent a delta %llu -> %llu that does not verify against the "
 		          "source key and the chunk table: refused, dropping the peer",
-		          sp->p->name, (unsigned long long)d.old_gen, (unsigned long long)d.new_gen);
+		          sp->p->name, (unsigned long long)d.old_gen,
+		          (unsigned long long)d.new_gen);
 		if (sp->addr >= 0)
 			sw->addrs[sp->addr].dead = 1;
 		manifest_delta_free(&d);
@@ -1626,8 +1628,8 @@ static void fetch_delta(struct speer *sp, const struct wire_msg *m)
 	}
 	sw->st.deltas++;
 	sw->st.chunks_changed += d.nchanges;
-	log_debug("generation %llu from %s: %u chunks changed%s",
-	          (unsigned long long)d.new_gen, sp->p->name, d.nchanges,
+	log_debug("generation %llu from %s: %u chunks changed%s", (unsigned long long)d.new_gen,
+	          sp->p->name, d.nchanges,
 	          (d.root_flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
 	delta_adopt(sw, &d);
 	manifest_delta_free(&d);
@@ -2763,8 +2765,8 @@ static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32
 	/* Receipts name a generation: those of older ones count no more. */
 	sw->nsigners = 0;
 	sw->st.receipts = 0;
-	log_debug("generation %llu: %u chunks changed%s", (unsigned long long)m->root.generation,
-	          n, (flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
+	log_debug("generation %llu: %u chunks changed%s", (unsigned long long)m->root.generation, n,
+	          (flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
 	delta_broadcast(sw, NULL);
 	/* Peers hear of the changed chunks after the delta that names them. */
 	for (uint32_t i = 0; i < n; i++)
@@ -2783,8 +2785,8 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 	uint32_t done = 0;
 
 	for (;;) {
-		uint32_t k = n - done < MANIFEST_DELTA_MAX_CHANGES ? n - done
-		                                                   : MANIFEST_DELTA_MAX_CHANGES;
+		uint32_t k =
+		    n - done < MANIFEST_DELTA_MAX_CHANGES ? n - done : MANIFEST_DELTA_MAX_CHANGES;
 		int last = done + k == n;
 		uint16_t flags = last && final_due ? MANIFEST_ROOT_F_FINAL : 0;
 
@@ -2792,13 +2794,13 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 			break; /* nothing to say */
 		if (seed_delta(sw, ch + done, k, flags) != 0) {
 			freeze_waiters_call(sw, -1);
-	while (sw->wt_waiters != NULL) {
-		struct flush_waiter *w = sw->wt_waiters;
+			while (sw->wt_waiters != NULL) {
+				struct flush_waiter *w = sw->wt_waiters;
 
-		sw->wt_waiters = w->next;
-		w->fn(w->arg, -1);
-		free(w);
-	}
+				sw->wt_waiters = w->next;
+				w->fn(w->arg, -1);
+				free(w);
+			}
 			swarm_finish(sw, -1);
 			return;
 		}
@@ -3361,7 +3363,8 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	sw->write_tokens -= (double)len;
 	if ((zero ? zero_at(sw->o.image_fd, off, len, punch)
 	          : write_at(sw->o.image_fd, data, (size_t)len, off)) != 0) {
-		log_error("writing the image at %llu: %s", (unsigned long long)off, strerror(errno));
+		log_error("writing the image at %llu: %s", (unsigned long long)off,
+		          strerror(errno));
 		return -1;
 	}
 	return 0;

@@ -56,7 +56,7 @@ struct swarm_stats {
 	uint64_t deltas;         /* seed: deltas published; fetch: deltas applied */
 	uint64_t chunks_changed; /* chunks the deltas changed (fetch: that we then fetched again) */
 	uint64_t deltas_refused; /* fetch: deltas that did not verify (forged, corrupt) */
-	int receipt_acked; /* fetch: the source or a tracker accepted our receipt */
+	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
 };
 
 struct swarm_opts {

@@ -634,7 +634,8 @@ Test(manifest, delta_decode_strict)
 	cr_assert_eq(manifest_delta_make(&m, bad, 2, 0, mf_id.sk, &big, &len), -1);
 	bad[0].chunk = 5000;
 	cr_assert_eq(manifest_delta_make(&m, bad, 1, 0, mf_id.sk, &big, &len), -1);
-	cr_assert_eq(manifest_delta_make(&m, bad, 0, 0x2, mf_id.sk, &big, &len), -1, "unknown flag");
+	cr_assert_eq(manifest_delta_make(&m, bad, 0, 0x2, mf_id.sk, &big, &len), -1,
+	             "unknown flag");
 	free(blob);
 	manifest_free(&m);
 }
