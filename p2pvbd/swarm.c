@@ -846,9 +846,20 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 {
 	struct wire_msg m = {.type = WIRE_HAVE};
 
-	if (!bit_get(sw->serve_map, c))
+	if (!bit_get(sw->serve_map, c)) {
 		sw->nserve++;
-	bit_set(sw->serve_map, c);
+		bit_set(sw->serve_map, c);
+		if (!is_seed(sw) && sw->nserve == chunk_count(sw)) {
+			/*
+			 * Whole now: the zero chunks never had a HAVE, so peers see our
+			 * complete map (and may ask us for pages, §7.1) only in a new
+			 * have-map. One message per 8 million chunks, once per completion.
+			 */
+			for (struct speer *sp = sw->peers; sp; sp = sp->next)
+				if (sp->map_sent && sp->p->state == PEER_READY)
+					send_have_map(sw, sp);
+		}
+	}
 	if (!announce)
 		return;
 	m.u.have.chunk = c;
