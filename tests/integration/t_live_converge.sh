@@ -4,7 +4,8 @@
 # holds it: with no destination it waits (and completes as soon as one has fetched it), and when
 # the write returns the destination's image already holds the bytes. --max-dirty-rate: the VM's
 # writes are held to the cap (8 MiB at 2 MiB/s take at least (8 MiB - burst) / rate; a lower bound
-# only: a slow machine makes it longer, never shorter).
+# only: a slow machine makes it longer, never shorter). --freeze-on-disconnect freezes when the
+# VM's last NBD client leaves.
 # fast
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
@@ -68,4 +69,25 @@ t1=$(date +%s%N)
 ms=$(((t1 - t0) / 1000000))
 note "8 MiB written in $ms ms at --max-dirty-rate 2M"
 ((ms >= 3700)) || fail "8 MiB written in $ms ms: the 2 MiB/s cap was not applied"
+stop_pid "$SEED_PID"
+
+# --freeze-on-disconnect: the VM's last NBD client leaving freezes the source.
+rm -f "$T/src.sock"
+start_seed -k "$T/src.key" -e "unix:$T/src.sock" --freeze-on-disconnect --ctl "$T/seed2.ctl" \
+	--chunk-size 64K "$T/src.img"
+for ((i = 0; i < 100; i++)); do
+	[[ -S $T/src.sock ]] && break
+	sleep 0.1
+done
+run_cmd st1 "$P2PVBD" status --json "$T/seed2.ctl"
+grep -q '"final":false' "$T/st1.out" || fail "a seed with a VM is final before any freeze: $(cat "$T/st1.out")"
+run_cmd lastwrite qemu-io -f raw "$NBD" -c "write -P 0x99 0 64k"
+((RC == 0)) || fail "write failed: $(cat "$T/lastwrite.out" "$T/lastwrite.err")"
+for ((i = 0; i < 50; i++)); do
+	"$P2PVBD" status --json "$T/seed2.ctl" >"$T/st2.out" 2>/dev/null || true
+	grep -q '"final":true' "$T/st2.out" && break
+	sleep 0.1
+done
+grep -q '"final":true' "$T/st2.out" || fail "no freeze after the last NBD client left: $(cat "$T/st2.out")"
+grep -q '"dirty_bytes":0,' "$T/st2.out" || fail "frozen with dirty chunks: $(cat "$T/st2.out")"
 note "PASS"
