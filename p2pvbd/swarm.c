@@ -1642,13 +1642,14 @@ static void fetch_delta(struct speer *sp, const struct wire_msg *m)
 	log_debug("generation %llu from %s: %u chunks changed%s", (unsigned long long)d.new_gen,
 	          sp->p->name, d.nchanges,
 	          (d.root_flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
-	delta_adopt(sw, &d);
-	manifest_delta_free(&d);
+	/* Passed on first: the HAVEs that applying it may send must follow it. */
 	free(sw->last_delta);
 	sw->last_delta = xmalloc(m->u.blob.len);
 	memcpy(sw->last_delta, m->u.blob.data, m->u.blob.len);
 	sw->last_delta_len = m->u.blob.len;
 	delta_broadcast(sw, sp);
+	delta_adopt(sw, &d);
+	manifest_delta_free(&d);
 	root_changed(sw, was_final);
 }
 
