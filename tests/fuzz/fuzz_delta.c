@@ -49,8 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	setup();
 	if (manifest_delta_decode(data, size, &d) != 0)
 		return 0;
-	if (d.nchanges == 0 || d.nchanges > MANIFEST_DELTA_MAX_CHANGES || d.npages == 0 ||
-	    d.npages > d.nchanges || d.new_gen != d.old_gen + 1)
+	/* An empty delta (no changes, no pages) is legal: the freeze only sets FINAL. */
+	if (d.nchanges > MANIFEST_DELTA_MAX_CHANGES || d.npages > d.nchanges ||
+	    (d.npages == 0) != (d.nchanges == 0) || d.new_gen != d.old_gen + 1 ||
+	    (d.root_flags & ~MANIFEST_ROOT_F_FINAL) != 0)
 		abort();
 	for (uint32_t i = 1; i < d.nchanges; i++)
 		if (d.changes[i].chunk <= d.changes[i - 1].chunk)

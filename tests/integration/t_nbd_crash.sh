@@ -53,18 +53,23 @@ exec 7<>"$T/writer.fifo"
 qemu-io -f raw "$NBD_URI" <"$T/writer.fifo" >"$T/writer.log" 2>&1 &
 WRITER_PID=$!
 PIDS+=("$WRITER_PID")
+# qemu-io reads a piped stdin with fgets() only when poll() says it is readable: two commands
+# that arrive together leave the second in stdio's buffer, never run. So each write is sent
+# only once the one before it is done.
+nwrote() { grep -c '^\(qemu-io> \)*wrote ' "$T/writer.log"; }
+n=0
 for w in "${WRITES[@]}"; do
 	read -r off len byte <<<"$w"
 	echo "write -P $byte $off $len" >&7
 	model_write "$off" "$len" "$byte"
+	n=$((n + 1))
+	for ((i = 0; i < 600; i++)); do
+		(($(nwrote) >= n)) && break
+		kill -0 "$WRITER_PID" 2>/dev/null || fail "the writing qemu-io exited: $(cat "$T/writer.log")"
+		sleep 0.1
+	done
+	(($(nwrote) >= n)) || fail "write $n ($byte at $off+$len) did not complete within 60 s: $(cat "$T/writer.log")"
 done
-for ((i = 0; i < 600; i++)); do
-	(($(grep -c '^\(qemu-io> \)*wrote ' "$T/writer.log") >= ${#WRITES[@]})) && break
-	kill -0 "$WRITER_PID" 2>/dev/null || fail "the writing qemu-io exited: $(cat "$T/writer.log")"
-	sleep 0.1
-done
-(($(grep -c '^\(qemu-io> \)*wrote ' "$T/writer.log") >= ${#WRITES[@]})) ||
-	fail "the writes did not complete within 60 s: $(cat "$T/writer.log")"
 grep -Eqi 'fail|error' "$T/writer.log" && fail "qemu-io write failed: $(cat "$T/writer.log")"
 
 # Connection B: FLUSH. It must cover A's completed writes (NBD_FLAG_CAN_MULTI_CONN).
