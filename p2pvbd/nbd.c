@@ -593,7 +593,10 @@ static void write_through_done(void *arg, int result)
 /*
  * Is every chunk of q ready for it? Reads need readable chunks; writes need
  * writable ones (a chunk the write covers whole needs no fetch). Missing
- * chunks are faulted on (fetched first). Resumes at q->next_check.
+ * chunks are faulted on (fetched first); q->next_check is the first of
+ * them, whose arrival wakes q. Every chunk is looked at again each time: one
+ * a write covers whole may have begun to arrive since (the write must wait
+ * for that copy to land, not race it), one a read saw may have gone stale.
  */
 static int req_ready(struct nbd_req *q)
 {
@@ -604,7 +607,7 @@ static int req_ready(struct nbd_req *q)
 	int write = q->r.type != NBD_CMD_READ;
 	int ready = 1;
 
-	for (uint32_t ch = first > q->next_check ? first : q->next_check; ch <= last; ch++) {
+	for (uint32_t ch = first; ch <= last; ch++) {
 		uint64_t cstart = (uint64_t)ch * s->chunk_size;
 		uint64_t cend = cstart + s->chunk_size < s->size ? cstart + s->chunk_size : s->size;
 		int whole = off <= cstart && end >= cend;

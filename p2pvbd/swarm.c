@@ -249,6 +249,9 @@ struct swarm {
 	uint32_t *urgent_list; /* the same chunks, in fault order */
 	uint32_t nurgent, urgent_cap;
 	void (*chunk_cb)(void *arg, uint32_t chunk);
+	struct event *wake_ev; /* runs chunk_cb from the loop (chunk_wake) */
+	uint32_t wake_chunk;   /* the chunk to wake for, or SWARM_ALL_CHUNKS */
+	int wake_pending;
 	void (*ready_cb)(void *arg);
 	void *ready_cb_arg;
 	void *chunk_cb_arg;
@@ -880,13 +883,45 @@ static void avail_set(struct swarm *sw, uint32_t c)
 	sw->avail_bytes += manifest_chunk_len(&sw->root, c);
 }
 
+/*
+ * The export's requests waiting for chunk c (SWARM_ALL_CHUNKS: for any) may
+ * go now. They are woken from the loop, never from here: a woken request
+ * calls back into the swarm (a write makes chunks local, a read faults),
+ * which must not happen in the middle of the bookkeeping that made c
+ * available (a page being loaded, a delta being applied, a chunk being
+ * added to the served set).
+ */
+static void chunk_wake(struct swarm *sw, uint32_t c)
+{
+	if (sw->chunk_cb == NULL)
+		return;
+	if (!sw->wake_pending)
+		sw->wake_chunk = c;
+	else if (sw->wake_chunk != c)
+		sw->wake_chunk = SWARM_ALL_CHUNKS;
+	sw->wake_pending = 1;
+	event_active(sw->wake_ev, 0, 0);
+}
+
+static void chunk_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct swarm *sw = arg;
+
+	(void)fd;
+	(void)what;
+	if (!sw->wake_pending)
+		return;
+	sw->wake_pending = 0;
+	if (sw->chunk_cb != NULL)
+		sw->chunk_cb(sw->chunk_cb_arg, sw->wake_chunk);
+}
+
 /* Chunk c can be read from the image now: tell the export. */
 static void chunk_now_available(struct swarm *sw, uint32_t c)
 {
 	avail_set(sw, c);
 	bit_clear(sw->urgent, c);
-	if (sw->chunk_cb != NULL)
-		sw->chunk_cb(sw->chunk_cb_arg, c);
+	chunk_wake(sw, c);
 }
 
 static void fetch_urgent(struct swarm *sw, uint32_t c);
@@ -1051,6 +1086,14 @@ static void xfer_cancel(struct swarm *sw, struct xfer *x, int requeue)
 	xfer_drop(sw, x, requeue);
 }
 
+/* Take back every transfer of chunk c (not requeued: the caller settles c). */
+static void xfer_cancel_chunk(struct swarm *sw, uint32_t c)
+{
+	for (int i = sw->nxfers - 1; i >= 0; i--)
+		if (sw->xfers[i].chunk == c)
+			xfer_cancel(sw, &sw->xfers[i], 0);
+}
+
 static uint32_t block_count(uint32_t len)
 {
 	return (len + SWARM_BLOCK - 1) / SWARM_BLOCK;
@@ -1147,6 +1190,7 @@ static void verify_done(void *arg)
 
 	sw->nverifying--;
 	bit_clear(sw->verifying, j->chunk);
+	chunk_wake(sw, j->chunk); /* a write of it whole may go now, whatever the result */
 	if (bit_get(sw->stale, j->chunk)) {
 		/* A delta changed the chunk meanwhile: what was written is of an older
 		 * generation (never marked: put_begin cleared the mark). */
@@ -1271,15 +1315,6 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	x = cancel_copies_keep(sw, x);
 	e = entry_of(sw, x->chunk);
 
-	if (bit_get(sw->local, x->chunk)) {
-		/* The VM overwrote the whole chunk meanwhile: its data wins. */
-		uint32_t page = x->chunk / MANIFEST_PAGE_ENTRIES;
-
-		xfer_drop(sw, x, 0);
-		if (--sw->page_left[page] == 0)
-			page_done(sw, page);
-		return;
-	}
 	if (e == NULL || e->gen != x->gen) {
 		xfer_drop(sw, x, 0); /* its generation is gone: chunk_stale requeued it */
 		return;
@@ -1393,9 +1428,7 @@ static void chunk_stale(struct swarm *sw, uint32_t c)
 {
 	if (bit_get(sw->local, c))
 		return;
-	for (int i = sw->nxfers - 1; i >= 0; i--)
-		if (sw->xfers[i].chunk == c)
-			xfer_cancel(sw, &sw->xfers[i], 0);
+	xfer_cancel_chunk(sw, c);
 	if (bit_get(sw->verifying, c))
 		bit_set(sw->stale, c); /* verify_done drops the result */
 	if (bit_get(sw->serve_map, c)) {
@@ -1484,8 +1517,7 @@ static void root_changed(struct swarm *sw, int was_final)
 		log_warn("generation %llu is not final: the source writes again",
 		         (unsigned long long)sw->root.generation);
 	/* Held requests of the export may go now (or chunks they read changed). */
-	if (sw->chunk_cb != NULL)
-		sw->chunk_cb(sw->chunk_cb_arg, SWARM_ALL_CHUNKS);
+	chunk_wake(sw, SWARM_ALL_CHUNKS);
 	swarm_schedule(sw);
 }
 
@@ -3117,6 +3149,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	}
 	sw->last_progress_ns = now_ns();
 	sw->tick = event_new(o->base, -1, EV_PERSIST, swarm_tick, sw);
+	sw->wake_ev = event_new(o->base, -1, 0, chunk_wake_cb, sw);
 	event_add(sw->tick, &tick);
 	return sw;
 }
@@ -3386,6 +3419,7 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
                       int punch)
 {
 	uint32_t cs, first, last;
+	int settled = 0, rc;
 
 	if (len == 0)
 		return 0;
@@ -3402,22 +3436,32 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 			if (bit_get(sw->serve_map, c))
 				sw->nserve--;
 			bit_clear(sw->serve_map, c);
-			/* A chunk the VM wrote whole is done as far as fetching goes. */
-			if (!bit_get(sw->avail, c) && sw->page_entries != NULL &&
-			    sw->page_status[c / MANIFEST_PAGE_ENTRIES] == PAGE_LOADED &&
-			    xfer_any(sw, c) == NULL) {
-				uint32_t page = c / MANIFEST_PAGE_ENTRIES;
+			/*
+			 * A chunk the VM wrote whole is done as far as fetching goes:
+			 * transfers of it are taken back (the VM's data wins) and its
+			 * page counts it now. (Not being verified: swarm_writable.)
+			 */
+			if (!bit_get(sw->avail, c)) {
+				xfer_cancel_chunk(sw, c);
+				if (sw->page_entries != NULL &&
+				    sw->page_status[c / MANIFEST_PAGE_ENTRIES] == PAGE_LOADED) {
+					uint32_t page = c / MANIFEST_PAGE_ENTRIES;
 
-				if (--sw->page_left[page] == 0)
-					page_done(sw, page);
+					if (--sw->page_left[page] == 0)
+						page_done(sw, page);
+					settled = 1;
+				}
 			}
 			avail_set(sw, c);
 			bit_clear(sw->urgent, c);
 		}
 	}
-	if (zero)
-		return store_zero_range(&sw->store, off, len, punch);
-	return store_write_range(&sw->store, off, data, (size_t)len);
+	rc = zero ? store_zero_range(&sw->store, off, len, punch)
+	          : store_write_range(&sw->store, off, data, (size_t)len);
+	/* The write may have settled the last chunk the volume lacked. */
+	if (rc == 0 && settled)
+		swarm_schedule(sw);
+	return rc;
 }
 
 void swarm_keep_running(struct swarm *sw)
@@ -3509,6 +3553,8 @@ void swarm_free(struct swarm *sw)
 		evconnlistener_free(sw->listener);
 	if (sw->tick)
 		event_free(sw->tick);
+	if (sw->wake_ev)
+		event_free(sw->wake_ev);
 	if (sw->round_ev)
 		event_free(sw->round_ev);
 	if (sw->throttle_ev)

@@ -144,6 +144,7 @@ const struct swarm_stats *swarm_stats(const struct swarm *s);
  * the loop thread. Chunks are readable once verified and written (durable
  * or not), or zero, or written by the local VM.
  */
+/* fn runs from the event loop on its own, never inside a swarm_* call: it may call them. */
 void swarm_set_chunk_cb(struct swarm *s, void (*fn)(void *arg, uint32_t chunk), void *arg);
 /* fn(arg) runs once the signed root is verified and the output is open. */
 void swarm_set_ready_cb(struct swarm *s, void (*fn)(void *arg), void *arg);
