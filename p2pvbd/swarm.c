@@ -209,6 +209,8 @@ struct swarm {
 	uint32_t next_page;  /* next page to ask for */
 	uint32_t pages_held; /* ASKED or LOADED */
 	uint32_t pages_done;
+	uint8_t *page_seen;  /* bitmap: pages loaded at least once (resumed chunks checked) */
+	uint32_t pages_seen;
 	uint32_t *want; /* chunks to fetch, unordered (may hold settled ones, skipped) */
 	uint32_t nwant, want_cap;
 	uint8_t *holders;   /* per chunk: connected peers that have it (saturating) */
@@ -226,6 +228,7 @@ struct swarm {
 	struct xfer xfers[SWARM_XFER_MAX];
 	int nxfers;
 	uint64_t last_progress_ns;
+	uint64_t stall_reported_ns; /* last_progress_ns when a stall was last reported */
 	int complete;
 	uint64_t receipt_deadline_ns;
 	int receipt_sent;
@@ -237,6 +240,7 @@ struct swarm {
 	uint64_t next_speer_id;
 	int keep_running; /* an export is served: do not exit when complete */
 	int receipt_warned;
+	int check; /* P2PVBD_CHECK set: verify the page counts after each event (tests) */
 
 	/* Export support (NBD at the destination) */
 	uint8_t *avail;        /* chunk bitmap: its bytes in the image are readable */
@@ -711,6 +715,47 @@ static void page_done(struct swarm *sw, uint32_t page)
 	sw->pages_done++;
 }
 
+/*
+ * P2PVBD_CHECK (the model test sets it): the incremental page counts must
+ * match the chunk bitmaps after every event; a mismatch aborts at once,
+ * naming the event, instead of showing later as a volume that never
+ * completes. A loaded page counts the chunks not yet available; a done page
+ * has all of them.
+ */
+static void check_pages(struct swarm *sw, const char *after)
+{
+	uint32_t done = 0;
+
+	if (!sw->check || !sw->have_root || sw->page_status == NULL)
+		return;
+	for (uint32_t pg = 0; pg < sw->root.page_count; pg++) {
+		uint32_t n = manifest_page_len(&sw->root, pg), missing = 0;
+
+		if (sw->page_status[pg] != PAGE_LOADED && sw->page_status[pg] != PAGE_DONE)
+			continue;
+		for (uint32_t i = 0; i < n; i++)
+			if (!bit_get(sw->avail, pg * MANIFEST_PAGE_ENTRIES + i))
+				missing++;
+		if (sw->page_status[pg] == PAGE_DONE) {
+			done++;
+			if (missing == 0)
+				continue;
+			log_error("check after %s: page %u is done but %u of its chunks are missing",
+			          after, pg, missing);
+			abort();
+		}
+		if (missing != sw->page_left[pg]) {
+			log_error("check after %s: page %u counts %u chunks missing, %u are", after, pg,
+			          sw->page_left[pg], missing);
+			abort();
+		}
+	}
+	if (done != sw->pages_done) {
+		log_error("check after %s: %u pages done, counted %u", after, done, sw->pages_done);
+		abort();
+	}
+}
+
 static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 {
 	char size[32];
@@ -736,6 +781,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->page_entries = xcalloc(sw->root.page_count, sizeof(*sw->page_entries));
 	sw->page_status = xcalloc(sw->root.page_count, 1);
 	sw->page_left = xcalloc(sw->root.page_count, sizeof(uint32_t));
+	sw->page_seen = xcalloc((sw->root.page_count + 7) / 8 + 1, 1);
 	sw->page_from = xcalloc(sw->root.page_count, sizeof(struct speer *));
 	sw->serve_map = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->sent_count = xcalloc(sw->root.chunk_count, 1);
@@ -1022,6 +1068,10 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		}
 	}
 	sw->page_left[page] = left;
+	if (!bit_get(sw->page_seen, page)) {
+		bit_set(sw->page_seen, page);
+		sw->pages_seen++;
+	}
 	if (left == 0) {
 		page_done(sw, page);
 	} else {
@@ -1034,6 +1084,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 		}
 	}
 	sw->last_progress_ns = now_ns();
+	check_pages(sw, "a page load");
 	swarm_schedule(sw);
 }
 
@@ -1244,6 +1295,7 @@ static void verify_done(void *arg)
 	}
 	free(j->buf);
 	free(j);
+	check_pages(sw, "a verified chunk");
 	swarm_schedule(sw);
 }
 
@@ -1598,6 +1650,7 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 		             (uint64_t)pg * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
 			log_debug("cannot keep page %u: %s", pg, strerror(errno));
 	}
+	check_pages(sw, "a delta");
 }
 
 /* Our root is older than r (signed, same volume): take r; changed pages are fetched again. */
@@ -1618,6 +1671,7 @@ static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_ro
 	sw->last_delta = NULL;
 	sw->last_delta_len = 0;
 	root_changed(sw, was_final);
+	check_pages(sw, "a newer root");
 }
 
 /*
@@ -2045,6 +2099,7 @@ static void swarm_schedule(struct swarm *sw)
 				    sp->p->is_source == source)
 					fetch_requests(sw, sp);
 	}
+	check_pages(sw, "scheduling");
 	swarm_check_complete(sw);
 }
 
@@ -2450,6 +2505,45 @@ static void rotate_slots(struct swarm *sw, uint64_t now)
 	}
 }
 
+/*
+ * No progress for a while and not complete: say once what the volume waits
+ * for, so that an operator (or a failed test's log) shows where it stands.
+ */
+static void report_stall(struct swarm *sw)
+{
+	static const char *const page_state[] = {"not asked", "asked", "loaded", "done"};
+	uint32_t missing = 0, first = UINT32_MAX, holders = 0;
+
+	if (!sw->have_root) {
+		log_info("no progress for %d s: no peer has sent the manifest root yet",
+		         SWARM_STALL_REPORT_S);
+		return;
+	}
+	for (uint32_t c = 0; c < sw->root.chunk_count; c++)
+		if (!bit_get(sw->avail, c)) {
+			if (missing++ == 0)
+				first = c;
+		}
+	if (first != UINT32_MAX)
+		holders = sw->holders[first];
+	log_info("no progress for %d s at generation %llu%s: %u of %u chunks missing, %u of %u "
+	         "pages settled, %d transfers, %d verifying, %zu chunks to commit%s",
+	         SWARM_STALL_REPORT_S, (unsigned long long)sw->root.generation,
+	         root_final(sw) ? " (final)" : "", missing, sw->root.chunk_count, sw->pages_done,
+	         sw->root.page_count, sw->nxfers, sw->nverifying, (size_t)sw->store.npending,
+	         sw->committing ? ", committing" : "");
+	for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
+		if (sw->page_status[pg] == PAGE_LOADED)
+			log_info("  page %u: loaded, %u chunks not settled", pg, sw->page_left[pg]);
+		else if (sw->page_status[pg] != PAGE_DONE)
+			log_info("  page %u: %s", pg, page_state[sw->page_status[pg]]);
+	if (first != UINT32_MAX)
+		log_info("  first missing chunk %u: held by %u connected peer(s)%s%s%s", first, holders,
+		         bit_get(sw->fetching, first) ? ", being fetched" : "",
+		         bit_get(sw->changed, first) ? ", changed by a delta" : "",
+		         bit_get(sw->urgent, first) ? ", faulted on" : "");
+}
+
 static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct swarm *sw = arg;
@@ -2508,6 +2602,11 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
 		swarm_finish(sw, -1);
 		return;
+	}
+	if (now - sw->last_progress_ns > (uint64_t)SWARM_STALL_REPORT_S * 1000000000u &&
+	    sw->stall_reported_ns != sw->last_progress_ns) {
+		sw->stall_reported_ns = sw->last_progress_ns;
+		report_stall(sw);
 	}
 	if (sw->o.give_up_s > 0 &&
 	    now - sw->last_progress_ns > (uint64_t)sw->o.give_up_s * 1000000000u) {
@@ -3080,6 +3179,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	struct timeval tick = {0, 250000};
 
 	sw->o = *o;
+	sw->check = getenv("P2PVBD_CHECK") != NULL;
 	sw->ops.on_ready = on_ready;
 	sw->ops.on_msg = on_msg;
 	sw->ops.on_drain = on_drain;
@@ -3228,11 +3328,17 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 		return;
 	}
 	*total = sw->root.image_size;
-	/* Chunks held at start count before their pages are loaded (present_bytes). */
-	*done = sw->complete
-	            ? sw->root.image_size
-	            : (sw->avail_bytes > sw->store.present_bytes ? sw->avail_bytes
-	                                                         : sw->store.present_bytes);
+	/*
+	 * Chunks held at start count before their pages are loaded (present_bytes);
+	 * once every page was, only what is available counts (the store still
+	 * holds the chunks a delta changed, at their old generation).
+	 */
+	if (sw->complete)
+		*done = sw->root.image_size;
+	else if (sw->pages_seen == sw->root.page_count || sw->avail_bytes > sw->store.present_bytes)
+		*done = sw->avail_bytes;
+	else
+		*done = sw->store.present_bytes;
 	if (*done > *total)
 		*done = *total;
 }
@@ -3458,6 +3564,7 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	}
 	rc = zero ? store_zero_range(&sw->store, off, len, punch)
 	          : store_write_range(&sw->store, off, data, (size_t)len);
+	check_pages(sw, "a write of the VM");
 	/* The write may have settled the last chunk the volume lacked. */
 	if (rc == 0 && settled)
 		swarm_schedule(sw);
@@ -3573,6 +3680,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->page_entries);
 	free(sw->page_status);
 	free(sw->page_left);
+	free(sw->page_seen);
 	free(sw->page_from);
 	free(sw->want);
 	free(sw->avail);

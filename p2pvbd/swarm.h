@@ -35,6 +35,7 @@
 #define SWARM_COMMIT_BYTES (64u * 1024u * 1024u)
 /* How long fetch waits for the source to acknowledge its receipt. */
 #define SWARM_RECEIPT_WAIT_S 10
+#define SWARM_STALL_REPORT_S 10 /* no progress this long: log what the volume waits for */
 
 enum swarm_role { SWARM_SEED, SWARM_FETCH };
 

@@ -311,7 +311,10 @@ class Run:
         self.procs = []
         self.conns = []
         self.dir = tempfile.mkdtemp(prefix="p2pvbd-lm%d." % seed, dir=os.environ.get("TMPDIR"))
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=self.dir)
+        # P2PVBD_CHECK: fetch verifies its page counts after every event and aborts on the
+        # first mismatch, naming the event (a miscount otherwise shows only as a destination
+        # that never completes).
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=self.dir, P2PVBD_CHECK="1")
         self.verbose = args.verbose
         self.t0 = time.monotonic()
 
