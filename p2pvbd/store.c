@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,6 +475,8 @@ static void pending_clear(struct store *s)
 	s->pending_bytes = 0;
 }
 
+static int batch_withdraw(struct store *s, uint32_t chunk);
+
 /* Durably mark chunk MISSING, keeping its generation. */
 static int mark_missing(struct store *s, uint32_t chunk)
 {
@@ -525,7 +528,8 @@ int store_put_begin(struct store *s, uint32_t chunk, uint64_t gen, size_t len)
 		return -1;
 	}
 	/* Its committed mark must not outlive the data it vouches for. */
-	if (store_state_of(s, chunk) != STORE_MISSING && mark_missing(s, chunk) < 0)
+	if ((batch_withdraw(s, chunk) || store_state_of(s, chunk) != STORE_MISSING) &&
+	    mark_missing(s, chunk) < 0)
 		return -1;
 	return 0;
 }
@@ -584,7 +588,8 @@ int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen)
 	 * commit moves it to the new generation; a PRESENT one is about to lose
 	 * its bytes.
 	 */
-	if (store_state_of(s, chunk) == STORE_PRESENT && mark_missing(s, chunk) < 0)
+	if ((batch_withdraw(s, chunk) || store_state_of(s, chunk) == STORE_PRESENT) &&
+	    mark_missing(s, chunk) < 0)
 		return -1;
 	if (may_hold_data && zero_range(s, chunk) < 0)
 		return -1;
@@ -611,7 +616,44 @@ struct store_batch {
 	struct pending_ent *ent; /* sorted by chunk */
 	uint8_t *recs;           /* the records to write, in ent order */
 	int data_durable;        /* the image sync succeeded */
+	pthread_mutex_t lock;    /* guards fate: the worker writes, the loop withdraws */
+	uint8_t *fate;           /* per entry: BATCH_TO_WRITE, BATCH_WRITTEN or BATCH_WITHDRAWN */
 };
+
+enum { BATCH_TO_WRITE, BATCH_WRITTEN, BATCH_WITHDRAWN };
+
+/*
+ * Chunk is about to change (put again, zeroed, made local, forgotten): take
+ * it out of the commit in flight, if it is in it, so that the commit does not
+ * mark it with what it held before. Returns 1 if the worker has written its
+ * record already (the file may say PRESENT or ZERO: the caller must write a
+ * new record, durably, before the bytes change), else 0.
+ */
+static int batch_withdraw(struct store *s, uint32_t chunk)
+{
+	struct store_batch *b = s->inflight;
+	uint32_t lo = 0, hi;
+	int written;
+
+	if (b == NULL)
+		return 0;
+	hi = b->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (b->ent[mid].chunk < chunk)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == b->n || b->ent[lo].chunk != chunk)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	written = b->fate[lo] == BATCH_WRITTEN;
+	b->fate[lo] = BATCH_WITHDRAWN;
+	pthread_mutex_unlock(&b->lock);
+	return written;
+}
 
 struct store_batch *store_commit_begin(struct store *s)
 {
@@ -620,10 +662,14 @@ struct store_batch *store_commit_begin(struct store *s)
 
 	if (n == 0)
 		return NULL;
+	if (s->inflight != NULL)
+		fatal("store: a commit began while another is in flight");
 	b = xcalloc(1, sizeof(*b));
 	b->n = n;
 	b->ent = xmalloc(n * sizeof(*b->ent));
 	b->recs = xmalloc((size_t)n * STORE_REC_LEN);
+	b->fate = xcalloc(n, 1);
+	pthread_mutex_init(&b->lock, NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		b->ent[i].chunk = s->pending[i];
 		b->ent[i].state = s->pending_state[i];
@@ -634,6 +680,7 @@ struct store_batch *store_commit_begin(struct store *s)
 	qsort(b->ent, n, sizeof(*b->ent), pending_ent_cmp);
 	for (uint32_t i = 0; i < n; i++)
 		put_le64(b->recs + (size_t)i * STORE_REC_LEN, b->ent[i].gen << 8 | b->ent[i].state);
+	s->inflight = b;
 	return b;
 }
 
@@ -648,17 +695,29 @@ int store_commit_sync(const struct store *s, struct store_batch *b)
 		return -1;
 	}
 	b->data_durable = 1;
+	/* Under the lock: a chunk is withdrawn either before its record is
+	 * written (and it is not) or after (and the loop writes a new one). */
+	pthread_mutex_lock(&b->lock);
 	for (i = 0; i < b->n; i = j) {
-		for (j = i + 1; j < b->n && b->ent[j].chunk == b->ent[j - 1].chunk + 1; j++)
+		if (b->fate[i] == BATCH_WITHDRAWN) {
+			j = i + 1;
+			continue;
+		}
+		for (j = i + 1; j < b->n && b->ent[j].chunk == b->ent[j - 1].chunk + 1 &&
+		                b->fate[j] != BATCH_WITHDRAWN;
+		     j++)
 			;
 		if (write_at(s->state_fd, b->recs + (size_t)i * STORE_REC_LEN,
 		             (size_t)(j - i) * STORE_REC_LEN,
 		             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * b->ent[i].chunk) < 0) {
+			pthread_mutex_unlock(&b->lock);
 			log_error("store: writing records to %s: %s", s->state_path,
 			          strerror(errno));
 			return -1;
 		}
+		memset(b->fate + i, BATCH_WRITTEN, j - i);
 	}
+	pthread_mutex_unlock(&b->lock);
 	if (fdatasync(s->state_fd) < 0) {
 		log_error("store: syncing %s: %s", s->state_path, strerror(errno));
 		return -1;
@@ -679,16 +738,23 @@ int store_commit_end(struct store *s, struct store_batch *b, int sync_result)
 {
 	int ret = sync_result == 0 ? (int)b->n : -1;
 
-	/* The data is durable: the mirror may say so even if the marks failed. */
+	/* The data is durable: the mirror may say so even if the marks failed
+	 * (not for a chunk that changed meanwhile: it is pending again). */
 	if (b->data_durable) {
 		for (uint32_t i = 0; i < b->n; i++) {
 			uint32_t c = b->ent[i].chunk;
 
+			if (b->fate[i] == BATCH_WITHDRAWN)
+				continue;
 			if (store_state_of(s, c) == STORE_MISSING)
 				s->present_bytes += store_chunk_len(s, c);
 			s->rec[c] = get_le64(b->recs + (size_t)i * STORE_REC_LEN);
 		}
 	}
+	if (s->inflight == b)
+		s->inflight = NULL;
+	pthread_mutex_destroy(&b->lock);
+	free(b->fate);
 	free(b->recs);
 	free(b->ent);
 	free(b);
@@ -709,6 +775,7 @@ int store_mark_local(struct store *s, uint32_t chunk)
 	enum store_state st;
 	uint8_t buf[STORE_REC_LEN];
 	uint64_t rec = STORE_LOCAL;
+	int written;
 
 	if (chunk >= s->chunk_count) {
 		log_error("store: mark_local: chunk %u out of range (%u chunks)", chunk,
@@ -718,7 +785,10 @@ int store_mark_local(struct store *s, uint32_t chunk)
 	st = store_state_of(s, chunk);
 	if (st == STORE_LOCAL)
 		return 0;
-	if (st == STORE_MISSING) {
+	/* In the commit in flight, its record may say PRESENT already: it is
+	 * replaced, as below, before the VM's bytes change the chunk. */
+	written = batch_withdraw(s, chunk);
+	if (st == STORE_MISSING && !written) {
 		/* A crash before the commit only loses an unflushed write. */
 		pending_add(s, chunk, 0, STORE_LOCAL);
 		return 0;
@@ -737,6 +807,8 @@ int store_mark_local(struct store *s, uint32_t chunk)
 		          strerror(errno));
 		return -1;
 	}
+	if (st == STORE_MISSING)
+		s->present_bytes += store_chunk_len(s, chunk);
 	s->rec[chunk] = rec;
 	return 0;
 }
@@ -784,7 +856,7 @@ int store_forget(struct store *s, uint32_t chunk)
 	}
 	/* A pending write of an outdated generation must not be marked later. */
 	pending_remove(s, chunk);
-	if (store_state_of(s, chunk) == STORE_MISSING)
+	if (!batch_withdraw(s, chunk) && store_state_of(s, chunk) == STORE_MISSING)
 		return 0;
 	return mark_missing(s, chunk);
 }

@@ -28,6 +28,8 @@ enum store_state {
 	STORE_LOCAL = 3,   /* written by the local VM: never overwritten, never served */
 };
 
+struct store_batch;
+
 struct store {
 	int img_fd;
 	int state_fd;
@@ -44,6 +46,7 @@ struct store {
 	uint32_t npending, pending_cap;
 	uint64_t pending_bytes; /* data bytes in pending chunks */
 	uint64_t present_bytes; /* bytes of chunks PRESENT, ZERO or LOCAL */
+	struct store_batch *inflight; /* the commit between begin and end, or NULL */
 };
 
 #define STORE_F_CREATE 0x1 /* create the image if it does not exist */
@@ -91,10 +94,12 @@ int store_commit(struct store *s);
  * begin (loop thread) takes the pending chunks (NULL if none); sync (any
  * thread; touches only the files and b) makes the data durable and then
  * writes and syncs the records; end (loop thread) updates the in-memory
- * state, frees b and returns the number marked or -1. Chunks put while a
- * batch is syncing belong to the next batch.
+ * state, frees b and returns the number marked or -1. One batch at a time.
+ * Chunks put while a batch is syncing belong to the next batch; a chunk of
+ * the batch that is put again, zeroed, made local or forgotten meanwhile is
+ * withdrawn from it: its record is not written, or, if the worker wrote it
+ * already, is overwritten durably before the chunk's bytes change.
  */
-struct store_batch;
 struct store_batch *store_commit_begin(struct store *s);
 int store_commit_sync(const struct store *s, struct store_batch *b);
 int store_commit_end(struct store *s, struct store_batch *b, int sync_result);

@@ -565,6 +565,116 @@ Test(store, counts_and_forget)
 	store_close(&s);
 }
 
+/* The record of chunk as it is in the state file now (not as the store holds it in memory). */
+static uint64_t file_record(const struct store *s, uint32_t chunk)
+{
+	uint8_t b[8];
+	uint64_t rec = 0;
+
+	cr_assert_eq(pread(s->state_fd, b, 8, STORE_HDR_LEN + 8 * (off_t)chunk), 8);
+	for (int i = 0; i < 8; i++)
+		rec |= (uint64_t)b[i] << (8 * i);
+	return rec;
+}
+
+/*
+ * A chunk of a commit in flight (between begin and end, its syncs on a
+ * worker) changes before the commit ends: put again at a newer generation,
+ * made local, zeroed or forgotten. The commit must not mark it with what it
+ * held before, neither in memory (a peer would be told it holds the old
+ * generation) nor in the file (a crash would leave a record vouching for
+ * bytes that are no longer there).
+ */
+Test(store, change_during_commit_before_records)
+{
+	static uint8_t a[CS], b[CS];
+	struct store s;
+	struct store_batch *batch;
+
+	fill_random(a, CS, 71);
+	fill_random(b, CS, 72);
+	cr_assert_eq(store_open(&s, st_img, vol_a, 6 * (uint64_t)CS, CS, STORE_F_CREATE), 0);
+	cr_assert_eq(store_put(&s, 0, 1, a, CS), 0);
+	cr_assert_eq(store_put(&s, 1, 1, a, CS), 0);
+	cr_assert_eq(store_put(&s, 2, 1, a, CS), 0);
+	cr_assert_eq(store_put(&s, 3, 1, a, CS), 0);
+	cr_assert_eq(store_put(&s, 4, 1, a, CS), 0);
+	batch = store_commit_begin(&s);
+	cr_assert_not_null(batch);
+	/* Before the worker wrote any record: each change withdraws its chunk. */
+	cr_assert_eq(store_put(&s, 1, 2, b, CS), 0);
+	cr_assert_eq(store_mark_local(&s, 2), 0);
+	cr_assert_eq(store_put_zero(&s, 3, 2), 0);
+	cr_assert_eq(store_forget(&s, 4), 0);
+	cr_assert_eq(store_commit_sync(&s, batch), 0);
+	cr_assert_eq(store_commit_end(&s, batch, 0), 5);
+	cr_assert_null(s.inflight);
+	/* Only chunk 0 was marked; the others wait for the next commit (4: forgotten). */
+	cr_assert_eq(store_state_of(&s, 0), STORE_PRESENT);
+	cr_assert_eq(file_record(&s, 0), (1ull << 8) | STORE_PRESENT);
+	for (uint32_t c = 1; c <= 4; c++) {
+		cr_assert_eq(store_state_of(&s, c), STORE_MISSING, "chunk %u", c);
+		cr_assert_eq(file_record(&s, c) & 0xff, STORE_MISSING, "chunk %u", c);
+	}
+	cr_assert_eq(store_gen_of(&s, 1), 2); /* the data in the image: served as generation 2 */
+	cr_assert_eq(s.present_bytes, CS);
+	cr_assert_eq(store_commit(&s), 3);
+	cr_assert_eq(store_state_of(&s, 1), STORE_PRESENT);
+	cr_assert_eq(store_gen_of(&s, 1), 2);
+	cr_assert_eq(store_state_of(&s, 2), STORE_LOCAL);
+	cr_assert_eq(store_state_of(&s, 3), STORE_ZERO);
+	cr_assert_eq(store_gen_of(&s, 3), 2);
+	cr_assert_eq(store_state_of(&s, 4), STORE_MISSING);
+	cr_assert_eq(s.present_bytes, 4 * (uint64_t)CS);
+	store_close(&s);
+	cr_assert_eq(store_open(&s, st_img, vol_a, 6 * (uint64_t)CS, CS, 0), 0);
+	cr_assert_eq(store_state_of(&s, 1), STORE_PRESENT);
+	cr_assert_eq(store_gen_of(&s, 1), 2);
+	cr_assert_eq(store_state_of(&s, 2), STORE_LOCAL);
+	cr_assert_eq(store_state_of(&s, 4), STORE_MISSING);
+	store_close(&s);
+}
+
+Test(store, change_during_commit_after_records)
+{
+	static uint8_t a[CS], b[CS];
+	struct store s;
+	struct store_batch *batch;
+
+	fill_random(a, CS, 73);
+	fill_random(b, CS, 74);
+	cr_assert_eq(store_open(&s, st_img, vol_a, 4 * (uint64_t)CS, CS, STORE_F_CREATE), 0);
+	for (uint32_t c = 0; c < 4; c++)
+		cr_assert_eq(store_put(&s, c, 1, a, CS), 0);
+	batch = store_commit_begin(&s);
+	cr_assert_not_null(batch);
+	/* The worker wrote the records (PRESENT at generation 1) but the commit has not ended. */
+	cr_assert_eq(store_commit_sync(&s, batch), 0);
+	cr_assert_eq(file_record(&s, 1), (1ull << 8) | STORE_PRESENT);
+	/* A change now must replace the record, durably, before it returns. */
+	cr_assert_eq(store_put_begin(&s, 1, 2, CS), 0);
+	cr_assert_eq(file_record(&s, 1) & 0xff, STORE_MISSING);
+	cr_assert_eq(store_write(&s, 1, b, CS), 0);
+	store_put_end(&s, 1, 2);
+	cr_assert_eq(store_mark_local(&s, 2), 0);
+	cr_assert_eq(file_record(&s, 2) & 0xff, STORE_LOCAL);
+	cr_assert_eq(store_put_zero(&s, 3, 2), 0);
+	cr_assert_eq(file_record(&s, 3) & 0xff, STORE_MISSING);
+	cr_assert_eq(store_commit_end(&s, batch, 0), 4);
+	cr_assert_eq(store_state_of(&s, 0), STORE_PRESENT);
+	cr_assert_eq(store_state_of(&s, 1), STORE_MISSING);
+	cr_assert_eq(store_gen_of(&s, 1), 2);
+	cr_assert_eq(store_state_of(&s, 2), STORE_LOCAL);
+	cr_assert_eq(store_state_of(&s, 3), STORE_MISSING);
+	cr_assert_eq(s.present_bytes, 2 * (uint64_t)CS);
+	cr_assert_eq(store_commit(&s), 2);
+	cr_assert_eq(store_state_of(&s, 1), STORE_PRESENT);
+	cr_assert_eq(file_record(&s, 1), (2ull << 8) | STORE_PRESENT);
+	cr_assert_eq(store_state_of(&s, 3), STORE_ZERO);
+	cr_assert_eq(s.present_bytes, 4 * (uint64_t)CS);
+	store_close(&s);
+}
+
 Test(store, local_chunks_are_kept)
 {
 	static uint8_t a[CS];
