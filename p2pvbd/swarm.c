@@ -1267,7 +1267,8 @@ static void verify_done(void *arg)
 				sw->st.bytes_from_peers += j->len;
 		}
 		sw->last_progress_ns = now_ns();
-		if (--sw->page_left[page] == 0)
+		/* (A page fetched again counts its chunks anew when it is back.) */
+		if (sw->page_status[page] == PAGE_LOADED && --sw->page_left[page] == 0)
 			page_done(sw, page);
 		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
 			swarm_commit(sw);
@@ -2595,6 +2596,9 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
+	/* --lazy fetches only what the VM reads: while it asks for nothing, nothing is late. */
+	if (sw->o.lazy && sw->have_root && sw->nurgent == 0)
+		sw->last_progress_ns = now;
 	if (alive == 0 && sw->ntrackers == 0) {
 		log_error("no usable peer left; last errors:");
 		for (int i = 0; i < sw->naddrs; i++)
