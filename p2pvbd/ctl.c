@@ -24,10 +24,16 @@ struct ctl {
 	void *arg;
 };
 
-/* A client being answered; r->later: the handler answers after it returned. */
+/*
+ * A client being answered. later: the handler answers after it returned.
+ * in_handler, ended: ctl_reply_end was called from inside the handler (an
+ * answer that turned out to be ready at once); on_client_read finishes it.
+ */
 struct ctl_reply {
 	struct bufferevent *bev;
 	int later;
+	int in_handler;
+	int ended;
 };
 
 struct evbuffer *ctl_reply_out(struct ctl_reply *r)
@@ -66,6 +72,10 @@ void ctl_reply_end(struct ctl_reply *r)
 {
 	struct timeval tv = {CTL_TIMEOUT_S, 0};
 
+	if (r->in_handler) {
+		r->ended = 1; /* on_client_read still uses r: it sends and frees */
+		return;
+	}
 	bufferevent_set_timeouts(r->bev, NULL, &tv);
 	bufferevent_enable(r->bev, EV_WRITE);
 	reply_finish(r->bev);
@@ -91,8 +101,10 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 		struct ctl_reply *r = xcalloc(1, sizeof(*r));
 
 		r->bev = bev;
+		r->in_handler = 1;
 		c->fn(c->arg, line, r);
-		if (r->later) {
+		r->in_handler = 0;
+		if (r->later && !r->ended) {
 			/* No timeout while the answer is being worked out; a client that
 			 * leaves meanwhile is noticed when the answer is written. */
 			free(line);

@@ -28,7 +28,8 @@ struct ctl_reply;
  * Answer cmd (NUL-terminated, without the newline) into ctl_reply_out(r).
  * The reply ends when the handler returns, unless it called
  * ctl_reply_later(r): then it ends at ctl_reply_end(r), which the handler's
- * owner must call once (the connection stays open until then).
+ * owner must call once (the connection stays open until then). That call may
+ * come from inside the handler itself (the answer was ready at once).
  */
 typedef void (*ctl_handler)(void *arg, const char *cmd, struct ctl_reply *r);
 struct evbuffer *ctl_reply_out(struct ctl_reply *r);
