@@ -15,11 +15,12 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "sockpath.h"
 #include "util.h"
 
 struct ctl {
 	struct evconnlistener *listener;
-	char *path;
+	struct sockpath sock;
 	ctl_handler fn;
 	void *arg;
 };
@@ -150,7 +151,8 @@ struct ctl *ctl_new(struct event_base *base, const char *path, ctl_handler fn, v
 	}
 	su.sun_family = AF_UNIX;
 	memcpy(su.sun_path, path, strlen(path));
-	unlink(path); /* a socket left by an earlier run */
+	if (sockpath_claim(path, "control socket") != 0)
+		return NULL;
 	c = xcalloc(1, sizeof(*c));
 	c->fn = fn;
 	c->arg = arg;
@@ -165,7 +167,11 @@ struct ctl *ctl_new(struct event_base *base, const char *path, ctl_handler fn, v
 		free(c);
 		return NULL;
 	}
-	c->path = xstrdup(path);
+	if (sockpath_made(&c->sock, path) != 0) {
+		evconnlistener_free(c->listener);
+		free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -174,8 +180,7 @@ void ctl_free(struct ctl *c)
 	if (c == NULL)
 		return;
 	evconnlistener_free(c->listener);
-	unlink(c->path);
-	free(c->path);
+	sockpath_release(&c->sock);
 	free(c);
 }
 

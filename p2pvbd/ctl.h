@@ -38,9 +38,12 @@ void ctl_reply_end(struct ctl_reply *r);
 
 struct ctl;
 
-/* Listen on path (an old socket there is replaced). NULL (logged) on failure. */
+/*
+ * Listen on path. A stale socket there is replaced; anything else there (a
+ * file, a socket in use) is refused: NULL (logged).
+ */
 struct ctl *ctl_new(struct event_base *base, const char *path, ctl_handler fn, void *arg);
-/* Stop listening and remove the socket. */
+/* Stop listening and remove the socket (if it is still ours). */
 void ctl_free(struct ctl *c);
 
 /*

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +20,16 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/http.h>
 #include <linux/fs.h>
 
 #include "manifest.h"
 #include "ctl.h"
 #include "nbd.h"
+#include "parse.h"
 #include "peer.h"
 #include "scan.h"
+#include "sockpath.h"
 #include "store.h"
 #include "swarm.h"
 #include "uri.h"
@@ -39,6 +43,10 @@
 /* Seconds a fetch waits without any progress before it gives up. */
 #define FETCH_GIVE_UP_DEFAULT 300
 #define KEY_SUFFIX            ".p2pvbd-key"
+/* Sidecar files of a block-device OUT, unless --state-dir says otherwise (never /dev). */
+#define FETCH_BLOCKDEV_STATE_DIR "/var/lib/p2pvbd"
+/* Signals that shut down cleanly: SIGINT, SIGTERM, SIGHUP. */
+#define NSIGNALS 3
 
 static const char usage_main[] =
     "usage: p2pvbd COMMAND [OPTIONS] ...\n"
@@ -90,7 +98,7 @@ static const char usage_seed[] =
     "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
     "      --freeze-on-disconnect   with -e: freeze when the last NBD client leaves (the\n"
     "                               hypervisor finished migrating the VM)\n"
-    "      --max-dirty-rate BYTES/S with -e: cap the VM's write rate (e.g. 20M), so that\n"
+    "      --max-dirty-rate RATE    with -e: cap the VM's write rate (e.g. 20M), so that\n"
     "                               the migration converges when it writes faster than\n"
     "                               the swarm carries\n"
     "      --write-through          with -e: acknowledge each VM write only once a\n"
@@ -99,7 +107,7 @@ static const char usage_seed[] =
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI)\n"
-    "      --rate-limit BYTES/S     cap the upload rate (e.g. 100M); default unlimited\n"
+    "      --rate-limit RATE        cap the upload rate; default unlimited\n"
     "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
     "      --secret HEX             reuse a join secret (64 hex digits)\n"
     "      --threads N              hashing threads (default: one per core)\n"
@@ -107,7 +115,11 @@ static const char usage_seed[] =
     "      --hash-only              hash the image, print timing as JSON, exit\n"
     "  -q, --quiet                  only errors on stderr\n"
     "  -v, --verbose                debug log\n"
-    "  -h, --help                   this text\n";
+    "  -h, --help                   this text\n"
+    "\n"
+    "Sizes: bytes with an optional K, M, G or T (1024-based; 4M = 4MiB). Rates: a\n"
+    "size per second (100M = 100 MiB/s) or bits, decimal: 100Mbit, 1Gbit. Durations:\n"
+    "seconds, or 30s, 5m, 2h. SIGINT, SIGTERM and SIGHUP stop it cleanly.\n";
 
 static const char usage_fetch[] =
     "usage: p2pvbd fetch [OPTIONS] URI OUT\n"
@@ -115,7 +127,8 @@ static const char usage_fetch[] =
     "Join the volume named by URI, fetch and verify every chunk into OUT (sparse:\n"
     "zero chunks stay holes), and exit 0 once OUT is complete and verified and the\n"
     "completion receipt was sent to the source. Progress is kept in OUT.p2pvbd-state:\n"
-    "run the same command again after an interruption to resume.\n"
+    "run the same command again after an interruption to resume. URI may be @FILE:\n"
+    "the URI is read from the first line of FILE (keeps the secret out of ps).\n"
     "\n"
     "With -e, OUT is also exported over NBD while it arrives: a VM can run on it at\n"
     "once; the chunks it reads are fetched before anything else. fetch then keeps\n"
@@ -134,66 +147,178 @@ static const char usage_fetch[] =
     "                       postcopy; the image completes only if all is read)\n"
     "  -k, --key PATH       identity that signs the receipt (default: OUT.p2pvbd-key,\n"
     "                       made on first use)\n"
+    "      --state-dir DIR  keep the sidecar files (OUT.p2pvbd-state, -key, -pages)\n"
+    "                       in DIR, named after OUT's file name; default: beside OUT,\n"
+    "                       or " FETCH_BLOCKDEV_STATE_DIR " for a block device\n"
     "      --stats PATH     write counters as JSON to PATH at exit\n"
     "      --ctl PATH       control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
     "                       p2pvbd-fetch-PID.ctl; logged at start): p2pvbd status\n"
     "      --progress-log PATH  append \"UNIX-TIME BYTES-DONE BYTES-TOTAL\" lines to PATH\n"
     "                       every 0.2 s (for plots)\n"
-    "      --timeout SECS   drop a peer silent this long (default 30)\n"
+    "      --timeout SECS   drop a peer silent this long (default 30; also 30s, 2m)\n"
     "      --give-up SECS   fail after this long without progress (default 300)\n"
     "      --force          overwrite an existing OUT that has no state file\n"
     "      --no-progress    no progress display\n"
     "  -q, --quiet          only errors on stderr, no progress\n"
     "  -v, --verbose        debug log\n"
-    "  -h, --help           this text\n";
+    "  -h, --help           this text\n"
+    "\n"
+    "SIGINT, SIGTERM and SIGHUP stop it cleanly (flushed; run again to resume).\n";
 
-static int usage_error(const char *usage, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *usage, const char *fmt, ...)
+/*
+ * A usage error: one line saying what is wrong, one pointing at the help
+ * (the whole help text would bury the message). cmd is NULL for p2pvbd itself.
+ */
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "p2pvbd: ");
+	fprintf(stderr, "p2pvbd%s%s: ", cmd ? " " : "", cmd ? cmd : "");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n\n%s", usage);
+	fprintf(stderr, "\nsee 'p2pvbd %s%s--help'\n", cmd ? cmd : "", cmd ? " " : "");
 	return EXIT_USAGE;
-}
-
-static int parse_uint(const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
 }
 
 /* "HOST:PORT" or "[V6]:PORT" to listen on; unlike a URI peer, port 0 is allowed. */
 static int parse_listen(const char *spec, struct uri_peer *p)
 {
-	const char *colon = strrchr(spec, ':');
-	size_t hlen;
-	long port;
+	return parse_hostport(spec, 1, p->host, sizeof(p->host), &p->port);
+}
 
-	if (colon == NULL || parse_uint(colon + 1, 0, 65535, &port) != 0)
+/* What getopt refused (its own message is off: opterr = 0), for usage_error. */
+static const char *bad_option(char **argv)
+{
+	static char msg[160];
+
+	if (optopt != 0 && optind > 0 && argv[optind - 1][0] == '-' && argv[optind - 1][1] != '-')
+		snprintf(msg, sizeof(msg), "option -%c is unknown or needs a value", optopt);
+	else
+		snprintf(msg, sizeof(msg), "option %.100s is unknown or needs a value",
+		         argv[optind - 1]);
+	return msg;
+}
+
+/* ---- checks before work ----------------------------------------------- */
+
+/*
+ * Everything cheap is checked before an image is hashed or a peer dialled,
+ * so that a mistake costs a second, not the minutes of a hash: addresses
+ * that cannot be bound, names that do not resolve, outputs and files that
+ * cannot be written. Each logs the reason and returns -1.
+ */
+
+/* host:port can be bound now (the listener itself comes after hashing or joining). */
+static int check_bind(const char *host, uint16_t port, const char *what)
+{
+	struct addrinfo hints, *ai = NULL;
+	char service[8];
+	int fd = -1, rc, one = 1;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(service, sizeof(service), "%u", port);
+	rc = getaddrinfo(host, service, &hints, &ai);
+	if (rc != 0) {
+		log_error("%s %s:%u: %s", what, host, port,
+		          rc == EAI_NONAME ? "the host must be a numeric address"
+		                           : gai_strerror(rc));
 		return -1;
-	hlen = (size_t)(colon - spec);
-	if (hlen >= 2 && spec[0] == '[' && spec[hlen - 1] == ']') {
-		spec++;
-		hlen -= 2;
 	}
-	if (hlen == 0 || hlen >= sizeof(p->host))
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = fd < 0 ? -1 : bind(fd, ai->ai_addr, ai->ai_addrlen);
+	if (rc != 0)
+		log_error("%s %s:%u: cannot listen there: %s", what, host, port, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(ai);
+	return rc == 0 ? 0 : -1;
+}
+
+/* -e ADDR: a Unix socket path we may take, or a TCP address we can bind. */
+static int check_export(const char *spec)
+{
+	char host[256];
+	uint16_t port;
+
+	if (strncmp(spec, "unix:", 5) == 0)
+		return spec[5] == '\0' ? -1 : sockpath_claim(spec + 5, "export");
+	if (parse_hostport(spec, 1, host, sizeof(host), &port) != 0) {
+		log_error("export %s: expected unix:PATH or HOST:PORT", spec);
 		return -1;
-	memcpy(p->host, spec, hlen);
-	p->host[hlen] = '\0';
-	p->port = (uint16_t)port;
+	}
+	return check_bind(host, port, "export");
+}
+
+/* host resolves (what names it in the message). */
+static int check_resolves(const char *host, const char *what)
+{
+	struct addrinfo hints, *ai = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, NULL, &hints, &ai);
+	if (rc != 0) {
+		log_error("%s: cannot resolve %s: %s", what, host,
+		          rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
+	}
+	freeaddrinfo(ai);
 	return 0;
+}
+
+/* A tracker URL: http://HOST[:PORT]/PATH whose host resolves. */
+static int check_tracker(const char *url)
+{
+	struct evhttp_uri *u = evhttp_uri_parse(url);
+	const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
+	const char *host = u ? evhttp_uri_get_host(u) : NULL;
+	int rc = -1;
+
+	if (scheme == NULL || strcmp(scheme, "http") != 0 || host == NULL || host[0] == '\0')
+		log_error("tracker %s: expected http://HOST[:PORT]/announce", url);
+	else
+		rc = check_resolves(host, url);
+	if (u != NULL)
+		evhttp_uri_free(u);
+	return rc;
+}
+
+/* A file we will write later (--stats, --progress-log, --uri-file): not a directory, writable. */
+static int check_writable(const char *path, const char *what)
+{
+	struct stat st;
+	char *copy;
+	int rc = 0;
+
+	if (stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			log_error("%s %s: is a directory", what, path);
+			return -1;
+		}
+		if (access(path, W_OK) != 0) {
+			log_error("%s %s: %s", what, path, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (errno != ENOENT) {
+		log_error("%s %s: %s", what, path, strerror(errno));
+		return -1;
+	}
+	copy = xstrdup(path);
+	if (access(dirname(copy), W_OK) != 0) {
+		log_error("%s %s: cannot create it in %s: %s", what, path, copy, strerror(errno));
+		rc = -1;
+	}
+	free(copy);
+	return rc;
 }
 
 /* ---- keygen ----------------------------------------------------------- */
@@ -218,11 +343,11 @@ static int cmd_keygen(int argc, char **argv)
 			fputs(usage_keygen, stdout);
 			return 0;
 		default:
-			return usage_error(usage_keygen, "bad option");
+			return usage_error("keygen", "%s", bad_option(argv));
 		}
 	}
 	if (out == NULL || optind != argc)
-		return usage_error(usage_keygen, "keygen needs -o PATH and nothing else");
+		return usage_error("keygen", "keygen needs -o PATH and nothing else");
 	vcrypto_identity_generate(&id);
 	rc = vcrypto_identity_save(&id, out);
 	if (rc == 0) {
@@ -497,11 +622,11 @@ static int cmd_status(int argc, char **argv)
 			fputs(usage_status, stdout);
 			return 0;
 		} else {
-			return usage_error(usage_status, "bad option");
+			return usage_error("status", "%s", bad_option(argv));
 		}
 	}
 	if (optind + 1 != argc)
-		return usage_error(usage_status, "status needs the control socket's path");
+		return usage_error("status", "status needs the control socket's path");
 	log_init("p2pvbd status", LOG_INFO);
 	return ctl_request(argv[optind], json ? "status json" : "status", CTL_TIMEOUT_S) == 0 ? 0
 	                                                                                      : 1;
@@ -531,27 +656,27 @@ static int cmd_ctl(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	long timeout_s = 60;
+	uint64_t timeout_s = 60;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (parse_uint(optarg, 1, 86400, &timeout_s) != 0)
-				return usage_error(usage_ctl, "bad --timeout %s", optarg);
+			if (parse_duration(optarg, 1, 86400, &timeout_s) != 0)
+				return usage_error("ctl", "bad --timeout %s", optarg);
 			break;
 		case 'h':
 			fputs(usage_ctl, stdout);
 			return 0;
 		default:
-			return usage_error(usage_ctl, "bad option");
+			return usage_error("ctl", "%s", bad_option(argv));
 		}
 	}
 	if (optind + 2 != argc)
-		return usage_error(usage_ctl, "ctl needs the control socket and one command");
+		return usage_error("ctl", "ctl needs the control socket and one command");
 	if (strcmp(argv[optind + 1], "freeze") != 0 && strcmp(argv[optind + 1], "thaw") != 0 &&
 	    strcmp(argv[optind + 1], "status") != 0)
-		return usage_error(usage_ctl, "unknown command '%s' (freeze, thaw, status)",
+		return usage_error("ctl", "unknown command '%s' (freeze, thaw, status)",
 		                   argv[optind + 1]);
 	log_init("p2pvbd ctl", LOG_INFO);
 	return ctl_request(argv[optind], argv[optind + 1], (int)timeout_s) == 0 ? 0 : 1;
@@ -566,12 +691,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	swarm_shutdown(arg);
 }
 
-static void add_signals(struct event_base *base, struct swarm *sw, struct event *ev[2])
+/*
+ * SIGINT, SIGTERM and SIGHUP (the terminal went away) all shut down cleanly:
+ * peers told, the store committed, sockets removed.
+ */
+static void add_signals(struct event_base *base, struct swarm *sw, struct event *ev[NSIGNALS])
 {
-	ev[0] = evsignal_new(base, SIGINT, on_signal, sw);
-	ev[1] = evsignal_new(base, SIGTERM, on_signal, sw);
-	event_add(ev[0], NULL);
-	event_add(ev[1], NULL);
+	static const int sigs[NSIGNALS] = {SIGINT, SIGTERM, SIGHUP};
+
+	for (int i = 0; i < NSIGNALS; i++) {
+		ev[i] = evsignal_new(base, sigs[i], on_signal, sw);
+		event_add(ev[i], NULL);
+	}
 }
 
 /* ---- seed ------------------------------------------------------------- */
@@ -702,7 +833,7 @@ static int cmd_seed(int argc, char **argv)
 	const char *key_path = NULL, *listen_spec = "0.0.0.0:7001", *uri_file = NULL;
 	struct uri_peer listen_at, advertise[URI_MAX_PEERS];
 	int nadvertise = 0, hash_only = 0, loglvl = LOG_INFO, rc = 1, fd = -1, c;
-	long receipts = 0, threads = 0, timeout_s = PEER_TIMEOUT_DEFAULT;
+	uint64_t receipts = 0, threads = 0, timeout_s = PEER_TIMEOUT_DEFAULT;
 	uint64_t chunk_size = MANIFEST_CHUNK_DEFAULT, rate = 0, image_size, max_dirty = 0;
 	int freeze_on_disc = 0, write_through = 0;
 	uint8_t volume_id[MANIFEST_ID_LEN], secret[32];
@@ -712,7 +843,7 @@ static int cmd_seed(int argc, char **argv)
 	struct manifest_entry *entries = NULL;
 	struct event_base *base = NULL;
 	struct swarm *sw = NULL;
-	struct event *sigs[2] = {NULL, NULL};
+	struct event *sigs[NSIGNALS] = {NULL};
 	struct uri u;
 	char uri_text[URI_MAX_LEN];
 	uint16_t port;
@@ -740,26 +871,24 @@ static int cmd_seed(int argc, char **argv)
 			write_through = 1;
 			break;
 		case O_MAX_DIRTY:
-			if (parse_size(optarg, &max_dirty) != 0 || max_dirty == 0)
-				return usage_error(usage_seed, "bad --max-dirty-rate %s", optarg);
+			if (parse_rate(optarg, &max_dirty) != 0)
+				return usage_error("seed", "bad --max-dirty-rate %s", optarg);
 			break;
 		case 'l':
 			listen_spec = optarg;
 			break;
 		case 't':
 			if (ntrackers == URI_MAX_PEERS)
-				return usage_error(usage_seed, "at most %d trackers",
-				                   URI_MAX_PEERS);
+				return usage_error("seed", "at most %d trackers", URI_MAX_PEERS);
 			if (strncmp(optarg, "http://", 7) != 0 || strlen(optarg) >= 512)
-				return usage_error(usage_seed,
-				                   "bad --tracker %s (http://HOST:PORT/announce)",
-				                   optarg);
+				return usage_error(
+				    "seed", "bad --tracker %s (http://HOST:PORT/announce)", optarg);
 			trackers[ntrackers++] = optarg;
 			break;
 		case O_ADVERTISE:
 			if (nadvertise == URI_MAX_PEERS ||
 			    uri_parse_hostport(optarg, strlen(optarg), &advertise[nadvertise]) != 0)
-				return usage_error(usage_seed, "bad --advertise %s", optarg);
+				return usage_error("seed", "bad --advertise %s", optarg);
 			nadvertise++;
 			break;
 		case O_URI_FILE:
@@ -768,37 +897,36 @@ static int cmd_seed(int argc, char **argv)
 		case O_CHUNK:
 			if (parse_size(optarg, &chunk_size) != 0 || chunk_size > UINT32_MAX ||
 			    !manifest_chunk_size_valid((uint32_t)chunk_size))
-				return usage_error(usage_seed,
+				return usage_error("seed",
 				                   "--chunk-size must be a power of two from 64K "
 				                   "to 4M, not %s",
 				                   optarg);
 			break;
 		case O_RECEIPTS:
 			if (parse_uint(optarg, 1, 1000000, &receipts) != 0)
-				return usage_error(usage_seed, "bad --exit-after-receipts %s",
-				                   optarg);
+				return usage_error("seed", "bad --exit-after-receipts %s", optarg);
 			break;
 		case O_RATE:
-			if (parse_size(optarg, &rate) != 0 || rate == 0)
-				return usage_error(usage_seed, "bad --rate-limit %s", optarg);
+			if (parse_rate(optarg, &rate) != 0)
+				return usage_error("seed", "bad --rate-limit %s", optarg);
 			break;
 		case O_VOLID:
 			if (hex_decode(optarg, strlen(optarg), volume_id, sizeof(volume_id)) != 0)
-				return usage_error(usage_seed, "--volume-id needs 32 hex digits");
+				return usage_error("seed", "--volume-id needs 32 hex digits");
 			have_volid = 1;
 			break;
 		case O_SECRET:
 			if (hex_decode(optarg, strlen(optarg), secret, sizeof(secret)) != 0)
-				return usage_error(usage_seed, "--secret needs 64 hex digits");
+				return usage_error("seed", "--secret needs 64 hex digits");
 			have_secret = 1;
 			break;
 		case O_THREADS:
 			if (parse_uint(optarg, 1, 64, &threads) != 0)
-				return usage_error(usage_seed, "bad --threads %s", optarg);
+				return usage_error("seed", "bad --threads %s", optarg);
 			break;
 		case O_TIMEOUT:
-			if (parse_uint(optarg, 1, 3600, &timeout_s) != 0)
-				return usage_error(usage_seed, "bad --timeout %s", optarg);
+			if (parse_duration(optarg, 1, 3600, &timeout_s) != 0)
+				return usage_error("seed", "bad --timeout %s", optarg);
 			break;
 		case O_HASH_ONLY:
 			hash_only = 1;
@@ -813,24 +941,35 @@ static int cmd_seed(int argc, char **argv)
 			fputs(usage_seed, stdout);
 			return 0;
 		default:
-			return usage_error(usage_seed, "bad option");
+			return usage_error("seed", "%s", bad_option(argv));
 		}
 	}
 	if (optind + 1 != argc)
-		return usage_error(usage_seed, "seed needs exactly one IMAGE");
+		return usage_error("seed", "seed needs exactly one IMAGE");
 	image = argv[optind];
 	if (key_path == NULL)
-		return usage_error(usage_seed, "seed needs -k KEY (make one with p2pvbd keygen)");
+		return usage_error("seed", "seed needs -k KEY (make one with p2pvbd keygen)");
 	if ((freeze_on_disc || max_dirty || write_through) && export_spec == NULL)
-		return usage_error(usage_seed, "--freeze-on-disconnect, --max-dirty-rate and "
-		                               "--write-through need -e (a VM)");
+		return usage_error("seed", "--freeze-on-disconnect, --max-dirty-rate and "
+		                           "--write-through need -e (a VM)");
 	if (parse_listen(listen_spec, &listen_at) != 0)
-		return usage_error(usage_seed, "bad --listen %s (HOST:PORT, numeric host)",
+		return usage_error("seed", "bad --listen %s (HOST:PORT, numeric host)",
 		                   listen_spec);
 	log_init("p2pvbd seed", loglvl);
 
 	if (vcrypto_identity_load(key_path, &id) != 0)
 		goto out;
+	/* Checks before the hash, which may take minutes. */
+	if (!hash_only) {
+		if (check_bind(listen_at.host, listen_at.port, "--listen") != 0 ||
+		    (export_spec != NULL && check_export(export_spec) != 0) ||
+		    (ctl_path != NULL && sockpath_claim(ctl_path, "control socket") != 0) ||
+		    (uri_file != NULL && check_writable(uri_file, "--uri-file") != 0))
+			goto out;
+		for (int i = 0; i < ntrackers; i++)
+			if (check_tracker(trackers[i]) != 0)
+				goto out;
+	}
 	fd = open(image, (export_spec ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (fd < 0) {
 		log_error("cannot open %s: %s", image, strerror(errno));
@@ -968,7 +1107,7 @@ static int cmd_seed(int argc, char **argv)
 	}
 	rc = swarm_result(sw) == 0 ? 0 : 1;
 out:
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NSIGNALS; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
 	nbd_server_free(srv);
@@ -1010,25 +1149,174 @@ static void export_start(void *arg)
 	log_info("NBD export on %s", nbd_server_address(ex->srv));
 }
 
-/* The fetch identity: -k KEY, or one kept beside the output (made once). */
-static int fetch_identity(const char *key_path, const char *out, struct vcrypto_identity *id)
+/*
+ * The fetch identity: -k KEY, or one kept with the sidecar files (made once;
+ * *made says this run made it, so that a failed start can take it back).
+ */
+static int fetch_identity(const char *key_path, const char *sidecar, struct vcrypto_identity *id,
+                          int *made)
 {
 	char *path;
 	int rc;
 
+	*made = 0;
 	if (key_path != NULL)
 		return vcrypto_identity_load(key_path, id);
-	path = xasprintf("%s%s", out, KEY_SUFFIX);
+	path = xasprintf("%s%s", sidecar, KEY_SUFFIX);
 	if (access(path, F_OK) == 0) {
 		rc = vcrypto_identity_load(path, id);
 	} else {
 		vcrypto_identity_generate(id);
 		rc = vcrypto_identity_save(id, path);
-		if (rc == 0)
+		if (rc == 0) {
+			*made = 1;
 			log_info("made identity %s for receipts", path);
+		}
 	}
 	free(path);
 	return rc;
+}
+
+/* A fetch that failed before it stored anything leaves no files: the key it made goes. */
+static void fetch_forget_identity(const char *sidecar)
+{
+	char *state = xasprintf("%s%s", sidecar, STORE_STATE_SUFFIX);
+	char *key = xasprintf("%s%s", sidecar, KEY_SUFFIX);
+	char *pub = xasprintf("%s%s.pub", sidecar, KEY_SUFFIX);
+
+	if (access(state, F_OK) != 0) {
+		unlink(key);
+		unlink(pub);
+	}
+	free(state);
+	free(key);
+	free(pub);
+}
+
+/*
+ * Where OUT's sidecar files (state, key, pages) go, as a path prefix: OUT
+ * itself, or DIR/basename(OUT) with --state-dir DIR. A block device's never
+ * go beside it in /dev: FETCH_BLOCKDEV_STATE_DIR unless --state-dir says
+ * otherwise. The directory is made (0700) if missing. NULL (logged) if it
+ * cannot be. Caller frees.
+ */
+static char *fetch_sidecar(const char *out, const char *state_dir)
+{
+	struct stat st;
+	char *copy, *r;
+	const char *dir = state_dir;
+
+	if (dir == NULL && stat(out, &st) == 0 && S_ISBLK(st.st_mode))
+		dir = FETCH_BLOCKDEV_STATE_DIR;
+	if (dir == NULL)
+		return xstrdup(out);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		log_error("state directory %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
+		log_error("state directory %s: not a writable directory", dir);
+		return NULL;
+	}
+	copy = xstrdup(out);
+	r = xasprintf("%s/%s", dir, basename(copy));
+	free(copy);
+	return r;
+}
+
+/*
+ * OUT can be written: not a directory; an existing file or device without
+ * our state file only with --force (as store_open will insist); else its
+ * directory is writable.
+ */
+static int check_output(const char *out, const char *sidecar, int force)
+{
+	struct stat st;
+	char *state;
+	int have_state;
+
+	if (stat(out, &st) != 0) {
+		if (errno != ENOENT) {
+			log_error("output %s: %s", out, strerror(errno));
+			return -1;
+		}
+		return check_writable(out, "output");
+	}
+	if (S_ISDIR(st.st_mode)) {
+		log_error("output %s is a directory; name the image file inside it", out);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		log_error("output %s is neither a regular file nor a block device", out);
+		return -1;
+	}
+	if (access(out, W_OK) != 0) {
+		log_error("output %s: %s", out, strerror(errno));
+		return -1;
+	}
+	state = xasprintf("%s%s", sidecar, STORE_STATE_SUFFIX);
+	have_state = access(state, F_OK) == 0;
+	free(state);
+	if (!have_state && !force && (S_ISBLK(st.st_mode) || st.st_size > 0)) {
+		log_error(
+		    "output %s exists and is not a p2pvbd output (no state file); use --force "
+		    "to overwrite it",
+		    out);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The URI argument: the URI itself, or @PATH to read it from the first line
+ * of PATH (which keeps the secret out of ps). Into buf; 0 or -1 (logged).
+ */
+static int fetch_uri_arg(const char *arg, char *buf, size_t len)
+{
+	FILE *f;
+	struct stat st;
+	size_t n;
+
+	if (arg[0] != '@') {
+		if (strlen(arg) >= len) {
+			log_error("the URI is longer than %zu bytes", len - 1);
+			return -1;
+		}
+		strcpy(buf, arg);
+		return 0;
+	}
+	f = fopen(arg + 1, "r");
+	if (f == NULL) {
+		log_error("cannot read the URI from %s: %s", arg + 1, strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+		log_warn("%s holds a join secret but others may read it (chmod 600 %s)", arg + 1,
+		         arg + 1);
+	if (fgets(buf, (int)len, f) == NULL) {
+		log_error("%s: no URI in it", arg + 1);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	if (buf[n] == '\0' && n == len - 1) {
+		log_error("%s: the URI is longer than %zu bytes", arg + 1, len - 1);
+		return -1;
+	}
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	return 0;
+}
+
+/* A URI without '&' was most likely cut there by the shell: say so. */
+static const char *uri_cut_hint(const char *uri)
+{
+	return strncmp(uri, URI_SCHEME, strlen(URI_SCHEME)) == 0 && strchr(uri, '&') == NULL
+	           ? "; the shell cuts an unquoted URI at '&': quote it, "
+	             "p2pvbd fetch 'p2pvbd://…' OUT (or use @FILE)"
+	           : "";
 }
 
 static int write_stats(const char *path, const struct swarm_stats *st, double secs)
@@ -1068,10 +1356,12 @@ static int cmd_fetch(int argc, char **argv)
 		O_NO_LISTEN,
 		O_BASIS,
 		O_PROGRESS_LOG,
-		O_CTL
+		O_CTL,
+		O_STATE_DIR
 	};
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
+	    {"state-dir", required_argument, NULL, O_STATE_DIR},
 	    {"stats", required_argument, NULL, O_STATS},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
 	    {"give-up", required_argument, NULL, O_GIVE_UP},
@@ -1093,19 +1383,21 @@ static int cmd_fetch(int argc, char **argv)
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
 	int no_boost = 0, lazy = 0, mirror = 0, no_listen = 0;
-	const char *basis = NULL, *progress_log = NULL, *ctl_path = NULL;
+	const char *basis = NULL, *progress_log = NULL, *ctl_path = NULL, *state_dir = NULL;
+	char *sidecar = NULL, *uri_text = xcalloc(1, URI_MAX_LEN + 1);
+	int made_key = 0;
 	struct ctl *ctl = NULL;
 	const char *trackers[URI_MAX_PEERS];
 	const char *listen_spec = NULL;
 	struct uri_peer listen_at;
 	struct export_ctx ex;
-	long timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
+	uint64_t timeout_s = PEER_TIMEOUT_DEFAULT, give_up = FETCH_GIVE_UP_DEFAULT;
 	int force = 0, show_progress = 1, loglvl = LOG_INFO, rc = 1, c;
 	struct uri *u = xcalloc(1, sizeof(*u));
 	struct vcrypto_identity id;
 	struct event_base *base = NULL;
 	struct swarm *sw = NULL;
-	struct event *sigs[2] = {NULL, NULL};
+	struct event *sigs[NSIGNALS] = {NULL};
 	struct progress pr;
 	struct progress_log pl;
 	char err[256];
@@ -1147,18 +1439,21 @@ static int cmd_fetch(int argc, char **argv)
 		case O_CTL:
 			ctl_path = optarg;
 			break;
+		case O_STATE_DIR:
+			state_dir = optarg;
+			break;
 		case O_STATS:
 			stats_path = optarg;
 			break;
 		case O_TIMEOUT:
-			if (parse_uint(optarg, 1, 3600, &timeout_s) != 0) {
-				rc = usage_error(usage_fetch, "bad --timeout %s", optarg);
+			if (parse_duration(optarg, 1, 3600, &timeout_s) != 0) {
+				rc = usage_error("fetch", "bad --timeout %s", optarg);
 				goto out_free;
 			}
 			break;
 		case O_GIVE_UP:
-			if (parse_uint(optarg, 1, 1000000, &give_up) != 0) {
-				rc = usage_error(usage_fetch, "bad --give-up %s", optarg);
+			if (parse_duration(optarg, 1, 1000000, &give_up) != 0) {
+				rc = usage_error("fetch", "bad --give-up %s", optarg);
 				goto out_free;
 			}
 			break;
@@ -1180,48 +1475,60 @@ static int cmd_fetch(int argc, char **argv)
 			rc = 0;
 			goto out_free;
 		default:
-			rc = usage_error(usage_fetch, "bad option");
+			rc = usage_error("fetch", "%s", bad_option(argv));
 			goto out_free;
 		}
 	}
 	if (optind + 2 != argc) {
-		rc = usage_error(usage_fetch, "fetch needs a URI and an output path");
+		rc = usage_error("fetch", "fetch needs a URI and an output path%s",
+		                 optind + 1 == argc ? uri_cut_hint(argv[optind]) : "");
 		goto out_free;
 	}
-	if (uri_parse(argv[optind], strlen(argv[optind]), u, err, sizeof(err)) != 0) {
-		rc = usage_error(usage_fetch, "bad volume URI: %s", err);
+	log_init("p2pvbd fetch", loglvl);
+	if (fetch_uri_arg(argv[optind], uri_text, URI_MAX_LEN + 1) != 0)
+		goto out_free;
+	if (uri_parse(uri_text, strlen(uri_text), u, err, sizeof(err)) != 0) {
+		rc = usage_error("fetch", "bad volume URI: %s%s", err, uri_cut_hint(uri_text));
 		goto out_free;
 	}
 	if (lazy && export_spec == NULL) {
-		rc = usage_error(usage_fetch, "--lazy needs -e (nothing would ever be fetched)");
+		rc = usage_error("fetch", "--lazy needs -e (nothing would ever be fetched)");
 		goto out_free;
 	}
 	if (listen_spec != NULL && no_listen) {
-		rc = usage_error(usage_fetch, "--listen and --no-listen contradict each other");
+		rc = usage_error("fetch", "--listen and --no-listen contradict each other");
 		goto out_free;
 	}
 	if (listen_spec == NULL && !no_listen && u->ntrackers > 0)
 		listen_spec = "0.0.0.0:0"; /* peers found through a tracker must reach us */
 	if (listen_spec != NULL && parse_listen(listen_spec, &listen_at) != 0) {
-		rc = usage_error(usage_fetch, "bad --listen %s (HOST:PORT, numeric host)",
-		                 listen_spec);
+		rc = usage_error("fetch", "bad --listen %s (HOST:PORT, numeric host)", listen_spec);
 		goto out_free;
 	}
 	out = argv[optind + 1];
-	log_init("p2pvbd fetch", loglvl);
-	{
-		/* Fail early, naming the path, if the output cannot be written. */
-		char *copy = xstrdup(out);
-		const char *dir = dirname(copy);
-		int ok = access(dir, W_OK) == 0;
 
-		if (!ok)
-			log_error("cannot write %s: %s: %s", out, dir, strerror(errno));
-		free(copy);
-		if (!ok)
+	/* Checks before anything is made or dialled. */
+	sidecar = fetch_sidecar(out, state_dir);
+	if (sidecar == NULL || check_output(out, sidecar, force) != 0)
+		goto out_free;
+	if (listen_spec != NULL && check_bind(listen_at.host, listen_at.port, "--listen") != 0)
+		goto out_free;
+	if (export_spec != NULL && check_export(export_spec) != 0)
+		goto out_free;
+	if (ctl_path != NULL && sockpath_claim(ctl_path, "control socket") != 0)
+		goto out_free;
+	if ((stats_path != NULL && check_writable(stats_path, "--stats") != 0) ||
+	    (progress_log != NULL && check_writable(progress_log, "--progress-log") != 0) ||
+	    (basis != NULL && access(basis, R_OK) != 0 &&
+	     (log_error("--basis %s: %s", basis, strerror(errno)), 1)))
+		goto out_free;
+	for (int i = 0; i < u->npeers; i++)
+		if (check_resolves(u->peer[i].host, "peer in the URI") != 0)
 			goto out_free;
-	}
-	if (fetch_identity(key_path, out, &id) != 0)
+	for (int i = 0; i < u->ntrackers; i++)
+		if (check_tracker(u->tracker[i]) != 0)
+			goto out_free;
+	if (fetch_identity(key_path, sidecar, &id, &made_key) != 0)
 		goto out_free;
 
 	base = event_base_new();
@@ -1237,6 +1544,7 @@ static int cmd_fetch(int argc, char **argv)
 		memcpy(o.join_secret, u->secret, sizeof(o.join_secret));
 		o.timeout_s = (int)timeout_s;
 		o.out_path = out;
+		o.sidecar_path = sidecar;
 		o.store_flags = STORE_F_CREATE | (force ? STORE_F_FORCE : 0);
 		o.peers = u->peer;
 		o.npeers = u->npeers;
@@ -1327,14 +1635,19 @@ out_swarm:
 		fclose(pl.f);
 	if (pr.ev)
 		event_free(pr.ev);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < NSIGNALS; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
 	swarm_free(sw);
 	event_base_free(base);
 out_free:
+	if (rc != 0 && made_key)
+		fetch_forget_identity(sidecar);
+	free(sidecar);
 	vcrypto_identity_wipe(&id);
 	vcrypto_wipe(u, sizeof(*u));
+	vcrypto_wipe(uri_text, URI_MAX_LEN + 1);
+	free(uri_text);
 	free(u);
 	return rc;
 }
@@ -1344,6 +1657,7 @@ int main(int argc, char **argv)
 	const char *cmd;
 
 	signal(SIGPIPE, SIG_IGN);
+	opterr = 0; /* usage_error says what was wrong, in one line */
 	/*
 	 * Chunk buffers and frames of a few hundred KiB are allocated and freed
 	 * all the time. By default glibc serves them with fresh mmaps (or trims
@@ -1354,7 +1668,7 @@ int main(int argc, char **argv)
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 	log_init("p2pvbd", LOG_INFO);
 	if (argc < 2)
-		return usage_error(usage_main, "no command given");
+		return usage_error(NULL, "no command given");
 	cmd = argv[1];
 	if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
 		fputs(usage_main, stdout);
@@ -1378,5 +1692,5 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 1, argv + 1);
 	if (strcmp(cmd, "ctl") == 0)
 		return cmd_ctl(argc - 1, argv + 1);
-	return usage_error(usage_main, "unknown command '%s'", cmd);
+	return usage_error(NULL, "unknown command '%s'", cmd);
 }

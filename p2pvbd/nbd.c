@@ -23,6 +23,8 @@
 
 #include "nbd_wire.h"
 #include "netio.h"
+#include "parse.h"
+#include "sockpath.h"
 #include "util.h"
 
 /* Requests of one connection being executed or parked; more stop its reading. */
@@ -87,7 +89,8 @@ struct nbd_server {
 	struct swarm *sw;
 	struct evconnlistener *listener;
 	char address[300];
-	char *unix_path; /* to unlink at exit */
+	char *unix_path;      /* unix:PATH's path, or NULL */
+	struct sockpath sock; /* the socket made there, removed at exit if still ours */
 	struct nbd_conn *conns;
 	struct nbd_req *parked;
 	uint64_t epoch;
@@ -989,41 +992,26 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 		su->sun_family = AF_UNIX;
 		strcpy(su->sun_path, path);
 		sslen = sizeof(*su);
-		/* A socket left by an earlier run would make bind fail. */
-		unlink(path);
+		if (sockpath_claim(path, "export") != 0)
+			goto fail;
 		s->unix_path = xstrdup(path);
 		snprintf(s->address, sizeof(s->address), "unix:%s", path);
 	} else {
-		const char *colon = strrchr(spec, ':');
 		char host[256];
-		size_t hlen;
-		long port;
-		char *end;
+		uint16_t port;
 
-		if (colon == NULL || (hlen = (size_t)(colon - spec)) == 0 || hlen >= sizeof(host)) {
+		if (parse_hostport(spec, 1, host, sizeof(host), &port) != 0) {
 			log_error("export %s: expected unix:PATH or HOST:PORT", spec);
 			goto fail;
 		}
-		port = strtol(colon + 1, &end, 10);
-		if (*end != '\0' || port < 0 || port > 65535) {
-			log_error("export %s: bad port", spec);
-			goto fail;
-		}
-		if (spec[0] == '[' && spec[hlen - 1] == ']') {
-			memcpy(host, spec + 1, hlen - 2);
-			host[hlen - 2] = '\0';
-		} else {
-			memcpy(host, spec, hlen);
-			host[hlen] = '\0';
-		}
 		if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
 			((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+			((struct sockaddr_in *)&ss)->sin_port = htons(port);
 			sslen = sizeof(struct sockaddr_in);
 		} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&ss)->sin6_addr) ==
 		           1) {
 			((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
 			sslen = sizeof(struct sockaddr_in6);
 		} else {
 			log_error("export %s: the host must be a numeric address", spec);
@@ -1044,10 +1032,14 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 		log_error("export %s: cannot listen: %s", spec, strerror(errno));
 		goto fail;
 	}
+	if (s->unix_path != NULL && sockpath_made(&s->sock, s->unix_path) != 0) {
+		evconnlistener_free(s->listener);
+		goto fail;
+	}
 	if (s->unix_path != NULL && chmod(s->unix_path, 0600) != 0) {
 		log_error("export %s: chmod 600: %s", spec, strerror(errno));
 		evconnlistener_free(s->listener);
-		unlink(s->unix_path);
+		sockpath_release(&s->sock);
 		goto fail;
 	}
 	if (s->unix_path == NULL) {
@@ -1095,9 +1087,7 @@ void nbd_server_free(struct nbd_server *s)
 		conn_close(s->conns, "server stopping");
 	if (s->listener)
 		evconnlistener_free(s->listener);
-	if (s->unix_path) {
-		unlink(s->unix_path);
-		free(s->unix_path);
-	}
+	sockpath_release(&s->sock);
+	free(s->unix_path);
 	free(s);
 }

@@ -319,6 +319,12 @@ static int image_prepare(struct store *s, const struct stat *st, uint64_t cur_si
 int store_open(struct store *s, const char *path, const uint8_t volume_id[16], uint64_t image_size,
                uint32_t chunk_size, int flags)
 {
+	return store_open_at(s, path, path, volume_id, image_size, chunk_size, flags);
+}
+
+int store_open_at(struct store *s, const char *path, const char *sidecar,
+                  const uint8_t volume_id[16], uint64_t image_size, uint32_t chunk_size, int flags)
+{
 	uint64_t count, cur_size;
 	struct stat st;
 	int created = 0, have_state;
@@ -338,7 +344,7 @@ int store_open(struct store *s, const char *path, const uint8_t volume_id[16], u
 		return -1;
 	}
 	s->img_path = xstrdup(path);
-	s->state_path = xasprintf("%s%s", path, STORE_STATE_SUFFIX);
+	s->state_path = xasprintf("%s%s", sidecar, STORE_STATE_SUFFIX);
 	memcpy(s->volume_id, volume_id, 16);
 	s->image_size = image_size;
 	s->chunk_size = chunk_size;

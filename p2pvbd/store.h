@@ -44,8 +44,8 @@ struct store {
 	uint8_t *pending_state;
 	uint64_t *pending_gen; /* generation each pending chunk will be marked with */
 	uint32_t npending, pending_cap;
-	uint64_t pending_bytes; /* data bytes in pending chunks */
-	uint64_t present_bytes; /* bytes of chunks PRESENT, ZERO or LOCAL */
+	uint64_t pending_bytes;       /* data bytes in pending chunks */
+	uint64_t present_bytes;       /* bytes of chunks PRESENT, ZERO or LOCAL */
 	struct store_batch *inflight; /* the commit between begin and end, or NULL */
 };
 
@@ -61,6 +61,9 @@ struct store {
  */
 int store_open(struct store *s, const char *path, const uint8_t volume_id[16], uint64_t image_size,
                uint32_t chunk_size, int flags);
+/* The same with the state file at sidecar + STORE_STATE_SUFFIX (--state-dir). */
+int store_open_at(struct store *s, const char *path, const char *sidecar,
+                  const uint8_t volume_id[16], uint64_t image_size, uint32_t chunk_size, int flags);
 void store_close(struct store *s); /* commits pending chunks first */
 
 static inline enum store_state store_state_of(const struct store *s, uint32_t chunk)

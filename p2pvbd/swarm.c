@@ -756,21 +756,27 @@ static void check_pages(struct swarm *sw, const char *after)
 	}
 }
 
+/* Prefix of the sidecar files of the output (swarm_opts.sidecar_path). */
+static const char *sidecar_of(const struct swarm *sw)
+{
+	return sw->o.sidecar_path ? sw->o.sidecar_path : sw->o.out_path;
+}
+
 static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 {
 	char size[32];
 
 	sw->root = *r; /* takes ownership of r->page_hash */
 	memset(r, 0, sizeof(*r));
-	if (store_open(&sw->store, sw->o.out_path, sw->root.volume_id, sw->root.image_size,
-	               sw->root.chunk_size, sw->o.store_flags) != 0) {
+	if (store_open_at(&sw->store, sw->o.out_path, sidecar_of(sw), sw->root.volume_id,
+	                  sw->root.image_size, sw->root.chunk_size, sw->o.store_flags) != 0) {
 		swarm_finish(sw, -1);
 		return;
 	}
 	sw->store_open = 1;
 	sw->have_root = 1;
 	{
-		char *path = xasprintf("%s.p2pvbd-pages", sw->o.out_path);
+		char *path = xasprintf("%s.p2pvbd-pages", sidecar_of(sw));
 
 		sw->pages_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (sw->pages_fd < 0)

@@ -85,6 +85,8 @@ struct swarm_opts {
 
 	/* SWARM_FETCH */
 	const char *out_path;
+	/* Prefix of the sidecar files (state, pages): out_path when NULL. */
+	const char *sidecar_path;
 	int store_flags;
 	const struct uri_peer *peers; /* borrowed */
 	int npeers;

@@ -60,7 +60,4 @@ uint64_t now_ns(void);
 /* "1.5 GiB", "312 KiB": into buf of at least 16 bytes; returns buf. */
 char *fmt_bytes(uint64_t n, char *buf, size_t len);
 
-/* Parse "256K", "1M", "4MiB", "65536" into bytes; 0 or -1. */
-int parse_size(const char *s, uint64_t *out);
-
 #endif

@@ -85,6 +85,7 @@
 #include "peer.h"
 #include "scan.h"
 #include "uri.h"
+#include "parse.h"
 #include "util.h"
 
 static const char *mode;
