@@ -47,6 +47,9 @@
 #define FETCH_BLOCKDEV_STATE_DIR "/var/lib/p2pvbd"
 /* Signals that shut down cleanly: SIGINT, SIGTERM, SIGHUP. */
 #define NSIGNALS 3
+/* The progress bar's width in columns: at most (more says nothing more), at least (or none). */
+#define PROGRESS_BAR_MAX 30
+#define PROGRESS_BAR_MIN 10
 
 static const char usage_main[] =
     "usage: p2pvbd COMMAND [OPTIONS] ...\n"
@@ -366,42 +369,72 @@ struct progress {
 	struct event *ev;
 	struct swarm *sw;
 	int tty;
-	uint64_t start_ns, last_ns, last_done, first_done;
+	int drawn;   /* a bar is on the terminal's current line */
+	int stopped; /* not a terminal: the line saying "done" was printed */
+	uint64_t start_ns, last_ns, last_done;
 	int have_first;
 	double rate; /* bytes/s, smoothed */
 	uint64_t last_line_ns;
 };
+
+/* Before a log line: take the bar off its line (it is drawn again at the next tick). */
+static void progress_clear(void *arg)
+{
+	struct progress *pr = arg;
+
+	if (pr->drawn) {
+		fputs("\r\033[K", stdout);
+		fflush(stdout);
+		pr->drawn = 0;
+	}
+}
 
 static void fmt_eta(double secs, char *buf, size_t len)
 {
 	unsigned long s = secs > 0 && secs < 1e7 ? (unsigned long)secs : 0;
 
 	if (secs <= 0 || secs >= 1e7)
-		snprintf(buf, len, "--:--");
+		snprintf(buf, len, "ETA --:--");
 	else if (s >= 3600)
-		snprintf(buf, len, "%lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
+		snprintf(buf, len, "ETA %lu:%02lu:%02lu", s / 3600, s / 60 % 60, s % 60);
 	else
-		snprintf(buf, len, "%lu:%02lu", s / 60, s % 60);
+		snprintf(buf, len, "ETA %lu:%02lu", s / 60, s % 60);
 }
 
+/* Columns of the terminal on stdout (80 if it does not say). */
+static int term_columns(void)
+{
+	struct winsize ws;
+
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+		return ws.ws_col;
+	return 80;
+}
+
+/*
+ * Percent, rate and ETA count the bytes that must travel (zero chunks never
+ * do). On a terminal: one bar that fits the width; otherwise a line every
+ * 5 s until the volume is complete, then one last line and no more.
+ */
 static void progress_draw(struct progress *pr, int final)
 {
 	uint64_t done, total, now = now_ns();
-	char b1[16], b2[16], b3[16], eta[24];
+	char b1[16], b2[16], b3[16], eta[32], text[160];
 	double pct, dt;
+	int complete;
 
-	swarm_progress(pr->sw, &done, &total);
-	if (total == 0)
+	swarm_travel(pr->sw, &done, &total);
+	if (!swarm_volume_size(pr->sw) || pr->stopped)
 		return;
+	complete = swarm_complete(pr->sw);
 	if (!pr->have_first) {
 		pr->have_first = 1;
-		pr->first_done = done;
 		pr->last_done = done;
 		pr->last_ns = now;
 	}
 	dt = (double)(now - pr->last_ns) / 1e9;
 	if (dt >= 0.5) {
-		double inst = (double)(done - pr->last_done) / dt;
+		double inst = done > pr->last_done ? (double)(done - pr->last_done) / dt : 0;
 
 		pr->rate = pr->rate == 0 ? inst : 0.7 * pr->rate + 0.3 * inst;
 		pr->last_done = done;
@@ -411,26 +444,41 @@ static void progress_draw(struct progress *pr, int final)
 	if (final && now > pr->start_ns)
 		pr->rate = (double)swarm_stats(pr->sw)->bytes_fetched /
 		           ((double)(now - pr->start_ns) / 1e9);
-	pct = 100.0 * (double)done / (double)total;
-	fmt_eta(pr->rate > 0 ? (double)(total - done) / pr->rate : -1, eta, sizeof(eta));
-	fmt_bytes(done, b1, sizeof(b1));
-	fmt_bytes(total, b2, sizeof(b2));
-	fmt_bytes((uint64_t)pr->rate, b3, sizeof(b3));
+	pct = total ? 100.0 * (double)done / (double)total : 100.0;
+	if (complete)
+		snprintf(eta, sizeof(eta), "done");
+	else
+		fmt_eta(pr->rate > 0 ? (double)(total - done) / pr->rate : -1, eta, sizeof(eta));
+	snprintf(text, sizeof(text), "%5.1f%%  %s / %s  %s/s  %s", pct,
+	         fmt_bytes(done, b1, sizeof(b1)), fmt_bytes(total, b2, sizeof(b2)),
+	         fmt_bytes((uint64_t)pr->rate, b3, sizeof(b3)), eta);
 	if (pr->tty) {
-		char bar[31];
-		int fill = (int)(pct * 30 / 100);
+		int cols = term_columns(), width = cols - 1 - (int)strlen(text) - 3;
+		char bar[PROGRESS_BAR_MAX + 1];
 
-		for (int i = 0; i < 30; i++)
-			bar[i] = i < fill ? '#' : '.';
-		bar[30] = '\0';
-		printf("\r[%s] %5.1f%%  %s / %s  %s/s  ETA %s   ", bar, pct, b1, b2, b3, eta);
-		if (final)
+		if (width > PROGRESS_BAR_MAX)
+			width = PROGRESS_BAR_MAX;
+		if (width >= PROGRESS_BAR_MIN) {
+			int fill = (int)(pct * width / 100);
+
+			for (int i = 0; i < width; i++)
+				bar[i] = i < fill ? '#' : '.';
+			bar[width] = '\0';
+			printf("\r\033[K[%s] %.*s", bar, cols - 1 - width - 3, text);
+		} else {
+			printf("\r\033[K%.*s", cols - 1, text);
+		}
+		pr->drawn = 1;
+		if (final) {
 			printf("\n");
+			pr->drawn = 0;
+		}
 		fflush(stdout);
-	} else if (final || now - pr->last_line_ns >= 5000000000ull) {
+	} else if (final || complete || now - pr->last_line_ns >= 5000000000ull) {
 		pr->last_line_ns = now;
-		printf("progress: %.1f%%  %s of %s  %s/s  ETA %s\n", pct, b1, b2, b3, eta);
+		printf("progress: %s\n", text);
 		fflush(stdout);
+		pr->stopped = complete || final;
 	}
 }
 
@@ -1585,6 +1633,8 @@ static int cmd_fetch(int argc, char **argv)
 		tv.tv_usec = pr.tty ? 200000 : 0;
 		pr.ev = event_new(base, -1, EV_PERSIST, progress_cb, &pr);
 		event_add(pr.ev, &tv);
+		if (pr.tty)
+			log_set_before(progress_clear, &pr);
 	}
 	if (progress_log != NULL) {
 		struct timeval tv = {0, 200000};
@@ -1640,6 +1690,7 @@ out_swarm:
 			event_free(sigs[i]);
 	swarm_free(sw);
 	event_base_free(base);
+	log_set_before(NULL, NULL); /* pr goes out of scope */
 out_free:
 	if (rc != 0 && made_key)
 		fetch_forget_identity(sidecar);

@@ -245,6 +245,8 @@ struct swarm {
 	/* Export support (NBD at the destination) */
 	uint8_t *avail;        /* chunk bitmap: its bytes in the image are readable */
 	uint64_t avail_bytes;  /* bytes of the chunks in avail */
+	uint8_t *zeroed;       /* chunk bitmap: available as a zero chunk (never travels) */
+	uint64_t zeroed_bytes; /* bytes of the chunks in zeroed: progress leaves them out */
 	uint8_t *local;        /* chunk bitmap: written by the local VM */
 	uint8_t *verifying;    /* chunk bitmap: whole, being hashed and written */
 	uint8_t *stale;        /* chunk bitmap: changed by a delta while being verified */
@@ -792,6 +794,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->serve_map = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->sent_count = xcalloc(sw->root.chunk_count, 1);
 	sw->avail = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->zeroed = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
 	sw->stale = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
@@ -1049,6 +1052,10 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 				return;
 			}
 			chunk_now_available(sw, c);
+			if (!bit_get(sw->zeroed, c)) {
+				bit_set(sw->zeroed, c);
+				sw->zeroed_bytes += manifest_chunk_len(&sw->root, c);
+			}
 			/* In the have-map too, so that a complete map says "ask me for
 			 * pages"; but no HAVE: nobody requests a zero chunk, and a sparse
 			 * volume would send millions of them. Except for one a delta
@@ -1493,6 +1500,10 @@ static void chunk_stale(struct swarm *sw, uint32_t c)
 	if (bit_get(sw->serve_map, c)) {
 		bit_clear(sw->serve_map, c);
 		sw->nserve--;
+	}
+	if (bit_get(sw->zeroed, c)) {
+		bit_clear(sw->zeroed, c);
+		sw->zeroed_bytes -= manifest_chunk_len(&sw->root, c);
 	}
 	if (bit_get(sw->avail, c)) {
 		bit_clear(sw->avail, c);
@@ -3353,6 +3364,17 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 		*done = *total;
 }
 
+void swarm_travel(const struct swarm *sw, uint64_t *done, uint64_t *total)
+{
+	swarm_progress(sw, done, total);
+	if (*total == 0)
+		return;
+	*total -= sw->zeroed_bytes < *total ? sw->zeroed_bytes : *total;
+	*done -= sw->zeroed_bytes < *done ? sw->zeroed_bytes : *done;
+	if (*done > *total)
+		*done = *total;
+}
+
 void swarm_status(const struct swarm *sw, struct swarm_status *st)
 {
 	uint64_t total;
@@ -3694,6 +3716,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->page_from);
 	free(sw->want);
 	free(sw->avail);
+	free(sw->zeroed);
 	free(sw->local);
 	free(sw->verifying);
 	free(sw->urgent);

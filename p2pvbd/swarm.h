@@ -140,6 +140,12 @@ void swarm_status(const struct swarm *s, struct swarm_status *st);
 
 /* Progress: bytes of the volume present/verified, and the volume size (0 until known). */
 void swarm_progress(const struct swarm *s, uint64_t *done, uint64_t *total);
+/*
+ * The same for the bytes that must travel: the volume less its zero chunks
+ * (known as the pages of the chunk table arrive: until all have, the total
+ * is an upper bound).
+ */
+void swarm_travel(const struct swarm *s, uint64_t *done, uint64_t *total);
 const struct swarm_stats *swarm_stats(const struct swarm *s);
 
 /*

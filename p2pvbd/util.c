@@ -10,17 +10,54 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *log_prog = "p2pvbd";
 static int log_lvl = LOG_INFO;
-static int log_time; /* P2PVBD_LOG_TIME set: lines start with the wall-clock time */
+static enum log_style log_style_now = LOG_STYLE_PLAIN;
+static void (*log_before_fn)(void *arg);
+static void *log_before_arg;
+
+/*
+ * systemd connects stderr to the journal and says so in JOURNAL_STREAM
+ * ("DEVICE:INODE" of that stream): only then are "<N>" prefixes right.
+ */
+static int stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2 ||
+	    fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_init(const char *progname, int level)
 {
+	const char *force = getenv("P2PVBD_LOG_TIME");
+
 	log_prog = progname;
 	log_lvl = level;
-	log_time = getenv("P2PVBD_LOG_TIME") != NULL;
+	if (stderr_is_journal())
+		log_style_now = LOG_STYLE_JOURNAL;
+	else if (force != NULL && force[0] != '\0')
+		log_style_now = strcmp(force, "0") == 0 ? LOG_STYLE_PLAIN : LOG_STYLE_TIME;
+	else
+		log_style_now = isatty(STDERR_FILENO) ? LOG_STYLE_PLAIN : LOG_STYLE_TIME;
+}
+
+enum log_style log_style(void)
+{
+	return log_style_now;
+}
+
+void log_set_before(void (*fn)(void *arg), void *arg)
+{
+	log_before_fn = fn;
+	log_before_arg = arg;
 }
 
 int log_level(void)
@@ -28,35 +65,47 @@ int log_level(void)
 	return log_lvl;
 }
 
+/* "2026-12-07T17:01:02.345Z": ISO 8601, UTC, milliseconds. */
+static void iso8601_now(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	char sec[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", sec, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
 	static const char *names[] = {"error", "warning", "info", "debug"};
-	char buf[1024];
+	/* syslog priorities, as sd-daemon(3) prefixes them: err, warning, info, debug. */
+	static const int prio[] = {3, 4, 6, 7};
+	char buf[1024], stamp[64];
 	va_list ap;
+	int l = level < 0 ? 0 : level > 3 ? 3 : level;
 
 	if (level > log_lvl)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (log_before_fn != NULL)
+		log_before_fn(log_before_arg);
 	/* One fprintf so that lines from concurrent processes do not interleave. */
-	if (log_time) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		fprintf(stderr, "%lld.%03ld %s: %s: %s\n", (long long)ts.tv_sec,
-		        ts.tv_nsec / 1000000, log_prog,
-		        names[level < 0   ? 0
-		              : level > 3 ? 3
-		                          : level],
-		        buf);
-		return;
+	switch (log_style_now) {
+	case LOG_STYLE_JOURNAL:
+		fprintf(stderr, "<%d>%s: %s: %s\n", prio[l], log_prog, names[l], buf);
+		break;
+	case LOG_STYLE_TIME:
+		iso8601_now(stamp, sizeof(stamp));
+		fprintf(stderr, "%s %s: %s: %s\n", stamp, log_prog, names[l], buf);
+		break;
+	default:
+		fprintf(stderr, "%s: %s: %s\n", log_prog, names[l], buf);
 	}
-	fprintf(stderr, "%s: %s: %s\n", log_prog,
-	        names[level < 0   ? 0
-	              : level > 3 ? 3
-	                          : level],
-	        buf);
 }
 
 void fatal(const char *fmt, ...)

@@ -13,9 +13,21 @@
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
-/* Messages go to stderr, prefixed with the program name and level. */
+/*
+ * Messages go to stderr, prefixed with the program name and level, and:
+ *  - LOG_STYLE_JOURNAL under systemd (JOURNAL_STREAM names stderr): a "<N>"
+ *    syslog priority prefix, which journald reads (it adds the time);
+ *  - LOG_STYLE_TIME when stderr is not a terminal: an ISO 8601 UTC
+ *    timestamp ("2026-12-07T17:01:02.345Z");
+ *  - LOG_STYLE_PLAIN on a terminal.
+ * P2PVBD_LOG_TIME=1 forces timestamps, =0 turns them off (not under systemd).
+ */
+enum log_style { LOG_STYLE_PLAIN, LOG_STYLE_TIME, LOG_STYLE_JOURNAL };
 void log_init(const char *progname, int level);
+enum log_style log_style(void);
 int log_level(void);
+/* fn(arg) runs before each message is written (the progress bar clears its line). */
+void log_set_before(void (*fn)(void *arg), void *arg);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
