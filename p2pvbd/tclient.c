@@ -488,8 +488,8 @@ void tclient_stop_all(struct tclient *const *t, int n)
 		s[i].pending = &pending;
 		if (!t[i]->announced)
 			continue; /* the tracker never heard of us */
-		s[i].conn = evhttp_connection_base_new(base, dns, t[i]->host,
-		                                       (unsigned short)t[i]->port);
+		s[i].conn =
+		    evhttp_connection_base_new(base, dns, t[i]->host, (unsigned short)t[i]->port);
 		req = s[i].conn ? evhttp_request_new(on_stop_reply, &s[i]) : NULL;
 		if (req == NULL) {
 			log_debug("tracker %s: cannot send event=stopped", t[i]->url);

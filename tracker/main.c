@@ -446,13 +446,14 @@ static void handle_status(struct server *sv, struct evhttp_request *req)
 			if (nrc > 0)
 				hex_encode(t->receipt[refs[rc0].i].rc.volume_id, MANIFEST_ID_LEN,
 				           vol);
-			evbuffer_add_printf(
-			    o,
-			    "%s\n  {\"info_hash\": \"%s\", \"volume_id\": %s%s%s, "
-			    "\"complete\": %" PRIu64 ", \"incomplete\": %" PRIu64
-			    ", \"downloaded\": %" PRIu64 ", \"receipt_count\": %u, \"peers\": ",
-			    first ? "" : ",", hex, nrc ? "\"" : "", nrc ? vol : "null",
-			    nrc ? "\"" : "", s->complete, s->npeer - s->complete, s->downloaded, nrc);
+			evbuffer_add_printf(o,
+			                    "%s\n  {\"info_hash\": \"%s\", \"volume_id\": %s%s%s, "
+			                    "\"complete\": %" PRIu64 ", \"incomplete\": %" PRIu64
+			                    ", \"downloaded\": %" PRIu64
+			                    ", \"receipt_count\": %u, \"peers\": ",
+			                    first ? "" : ",", hex, nrc ? "\"" : "",
+			                    nrc ? vol : "null", nrc ? "\"" : "", s->complete,
+			                    s->npeer - s->complete, s->downloaded, nrc);
 			status_peers(o, s, now, &budget);
 			evbuffer_add_printf(o, "}");
 			first = 0;
