@@ -3683,6 +3683,8 @@ void swarm_free(struct swarm *sw)
 		w->fn(w->arg, -1);
 		free(w);
 	}
+	/* Trackers drop us at once instead of handing out our address until we time out. */
+	tclient_stop_all(sw->trackers, sw->ntrackers);
 	for (int i = 0; i < sw->ntrackers; i++)
 		tclient_free(sw->trackers[i]);
 	free(sw->trackers);

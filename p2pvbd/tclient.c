@@ -52,7 +52,8 @@ struct tclient {
 	int backoff_s;
 	int interval_s; /* the tracker's last interval (0 before any answer) */
 	int polling;
-	int warned; /* "tracker unreachable" logged since the last success */
+	int warned;    /* "tracker unreachable" logged since the last success */
+	int announced; /* an announce was sent: the tracker may know us */
 	uint8_t receipt[MANIFEST_RECEIPT_LEN];
 	int receipt_state; /* 0 none, 1 to post, 2 accepted */
 };
@@ -116,30 +117,39 @@ static int treq_send(struct treq *q, enum evhttp_cmd_type cmd, const char *path,
 	return 0;
 }
 
-static void announce_now(struct tclient *t)
+/* The path and query of an announce with event ("" or "&event=..."); the caller frees it. */
+static char *announce_query(struct tclient *t, const char *event)
 {
 	char ih[3 * MANIFEST_INFOHASH_LEN + 1], pid[3 * 20 + 1];
 	uint64_t up = 0, down = 0, left = 0;
+
+	t->ops->counters(t->arg, &up, &down, &left);
+	url_escape(ih, t->info_hash, sizeof(t->info_hash));
+	url_escape(pid, t->peer_id, sizeof(t->peer_id));
+	return xasprintf("%s%cinfo_hash=%s&peer_id=%s&port=%u&uploaded=%llu&downloaded=%llu"
+	                 "&left=%llu&compact=1&numwant=%d%s",
+	                 t->announce_path, strchr(t->announce_path, '?') ? '&' : '?', ih, pid,
+	                 t->listen_port, (unsigned long long)up, (unsigned long long)down,
+	                 (unsigned long long)left, TCLIENT_NUMWANT, event);
+}
+
+static void announce_now(struct tclient *t)
+{
 	const char *event = "";
 	char *path;
 
 	if (t->req[TREQ_ANNOUNCE].busy)
 		return; /* one at a time; the reply reschedules */
-	t->ops->counters(t->arg, &up, &down, &left);
 	if (!t->started)
 		event = "&event=started";
 	else if (t->completed == 1)
 		event = "&event=completed";
-	url_escape(ih, t->info_hash, sizeof(t->info_hash));
-	url_escape(pid, t->peer_id, sizeof(t->peer_id));
-	path = xasprintf("%s%cinfo_hash=%s&peer_id=%s&port=%u&uploaded=%llu&downloaded=%llu"
-	                 "&left=%llu&compact=1&numwant=%d%s",
-	                 t->announce_path, strchr(t->announce_path, '?') ? '&' : '?', ih, pid,
-	                 t->listen_port, (unsigned long long)up, (unsigned long long)down,
-	                 (unsigned long long)left, TCLIENT_NUMWANT, event);
+	path = announce_query(t, event);
 	if (treq_send(&t->req[TREQ_ANNOUNCE], EVHTTP_REQ_GET, path, NULL, 0) != 0) {
 		log_warn("tracker %s: cannot send an announce", t->url);
 		schedule(t->announce_timer, TCLIENT_BACKOFF_MAX_S);
+	} else {
+		t->announced = 1;
 	}
 	free(path);
 }
@@ -411,4 +421,112 @@ void tclient_poll_receipts(struct tclient *t, int on)
 const char *tclient_url(const struct tclient *t)
 {
 	return t->url;
+}
+
+/* One event=stopped request of tclient_stop_all, on its private event loop. */
+struct stop_req {
+	struct tclient *t;
+	struct evhttp_connection *conn; /* owned; NULL if nothing was sent */
+	struct event_base *base;        /* the private loop */
+	int *pending;                   /* requests of the loop not yet ended */
+	int ended;
+};
+
+static void on_stop_reply(struct evhttp_request *req, void *arg)
+{
+	struct stop_req *s = arg;
+	int code = req ? evhttp_request_get_response_code(req) : 0;
+
+	if (code == 200)
+		log_debug("tracker %s: event=stopped sent", s->t->url);
+	else if (code != 0)
+		log_debug("tracker %s: event=stopped answered with HTTP %d", s->t->url, code);
+	else
+		log_debug("tracker %s: event=stopped failed: no answer", s->t->url);
+	s->ended = 1;
+	if (--*s->pending == 0)
+		event_base_loopbreak(s->base);
+}
+
+static void on_stop_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+/*
+ * Why a private event loop: the caller's loop has ended and its events (peer
+ * connections, timers, an NBD export) must not run again while we wait, and
+ * the wait has to end at the deadline whatever else is pending.
+ */
+void tclient_stop_all(struct tclient *const *t, int n)
+{
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct event *deadline;
+	struct stop_req *s;
+	struct timeval tv = {TCLIENT_STOP_WAIT_MS / 1000, (TCLIENT_STOP_WAIT_MS % 1000) * 1000};
+	int pending = 0;
+
+	if (n <= 0)
+		return;
+	base = event_base_new();
+	if (base == NULL) {
+		log_debug("trackers: cannot send event=stopped: no event base");
+		return;
+	}
+	/* Names resolve on this loop too, so the deadline bounds the lookups (NULL: blocking). */
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	s = xcalloc((size_t)n, sizeof(*s));
+	for (int i = 0; i < n; i++) {
+		struct evhttp_request *req;
+		char *path;
+
+		s[i].t = t[i];
+		s[i].base = base;
+		s[i].pending = &pending;
+		if (!t[i]->announced)
+			continue; /* the tracker never heard of us */
+		s[i].conn =
+		    evhttp_connection_base_new(base, dns, t[i]->host, (unsigned short)t[i]->port);
+		req = s[i].conn ? evhttp_request_new(on_stop_reply, &s[i]) : NULL;
+		if (req == NULL) {
+			log_debug("tracker %s: cannot send event=stopped", t[i]->url);
+			s[i].ended = 1;
+			continue;
+		}
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Host", t[i]->host);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		path = announce_query(t[i], "&event=stopped");
+		/* Counted first: the reply callback may run before evhttp_make_request returns. */
+		pending++;
+		/* On failure evhttp_make_request frees req itself. */
+		if (evhttp_make_request(s[i].conn, req, EVHTTP_REQ_GET, path) != 0) {
+			log_debug("tracker %s: cannot send event=stopped", t[i]->url);
+			s[i].ended = 1;
+			pending--;
+		}
+		free(path);
+	}
+	deadline = evtimer_new(base, on_stop_deadline, base);
+	if (deadline == NULL)
+		fatal("out of memory");
+	if (pending > 0) {
+		event_add(deadline, &tv);
+		event_base_dispatch(base);
+	}
+	for (int i = 0; i < n; i++) {
+		if (s[i].conn == NULL)
+			continue;
+		if (!s[i].ended)
+			log_debug("tracker %s: event=stopped failed: no answer within %d ms",
+			          t[i]->url, TCLIENT_STOP_WAIT_MS);
+		evhttp_connection_free(s[i].conn); /* a request still pending goes with it */
+	}
+	event_free(deadline);
+	free(s);
+	if (dns != NULL)
+		evdns_base_free(dns, 0);
+	event_base_free(base);
 }

@@ -6,7 +6,8 @@
  * asks for, at once when told the volume is complete (event=completed), and
  * backs off (up to the interval, at most TCLIENT_BACKOFF_MAX_S) while the
  * tracker cannot be reached. Everything runs on the caller's event loop; a tracker that is
- * down only delays announces, it never blocks or fails the caller.
+ * down only delays announces, it never blocks or fails the caller. When the caller leaves,
+ * tclient_stop_all tells the trackers (event=stopped), waiting TCLIENT_STOP_WAIT_MS at most.
  */
 #ifndef P2PVBD_TCLIENT_H
 #define P2PVBD_TCLIENT_H
@@ -34,6 +35,12 @@
 #define TCLIENT_RECEIPT_POLL_S 2
 /* Peers asked for per announce. */
 #define TCLIENT_NUMWANT 50
+/*
+ * Longest wait for the trackers to answer event=stopped at exit. A tracker
+ * across a WAN answers in a few round trips; one that is down must not hold
+ * up an exit (a migration script waits for it) by more than about 2 s.
+ */
+#define TCLIENT_STOP_WAIT_MS 1500
 
 struct tclient_ops {
 	/* A reply named these peers (maybe including ones already known). */
@@ -69,5 +76,14 @@ void tclient_post_receipt(struct tclient *t, const uint8_t *receipt);
 void tclient_poll_receipts(struct tclient *t, int on);
 /* The tracker's URL, for logs. */
 const char *tclient_url(const struct tclient *t);
+/*
+ * We leave: tell each tracker of t[0..n) that was sent an announce, with
+ * event=stopped, so that it stops handing out our address at once instead
+ * of after its peer timeout. Best effort: it runs a private event loop (the
+ * caller's loop and its events are left alone) for at most
+ * TCLIENT_STOP_WAIT_MS; what fails is logged at debug level. Call it once,
+ * after the caller's loop has ended and before tclient_free.
+ */
+void tclient_stop_all(struct tclient *const *t, int n);
 
 #endif

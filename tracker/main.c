@@ -1,9 +1,9 @@
 /*
  * main: p2pvbd-tracker, a BitTorrent tracker (BEP 3, 7, 23, 48) on
  * libevent's HTTP server, plus the p2pvbd extensions POST /receipt and
- * GET /status. This file owns the command line, the HTTP server and the
- * expiry timer; the tables are in tracker.c and the parser and encoder in
- * announce.c.
+ * GET /status, and GET /metrics for Prometheus. This file owns the command
+ * line, the HTTP server and the expiry timer; the tables are in tracker.c,
+ * the parser and encoder in announce.c and the metrics' text in tmetrics.c.
  *
  * Every request is first parsed and validated completely (announce.c);
  * only a valid request reaches the tables. Exit codes: 0 clean exit
@@ -28,9 +28,11 @@
 
 #include "announce.h"
 #include "manifest.h"
+#include "tmetrics.h"
 #include "tracker.h"
 #include "util.h"
 #include "vcrypto.h"
+#include "version.h"
 
 #define EXIT_USAGE 2
 
@@ -64,14 +66,17 @@ static const char usage_text[] =
     "                  verified and it is kept (4096 in all, 256 per volume).\n"
     "  GET /receipts   ?volume=<32 hex digits>: that volume's receipts, bencoded\n"
     "                  (d8:receipts<168 bytes each>e), for its source.\n"
-    "  GET /status     swarms, peers and receipts as JSON (peers: 2000 at most).\n"
+    "  GET /status     swarms (one per volume), their peers and the receipts, as\n"
+    "                  JSON (peers: 2000 at most).\n"
+    "  GET /metrics    counters and gauges in Prometheus' text format (0.0.4).\n"
     "\n"
     "A p2pvbd volume's info_hash is the first 20 bytes of\n"
     "BLAKE2b-256(\"p2pvbd-infohash-v1\" || volume id).\n"
     "\n"
     "Malformed requests get HTTP 400 and a bencoded \"failure reason\". A valid\n"
     "announce past a cap gets HTTP 200 and a \"failure reason\" saying which.\n"
-    "A peer that does not announce for 2 x interval + 5 seconds is dropped.\n"
+    "A peer that does not announce for 2 x interval + 5 seconds is dropped; one\n"
+    "that announces event=stopped is dropped at once.\n"
     "\n"
     "options:\n"
     "  -l, --listen HOST:PORT  listen address (default 0.0.0.0:6969; [::]:PORT for\n"
@@ -84,6 +89,7 @@ static const char usage_text[] =
     "                          120 bytes per peer\n"
     "  -q, --quiet             only log errors\n"
     "  -v, --verbose           log every request\n"
+    "  -V, --version           print the version and exit\n"
     "  -h, --help              this text\n"
     "\n"
     "SIGINT or SIGTERM stops the tracker. Exit codes: 0 clean exit, 1 failure,\n"
@@ -94,6 +100,8 @@ struct server {
 	struct evhttp *http;
 	struct tracker *tracker;
 	struct event *sweep, *sigint, *sigterm;
+	struct tmetrics metrics;
+	enum tmetrics_path path; /* of the request being answered, for the counters */
 };
 
 static uint64_t mono_s(void)
@@ -101,21 +109,29 @@ static uint64_t mono_s(void)
 	return now_ns() / 1000000000ull;
 }
 
+/* Count a reply to the request being answered (every reply goes through here). */
+static void count_reply(struct server *sv, int code)
+{
+	sv->metrics.http[sv->path][tmetrics_code_of(code)]++;
+}
+
 /*
  * Send body[0..len) with status code; text/plain for bencode, as most trackers
  * do. The body goes straight into the request's own output buffer: no buffer
  * of our own to allocate, fill, move and free on every announce.
  */
-static void reply(struct evhttp_request *req, int code, const char *ctype, const void *body,
-                  size_t len)
+static void reply(struct server *sv, struct evhttp_request *req, int code, const char *ctype,
+                  const void *body, size_t len)
 {
 	if (evbuffer_add(evhttp_request_get_output_buffer(req), body, len) < 0)
 		fatal("out of memory");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	count_reply(sv, code);
 	evhttp_send_reply(req, code, code == 200 ? "OK" : "Error", NULL);
 }
 
-static void reply_failure(struct evhttp_request *req, int code, const char *reason)
+static void reply_failure(struct server *sv, struct evhttp_request *req, int code,
+                          const char *reason)
 {
 	uint8_t buf[512];
 	struct announce_benc b;
@@ -124,7 +140,7 @@ static void reply_failure(struct evhttp_request *req, int code, const char *reas
 	announce_encode_failure(&b, reason);
 	if (b.overflow)
 		fatal("failure reason too long: %s", reason);
-	reply(req, code, "text/plain", buf, b.len);
+	reply(sv, req, code, "text/plain", buf, b.len);
 }
 
 /* The connection's remote address into a (port 0); 0 or -1. IPv4-mapped IPv6 becomes IPv4. */
@@ -182,14 +198,15 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 	uint8_t buf[512 + sizeof(peers4) + sizeof(peers6)];
 	struct announce_benc b;
 	const char *why = NULL;
+	uint64_t npeer;
 
 	if (announce_parse(query, strlen(query), &rq, err, sizeof(err)) < 0) {
 		log_debug("announce refused: %s", err);
-		reply_failure(req, 400, err);
+		reply_failure(sv, req, 400, err);
 		return;
 	}
 	if (remote_addr(req, &from) < 0) {
-		reply_failure(req, 400, "unknown remote address");
+		reply_failure(sv, req, 400, "unknown remote address");
 		return;
 	}
 	if (rq.ip[0] != '\0' && addr_is_loopback(&from)) {
@@ -205,12 +222,17 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 	}
 	from.port = rq.port;
 
+	npeer = sv->tracker->npeer;
 	if (tracker_announce(sv->tracker, &rq, &from, mono_s(), &rep, peers4, peers6, &why) < 0) {
+		sv->metrics.announces[rq.event][TMETRICS_REFUSED]++;
 		hex_encode(rq.info_hash, ANNOUNCE_HASH_LEN, hex);
 		log_warn("announce for %s refused: %s", hex, why);
-		reply_failure(req, 200, why);
+		reply_failure(sv, req, 200, why);
 		return;
 	}
+	sv->metrics.announces[rq.event][TMETRICS_OK]++;
+	if (rq.event == ANNOUNCE_EV_STOPPED) /* it removed the peer, if the peer was there */
+		sv->metrics.peers_stopped += npeer - sv->tracker->npeer;
 	if (log_level() >= LOG_DEBUG) {
 		hex_encode(rq.info_hash, ANNOUNCE_HASH_LEN, hex);
 		addr_format(&from, where, sizeof(where));
@@ -221,7 +243,7 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 	announce_encode_reply(&b, &rep);
 	if (b.overflow)
 		fatal("announce reply does not fit its buffer");
-	reply(req, 200, "text/plain", buf, b.len);
+	reply(sv, req, 200, "text/plain", buf, b.len);
 }
 
 static void handle_scrape(struct server *sv, struct evhttp_request *req, const char *query)
@@ -234,9 +256,10 @@ static void handle_scrape(struct server *sv, struct evhttp_request *req, const c
 	uint8_t *buf;
 
 	if (announce_parse_scrape(query, strlen(query), &rq, err, sizeof(err)) < 0) {
-		reply_failure(req, 400, err);
+		reply_failure(sv, req, 400, err);
 		return;
 	}
+	sv->metrics.scrapes++;
 	n = rq.count ? rq.count : TRACKER_SCRAPE_ALL_MAX;
 	e = xcalloc(n, sizeof(*e));
 	if (rq.count) {
@@ -252,7 +275,7 @@ static void handle_scrape(struct server *sv, struct evhttp_request *req, const c
 	announce_encode_scrape(&b, e, n);
 	if (b.overflow)
 		fatal("scrape reply does not fit its buffer");
-	reply(req, 200, "text/plain", buf, b.len);
+	reply(sv, req, 200, "text/plain", buf, b.len);
 	free(buf);
 	free(e);
 }
@@ -266,23 +289,25 @@ static void handle_receipt(struct server *sv, struct evhttp_request *req)
 	const char *why = NULL;
 	static const char ok[] = "d2:oki1ee";
 
+	sv->metrics.receipts_received++;
 	if (evbuffer_get_length(in) != MANIFEST_RECEIPT_LEN) {
-		reply_failure(req, 400, "a receipt is 168 bytes");
+		reply_failure(sv, req, 400, "a receipt is 168 bytes");
 		return;
 	}
 	evbuffer_copyout(in, raw, sizeof(raw));
 	if (manifest_receipt_decode(raw, sizeof(raw), &rc) < 0) {
-		reply_failure(req, 400, "malformed receipt or bad signature");
+		reply_failure(sv, req, 400, "malformed receipt or bad signature");
 		return;
 	}
 	if (tracker_receipt_add(sv->tracker, &rc, (uint64_t)time(NULL), &why) < 0) {
-		reply_failure(req, 503, why);
+		reply_failure(sv, req, 503, why);
 		return;
 	}
+	sv->metrics.receipts_accepted++;
 	hex_encode(rc.signer, VCRYPTO_PK_LEN, signer);
 	hex_encode(rc.volume_id, MANIFEST_ID_LEN, vol);
 	log_info("receipt: %s holds volume %s at generation %" PRIu64, signer, vol, rc.generation);
-	reply(req, 200, "text/plain", ok, sizeof(ok) - 1);
+	reply(sv, req, 200, "text/plain", ok, sizeof(ok) - 1);
 }
 
 static void status_peers(struct evbuffer *o, const struct tracker_swarm *s, uint64_t now,
@@ -298,11 +323,11 @@ static void status_peers(struct evbuffer *o, const struct tracker_swarm *s, uint
 		hex_encode(p->peer_id, ANNOUNCE_PEER_ID_LEN, id);
 		evbuffer_add_printf(
 		    o,
-		    "%s{\"address\": \"%s\", \"peer_id\": \"%s\", \"left\": %" PRIu64
-		    ", \"uploaded\": %" PRIu64 ", \"downloaded\": %" PRIu64
+		    "%s{\"address\": \"%s\", \"peer_id\": \"%s\", \"state\": \"%s\", "
+		    "\"left\": %" PRIu64 ", \"uploaded\": %" PRIu64 ", \"downloaded\": %" PRIu64
 		    ", \"last_seen_s_ago\": %" PRIu64 "}",
-		    i ? ", " : "", where, id, p->left, p->uploaded, p->downloaded,
-		    now - p->last_seen);
+		    i ? ", " : "", where, id, p->left == 0 ? "seeding" : "leeching", p->left,
+		    p->uploaded, p->downloaded, now - p->last_seen);
 	}
 	evbuffer_add_printf(o, "]");
 }
@@ -324,7 +349,7 @@ static void handle_receipts(struct server *sv, struct evhttp_request *req, const
 	if (v == NULL || (v != query && v[-1] != '&') ||
 	    hex_decode(v + sizeof(key) - 1, strcspn(v + sizeof(key) - 1, "&"), id, sizeof(id)) !=
 	        0) {
-		reply_failure(req, 400, "receipts needs volume=<32 hex digits>");
+		reply_failure(sv, req, 400, "receipts needs volume=<32 hex digits>");
 		return;
 	}
 	all = xmalloc((size_t)TRACKER_MAX_RECEIPTS_VOL * MANIFEST_RECEIPT_LEN);
@@ -341,19 +366,70 @@ static void handle_receipts(struct server *sv, struct evhttp_request *req, const
 	announce_benc_end(&b);
 	if (b.overflow)
 		fatal("receipts reply does not fit its buffer");
-	reply(req, 200, "text/plain", buf, b.len);
+	reply(sv, req, 200, "text/plain", buf, b.len);
 	free(buf);
 	free(all);
 }
 
+/* A kept receipt by the info_hash of its volume, to find a swarm's volume id. */
+struct receipt_ref {
+	uint8_t info_hash[MANIFEST_INFOHASH_LEN]; /* first: receipt_ref_cmp compares it */
+	unsigned i;                               /* index in tracker->receipt */
+};
+
+static int receipt_ref_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, MANIFEST_INFOHASH_LEN);
+}
+
+/* The receipts kept, sorted by the info_hash of their volume; the caller frees it. */
+static struct receipt_ref *receipt_refs(const struct tracker *t)
+{
+	struct receipt_ref *r = xcalloc(t->nreceipt ? t->nreceipt : 1, sizeof(*r));
+
+	for (unsigned i = 0; i < t->nreceipt; i++) {
+		manifest_infohash(t->receipt[i].rc.volume_id, r[i].info_hash);
+		r[i].i = i;
+	}
+	qsort(r, t->nreceipt, sizeof(*r), receipt_ref_cmp);
+	return r;
+}
+
+/* How many of the n sorted refs belong to info_hash; *first is the first one's index. */
+static unsigned receipts_of(const struct receipt_ref *r, unsigned n, const uint8_t *info_hash,
+                            unsigned *first)
+{
+	unsigned lo = 0, hi = n, k;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+
+		if (memcmp(r[mid].info_hash, info_hash, MANIFEST_INFOHASH_LEN) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*first = lo;
+	for (k = lo; k < n && memcmp(r[k].info_hash, info_hash, MANIFEST_INFOHASH_LEN) == 0; k++)
+		;
+	return k - lo;
+}
+
+/*
+ * GET /status: one entry per swarm, that is per volume, with its peers. The
+ * tracker knows a volume only by its info_hash, a one-way hash of the id; the
+ * id itself ("volume_id") is known once a receipt for the volume arrived, and
+ * null before.
+ */
 static void handle_status(struct server *sv, struct evhttp_request *req)
 {
 	const struct tracker *t = sv->tracker;
 	struct evbuffer *o = evbuffer_new();
 	uint64_t now = mono_s();
-	unsigned budget = TRACKER_STATUS_MAX_PEERS, first = 1;
+	unsigned budget = TRACKER_STATUS_MAX_PEERS, first = 1, nrc, rc0;
 	char hex[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1],
 	    root[2 * VCRYPTO_HASH_LEN + 1];
+	struct receipt_ref *refs = receipt_refs(t);
 
 	if (o == NULL)
 		fatal("out of memory");
@@ -366,12 +442,18 @@ static void handle_status(struct server *sv, struct evhttp_request *req)
 	for (size_t b = 0; b < t->nbucket; b++) {
 		for (const struct tracker_swarm *s = t->bucket[b]; s != NULL; s = s->next) {
 			hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
+			nrc = receipts_of(refs, t->nreceipt, s->info_hash, &rc0);
+			if (nrc > 0)
+				hex_encode(t->receipt[refs[rc0].i].rc.volume_id, MANIFEST_ID_LEN,
+				           vol);
 			evbuffer_add_printf(o,
-			                    "%s\n  {\"info_hash\": \"%s\", \"complete\": %" PRIu64
-			                    ", \"incomplete\": %" PRIu64
-			                    ", \"downloaded\": %" PRIu64 ", \"peers\": ",
-			                    first ? "" : ",", hex, s->complete,
-			                    s->npeer - s->complete, s->downloaded);
+			                    "%s\n  {\"info_hash\": \"%s\", \"volume_id\": %s%s%s, "
+			                    "\"complete\": %" PRIu64 ", \"incomplete\": %" PRIu64
+			                    ", \"downloaded\": %" PRIu64
+			                    ", \"receipt_count\": %u, \"peers\": ",
+			                    first ? "" : ",", hex, nrc ? "\"" : "",
+			                    nrc ? vol : "null", nrc ? "\"" : "", s->complete,
+			                    s->npeer - s->complete, s->downloaded, nrc);
 			status_peers(o, s, now, &budget);
 			evbuffer_add_printf(o, "}");
 			first = 0;
@@ -395,8 +477,20 @@ static void handle_status(struct server *sv, struct evhttp_request *req)
 	evbuffer_add_printf(o, "]}\n");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	                  "application/json");
+	count_reply(sv, 200);
 	evhttp_send_reply(req, 200, "OK", o);
 	evbuffer_free(o);
+	free(refs);
+}
+
+/* GET /metrics: the counters and tables in Prometheus' text format (tmetrics.c). */
+static void handle_metrics(struct server *sv, struct evhttp_request *req)
+{
+	struct tmetrics_out out = {0};
+
+	tmetrics_render(&out, &sv->metrics, sv->tracker, mono_s());
+	reply(sv, req, 200, "text/plain; version=0.0.4; charset=utf-8", out.buf, out.len);
+	free(out.buf);
 }
 
 /* One entry point for every request: route by path and method. */
@@ -409,8 +503,9 @@ static void on_request(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 
+	sv->path = path ? tmetrics_path_of(path) : TMETRICS_P_OTHER;
 	if (path == NULL) {
-		reply_failure(req, 400, "bad request URI");
+		reply_failure(sv, req, 400, "bad request URI");
 		return;
 	}
 	if (query == NULL)
@@ -425,12 +520,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 		handle_receipts(sv, req, query);
 	else if (strcmp(path, "/receipt") == 0 && cmd == EVHTTP_REQ_POST)
 		handle_receipt(sv, req);
-	else if (strcmp(path, "/announce") == 0 || strcmp(path, "/scrape") == 0 ||
-	         strcmp(path, "/status") == 0 || strcmp(path, "/receipt") == 0 ||
-	         strcmp(path, "/receipts") == 0)
-		reply_failure(req, 405, "method not allowed");
+	else if (strcmp(path, "/metrics") == 0 && get)
+		handle_metrics(sv, req);
+	else if (sv->path != TMETRICS_P_OTHER)
+		reply_failure(sv, req, 405, "method not allowed");
 	else
-		reply_failure(req, 404, "not found (try /announce, /scrape, /status)");
+		reply_failure(sv, req, 404, "not found (try /announce, /scrape, /status)");
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -441,6 +536,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	n = tracker_expire(sv->tracker, mono_s());
+	sv->metrics.peers_expired += n;
 	if (n > 0)
 		log_info("expired %u silent peers; %u swarms, %" PRIu64 " peers left", n,
 		         sv->tracker->nswarm, sv->tracker->npeer);
@@ -508,6 +604,7 @@ int main(int argc, char **argv)
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct tracker_config cfg = {
@@ -527,7 +624,7 @@ int main(int argc, char **argv)
 	struct timeval tv;
 
 	log_init("p2pvbd-tracker", LOG_INFO);
-	while ((c = getopt_long(argc, argv, "l:qvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:qvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			listen_addr = optarg;
@@ -558,6 +655,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
+			return 0;
+		case 'V':
+			printf("p2pvbd-tracker %s\n", P2PVBD_VERSION);
 			return 0;
 		default:
 			fputs(usage_text, stderr);
@@ -617,6 +717,8 @@ int main(int argc, char **argv)
 	                                      : ((struct sockaddr_in *)&ss)->sin_port);
 
 	sv.tracker = tracker_new(&cfg);
+	sv.metrics.start_wall = (uint64_t)time(NULL);
+	sv.metrics.start_mono = mono_s();
 	sv.sweep = event_new(sv.base, -1, EV_PERSIST, on_sweep, &sv);
 	sv.sigint = evsignal_new(sv.base, SIGINT, on_signal, &sv);
 	sv.sigterm = evsignal_new(sv.base, SIGTERM, on_signal, &sv);

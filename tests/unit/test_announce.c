@@ -480,3 +480,68 @@ Test(announce, tracker_receipts)
 	cr_assert_eq(tracker_receipt_add(t, &rc, 6, &why), 0);
 	tracker_free(t);
 }
+
+/*
+ * event=stopped drops the peer at once (same `now`, long before it would
+ * expire): it is no longer handed out, the counts say so, a seed's stop
+ * lowers "complete", and the next announce of the same peer_id is a new
+ * peer. A stopped under another key is refused and the peer stays.
+ */
+Test(announce, tracker_stopped_drops_at_once)
+{
+	struct tracker *t = mk(10, 10);
+	struct announce_reply rep;
+	struct announce_scrape_entry e;
+	const char *why = NULL;
+	uint8_t p4[ANNOUNCE_NUMWANT_MAX * 6], p6[ANNOUNCE_NUMWANT_MAX * 18];
+	struct announce_req r;
+	struct tracker_addr a = v4;
+
+	cr_assert_eq(announce(t, 'A', 'a', 100, ANNOUNCE_EV_STARTED, 50, &rep, &why), 0);
+	cr_assert_eq(announce(t, 'A', 's', 0, ANNOUNCE_EV_STARTED, 50, &rep, &why), 0);
+	cr_assert_eq(announce(t, 'A', 'c', 100, ANNOUNCE_EV_STARTED, 50, &rep, &why), 0);
+	cr_assert_eq(t->npeer, 3);
+
+	/* The seed stops: gone from the table and the counts, at the same instant. */
+	cr_assert_eq(announce(t, 'A', 's', 0, ANNOUNCE_EV_STOPPED, 50, &rep, &why), 0);
+	cr_assert_eq(t->npeer, 2);
+	cr_assert_eq(rep.complete, 0);
+	cr_assert_eq(rep.incomplete, 2);
+	cr_assert_eq(rep.npeers4 + rep.npeers6, 0, "a stopped peer is sent no peers");
+	tracker_scrape_one(t, (const uint8_t *)"AAAAAAAAAAAAAAAAAAAA", &e);
+	cr_assert_eq(e.complete, 0);
+	cr_assert_eq(e.incomplete, 2);
+	/* a is handed c only, never the stopped seed. */
+	cr_assert_eq(announce(t, 'A', 'a', 100, ANNOUNCE_EV_NONE, 50, &rep, &why), 0);
+	cr_assert_eq(rep.npeers4, 1);
+	cr_assert_eq(rep.peers4[4] << 8 | rep.peers4[5], 1000 + 'c');
+	/* Nothing was left for expiry to do. */
+	cr_assert_eq(tracker_expire(t, 50 + tracker_peer_timeout(t)), 0);
+
+	/* Stopping twice, or a peer_id the swarm never saw, changes nothing. */
+	cr_assert_eq(announce(t, 'A', 's', 0, ANNOUNCE_EV_STOPPED, 51, &rep, &why), 0);
+	cr_assert_eq(announce(t, 'A', 'q', 0, ANNOUNCE_EV_STOPPED, 51, &rep, &why), 0);
+	cr_assert_eq(t->npeer, 2);
+	cr_assert_eq(t->nswarm, 1);
+
+	/* Coming back after a stop is a new peer (a leecher until it says otherwise). */
+	cr_assert_eq(announce(t, 'A', 's', 0, ANNOUNCE_EV_STARTED, 52, &rep, &why), 0);
+	cr_assert_eq(t->npeer, 3);
+	cr_assert_eq(rep.complete, 1);
+
+	/* A peer registered with a key cannot be stopped by someone without it. */
+	mkreq(&r, 'A', 'k', 5, ANNOUNCE_EV_STARTED);
+	memcpy(r.key, "key1", 4);
+	r.key_len = 4;
+	a.port = r.port;
+	cr_assert_eq(tracker_announce(t, &r, &a, 53, &rep, p4, p6, &why), 0);
+	cr_assert_eq(t->npeer, 4);
+	r.event = ANNOUNCE_EV_STOPPED;
+	r.key_len = 0;
+	cr_assert_eq(tracker_announce(t, &r, &a, 53, &rep, p4, p6, &why), -1);
+	cr_assert_eq(t->npeer, 4, "a stopped without the peer's key removed it");
+	r.key_len = 4;
+	cr_assert_eq(tracker_announce(t, &r, &a, 53, &rep, p4, p6, &why), 0);
+	cr_assert_eq(t->npeer, 3);
+	tracker_free(t);
+}
