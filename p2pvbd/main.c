@@ -35,8 +35,7 @@
 #include "uri.h"
 #include "util.h"
 #include "vcrypto.h"
-
-#define P2PVBD_VERSION "0.1.0"
+#include "version.h"
 
 #define EXIT_USAGE 2
 

@@ -7,7 +7,7 @@
  *
  * Every request is first parsed and validated completely (announce.c);
  * only a valid request reaches the tables. Exit codes: 0 clean exit
- * (SIGINT/SIGTERM), 1 failure, 2 usage error.
+ * (SIGINT/SIGTERM/SIGHUP), 1 failure, 2 usage error.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +28,7 @@
 
 #include "announce.h"
 #include "manifest.h"
+#include "parse.h"
 #include "tmetrics.h"
 #include "tracker.h"
 #include "util.h"
@@ -92,14 +93,14 @@ static const char usage_text[] =
     "  -V, --version           print the version and exit\n"
     "  -h, --help              this text\n"
     "\n"
-    "SIGINT or SIGTERM stops the tracker. Exit codes: 0 clean exit, 1 failure,\n"
+    "SIGINT, SIGTERM or SIGHUP stops the tracker. Exit codes: 0 clean exit, 1 failure,\n"
     "2 usage error.\n";
 
 struct server {
 	struct event_base *base;
 	struct evhttp *http;
 	struct tracker *tracker;
-	struct event *sweep, *sigint, *sigterm;
+	struct event *sweep, *sigint, *sigterm, *sighup;
 	struct tmetrics metrics;
 	enum tmetrics_path path; /* of the request being answered, for the counters */
 };
@@ -552,45 +553,22 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 /* "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port; 0 or -1. */
-static int parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
+/* A numeric option in [min, max] into *out (the shared parsers, parse.h); -1 if bad. */
+static int opt_uint(const char *s, int duration, uint64_t min, uint64_t max, unsigned *out)
 {
-	const char *colon = strrchr(s, ':');
-	size_t hl;
-	char *end;
-	unsigned long p;
+	uint64_t v;
 
-	if (colon == NULL || colon[1] == '\0')
-		return -1;
-	errno = 0;
-	p = strtoul(colon + 1, &end, 10);
-	if (errno != 0 || *end != '\0' || p > 65535 || colon[1] < '0' || colon[1] > '9')
-		return -1;
-	hl = (size_t)(colon - s);
-	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
-		s++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= hostlen)
-		return -1;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	*port = (unsigned)p;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	if (s[0] < '0' || s[0] > '9')
-		return -1;
-	v = strtoul(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max)
+	if ((duration ? parse_duration(s, min, max, &v) : parse_uint(s, min, max, &v)) != 0)
 		return -1;
 	*out = (unsigned)v;
 	return 0;
+}
+
+/* A usage error: what, and where the help is (not the whole help). */
+static int usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "p2pvbd-tracker: %s%s\nsee 'p2pvbd-tracker --help'\n", what, arg);
+	return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -615,7 +593,7 @@ int main(int argc, char **argv)
 	const char *listen_addr = "0.0.0.0:6969";
 	int level = LOG_INFO, c, rc = 1;
 	char host[256], shown[300];
-	unsigned port;
+	uint16_t port;
 	struct server sv = {0};
 	struct event_config *ecfg;
 	struct evhttp_bound_socket *bound;
@@ -624,28 +602,23 @@ int main(int argc, char **argv)
 	struct timeval tv;
 
 	log_init("p2pvbd-tracker", LOG_INFO);
+	opterr = 0; /* usage_error says what was wrong, in one line */
 	while ((c = getopt_long(argc, argv, "l:qvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			listen_addr = optarg;
 			break;
 		case OPT_INTERVAL:
-			if (parse_uint(optarg, 1, MAX_INTERVAL, &cfg.interval) < 0) {
-				fprintf(stderr, "p2pvbd-tracker: bad --interval: %s\n", optarg);
-				return EXIT_USAGE;
-			}
+			if (opt_uint(optarg, 1, 1, MAX_INTERVAL, &cfg.interval) < 0)
+				return usage_error("bad --interval: ", optarg);
 			break;
 		case OPT_MAX_SWARMS:
-			if (parse_uint(optarg, 1, MAX_SWARMS_LIMIT, &cfg.max_swarms) < 0) {
-				fprintf(stderr, "p2pvbd-tracker: bad --max-swarms: %s\n", optarg);
-				return EXIT_USAGE;
-			}
+			if (opt_uint(optarg, 0, 1, MAX_SWARMS_LIMIT, &cfg.max_swarms) < 0)
+				return usage_error("bad --max-swarms: ", optarg);
 			break;
 		case OPT_MAX_PEERS:
-			if (parse_uint(optarg, 1, MAX_PEERS_LIMIT, &cfg.max_peers) < 0) {
-				fprintf(stderr, "p2pvbd-tracker: bad --max-peers: %s\n", optarg);
-				return EXIT_USAGE;
-			}
+			if (opt_uint(optarg, 0, 1, MAX_PEERS_LIMIT, &cfg.max_peers) < 0)
+				return usage_error("bad --max-peers: ", optarg);
 			break;
 		case 'q':
 			level = LOG_ERROR;
@@ -660,19 +633,13 @@ int main(int argc, char **argv)
 			printf("p2pvbd-tracker %s\n", P2PVBD_VERSION);
 			return 0;
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_USAGE;
+			return usage_error("unknown option or missing value: ", argv[optind - 1]);
 		}
 	}
-	if (optind != argc) {
-		fprintf(stderr, "p2pvbd-tracker: unexpected argument: %s\n", argv[optind]);
-		return EXIT_USAGE;
-	}
-	if (parse_listen(listen_addr, host, sizeof(host), &port) < 0) {
-		fprintf(stderr, "p2pvbd-tracker: bad listen address (HOST:PORT): %s\n",
-		        listen_addr);
-		return EXIT_USAGE;
-	}
+	if (optind != argc)
+		return usage_error("unexpected argument: ", argv[optind]);
+	if (parse_hostport(listen_addr, 1, host, sizeof(host), &port) < 0)
+		return usage_error("bad listen address (HOST:PORT): ", listen_addr);
 	log_init("p2pvbd-tracker", level);
 	if (vcrypto_init() < 0) {
 		log_error("cannot initialise libsodium");
@@ -722,13 +689,15 @@ int main(int argc, char **argv)
 	sv.sweep = event_new(sv.base, -1, EV_PERSIST, on_sweep, &sv);
 	sv.sigint = evsignal_new(sv.base, SIGINT, on_signal, &sv);
 	sv.sigterm = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
-	if (sv.sweep == NULL || sv.sigint == NULL || sv.sigterm == NULL)
+	sv.sighup = evsignal_new(sv.base, SIGHUP, on_signal, &sv); /* the terminal went away */
+	if (sv.sweep == NULL || sv.sigint == NULL || sv.sigterm == NULL || sv.sighup == NULL)
 		fatal("event_new failed");
 	tv.tv_sec = cfg.interval < SWEEP_MAX_S ? cfg.interval : SWEEP_MAX_S;
 	tv.tv_usec = 0;
 	event_add(sv.sweep, &tv);
 	event_add(sv.sigint, NULL);
 	event_add(sv.sigterm, NULL);
+	event_add(sv.sighup, NULL);
 
 	snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 	printf("listening on %s\n", shown);
@@ -748,6 +717,8 @@ out:
 		event_free(sv.sigint);
 	if (sv.sigterm)
 		event_free(sv.sigterm);
+	if (sv.sighup)
+		event_free(sv.sighup);
 	evhttp_free(sv.http);
 	tracker_free(sv.tracker);
 	event_base_free(sv.base);
