@@ -14,6 +14,8 @@ OPT	?= -O2
 
 CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd -Itracker $(EXTRA_CFLAGS)
 LDLIBS	:= -levent -lsodium -pthread
+# sd_notify: readiness and shutdown under systemd (a no-op elsewhere).
+LDLIBS	+= -lsystemd
 ifneq ($(SAN),)
 CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS	+= -fsanitize=address,undefined

@@ -8,6 +8,8 @@ PACKAGES=(
 	build-essential pkg-config
 	# Libraries p2pvbd links with, and criterion for the unit tests.
 	libevent-dev libsodium-dev libcriterion-dev
+	# sd_notify (readiness under systemd).
+	libsystemd-dev
 	# clang for the libFuzzer harnesses; the fuzzer and sanitizer runtimes.
 	clang libclang-rt-14-dev
 	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat.
