@@ -14,6 +14,8 @@ PACKAGES=(
 	clang libclang-rt-14-dev
 	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat.
 	coreutils
+	# t_install.sh: mandoc -T lint and man -l for the man pages, systemd-analyze verify for the units.
+	mandoc man-db systemd
 	# Real NBD tools for tests and benchmark anchors: nbdkit, nbdcopy, nbdinfo, qemu-img.
 	nbdkit libnbd-bin qemu-utils
 	# fio --ioengine=nbd: random I/O with verification against the NBD export.
