@@ -16,6 +16,8 @@ PACKAGES=(
 	coreutils
 	# t_install.sh: mandoc -T lint and man -l for the man pages, systemd-analyze verify for the units.
 	mandoc man-db systemd
+	# t_systemd.sh: systemd-nspawn boots systemd in a container to run the installed units.
+	systemd-container
 	# Real NBD tools for tests and benchmark anchors: nbdkit, nbdcopy, nbdinfo, qemu-img.
 	nbdkit libnbd-bin qemu-utils
 	# fio --ioengine=nbd: random I/O with verification against the NBD export.
