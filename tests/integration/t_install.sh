@@ -177,6 +177,24 @@ for cmd in ["keygen", "seed", "fetch", "status", "ctl"]:
 sys.exit(bad)
 EOF
 note "p2pvbd(1) documents every option of every command's --help"
+TRACKER_PAGE=$D/usr/share/man/man8/p2pvbd-tracker.8
+if [[ -f $TRACKER_PAGE ]]; then
+	mandoc -T ascii -O width=250 "$TRACKER_PAGE" | col -b >"$T/tracker.txt"
+	"$BIN_DIR/p2pvbd-tracker" --help >"$T/help-tracker.txt" || fail "p2pvbd-tracker --help failed"
+	"$PY" - "$T" <<'EOF2' || fail "p2pvbd-tracker(8) does not document every option of --help (above)"
+import re, sys
+t = sys.argv[1]
+words = set(re.findall(r"(?<![\w-])-{1,2}[A-Za-z][\w-]*", open(t + "/tracker.txt").read()))
+bad = 0
+for line in open(t + "/help-tracker.txt"):
+    m = re.match(r"^\s+(?:(-\w), )?(--[a-z][a-z0-9-]*)", line)
+    for opt in (m.groups() if m else ()):
+        if opt and opt not in words:
+            print("p2pvbd-tracker: %s is in --help but not in p2pvbd-tracker(8)" % opt); bad = 1
+sys.exit(bad)
+EOF2
+	note "p2pvbd-tracker(8) documents every option of its --help"
+fi
 
 # --- systemd units ----------------------------------------------------------------------------
 # systemd-analyze verify --root checks each unit as the installed system would load it: the
