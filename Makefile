@@ -14,6 +14,8 @@ OPT	?= -O2
 
 CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd -Itracker $(EXTRA_CFLAGS)
 LDLIBS	:= -levent -lsodium -pthread
+# sd_notify: readiness and shutdown under systemd (a no-op elsewhere).
+LDLIBS	+= -lsystemd
 ifneq ($(SAN),)
 CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS	+= -fsanitize=address,undefined
@@ -131,6 +133,34 @@ bench-swarm: deps all
 # Announces per second of p2pvbd-tracker vs opentracker (build/bench/tracker.json).
 bench-tracker: deps all $(BUILD)/annload
 	tools/bench_tracker.sh $(BUILD)/p2pvbd-tracker $(BUILD)/annload
+
+# `make install` (GNU conventions: PREFIX, DESTDIR; builds nothing that `make` has built):
+# the programs to $(PREFIX)/bin, the man pages to $(PREFIX)/share/man, the systemd units to
+# $(PREFIX)/lib/systemd/system with their ExecStart paths pointing at $(PREFIX)/bin.
+# `make uninstall` removes exactly these files. Neither needs root when DESTDIR is yours.
+.PHONY: install uninstall
+PREFIX	?= /usr/local
+BINDIR	:= $(PREFIX)/bin
+MANDIR	:= $(PREFIX)/share/man
+UNITDIR	:= $(PREFIX)/lib/systemd/system
+PROGRAMS := p2pvbd p2pvbd-tracker
+MAN1	:= $(notdir $(wildcard docs/man/*.1))
+MAN8	:= $(notdir $(wildcard docs/man/*.8))
+UNITS	:= $(notdir $(wildcard systemd/*.service))
+
+install: $(addprefix $(BUILD)/,$(PROGRAMS))
+	for p in $(PROGRAMS); do install -D -m 0755 $(BUILD)/$$p "$(DESTDIR)$(BINDIR)/$$p" || exit 1; done
+	for m in $(MAN1); do install -D -m 0644 docs/man/$$m "$(DESTDIR)$(MANDIR)/man1/$$m" || exit 1; done
+	for m in $(MAN8); do install -D -m 0644 docs/man/$$m "$(DESTDIR)$(MANDIR)/man8/$$m" || exit 1; done
+	for u in $(UNITS); do \
+		sed 's|/usr/bin/p2pvbd|$(BINDIR)/p2pvbd|g' systemd/$$u | \
+		install -D -m 0644 /dev/stdin "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; done
+
+uninstall:
+	rm -f $(foreach f,$(PROGRAMS),"$(DESTDIR)$(BINDIR)/$(f)") \
+		$(foreach f,$(MAN1),"$(DESTDIR)$(MANDIR)/man1/$(f)") \
+		$(foreach f,$(MAN8),"$(DESTDIR)$(MANDIR)/man8/$(f)") \
+		$(foreach f,$(UNITS),"$(DESTDIR)$(UNITDIR)/$(f)")
 
 format:
 	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)

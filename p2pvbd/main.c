@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <linux/fs.h>
+#include <systemd/sd-daemon.h>
 
 #include "manifest.h"
 #include "ctl.h"
@@ -1140,7 +1141,10 @@ static int cmd_seed(int argc, char **argv)
 		goto out; /* asked for explicitly; the default is best effort */
 	add_signals(base, sw, sigs);
 	swarm_start(sw);
+	/* Under systemd (Type=notify): the URI is out and the chunks are served. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s on port %u", image, (unsigned)port);
 	event_base_dispatch(base);
+	sd_notify(0, "STOPPING=1");
 	{
 		const struct swarm_stats *st = swarm_stats(sw);
 		char b[16];
@@ -1652,7 +1656,10 @@ static int cmd_fetch(int argc, char **argv)
 		goto out_swarm; /* asked for explicitly; the default is best effort */
 	add_signals(base, sw, sigs);
 	swarm_start(sw);
+	/* Under systemd (Type=notify): listening, and joining the swarm. */
+	sd_notifyf(0, "READY=1\nSTATUS=fetching into %s", out);
 	event_base_dispatch(base);
+	sd_notify(0, "STOPPING=1");
 	if (show_progress)
 		progress_draw(&pr, 1);
 	if (pl.f != NULL)

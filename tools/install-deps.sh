@@ -8,10 +8,16 @@ PACKAGES=(
 	build-essential pkg-config
 	# Libraries p2pvbd links with, and criterion for the unit tests.
 	libevent-dev libsodium-dev libcriterion-dev
+	# sd_notify (readiness under systemd).
+	libsystemd-dev
 	# clang for the libFuzzer harnesses; the fuzzer and sanitizer runtimes.
 	clang libclang-rt-14-dev
 	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat.
 	coreutils
+	# t_install.sh: mandoc -T lint and man -l for the man pages, systemd-analyze verify for the units.
+	mandoc man-db systemd
+	# t_systemd.sh: systemd-nspawn boots systemd in a container to run the installed units.
+	systemd-container
 	# Real NBD tools for tests and benchmark anchors: nbdkit, nbdcopy, nbdinfo, qemu-img.
 	nbdkit libnbd-bin qemu-utils
 	# fio --ioengine=nbd: random I/O with verification against the NBD export.

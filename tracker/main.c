@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <systemd/sd-daemon.h>
 
 #include "announce.h"
 #include "manifest.h"
@@ -705,10 +706,13 @@ int main(int argc, char **argv)
 	log_info("listening on %s (interval %u s, max %u swarms of %u peers)", shown, cfg.interval,
 	         cfg.max_swarms, cfg.max_peers);
 
+	/* Under systemd (Type=notify): the socket is bound and listening. */
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", shown);
 	if (event_base_dispatch(sv.base) < 0) {
 		log_error("event loop failed");
 		goto out;
 	}
+	sd_notify(0, "STOPPING=1");
 	rc = 0;
 out:
 	if (sv.sweep)
