@@ -12,8 +12,9 @@ PACKAGES=(
 	libsystemd-dev
 	# clang for the libFuzzer harnesses; the fuzzer and sanitizer runtimes.
 	clang libclang-rt-14-dev
-	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat.
-	coreutils
+	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat; script(1) gives
+	# t_progress_logs.sh a terminal; losetup gives t_blockdev.sh a block device.
+	coreutils bsdutils mount
 	# t_install.sh: mandoc -T lint and man -l for the man pages, systemd-analyze verify for the units.
 	mandoc man-db systemd
 	# t_systemd.sh: systemd-nspawn boots systemd in a container to run the installed units.
@@ -29,9 +30,8 @@ PACKAGES=(
 	python3 python3-libnbd
 	# The tracker's tests: curl for raw announces, libtorrent as a stock BitTorrent client.
 	curl python3-libtorrent
-	# The tracker's /metrics read by Prometheus' own Python parser (t_tracker_metrics.sh);
-	# mandoc to lint the man pages (mandoc -T lint).
-	python3-prometheus-client mandoc
+	# /metrics read by Prometheus' own Python parser (t_tracker_metrics.sh, t_metrics.sh).
+	python3-prometheus-client
 	# The swarm benchmark: opentracker (the tracker's anchor), gnuplot for the progress plot.
 	opentracker gnuplot-nox
 	# The VM tests (tools/vm): QEMU under TCG, cpio for the guest's initramfs (the kernel and
