@@ -29,7 +29,8 @@ PACKAGES=(
 	python3 python3-libnbd
 	# The tracker's tests: curl for raw announces, libtorrent as a stock BitTorrent client.
 	curl python3-libtorrent
-	# The tracker's /metrics read by Prometheus' own Python parser (t_tracker_metrics.sh);
+	# The tracker's /metrics read by Prometheus' own Python parser (t_tracker_metrics.sh,
+	# t_metrics.sh);
 	# mandoc to lint the man pages (mandoc -T lint).
 	python3-prometheus-client mandoc
 	# The swarm benchmark: opentracker (the tracker's anchor), gnuplot for the progress plot.
