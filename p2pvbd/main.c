@@ -26,6 +26,7 @@
 
 #include "manifest.h"
 #include "ctl.h"
+#include "metrics.h"
 #include "nbd.h"
 #include "parse.h"
 #include "peer.h"
@@ -93,6 +94,8 @@ static const char usage_seed[] =
     "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
     "      --ctl PATH               control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
     "                               p2pvbd-seed-PID.ctl; logged at start): p2pvbd status\n"
+    "      --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "                               (port 0 picks one; logged)\n"
     "  -e, --export ADDR            also export IMAGE over NBD (unix:PATH or HOST:PORT)\n"
     "                               for the VM running at the source (live migration):\n"
     "                               its writes go to IMAGE, the chunks they touch are\n"
@@ -156,6 +159,8 @@ static const char usage_fetch[] =
     "      --stats PATH     write counters as JSON to PATH at exit\n"
     "      --ctl PATH       control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
     "                       p2pvbd-fetch-PID.ctl; logged at start): p2pvbd status\n"
+    "      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "                       (port 0 picks one; logged)\n"
     "      --progress-log PATH  append \"UNIX-TIME BYTES-DONE BYTES-TOTAL\" lines to PATH\n"
     "                       every 0.2 s (for plots)\n"
     "      --timeout SECS   drop a peer silent this long (default 30; also 30s, 2m)\n"
@@ -575,6 +580,8 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 {
 	struct evbuffer *out = ctl_reply_out(r);
 	struct swarm_status st;
+	struct swarm_peer_info *peers;
+	int npeers;
 	double cost;
 	char b1[16], b2[16], b3[16];
 
@@ -597,20 +604,23 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 	}
 	cost = st.dirty_bytes > 0 ? (double)st.dirty_bytes / (st.serve_rate > 1 ? st.serve_rate : 1)
 	                          : 0;
+	npeers = metrics_peers(arg, &peers);
 	if (strcmp(cmd, "status json") == 0) {
 		evbuffer_add_printf(
 		    out,
 		    "{\"role\":\"%s\",\"volume_known\":%s,\"complete\":%s,\"final\":%s,"
 		    "\"generation\":%llu,"
 		    "\"image_size\":%llu,\"chunk_size\":%u,\"chunks\":%u,\"bytes_done\":%llu,"
-		    "\"peers\":%d,\"fetch_rate\":%.0f,\"serve_rate\":%.0f,\"write_rate\":%.0f,"
-		    "\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f}\n",
+		    "\"peers_connected\":%d,\"fetch_rate\":%.0f,\"serve_rate\":%.0f,"
+		    "\"write_rate\":%.0f,\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f",
 		    st.seed ? "seed" : "fetch", st.have_root ? "true" : "false",
 		    st.complete ? "true" : "false", st.final ? "true" : "false",
 		    (unsigned long long)st.generation, (unsigned long long)st.image_size,
 		    st.chunk_size, st.chunks_total, (unsigned long long)st.bytes_done, st.peers,
 		    st.fetch_rate, st.serve_rate, st.write_rate, (unsigned long long)st.dirty_bytes,
 		    cost);
+		metrics_status_json(out, &st, peers, npeers);
+		evbuffer_add_printf(out, "}\n");
 	} else if (strcmp(cmd, "status") == 0) {
 		evbuffer_add_printf(
 		    out, "%s of a %s volume (generation %llu%s, %u chunks of %u KiB)\n",
@@ -632,12 +642,14 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 			                    fmt_bytes(st.dirty_bytes, b1, sizeof(b1)),
 			                    fmt_bytes((uint64_t)st.write_rate, b2, sizeof(b2)),
 			                    cost);
+		metrics_status_text(out, &st, peers, npeers);
 	} else {
 		evbuffer_add_printf(
 		    out,
 		    "error: unknown command '%.60s' (try: status, status json, freeze, thaw)\n",
 		    cmd);
 	}
+	free(peers);
 }
 
 /* Start the control socket (path, or the default); logs where. NULL on failure. */
@@ -847,13 +859,16 @@ static int cmd_seed(int argc, char **argv)
 		O_CTL,
 		O_FREEZE_DISC,
 		O_MAX_DIRTY,
-		O_WRITE_THROUGH
+		O_WRITE_THROUGH,
+		O_METRICS
 	};
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers = 0;
-	const char *export_spec = NULL, *ctl_path = NULL;
+	const char *export_spec = NULL, *ctl_path = NULL, *metrics_spec = NULL;
 	struct nbd_server *srv = NULL;
 	struct ctl *ctl = NULL;
+	struct metrics *mx = NULL;
+	struct uri_peer metrics_at;
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"listen", required_argument, NULL, 'l'},
@@ -864,6 +879,7 @@ static int cmd_seed(int argc, char **argv)
 	    {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
 	    {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
 	    {"write-through", no_argument, NULL, O_WRITE_THROUGH},
+	    {"metrics", required_argument, NULL, O_METRICS},
 	    {"uri-file", required_argument, NULL, O_URI_FILE},
 	    {"chunk-size", required_argument, NULL, O_CHUNK},
 	    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
@@ -917,6 +933,9 @@ static int cmd_seed(int argc, char **argv)
 			break;
 		case O_WRITE_THROUGH:
 			write_through = 1;
+			break;
+		case O_METRICS:
+			metrics_spec = optarg;
 			break;
 		case O_MAX_DIRTY:
 			if (parse_rate(optarg, &max_dirty) != 0)
@@ -1003,6 +1022,9 @@ static int cmd_seed(int argc, char **argv)
 	if (parse_listen(listen_spec, &listen_at) != 0)
 		return usage_error("seed", "bad --listen %s (HOST:PORT, numeric host)",
 		                   listen_spec);
+	if (metrics_spec != NULL && parse_listen(metrics_spec, &metrics_at) != 0)
+		return usage_error("seed", "bad --metrics %s (HOST:PORT, numeric host)",
+		                   metrics_spec);
 	log_init("p2pvbd seed", loglvl);
 
 	if (vcrypto_identity_load(key_path, &id) != 0)
@@ -1010,6 +1032,8 @@ static int cmd_seed(int argc, char **argv)
 	/* Checks before the hash, which may take minutes. */
 	if (!hash_only) {
 		if (check_bind(listen_at.host, listen_at.port, "--listen") != 0 ||
+		    (metrics_spec != NULL &&
+		     check_bind(metrics_at.host, metrics_at.port, "--metrics") != 0) ||
 		    (export_spec != NULL && check_export(export_spec) != 0) ||
 		    (ctl_path != NULL && sockpath_claim(ctl_path, "control socket") != 0) ||
 		    (uri_file != NULL && check_writable(uri_file, "--uri-file") != 0))
@@ -1082,6 +1106,7 @@ static int cmd_seed(int argc, char **argv)
 		o.exit_after_receipts = (int)receipts;
 		o.max_dirty_rate = max_dirty;
 		o.write_through = write_through;
+		o.image_path = image;
 		o.trackers = trackers;
 		o.ntrackers = ntrackers;
 		/* Without a VM here the image never changes: generation 0 is final. */
@@ -1136,6 +1161,9 @@ static int cmd_seed(int argc, char **argv)
 		if (freeze_on_disc)
 			nbd_server_set_idle_cb(srv, freeze_on_idle, sw);
 	}
+	if (metrics_spec != NULL &&
+	    (mx = metrics_new(base, sw, metrics_at.host, metrics_at.port)) == NULL)
+		goto out;
 	ctl = ctl_start(base, sw, ctl_path, "seed");
 	if (ctl == NULL && ctl_path != NULL)
 		goto out; /* asked for explicitly; the default is best effort */
@@ -1163,6 +1191,7 @@ out:
 			event_free(sigs[i]);
 	nbd_server_free(srv);
 	ctl_free(ctl);
+	metrics_free(mx);
 	swarm_free(sw);
 	if (base)
 		event_base_free(base);
@@ -1408,7 +1437,8 @@ static int cmd_fetch(int argc, char **argv)
 		O_BASIS,
 		O_PROGRESS_LOG,
 		O_CTL,
-		O_STATE_DIR
+		O_STATE_DIR,
+		O_METRICS
 	};
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
@@ -1427,12 +1457,16 @@ static int cmd_fetch(int argc, char **argv)
 	    {"basis", required_argument, NULL, O_BASIS},
 	    {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
 	    {"ctl", required_argument, NULL, O_CTL},
+	    {"metrics", required_argument, NULL, O_METRICS},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *key_path = NULL, *stats_path = NULL, *out, *export_spec = NULL;
+	const char *metrics_spec = NULL;
+	struct metrics *mx = NULL;
+	struct uri_peer metrics_at;
 	int no_boost = 0, lazy = 0, mirror = 0, no_listen = 0;
 	const char *basis = NULL, *progress_log = NULL, *ctl_path = NULL, *state_dir = NULL;
 	char *sidecar = NULL, *uri_text = xcalloc(1, URI_MAX_LEN + 1);
@@ -1492,6 +1526,9 @@ static int cmd_fetch(int argc, char **argv)
 			break;
 		case O_STATE_DIR:
 			state_dir = optarg;
+			break;
+		case O_METRICS:
+			metrics_spec = optarg;
 			break;
 		case O_STATS:
 			stats_path = optarg;
@@ -1556,6 +1593,11 @@ static int cmd_fetch(int argc, char **argv)
 		rc = usage_error("fetch", "bad --listen %s (HOST:PORT, numeric host)", listen_spec);
 		goto out_free;
 	}
+	if (metrics_spec != NULL && parse_listen(metrics_spec, &metrics_at) != 0) {
+		rc = usage_error("fetch", "bad --metrics %s (HOST:PORT, numeric host)",
+		                 metrics_spec);
+		goto out_free;
+	}
 	out = argv[optind + 1];
 
 	/* Checks before anything is made or dialled. */
@@ -1563,6 +1605,8 @@ static int cmd_fetch(int argc, char **argv)
 	if (sidecar == NULL || check_output(out, sidecar, force) != 0)
 		goto out_free;
 	if (listen_spec != NULL && check_bind(listen_at.host, listen_at.port, "--listen") != 0)
+		goto out_free;
+	if (metrics_spec != NULL && check_bind(metrics_at.host, metrics_at.port, "--metrics") != 0)
 		goto out_free;
 	if (export_spec != NULL && check_export(export_spec) != 0)
 		goto out_free;
@@ -1651,6 +1695,9 @@ static int cmd_fetch(int argc, char **argv)
 		pl.ev = event_new(base, -1, EV_PERSIST, progress_log_cb, &pl);
 		event_add(pl.ev, &tv);
 	}
+	if (metrics_spec != NULL &&
+	    (mx = metrics_new(base, sw, metrics_at.host, metrics_at.port)) == NULL)
+		goto out_swarm;
 	ctl = ctl_start(base, sw, ctl_path, "fetch");
 	if (ctl == NULL && ctl_path != NULL)
 		goto out_swarm; /* asked for explicitly; the default is best effort */
@@ -1685,6 +1732,7 @@ static int cmd_fetch(int argc, char **argv)
 out_swarm:
 	nbd_server_free(ex.srv);
 	ctl_free(ctl);
+	metrics_free(mx);
 	if (pl.ev)
 		event_free(pl.ev);
 	if (pl.f)

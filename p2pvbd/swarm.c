@@ -105,6 +105,9 @@ struct speer {
 	uint64_t turned_away_ns;   /* we answered BUSY (0: not waiting) */
 	uint64_t no_slot_until_ns; /* its slot was rotated away: none before then */
 	int64_t cur_chunk;         /* the chunk we are sending it (-1: none) */
+	uint64_t mon_in, mon_out;  /* its piece byte counters at the last rate update */
+	double mon_in_rate;        /* piece bytes/s from it, smoothed like the status rates */
+	double mon_out_rate;       /* piece bytes/s to it, likewise (for swarm_peer_list) */
 	struct upreq upq[SWARM_UPQ_MAX];
 	int nupq;
 	struct speer *next;
@@ -265,10 +268,17 @@ struct swarm {
 	struct flush_waiter *flush_cur;     /* waiting for the running commit */
 	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* distinct receipt signers (seed) */
 	uint64_t nsigners;
+
+	/* Monitoring: the VM's faults still waiting (a hash table), and their latencies. */
+	struct fault_wait *faults;
+	uint32_t nfaults, faults_cap;
+	struct swarm_fault_hist fault_hist;
 };
 
 static void swarm_schedule(struct swarm *sw);
 static void swarm_check_complete(struct swarm *sw);
+static void fault_settled(struct swarm *sw, uint32_t c);
+static void peer_rates_update(struct swarm *sw, double dt);
 
 static inline int bit_get(const uint8_t *map, uint32_t i)
 {
@@ -452,6 +462,8 @@ static void serve_pump(struct speer *sp)
 			return;
 		}
 		sw->st.bytes_served += q.blk.length;
+		if (q.blk.offset + q.blk.length == manifest_chunk_len(r, q.blk.chunk))
+			sw->st.chunks_served++;
 	}
 	if (sp->nupq == 0 && sp->slot) {
 		/* Idle: the slot is free for another peer (it gets one back when free). */
@@ -934,6 +946,8 @@ static void avail_set(struct swarm *sw, uint32_t c)
 {
 	if (bit_get(sw->avail, c))
 		return;
+	if (bit_get(sw->urgent, c))
+		fault_settled(sw, c);
 	bit_set(sw->avail, c);
 	sw->avail_bytes += manifest_chunk_len(&sw->root, c);
 }
@@ -2482,6 +2496,7 @@ static void swarm_rates(struct swarm *sw, uint64_t now)
 		sp->rate = sp->rate == 0 ? inst : 0.75 * sp->rate + 0.25 * inst;
 		sp->rx_bytes = 0;
 	}
+	peer_rates_update(sw, dt);
 	/* Whole-process rates for status: smoothed over about 2 s. */
 	{
 		double f = (double)(sw->st.bytes_fetched - sw->rate_last.bytes_fetched) / dt;
@@ -3375,6 +3390,145 @@ void swarm_travel(const struct swarm *sw, uint64_t *done, uint64_t *total)
 		*done = *total;
 }
 
+/* ---- Monitoring: fault latency, the peer list, status extras ------------ */
+
+/*
+ * A chunk the VM's read waits for, and since when. The table is open
+ * addressing with linear probing, at most half full; it holds exactly the
+ * chunks with their urgent bit set, which the export's bounded request queue
+ * (and the chunk count) bound.
+ */
+struct fault_wait {
+	uint32_t chunk;
+	uint64_t since_ns; /* 0: the slot is free (the monotonic clock is never 0) */
+};
+
+const uint32_t swarm_fault_le_us[SWARM_FAULT_BUCKETS] = {
+    1000,   2500,   5000,    10000,   25000,   50000,    100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+static uint32_t fault_home(uint32_t chunk, uint32_t cap)
+{
+	return (chunk * 2654435761u) & (cap - 1); /* Knuth's multiplicative hash; cap is 2^k */
+}
+
+static void fault_put(struct fault_wait *tab, uint32_t cap, uint32_t chunk, uint64_t since)
+{
+	uint32_t i = fault_home(chunk, cap);
+
+	while (tab[i].since_ns != 0)
+		i = (i + 1) & (cap - 1);
+	tab[i].chunk = chunk;
+	tab[i].since_ns = since;
+}
+
+/* swarm_fault made chunk c urgent: its wait starts now. */
+static void fault_started(struct swarm *sw, uint32_t c)
+{
+	if (2 * (sw->nfaults + 1) > sw->faults_cap) {
+		uint32_t cap = sw->faults_cap ? 2 * sw->faults_cap : 64;
+		struct fault_wait *tab = xcalloc(cap, sizeof(*tab));
+
+		for (uint32_t i = 0; i < sw->faults_cap; i++)
+			if (sw->faults[i].since_ns != 0)
+				fault_put(tab, cap, sw->faults[i].chunk, sw->faults[i].since_ns);
+		free(sw->faults);
+		sw->faults = tab;
+		sw->faults_cap = cap;
+	}
+	fault_put(sw->faults, sw->faults_cap, c, now_ns());
+	sw->nfaults++;
+}
+
+/* Urgent chunk c is readable now (avail_set): its wait ends; into the histogram. */
+static void fault_settled(struct swarm *sw, uint32_t c)
+{
+	uint32_t mask = sw->faults_cap - 1, i, j;
+	uint64_t waited_ns;
+	int b = 0;
+
+	if (sw->nfaults == 0)
+		return;
+	for (i = fault_home(c, sw->faults_cap); sw->faults[i].chunk != c; i = (i + 1) & mask)
+		if (sw->faults[i].since_ns == 0)
+			return; /* not timed (cannot happen: every urgent bit has an entry) */
+	if (sw->faults[i].since_ns == 0)
+		return;
+	waited_ns = now_ns() - sw->faults[i].since_ns;
+	while (b < SWARM_FAULT_BUCKETS && waited_ns > (uint64_t)swarm_fault_le_us[b] * 1000u)
+		b++;
+	sw->fault_hist.bucket[b]++;
+	sw->fault_hist.count++;
+	sw->fault_hist.sum_s += (double)waited_ns / 1e9;
+	/* Delete by shifting back the entries of the probe run that follow. */
+	for (j = (i + 1) & mask; sw->faults[j].since_ns != 0; j = (j + 1) & mask) {
+		uint32_t home = fault_home(sw->faults[j].chunk, sw->faults_cap);
+
+		/* j's entry may fill the hole at i if its home is not in (i, j]. */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			sw->faults[i] = sw->faults[j];
+			i = j;
+		}
+	}
+	sw->faults[i].since_ns = 0;
+	sw->nfaults--;
+}
+
+/* Each peer's piece rates in and out, smoothed like the status rates (swarm_rates). */
+static void peer_rates_update(struct swarm *sw, double dt)
+{
+	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+		double in = (double)(sp->p->bytes_in - sp->mon_in) / dt;
+		double out = (double)(sp->p->bytes_out - sp->mon_out) / dt;
+
+		sp->mon_in_rate = 0.9 * sp->mon_in_rate + 0.1 * in;
+		sp->mon_out_rate = 0.9 * sp->mon_out_rate + 0.1 * out;
+		sp->mon_in = sp->p->bytes_in;
+		sp->mon_out = sp->p->bytes_out;
+	}
+}
+
+int swarm_peer_list(const struct swarm *sw, struct swarm_peer_info *out, int max)
+{
+	int n = 0;
+
+	for (const struct speer *sp = sw->peers; sp; sp = sp->next) {
+		struct swarm_peer_info *pi;
+
+		if (sp->p->state != PEER_READY)
+			continue;
+		if (n++ >= max)
+			continue;
+		pi = &out[n - 1];
+		memset(pi, 0, sizeof(*pi));
+		snprintf(pi->address, sizeof(pi->address), "%s", sp->p->name);
+		pi->role = sp->p->is_source ? "source" : "peer";
+		pi->fetch_rate = sp->mon_in_rate;
+		pi->serve_rate = sp->mon_out_rate;
+		pi->chunks = sp->have != NULL ? (int64_t)sp->nhave : -1;
+		pi->bytes_fetched = sp->p->bytes_in;
+		pi->bytes_served = sp->p->bytes_out;
+	}
+	return n;
+}
+
+/* The monitoring fields of st (swarm_status fills the rest first). */
+static void status_monitoring(const struct swarm *sw, struct swarm_status *st)
+{
+	memcpy(st->volume_id, sw->o.volume_id, sizeof(st->volume_id));
+	st->output = is_seed(sw) ? sw->o.image_path : sw->o.out_path;
+	st->receipts = sw->st.receipts;
+	if (!is_seed(sw)) {
+		uint64_t done, total;
+
+		swarm_travel(sw, &done, &total); /* what the progress display counts too */
+		st->bytes_left = total - done;
+	}
+	st->faults_waiting = sw->nfaults;
+	st->fault_latency = sw->fault_hist;
+}
+
 void swarm_status(const struct swarm *sw, struct swarm_status *st)
 {
 	uint64_t total;
@@ -3399,6 +3553,7 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	st->serve_rate = sw->serve_rate;
 	st->write_rate = sw->write_rate;
 	st->dirty_bytes = sw->st.chunks_dirty * (st->seed ? swarm_root(sw)->chunk_size : 0);
+	status_monitoring(sw, st);
 }
 
 const struct swarm_stats *swarm_stats(const struct swarm *sw)
@@ -3509,6 +3664,7 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 		return;
 	}
 	bit_set(sw->urgent, chunk);
+	fault_started(sw, chunk);
 	if (sw->nurgent == sw->urgent_cap) {
 		sw->urgent_cap = sw->urgent_cap ? 2 * sw->urgent_cap : 64;
 		sw->urgent_list = xrealloc(sw->urgent_list, sw->urgent_cap * sizeof(uint32_t));
@@ -3730,6 +3886,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->fetching);
 	free(sw->holders);
 	free(sw->urgent_list);
+	free(sw->faults);
 	free(sw->serve_map);
 	free(sw->sent_count);
 	free(sw->dirty);

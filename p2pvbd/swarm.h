@@ -51,6 +51,7 @@ struct swarm_stats {
 	uint64_t bytes_discarded;  /* piece bytes received twice or no longer wanted (endgame) */
 	uint64_t source_offloads;  /* source requests taken back: a destination had the chunk */
 	uint64_t bytes_served;
+	uint64_t chunks_served;  /* chunks whose last block went out to a peer */
 	uint64_t receipts;       /* distinct valid receipts (seed) */
 	uint64_t chunks_dirty;   /* seed -e: chunks the VM wrote since they were hashed */
 	uint64_t bytes_written;  /* seed -e: bytes the VM wrote */
@@ -82,6 +83,7 @@ struct swarm_opts {
 	int exit_after_receipts; /* 0 = serve until stopped */
 	uint64_t max_dirty_rate; /* seed -e: cap on the VM's write rate, bytes/s (0: none) */
 	int write_through;       /* seed -e: a write is done once a destination holds it */
+	const char *image_path;  /* the image's path, for status (borrowed; may be NULL) */
 
 	/* SWARM_FETCH */
 	const char *out_path;
@@ -119,6 +121,20 @@ void swarm_start(struct swarm *s);
  */
 int swarm_result(const struct swarm *s);
 
+/*
+ * Fault latency at a destination that exports its image (fetch -e): seconds
+ * from a VM read that found a chunk missing (swarm_fault) until the chunk was
+ * readable. Buckets from 1 ms (a chunk on a quiet LAN) to 10 s (a link that
+ * is badly overloaded) in 1-2.5-5 steps; slower faults land in the last.
+ */
+#define SWARM_FAULT_BUCKETS 13
+extern const uint32_t swarm_fault_le_us[SWARM_FAULT_BUCKETS]; /* upper bounds, microseconds */
+struct swarm_fault_hist {
+	uint64_t bucket[SWARM_FAULT_BUCKETS + 1]; /* per bucket, not cumulative; last: > 10 s */
+	uint64_t count;
+	double sum_s;
+};
+
 /* What `p2pvbd status` shows (rates in bytes/s, smoothed over a few seconds). */
 struct swarm_status {
 	int seed;            /* 1: the source; 0: a destination */
@@ -135,8 +151,35 @@ struct swarm_status {
 	double serve_rate;    /* piece bytes out */
 	double write_rate;    /* seed -e: bytes the VM writes */
 	uint64_t dirty_bytes; /* seed -e: bytes of the chunks changed since hashed */
+	/* Monitoring (p2pvbd status --json, --metrics). */
+	uint8_t volume_id[MANIFEST_ID_LEN];
+	const char *output;  /* fetch: OUT; seed: the image (borrowed from the options; or NULL) */
+	uint64_t receipts;   /* seed: distinct valid receipts counted */
+	uint64_t bytes_left; /* fetch: bytes still to travel (swarm_travel's total - done) */
+	uint32_t faults_waiting; /* fetch -e: chunks the VM's reads wait for now */
+	struct swarm_fault_hist fault_latency;
 };
 void swarm_status(const struct swarm *s, struct swarm_status *st);
+
+/*
+ * One authenticated peer, for monitoring. The handshake says only whether a
+ * peer holds the source key, so a role is "source" or "peer".
+ */
+struct swarm_peer_info {
+	char address[80];  /* "host:port": as dialled, or the far end of an accepted one */
+	const char *role;  /* "source" or "peer" (a static string) */
+	double fetch_rate; /* piece bytes/s received from it, smoothed like swarm_status's */
+	double serve_rate; /* piece bytes/s sent to it, likewise */
+	int64_t chunks;    /* chunks it holds by its have-map; -1 unknown (a seed keeps none) */
+	uint64_t bytes_fetched; /* piece bytes received from it on this connection */
+	uint64_t bytes_served;  /* piece bytes sent to it on this connection */
+};
+/*
+ * Copy up to max of the authenticated peers into out (the caller's array;
+ * nothing in it points into the swarm but role, which is static). Returns
+ * how many there are, which may be more than max: call with max 0 to size.
+ */
+int swarm_peer_list(const struct swarm *s, struct swarm_peer_info *out, int max);
 
 /* Progress: bytes of the volume present/verified, and the volume size (0 until known). */
 void swarm_progress(const struct swarm *s, uint64_t *done, uint64_t *total);
