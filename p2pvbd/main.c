@@ -26,6 +26,7 @@
 
 #include "manifest.h"
 #include "ctl.h"
+#include "imglock.h"
 #include "metrics.h"
 #include "nbd.h"
 #include "parse.h"
@@ -914,6 +915,7 @@ static int cmd_seed(int argc, char **argv)
 	struct scan_display disp;
 	uint64_t t0;
 	const char *image;
+	struct imglock *ilock = NULL;
 
 	memset(&m, 0, sizeof(m));
 	memset(&id, 0, sizeof(id));
@@ -1047,6 +1049,10 @@ static int cmd_seed(int argc, char **argv)
 		log_error("cannot open %s: %s", image, strerror(errno));
 		goto out;
 	}
+	/* Held until exit: QEMU and other p2pvbd processes see how we use the image. */
+	if (imglock_acquire(image, fd, export_spec ? IMGLOCK_EXCLUSIVE : IMGLOCK_SHARED_READ,
+	                    &ilock) != 0)
+		goto out;
 	if (image_size_of(fd, image, &image_size) != 0)
 		goto out;
 	if ((image_size + chunk_size - 1) / chunk_size > MANIFEST_MAX_CHUNKS) {
@@ -1197,6 +1203,7 @@ out:
 		event_base_free(base);
 	manifest_free(&m);
 	free(entries);
+	imglock_release(ilock);
 	if (fd >= 0)
 		close(fd);
 	vcrypto_identity_wipe(&id);

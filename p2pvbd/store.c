@@ -16,6 +16,7 @@
  * so serving it is right, and on restart the chunk is merely refetched.
  */
 #include "store.h"
+#include "imglock.h"
 #include "util.h"
 
 #include <endian.h>
@@ -112,6 +113,7 @@ uint32_t store_chunk_len(const struct store *s, uint32_t chunk)
 
 static void store_free(struct store *s)
 {
+	imglock_release(s->lock);
 	if (s->img_fd >= 0)
 		close(s->img_fd);
 	if (s->state_fd >= 0)
@@ -372,8 +374,16 @@ int store_open_at(struct store *s, const char *path, const char *sidecar,
 			log_error("store: opening %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	/* Two processes filling one image would each trust marks the other wrote. */
-	if (flock(s->img_fd, LOCK_EX | LOCK_NB) < 0) {
+	/*
+	 * Two processes filling one image would each trust marks the other
+	 * wrote, and QEMU must not use it while it is filled: an exclusive
+	 * QEMU-style lock. Where the file system has no OFD locks, flock still
+	 * keeps two p2pvbd processes apart (not together with the OFD lock: on
+	 * NFS flock is a whole-file fcntl lock, which would conflict with it).
+	 */
+	if (imglock_acquire(path, s->img_fd, IMGLOCK_EXCLUSIVE, &s->lock) != 0)
+		goto fail;
+	if (s->lock == NULL && flock(s->img_fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno == EWOULDBLOCK)
 			log_error("store: %s is in use by another p2pvbd process", path);
 		else

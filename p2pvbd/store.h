@@ -29,8 +29,11 @@ enum store_state {
 };
 
 struct store_batch;
+struct imglock;
 
 struct store {
+	/* QEMU-style exclusive lock on the image (owned), or NULL (no OFD locks here). */
+	struct imglock *lock;
 	int img_fd;
 	int state_fd;
 	char *img_path;   /* owned */

@@ -139,7 +139,9 @@ stop_pid "$SEED_PID"
 cat "$out" >/dev/null # the same warm page cache for every server
 
 bg_start "$T/nbdkit.log" nbdkit -f -U "$T/nbdkit.sock" file "$out"
-bg_start "$T/qemu-nbd.log" qemu-nbd -f raw -t -k "$T/qemu-nbd.sock" "$out"
+# file.locking=off: the fetch above still holds OUT's QEMU lock (it keeps serving it).
+bg_start "$T/qemu-nbd.log" qemu-nbd -t -k "$T/qemu-nbd.sock" \
+	--image-opts "driver=raw,file.driver=file,file.filename=$out,file.locking=off"
 for s in nbdkit qemu-nbd; do
 	wait_for_file "$T/$s.sock" 30 || [[ -S $T/$s.sock ]] || fail "$s did not start"
 done

@@ -197,8 +197,10 @@ write_part() {
 	bg_start "$T/w.seed.log" "$P2PVBD" seed -k "$T/key" -l 127.0.0.1:0 --ctl "$T/w.seed.ctl" \
 		-e "unix:$T/w.p2pvbd.sock" "$img"
 	pids+=("$BG_PID")
-	bg_start "$T/w.qemu-nbd.log" qemu-nbd -f raw --cache=writeback --aio=threads -t -e 4 \
-		-k "$T/w.qemu-nbd.sock" "$img"
+	# file.locking=off: the seed -e above holds the image's QEMU lock (it writes it).
+	bg_start "$T/w.qemu-nbd.log" qemu-nbd --cache=writeback --aio=threads -t -e 4 \
+		-k "$T/w.qemu-nbd.sock" \
+		--image-opts "driver=raw,file.driver=file,file.filename=$img,file.locking=off"
 	pids+=("$BG_PID")
 	bg_start "$T/w.nbdkit.log" nbdkit -f -U "$T/w.nbdkit.sock" file "$img"
 	pids+=("$BG_PID")
