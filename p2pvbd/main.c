@@ -1118,6 +1118,7 @@ static int cmd_seed(int argc, char **argv)
 		/* Without a VM here the image never changes: generation 0 is final. */
 		if (export_spec == NULL)
 			manifest_set_flags(&m, MANIFEST_ROOT_F_FINAL, id.sk);
+		o.image_fixed = export_spec == NULL;
 		sw = swarm_new(&o);
 	}
 	if (swarm_listen(sw, listen_at.host, listen_at.port, &port) != 0)

@@ -403,16 +403,17 @@ static void peer_close_flush(struct peer *p, int fatal_err, const char *reason)
 	bufferevent_setwatermark(p->bev, EV_WRITE, 0, 0);
 }
 
-void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
+/* peer_close_error and peer_close_bad_chunk; chunk and gen only if bad != 0. */
+static void peer_vclose_error(struct peer *p, uint16_t code, int bad, uint32_t chunk, uint64_t gen,
+                              const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
+static void peer_vclose_error(struct peer *p, uint16_t code, int bad, uint32_t chunk, uint64_t gen,
+                              const char *fmt, va_list ap)
 {
 	char text[WIRE_MAX_TEXT + 1];
-	va_list ap;
 
 	if (p->state == PEER_DEAD || p->state == PEER_CLOSING)
 		return;
-	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
-	va_end(ap);
 	log_info("peer %s: closing: %s", p->name, text);
 
 	if (p->state == PEER_READY || p->state == PEER_AUTH) {
@@ -421,6 +422,9 @@ void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
 		m.u.error.code = code;
 		m.u.error.text = text;
 		m.u.error.text_len = (uint16_t)strlen(text);
+		m.u.error.has_chunk = bad != 0;
+		m.u.error.chunk = chunk;
+		m.u.error.gen = gen;
 		peer_send_raw(p, &m);
 	} else if (p->state == PEER_HELLO && !p->initiator) {
 		uint8_t rec[WIRE_MAGIC_LEN + 4 + WIRE_MAX_TEXT];
@@ -432,6 +436,24 @@ void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
 		return;
 	}
 	peer_close_flush(p, code_is_fatal(code), text);
+}
+
+void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	peer_vclose_error(p, code, 0, 0, 0, fmt, ap);
+	va_end(ap);
+}
+
+void peer_close_bad_chunk(struct peer *p, uint32_t chunk, uint64_t gen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	peer_vclose_error(p, WIRE_E_BAD_DATA, 1, chunk, gen, fmt, ap);
+	va_end(ap);
 }
 
 /* Verify that a hello names our volume and source key; returns a code or WIRE_OK. */
@@ -598,6 +620,8 @@ static void peer_handle_msg(struct peer *p, const struct wire_msg *m)
 		peer_clean_text(clean, sizeof(clean), m->u.error.text, m->u.error.text_len);
 		snprintf(reason, sizeof(reason), "peer reported error %s: %s",
 		         wire_code_name(m->u.error.code), clean);
+		if (p->ctx->ops->on_error != NULL)
+			p->ctx->ops->on_error(p, m);
 		peer_close_fatal(p, code_is_fatal(m->u.error.code), reason);
 		return;
 	}

@@ -63,6 +63,8 @@ struct peer_ops {
 	/* The peer is gone. fatal != 0 if retrying this address cannot help
 	 * (wrong key, wrong secret, refused volume). reason is for logs. */
 	void (*on_close)(struct peer *p, int fatal, const char *reason);
+	/* Optional: the peer sent ERROR m (on_close follows at once; must not close p). */
+	void (*on_error)(struct peer *p, const struct wire_msg *m);
 };
 
 /* Shared by every peer of one volume; owned by the caller, outlives the peers. */
@@ -142,5 +144,8 @@ void peer_close(struct peer *p, const char *reason);
 /* Send ERROR code/text, flush it, then close. on_close follows at once. */
 void peer_close_error(struct peer *p, uint16_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for E_BAD_DATA about a piece: the ERROR names the chunk and generation (§6.2). */
+void peer_close_bad_chunk(struct peer *p, uint32_t chunk, uint64_t gen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -78,6 +78,13 @@
  * dirtied before; each round costs two signatures and one DELTA per peer.
  */
 #define SWARM_ROUND_MS 100
+/*
+ * A plain seed told that a chunk it sent failed verification hashes that
+ * chunk again (PROTOCOL.md §7.4): at most this many at once. Each costs a
+ * read and hash of one chunk on a worker; a member that reconnects to report
+ * lies over and over gets no more than this much of our disk and CPU.
+ */
+#define SWARM_RECHECK_MAX 4
 
 /* A queued upload request. */
 struct upreq {
@@ -197,6 +204,8 @@ struct swarm {
 	struct flush_waiter *wt_waiters; /* --write-through: writes not yet acknowledged */
 	uint8_t *last_delta;             /* the newest delta we made or applied, for peers behind */
 	size_t last_delta_len;
+	uint32_t recheck[SWARM_RECHECK_MAX]; /* plain seed: chunks being hashed again */
+	int nrecheck;
 	int pages_fd;      /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
 	uint8_t *page_buf; /* scratch for PAGE replies */
 
@@ -1314,8 +1323,8 @@ static void verify_done(void *arg)
 				sw->addrs[i].dead = 1;
 		for (struct speer *sp = sw->peers; sp; sp = sp->next)
 			if (sp->id == j->from_id) {
-				peer_close_error(sp->p, WIRE_E_BAD_DATA,
-				                 "chunk %u failed verification", j->chunk);
+				peer_close_bad_chunk(sp->p, j->chunk, j->gen,
+				                     "chunk %u failed verification", j->chunk);
 				break;
 			}
 	} else {
@@ -3209,6 +3218,95 @@ void swarm_thaw(struct swarm *sw)
 	seed_round_schedule(sw);
 }
 
+/* ---- A plain seed's image must not change (PROTOCOL.md §7.4) ---------- */
+
+/*
+ * Without -e nothing here writes the image, and the lock keeps QEMU off it,
+ * but the lock is advisory: a process that ignores it can still change the
+ * image under us, and destinations then refuse the chunk as corrupt. When
+ * one says so (its ERROR names the chunk), hash that chunk again: if it
+ * differs from the manifest, stop rather than serve bytes no signature
+ * vouches for; if not, the reporter or the path was at fault.
+ */
+
+static const char *image_name(const struct swarm *sw)
+{
+	return sw->o.image_path != NULL ? sw->o.image_path : "the image";
+}
+
+static void recheck_done(void *arg)
+{
+	struct rehash_job *j = arg;
+	struct swarm *sw = j->sw;
+	const struct manifest_entry *e = &sw->o.manifest->entries[j->chunk];
+
+	for (int i = 0; i < sw->nrecheck; i++)
+		if (sw->recheck[i] == j->chunk) {
+			sw->recheck[i] = sw->recheck[--sw->nrecheck];
+			break;
+		}
+	if (sw->finished) {
+		free(j);
+		return;
+	}
+	if (j->result != 0) {
+		log_error("%s: cannot read chunk %u again to check it", image_name(sw), j->chunk);
+		swarm_finish(sw, -1);
+	} else if (memcmp(j->hash, e->hash, sizeof(j->hash)) != 0) {
+		log_error("%s changed after it was hashed (chunk %u); a changing image needs -e",
+		          image_name(sw), j->chunk);
+		swarm_finish(sw, -1);
+	} else {
+		log_warn("chunk %u still matches its hash here: the peer that reported it corrupt, "
+		         "or the network between us, is at fault; going on",
+		         j->chunk);
+	}
+	free(j);
+}
+
+/* A peer told us chunk c (asked at generation gen) failed its verification. */
+static void seed_recheck(struct swarm *sw, const char *who, uint32_t c, uint64_t gen)
+{
+	const struct manifest *man = sw->o.manifest;
+	struct rehash_job *j;
+
+	if (c >= man->root.chunk_count || (man->entries[c].flags & MANIFEST_F_ZERO) ||
+	    gen != man->entries[c].gen) {
+		log_warn("peer %s reported chunk %u of generation %llu corrupt, which we never serve: "
+		         "ignored",
+		         who, c, (unsigned long long)gen);
+		return;
+	}
+	for (int i = 0; i < sw->nrecheck; i++)
+		if (sw->recheck[i] == c)
+			return; /* being checked already */
+	if (sw->nrecheck == SWARM_RECHECK_MAX) {
+		log_warn("peer %s reported chunk %u corrupt; %d checks are running already: ignored",
+		         who, c, SWARM_RECHECK_MAX);
+		return;
+	}
+	log_warn("peer %s reported chunk %u corrupt: hashing it again from %s", who, c,
+	         image_name(sw));
+	sw->recheck[sw->nrecheck++] = c;
+	j = xcalloc(1, sizeof(*j));
+	j->sw = sw;
+	j->fd = sw->o.image_fd;
+	j->chunk = c;
+	j->len = manifest_chunk_len(&man->root, c);
+	j->off = (uint64_t)c * man->root.chunk_size;
+	workq_push(sw->hashq, rehash_run, recheck_done, j);
+}
+
+static void on_error(struct peer *p, const struct wire_msg *m)
+{
+	struct speer *sp = p->owner;
+	struct swarm *sw = sp->sw;
+
+	if (is_seed(sw) && sw->o.image_fixed && !sw->finished &&
+	    m->u.error.code == WIRE_E_BAD_DATA && m->u.error.has_chunk)
+		seed_recheck(sw, p->name, m->u.error.chunk, m->u.error.gen);
+}
+
 struct swarm *swarm_new(const struct swarm_opts *o)
 {
 	struct swarm *sw = xcalloc(1, sizeof(*sw));
@@ -3220,6 +3318,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	sw->ops.on_msg = on_msg;
 	sw->ops.on_drain = on_drain;
 	sw->ops.on_close = on_close;
+	sw->ops.on_error = on_error;
 	sw->ctx.base = o->base;
 	sw->ctx.ops = &sw->ops;
 	memcpy(sw->ctx.volume_id, o->volume_id, sizeof(sw->ctx.volume_id));

@@ -84,6 +84,8 @@ struct swarm_opts {
 	uint64_t max_dirty_rate; /* seed -e: cap on the VM's write rate, bytes/s (0: none) */
 	int write_through;       /* seed -e: a write is done once a destination holds it */
 	const char *image_path;  /* the image's path, for status (borrowed; may be NULL) */
+	/* Seed without -e: the image must not change; a chunk a peer reports corrupt is checked. */
+	int image_fixed;
 
 	/* SWARM_FETCH */
 	const char *out_path;

@@ -195,15 +195,31 @@ static void put_block(uint8_t *p, const struct wire_block *b)
 	wire_put32(p + 16, b->length);
 }
 
-/* ERROR and RECEIPT_ACK share a body. */
+/* An ERROR may name the chunk that failed verification; nothing else may (§6.2). */
+static int may_name_chunk(uint8_t type, uint16_t code)
+{
+	return type == WIRE_ERROR && code == WIRE_E_BAD_DATA;
+}
+
+/* ERROR and RECEIPT_ACK share a body (m->type is set). */
 static int decode_text(const uint8_t *b, size_t blen, struct wire_msg *m)
 {
+	size_t end;
+
 	if (blen < TEXT_HDR)
 		return WIRE_INVALID;
 	m->u.error.code = wire_get16(b);
 	m->u.error.text_len = wire_get16(b + 2);
-	if (m->u.error.text_len > WIRE_MAX_TEXT || blen != TEXT_HDR + (size_t)m->u.error.text_len)
+	if (m->u.error.text_len > WIRE_MAX_TEXT)
 		return WIRE_INVALID;
+	end = TEXT_HDR + (size_t)m->u.error.text_len;
+	if (blen == end + WIRE_ERROR_CHUNK_LEN && may_name_chunk(m->type, m->u.error.code)) {
+		m->u.error.has_chunk = 1;
+		m->u.error.chunk = wire_get32(b + end);
+		m->u.error.gen = wire_get64(b + end + 4);
+	} else if (blen != end) {
+		return WIRE_INVALID;
+	}
 	m->u.error.text = (const char *)b + TEXT_HDR;
 	return 0;
 }
@@ -335,9 +351,11 @@ size_t wire_msg_size(const struct wire_msg *m)
 	case WIRE_ERROR:
 	case WIRE_RECEIPT_ACK:
 		if (m->u.error.text_len > WIRE_MAX_TEXT ||
-		    (m->u.error.text_len && !m->u.error.text))
+		    (m->u.error.text_len && !m->u.error.text) ||
+		    (m->u.error.has_chunk && !may_name_chunk(m->type, m->u.error.code)))
 			return 0;
-		return 1 + TEXT_HDR + (size_t)m->u.error.text_len;
+		return 1 + TEXT_HDR + (size_t)m->u.error.text_len +
+		       (m->u.error.has_chunk ? WIRE_ERROR_CHUNK_LEN : 0);
 	case WIRE_KEEPALIVE:
 	case WIRE_GET_ROOT:
 		return 1;
@@ -404,6 +422,10 @@ size_t wire_msg_encode(const struct wire_msg *m, uint8_t *out, size_t cap)
 		wire_put16(b + 2, m->u.error.text_len);
 		if (m->u.error.text_len)
 			memcpy(b + TEXT_HDR, m->u.error.text, m->u.error.text_len);
+		if (m->u.error.has_chunk) {
+			wire_put32(b + TEXT_HDR + m->u.error.text_len, m->u.error.chunk);
+			wire_put64(b + TEXT_HDR + m->u.error.text_len + 4, m->u.error.gen);
+		}
 		break;
 	case WIRE_KEEPALIVE:
 	case WIRE_GET_ROOT:

@@ -50,6 +50,8 @@
 #define WIRE_MAX_MSG (1024u * 1024u)
 
 #define WIRE_MAX_TEXT 512 /* error / refusal reason text, bytes */
+/* The optional chunk of an ERROR E_BAD_DATA, after its text: u32 chunk, u64 gen. */
+#define WIRE_ERROR_CHUNK_LEN 12
 
 /* Message types. Explicit numbers; never renumber, retire as unused. */
 enum wire_type {
@@ -139,7 +141,15 @@ struct wire_msg {
 			uint16_t code;
 			uint16_t text_len;
 			const char *text; /* not NUL-terminated */
-		} error;                  /* also RECEIPT_ACK */
+			/*
+			 * ERROR E_BAD_DATA about a piece only: the chunk that
+			 * failed verification and the generation it was asked
+			 * at (PROTOCOL.md §6.2). has_chunk 0: not sent.
+			 */
+			uint8_t has_chunk;
+			uint32_t chunk;
+			uint64_t gen;
+		} error; /* also RECEIPT_ACK (never has_chunk) */
 		struct {
 			const uint8_t *data;
 			uint32_t len;

@@ -3,7 +3,8 @@
  * the network, plus the invariants that tie decoders and encoders together.
  *
  *   - wire_msg_decode: an accepted message re-encodes to exactly the input
- *     bytes (one encoding per message), and wire_msg_size agrees.
+ *     bytes (one encoding per message, an ERROR's optional chunk field
+ *     included), and wire_msg_size agrees.
  *   - wire_hello_decode: an accepted hello re-encodes to the input.
  *   - wire_refuse_decode: an accepted refusal re-encodes to the record it
  *     consumed; NEED_MORE only for a strict prefix of something valid.
@@ -132,6 +133,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				map[size - 1] &= (uint8_t)((1u << (count % 8)) - 1);
 			check_msg(map, size);
 			free(map);
+		}
+	}
+	/*
+	 * Likewise an ERROR that names a chunk (E_BAD_DATA, text_len leaving
+	 * exactly the chunk field): made from the input, so that the accepting
+	 * path and its re-encoding run too.
+	 */
+	if (size >= 5 + WIRE_ERROR_CHUNK_LEN && size <= 5 + WIRE_MAX_TEXT + WIRE_ERROR_CHUNK_LEN) {
+		uint8_t *e = malloc(size);
+		if (e) {
+			memcpy(e, data, size);
+			e[0] = WIRE_ERROR;
+			wire_put16(e + 1, WIRE_E_BAD_DATA);
+			wire_put16(e + 3, (uint16_t)(size - 5 - WIRE_ERROR_CHUNK_LEN));
+			check_msg(e, size);
+			free(e);
 		}
 	}
 	check_hello(data, size);

@@ -53,13 +53,20 @@
  * beyond a chunk, for a zero chunk, for a wrong generation), checking each
  * REJECT code; it exits 0 if the seed answered every one correctly.
  *
+ * With --mode liar, it connects as a destination three times in turn and
+ * each time reports a chunk as corrupt (ERROR E_BAD_DATA naming it, as a
+ * fetcher does when a chunk fails verification) although it never received
+ * it: the first data chunk (which still matches the seed's hash), a zero
+ * chunk (never served) and a chunk beyond the volume; it exits 0 once the
+ * seed took all three. The test then checks that the seed goes on serving.
+ *
  * With --mode flood, it connects as a destination, asks for a page of the
  * chunk table 2000 times without ever reading a reply (about 100 MB of
  * replies), holds the connection for 5 s and exits 0: the test then checks
  * that the seed's memory stayed bounded and that it still serves.
  *
  * usage: badpeer --mode M --uri URI -k KEY [--chunk-size N] --port-file F IMAGE
- *        badpeer --mode client|flood --uri URI -k KEY IMAGE
+ *        badpeer --mode client|flood|liar --uri URI -k KEY IMAGE
  *
  * The delta and live modes need an image with at least three data chunks and
  * one zero chunk. Each generation made is logged as
@@ -428,6 +435,30 @@ static void client_reply(struct peer *p, const struct wire_msg *m)
 	client_send_probe(p);
 }
 
+/* Liar mode: the chunks (and generations) it reports corrupt, one per connection. */
+static struct {
+	uint32_t chunk;
+	uint64_t gen;
+} lies[3];
+static int nlies, lies_told;
+static const struct uri *liar_uri;
+
+static void liar_connect(evutil_socket_t fd, short what, void *arg)
+{
+	static struct vcrypto_identity me;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	/* A new identity each time: the seed keeps one connection per identity. */
+	vcrypto_identity_generate(&me);
+	ctx.identity = &me;
+	if (peer_connect(&ctx, liar_uri->peer[0].host, liar_uri->peer[0].port, NULL) == NULL) {
+		fprintf(stderr, "badpeer: cannot connect\n");
+		event_base_loopexit(ctx.base, NULL);
+	}
+}
+
 /* Flood mode: the requests go out, nothing is read, then we leave. */
 static void flood_done(evutil_socket_t fd, short what, void *arg)
 {
@@ -441,7 +472,7 @@ static void on_ready(struct peer *p)
 {
 	struct timeval hold = {5, 0};
 
-	if (!is("client") && !is("flood")) {
+	if (!is("client") && !is("flood") && !is("liar")) {
 		struct conn *c = xcalloc(1, sizeof(*c));
 
 		c->p = p;
@@ -452,6 +483,15 @@ static void on_ready(struct peer *p)
 	}
 	if (is("client"))
 		client_send_probe(p);
+	if (is("liar")) {
+		int i = lies_told++; /* counted first: on_close runs inside the close */
+
+		fprintf(stderr, "badpeer: reporting chunk %u of generation %llu corrupt\n",
+		        lies[i].chunk, (unsigned long long)lies[i].gen);
+		peer_close_bad_chunk(p, lies[i].chunk, lies[i].gen, "chunk %u failed verification",
+		                     lies[i].chunk);
+		return;
+	}
 	if (!is("flood"))
 		return;
 	peer_pause_read(p);
@@ -568,6 +608,18 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 	if (is("client")) {
 		probe_failures++;
 		event_base_loopexit(ctx.base, NULL);
+	}
+	if (is("liar")) {
+		static int closes;
+
+		/* Bounded: a seed that refuses us does not keep us dialling. */
+		/* The loop runs a moment more, so that the last ERROR is flushed. */
+		struct timeval grace = {0, 300000};
+
+		if (lies_told < nlies && ++closes < 2 * nlies)
+			event_base_once(ctx.base, -1, EV_TIMEOUT, liar_connect, NULL, NULL);
+		else
+			event_base_loopexit(ctx.base, &grace);
 	}
 }
 
@@ -689,7 +741,7 @@ int main(int argc, char **argv)
 	    {"port-file", required_argument, NULL, 'p'},
 	    {NULL, 0, NULL, 0},
 	};
-	static const struct peer_ops ops = {on_ready, on_msg, NULL, on_close};
+	static const struct peer_ops ops = {on_ready, on_msg, NULL, on_close, NULL};
 	const char *uri_text = NULL, *key = NULL, *port_file = NULL;
 	uint64_t chunk_size = MANIFEST_CHUNK_DEFAULT;
 	struct vcrypto_identity id;
@@ -728,7 +780,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!mode || !uri_text || !key ||
-	    (!port_file && strcmp(mode, "client") != 0 && strcmp(mode, "flood") != 0) ||
+	    (!port_file && strcmp(mode, "client") != 0 && strcmp(mode, "flood") != 0 &&
+	     strcmp(mode, "liar") != 0) ||
 	    optind + 1 != argc) {
 		fprintf(stderr, "usage: badpeer --mode M --uri URI -k KEY --port-file F IMAGE\n");
 		return 2;
@@ -778,6 +831,24 @@ int main(int argc, char **argv)
 
 	if (is("flood"))
 		return run_as_destination(&u) == 0 ? 0 : 1;
+	if (is("liar")) {
+		for (uint32_t i = 0; i < man.root.chunk_count && nlies < 2; i++) {
+			int zero = (man.entries[i].flags & MANIFEST_F_ZERO) != 0;
+
+			if ((nlies == 0 && !zero) || (nlies == 1 && zero))
+				lies[nlies++].chunk = i;
+		}
+		if (nlies < 2) {
+			fprintf(stderr, "badpeer: liar mode needs an image whose first data chunk "
+			                "comes before a zero chunk\n");
+			return 2;
+		}
+		lies[nlies++].chunk = man.root.chunk_count + 3;
+		liar_uri = &u;
+		if (run_as_destination(&u) != 0)
+			return 1;
+		return lies_told == nlies ? 0 : 1;
+	}
 	if (is("client")) {
 		uint32_t zero_chunk = UINT32_MAX, data_chunk = UINT32_MAX;
 

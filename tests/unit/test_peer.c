@@ -52,6 +52,12 @@ struct side {
 	uint32_t piece_len, piece_chunk, piece_offset;
 	uint64_t piece_gen;
 
+	int nerrors; /* on_error calls; the last ERROR's fields: */
+	uint16_t err_code;
+	int err_has_chunk, err_closed_before; /* on_close had run when on_error ran */
+	uint32_t err_chunk;
+	uint64_t err_gen;
+
 	int closed; /* on_close calls */
 	int fatal;
 	char reason[WIRE_MAX_TEXT + 128];
@@ -132,12 +138,25 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 	s->p = NULL;
 }
 
+static void on_error(struct peer *p, const struct wire_msg *m)
+{
+	struct side *s = p->owner;
+
+	s->nerrors++;
+	s->err_code = m->u.error.code;
+	s->err_has_chunk = m->u.error.has_chunk;
+	s->err_chunk = m->u.error.chunk;
+	s->err_gen = m->u.error.gen;
+	s->err_closed_before = s->closed;
+}
+
 static void side_init(struct side *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->ops.on_ready = on_ready;
 	s->ops.on_msg = on_msg;
 	s->ops.on_close = on_close;
+	s->ops.on_error = on_error;
 	vcrypto_identity_generate(&s->id);
 	s->ctx.base = base;
 	s->ctx.dns = NULL;
@@ -684,6 +703,39 @@ Test(peer, close_error_after_ready)
 	cr_assert_not_null(strstr(A.reason, wire_code_name(WIRE_E_BUSY)), "A's reason: %s",
 	                   A.reason);
 	cr_assert_not_null(strstr(A.reason, "too many peers (42)"), "A's reason: %s", A.reason);
+}
+
+/* 8a. An ERROR naming a bad chunk reaches the other side's on_error, then on_close. */
+Test(peer, close_bad_chunk_names_the_chunk)
+{
+	start_pair();
+	RUN_UNTIL(A.ready && B.ready, 3000);
+	cr_assert_eq(A.ready + B.ready, 2, "A '%s' B '%s'", A.reason, B.reason);
+
+	peer_close_bad_chunk(A.p, 0x01020304, 0x0a0b0c0d0e0f1011ull, "chunk %u failed", 7);
+	cr_assert_eq(A.closed, 1);
+	RUN_UNTIL(B.closed, 3000);
+	cr_assert_eq(B.nerrors, 1);
+	cr_assert_eq(B.err_closed_before, 0, "on_error must come before on_close");
+	cr_assert_eq(B.err_code, WIRE_E_BAD_DATA);
+	cr_assert_eq(B.err_has_chunk, 1);
+	cr_assert_eq(B.err_chunk, 0x01020304u);
+	cr_assert_eq(B.err_gen, 0x0a0b0c0d0e0f1011ull);
+	cr_assert_not_null(strstr(B.reason, "E_BAD_DATA: chunk 7 failed"), "B's reason: %s",
+	                   B.reason);
+	cr_assert_eq(A.nerrors, 0);
+}
+
+/* 8c. A plain ERROR reaches on_error too, without a chunk. */
+Test(peer, close_error_reaches_on_error)
+{
+	start_pair();
+	RUN_UNTIL(A.ready && B.ready, 3000);
+	peer_close_error(A.p, WIRE_E_BAD_DATA, "page 3 does not verify");
+	RUN_UNTIL(B.closed, 3000);
+	cr_assert_eq(B.nerrors, 1);
+	cr_assert_eq(B.err_code, WIRE_E_BAD_DATA);
+	cr_assert_eq(B.err_has_chunk, 0);
 }
 
 /* 8b. A fatal code is reported as fatal on the other side. */

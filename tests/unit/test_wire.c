@@ -118,6 +118,9 @@ static void assert_msg_eq(const struct wire_msg *a, const struct wire_msg *b)
 		cr_assert_eq(a->u.error.code, b->u.error.code);
 		cr_assert_eq(a->u.error.text_len, b->u.error.text_len);
 		cr_assert_arr_eq(a->u.error.text, b->u.error.text, a->u.error.text_len);
+		cr_assert_eq(a->u.error.has_chunk, b->u.error.has_chunk);
+		cr_assert_eq(a->u.error.chunk, b->u.error.chunk);
+		cr_assert_eq(a->u.error.gen, b->u.error.gen);
 		break;
 	case WIRE_ROOT:
 	case WIRE_RECEIPT:
@@ -621,6 +624,78 @@ Test(wire, error_text_limits)
 		cr_assert_eq(wire_msg_size(&m), 5);
 	}
 	free(buf);
+}
+
+/* ERROR E_BAD_DATA may name the chunk that failed verification (PROTOCOL.md §6.2). */
+Test(wire, error_names_a_chunk)
+{
+	struct wire_msg m = {.type = WIRE_ERROR}, d;
+	uint8_t buf[64];
+	const uint8_t want[] = {2,    0,    15,   0,    3,    'b',  'a',  'd',  0x01, 0x02,
+	                        0x03, 0x04, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11};
+
+	m.u.error.code = WIRE_E_BAD_DATA;
+	m.u.error.text = "bad";
+	m.u.error.text_len = 3;
+	m.u.error.has_chunk = 1;
+	m.u.error.chunk = 0x01020304;
+	m.u.error.gen = 0x0a0b0c0d0e0f1011ull;
+	cr_assert_eq(wire_msg_size(&m), sizeof(want));
+	cr_assert_eq(wire_msg_encode(&m, buf, sizeof(buf)), sizeof(want));
+	cr_assert_arr_eq(buf, want, sizeof(want));
+	cr_assert_eq(wire_msg_decode(want, sizeof(want), &d), 0);
+	assert_msg_eq(&m, &d);
+	cr_assert_eq((const uint8_t *)d.u.error.text, want + 5);
+
+	/* The form without a chunk (what older peers send) still decodes, without one. */
+	cr_assert_eq(decode_exact(want, 8, &d), 0);
+	cr_assert_eq(d.u.error.has_chunk, 0);
+	cr_assert_eq(d.u.error.code, WIRE_E_BAD_DATA);
+	cr_assert_eq(d.u.error.text_len, 3);
+
+	/* Every other length is malformed: a cut chunk field, or a byte too many. */
+	for (size_t n = 1; n < sizeof(want); n++)
+		if (n != 8)
+			cr_assert_eq(decode_exact(want, n, &d), WIRE_INVALID, "length %zu", n);
+	memcpy(buf, want, sizeof(want));
+	buf[sizeof(want)] = 0;
+	cr_assert_eq(decode_exact(buf, sizeof(want) + 1, &d), WIRE_INVALID);
+
+	/* Only ERROR, only E_BAD_DATA: another code, or RECEIPT_ACK, with the field is refused. */
+	buf[2] = WIRE_E_RANGE;
+	cr_assert_eq(decode_exact(buf, sizeof(want), &d), WIRE_INVALID);
+	buf[2] = WIRE_E_BAD_DATA;
+	buf[0] = WIRE_RECEIPT_ACK;
+	cr_assert_eq(decode_exact(buf, sizeof(want), &d), WIRE_INVALID);
+	buf[0] = WIRE_ERROR;
+	cr_assert_eq(decode_exact(buf, sizeof(want), &d), 0);
+
+	/* ...and the encoder refuses to make what the decoder would refuse. */
+	m.u.error.code = WIRE_E_RANGE;
+	cr_assert_eq(wire_msg_size(&m), 0);
+	cr_assert_eq(wire_msg_encode(&m, buf, sizeof(buf)), 0);
+	m.u.error.code = WIRE_E_BAD_DATA;
+	m.type = WIRE_RECEIPT_ACK;
+	cr_assert_eq(wire_msg_size(&m), 0);
+	m.type = WIRE_ERROR;
+	/* Every capacity short of the size is refused. */
+	for (size_t cap = 0; cap < sizeof(want); cap++)
+		cr_assert_eq(wire_msg_encode(&m, buf, cap), 0, "cap %zu", cap);
+
+	/* With the longest text the message is 5 + 512 + 12 bytes. */
+	{
+		static char text[WIRE_MAX_TEXT];
+		uint8_t *big = malloc(1 + 4 + WIRE_MAX_TEXT + WIRE_ERROR_CHUNK_LEN);
+
+		memset(text, 'x', sizeof(text));
+		m.u.error.text = text;
+		m.u.error.text_len = WIRE_MAX_TEXT;
+		cr_assert_eq(wire_msg_size(&m), 529);
+		cr_assert_eq(wire_msg_encode(&m, big, 529), 529);
+		cr_assert_eq(wire_msg_decode(big, 529, &d), 0);
+		assert_msg_eq(&m, &d);
+		free(big);
+	}
 }
 
 Test(wire, have_map_rules)
