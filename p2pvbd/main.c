@@ -1314,11 +1314,13 @@ static char *fetch_sidecar(const char *out, const char *state_dir)
 
 /*
  * OUT can be written: not a directory; an existing file or device without
- * our state file only with --force (as store_open will insist); else its
- * directory is writable.
+ * our state file only with --force (as store_open will insist), and not in
+ * use (image locks, said before any peer is dialled); else its directory is
+ * writable.
  */
 static int check_output(const char *out, const char *sidecar, int force)
 {
+	struct imglock *lock = NULL;
 	struct stat st;
 	char *state;
 	int have_state;
@@ -1352,6 +1354,11 @@ static int check_output(const char *out, const char *sidecar, int force)
 		    out);
 		return -1;
 	}
+	/* In use (a QEMU, another fetch)? Said now, not once the manifest has arrived; the
+	 * store takes the lock for good when it opens OUT. */
+	if (imglock_acquire(out, -1, IMGLOCK_EXCLUSIVE, &lock) != 0)
+		return -1;
+	imglock_release(lock);
 	return 0;
 }
 

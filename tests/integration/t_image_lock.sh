@@ -113,6 +113,11 @@ seed_refused seed-vs-fetch "$T/out.img" "is reading it|has it open for writing"
 keygen "$T/key2"
 expect_rc 1 fetch-twice "$P2PVBD" fetch --no-progress -k "$T/key2" "$URI" "$T/out.img"
 err_mentions fetch-twice "out\\.img is in use by another process"
+# With the same identity (OUT's own key) the source would take it for the first fetch and keep
+# dropping one of them: the lock must refuse it before it dials anyone.
+expect_rc 1 fetch-twice-samekey "$P2PVBD" fetch --no-progress --give-up 30 "$URI" "$T/out.img"
+err_mentions fetch-twice-samekey "out\\.img is in use by another process"
+! grep -q 'connected' "$T/fetch-twice-samekey.err" || fail "the second fetch dialled a peer before refusing"
 stop_pid "$FETCH_PID"
 stop_pid "$SEED_PID"
 qio_ok read-after-fetch -r -f raw -c 'read 0 4k' "$T/out.img"
