@@ -331,3 +331,47 @@ with open(path, "r+b") as f:
     f.write(bytes([b]) * n)
 PY
 }
+
+# need_badpeer: the misbehaving peer (tests/tools/badpeer.c) built next to $P2PVBD, as $BADPEER.
+BADPEER=
+need_badpeer() {
+	BADPEER=$(dirname "$P2PVBD")/badpeer
+	[[ -x $BADPEER ]] || fail "badpeer not built next to $P2PVBD"
+}
+
+# start_bad MODE [IMAGE]: start a misbehaving peer (build/badpeer, $BADPEER) for the seed's
+# volume, serving IMAGE (default $T/src.img; live modes change IMAGE, so give them a copy); sets
+# BAD (host:port) and BAD_PID. Its log is $T/bad-MODE.log.
+start_bad() {
+	local img=${2:-$T/src.img}
+	rm -f "$T/bad.port"
+	bg_start "$T/bad-$1.log" "$BADPEER" --mode "$1" --uri "$URI" -k "$T/key" \
+		--port-file "$T/bad.port" "$img"
+	wait_for_file "$T/bad.port" 30 "$BG_PID" || fail "badpeer $1 did not start"
+	BAD=127.0.0.1:$(cat "$T/bad.port")
+	BAD_PID=$BG_PID
+}
+
+# uri_with PEER...: the seed's URI with its peer list replaced.
+uri_with() {
+	local u=${URI%%&peer=*} p
+	for p in "$@"; do
+		u="$u&peer=$p"
+	done
+	echo "$u"
+}
+
+# need_qemu_system: make sure qemu-system-x86_64 is there, installing qemu-system-x86 as root
+# if it is not; exits the test with 0 ("SKIP") only when it cannot be had.
+need_qemu_system() {
+	command -v qemu-system-x86_64 >/dev/null && return 0
+	note "qemu-system-x86_64 missing: installing qemu-system-x86"
+	if ((EUID == 0)); then
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends qemu-system-x86; } >"$T/apt.out" 2>&1 || true
+	fi
+	if ! command -v qemu-system-x86_64 >/dev/null; then
+		note "SKIP: qemu-system-x86_64 is not installed and cannot be installed here"
+		exit 0
+	fi
+}

@@ -8,32 +8,12 @@
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
 
-BADPEER=$(dirname "$P2PVBD")/badpeer
-[[ -x $BADPEER ]] || fail "badpeer not built next to $P2PVBD"
+need_badpeer
 
 make_image "$T/src.img" 24 777
 keygen "$T/key"
 start_seed -k "$T/key" "$T/src.img"
 GOOD=${URI##*&peer=}
-
-# start_bad MODE: start a misbehaving peer for the seed's volume; sets BAD (host:port).
-start_bad() {
-	rm -f "$T/bad.port"
-	bg_start "$T/bad-$1.log" "$BADPEER" --mode "$1" --uri "$URI" -k "$T/key" \
-		--port-file "$T/bad.port" "$T/src.img"
-	wait_for_file "$T/bad.port" 30 "$BG_PID" || fail "badpeer $1 did not start"
-	BAD=127.0.0.1:$(cat "$T/bad.port")
-	BAD_PID=$BG_PID
-}
-
-# uri_with PEER...: the seed's URI with its peer list replaced.
-uri_with() {
-	local u=${URI%%&peer=*} p
-	for p in "$@"; do
-		u="$u&peer=$p"
-	done
-	echo "$u"
-}
 
 # alone MODE MESSAGE: the bad peer alone makes the fetch fail, saying MESSAGE, with no chunk
 # marked present (zero chunks are no data and may be).

@@ -6,8 +6,7 @@
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
 
-BADPEER=$(dirname "$P2PVBD")/badpeer
-[[ -x $BADPEER ]] || fail "badpeer not built next to $P2PVBD"
+need_badpeer
 
 # 1 GiB, sparse: 4096 chunks, so page 0 holds 1024 entries (48 KiB per reply).
 truncate -s 1G "$T/src.img"

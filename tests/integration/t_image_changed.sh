@@ -9,8 +9,7 @@
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
 
-BADPEER=$(dirname "$P2PVBD")/badpeer
-[[ -x $BADPEER ]] || fail "badpeer not built next to $P2PVBD"
+need_badpeer
 
 CHUNK=262144 # the default chunk size
 make_image "$T/disk.img" 4

@@ -17,17 +17,7 @@
 
 VM=$(cd "$(dirname "$0")/../../tools/vm" && pwd)
 
-if ! command -v qemu-system-x86_64 >/dev/null; then
-	note "qemu-system-x86_64 missing: installing qemu-system-x86"
-	if ((EUID == 0)); then
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends qemu-system-x86; } >"$T/apt.out" 2>&1 || true
-	fi
-	if ! command -v qemu-system-x86_64 >/dev/null; then
-		note "SKIP: qemu-system-x86_64 is not installed and cannot be installed here"
-		exit 0
-	fi
-fi
+need_qemu_system
 
 GUEST=$(dirname "$P2PVBD")/vm
 "$VM/build-guest.sh" "$GUEST" >"$T/build-guest.log" 2>&1 ||

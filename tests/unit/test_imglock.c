@@ -16,6 +16,7 @@
 
 #include "imglock.h"
 #include "util.h"
+#include "tdir.h"
 
 static char il_dir[64];
 static char il_img[128];
@@ -24,8 +25,7 @@ static void il_setup(void)
 {
 	int fd;
 
-	strcpy(il_dir, "/tmp/p2pvbd-test-imglock-XXXXXX");
-	cr_assert_not_null(mkdtemp(il_dir));
+	snprintf(il_dir, sizeof(il_dir), "%s", tdir_make("imglock"));
 	snprintf(il_img, sizeof(il_img), "%s/disk.img", il_dir);
 	fd = open(il_img, O_RDWR | O_CREAT | O_EXCL, 0600);
 	cr_assert_geq(fd, 0);
@@ -35,12 +35,7 @@ static void il_setup(void)
 
 static void il_teardown(void)
 {
-	char other[160];
-
-	snprintf(other, sizeof(other), "%s.old", il_img);
-	unlink(other);
-	unlink(il_img);
-	rmdir(il_dir);
+	tdir_remove();
 }
 
 TestSuite(imglock, .init = il_setup, .fini = il_teardown);

@@ -15,6 +15,7 @@
 
 #include "scan.h"
 #include "vcrypto.h"
+#include "tdir.h"
 
 #define SCAN_CS (64u * 1024u)
 
@@ -24,22 +25,13 @@ static char sc_img[128];
 static void sc_setup(void)
 {
 	cr_assert_eq(vcrypto_init(), 0);
-	strcpy(sc_dir, "/tmp/p2pvbd-test-scan-XXXXXX");
-	cr_assert_not_null(mkdtemp(sc_dir));
+	snprintf(sc_dir, sizeof(sc_dir), "%s", tdir_make("scan"));
 	snprintf(sc_img, sizeof(sc_img), "%s/disk.img", sc_dir);
-}
-
-static int sc_rm(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
 }
 
 static void sc_teardown(void)
 {
-	nftw(sc_dir, sc_rm, 8, FTW_DEPTH | FTW_PHYS);
+	tdir_remove();
 }
 
 TestSuite(scan, .init = sc_setup, .fini = sc_teardown);

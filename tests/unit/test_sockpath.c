@@ -15,21 +15,18 @@
 #include <unistd.h>
 
 #include "sockpath.h"
+#include "tdir.h"
 
 static char dir[64];
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/p2pvbd-sockpath.XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	snprintf(dir, sizeof(dir), "%s", tdir_make("sockpath"));
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	cr_assert_eq(system(cmd), 0);
+	tdir_remove();
 }
 
 /* A socket bound at path; listening if listen_too. Returns the fd. */

@@ -16,6 +16,7 @@
 
 #include "store.h"
 #include "util.h"
+#include "tdir.h"
 
 #define CS (64u * 1024u) /* chunk size used by most tests */
 
@@ -27,23 +28,14 @@ static const uint8_t vol_b[16] = {16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 
 
 static void st_setup(void)
 {
-	strcpy(st_dir, "/tmp/p2pvbd-test-store-XXXXXX");
-	cr_assert_not_null(mkdtemp(st_dir));
+	snprintf(st_dir, sizeof(st_dir), "%s", tdir_make("store"));
 	snprintf(st_img, sizeof(st_img), "%s/out.img", st_dir);
 	snprintf(st_state, sizeof(st_state), "%s%s", st_img, STORE_STATE_SUFFIX);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static void st_teardown(void)
 {
-	nftw(st_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	tdir_remove();
 }
 
 TestSuite(store, .init = st_setup, .fini = st_teardown);

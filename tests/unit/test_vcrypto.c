@@ -15,6 +15,7 @@
 
 #include "util.h"
 #include "vcrypto.h"
+#include "tdir.h"
 
 static char keydir[64];
 
@@ -23,16 +24,12 @@ static void vc_setup(void)
 	cr_assert_eq(vcrypto_init(), 0);
 	/* Failures are expected in these tests; keep their log lines out of the output. */
 	log_init("test", -1);
-	strcpy(keydir, "/tmp/p2pvbd-test-vcrypto-XXXXXX");
-	cr_assert_not_null(mkdtemp(keydir));
+	snprintf(keydir, sizeof(keydir), "%s", tdir_make("vcrypto"));
 }
 
 static void vc_teardown(void)
 {
-	char *cmd = xasprintf("rm -rf '%s'", keydir);
-
-	cr_assert_eq(system(cmd), 0);
-	free(cmd);
+	tdir_remove();
 }
 
 TestSuite(vcrypto, .init = vc_setup, .fini = vc_teardown);
