@@ -12,7 +12,7 @@ endif
 SAN	?=
 OPT	?= -O2
 
-CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd -Itracker $(EXTRA_CFLAGS)
+CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Werror $(OPT) -g -pthread -Iproto -Ip2pvbd -Itracker $(EXTRA_CFLAGS)
 LDLIBS	:= -levent -lsodium -pthread
 # sd_notify: readiness and shutdown under systemd (a no-op elsewhere).
 LDLIBS	+= -lsystemd
@@ -37,9 +37,13 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
-$(BUILD)/obj/%.o: %.c $(HDRS)
+# -MMD -MP: the compiler writes each object's header dependencies (.d beside it); a
+# changed Makefile (flags) rebuilds everything.
+$(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
 $(BUILD)/libp2pvbd.a: $(LIB_OBJ)
 	rm -f $@
