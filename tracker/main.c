@@ -432,6 +432,7 @@ static void handle_status(struct server *sv, struct evhttp_request *req)
 	char hex[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1],
 	    root[2 * VCRYPTO_HASH_LEN + 1];
 	struct receipt_ref *refs = receipt_refs(t);
+	struct tracker_iter it;
 
 	if (o == NULL)
 		fatal("out of memory");
@@ -441,25 +442,22 @@ static void handle_status(struct server *sv, struct evhttp_request *req)
 	                    ", \"receipt_count\": %u,\n \"swarms\": [",
 	                    t->cfg.interval, t->cfg.max_swarms, t->cfg.max_peers, t->nswarm,
 	                    t->npeer, t->nreceipt);
-	for (size_t b = 0; b < t->nbucket; b++) {
-		for (const struct tracker_swarm *s = t->bucket[b]; s != NULL; s = s->next) {
-			hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
-			nrc = receipts_of(refs, t->nreceipt, s->info_hash, &rc0);
-			if (nrc > 0)
-				hex_encode(t->receipt[refs[rc0].i].rc.volume_id, MANIFEST_ID_LEN,
-				           vol);
-			evbuffer_add_printf(o,
-			                    "%s\n  {\"info_hash\": \"%s\", \"volume_id\": %s%s%s, "
-			                    "\"complete\": %" PRIu64 ", \"incomplete\": %" PRIu64
-			                    ", \"downloaded\": %" PRIu64
-			                    ", \"receipt_count\": %u, \"peers\": ",
-			                    first ? "" : ",", hex, nrc ? "\"" : "",
-			                    nrc ? vol : "null", nrc ? "\"" : "", s->complete,
-			                    s->npeer - s->complete, s->downloaded, nrc);
-			status_peers(o, s, now, &budget);
-			evbuffer_add_printf(o, "}");
-			first = 0;
-		}
+	for (const struct tracker_swarm *s = tracker_first(t, &it); s != NULL;
+	     s = tracker_next(t, &it)) {
+		hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
+		nrc = receipts_of(refs, t->nreceipt, s->info_hash, &rc0);
+		if (nrc > 0)
+			hex_encode(t->receipt[refs[rc0].i].rc.volume_id, MANIFEST_ID_LEN, vol);
+		evbuffer_add_printf(
+		    o,
+		    "%s\n  {\"info_hash\": \"%s\", \"volume_id\": %s%s%s, "
+		    "\"complete\": %" PRIu64 ", \"incomplete\": %" PRIu64
+		    ", \"downloaded\": %" PRIu64 ", \"receipt_count\": %u, \"peers\": ",
+		    first ? "" : ",", hex, nrc ? "\"" : "", nrc ? vol : "null", nrc ? "\"" : "",
+		    s->complete, s->npeer - s->complete, s->downloaded, nrc);
+		status_peers(o, s, now, &budget);
+		evbuffer_add_printf(o, "}");
+		first = 0;
 	}
 	evbuffer_add_printf(o, "],\n \"peers_truncated\": %s,\n \"receipts\": [",
 	                    budget == 0 && t->npeer > TRACKER_STATUS_MAX_PEERS ? "true" : "false");

@@ -199,9 +199,11 @@ static void render_tables(struct tmetrics_out *o, const struct tracker *t)
 	unsigned listed = 0;
 	char hex[2 * ANNOUNCE_HASH_LEN + 1];
 
-	for (size_t b = 0; b < t->nbucket; b++)
-		for (const struct tracker_swarm *s = t->bucket[b]; s != NULL; s = s->next)
-			seeding += s->complete;
+	struct tracker_iter it;
+	const struct tracker_swarm *s;
+
+	for (s = tracker_first(t, &it); s != NULL; s = tracker_next(t, &it))
+		seeding += s->complete;
 	single(o, "p2pvbd_tracker_swarms", "gauge",
 	       "Swarms (volumes) tracked now; at most --max-swarms.", t->nswarm);
 	family(o, "p2pvbd_tracker_peers", "gauge",
@@ -216,16 +218,15 @@ static void render_tables(struct tmetrics_out *o, const struct tracker *t)
 	family(o, "p2pvbd_tracker_swarm_peers", "gauge",
 	       "Peers of one swarm by state; info_hash is the swarm's in hex. Only the first " STR(
 	           TMETRICS_MAX_SWARMS) " swarms are listed.");
-	for (size_t b = 0; b < t->nbucket && listed < TMETRICS_MAX_SWARMS; b++)
-		for (const struct tracker_swarm *s = t->bucket[b];
-		     s != NULL && listed < TMETRICS_MAX_SWARMS; s = s->next, listed++) {
-			const char *const ls[] = {"info_hash", hex, "state", "seeding", NULL};
-			const char *const ll[] = {"info_hash", hex, "state", "leeching", NULL};
+	for (s = tracker_first(t, &it); s != NULL && listed < TMETRICS_MAX_SWARMS;
+	     s = tracker_next(t, &it), listed++) {
+		const char *const ls[] = {"info_hash", hex, "state", "seeding", NULL};
+		const char *const ll[] = {"info_hash", hex, "state", "leeching", NULL};
 
-			hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
-			sample(o, "p2pvbd_tracker_swarm_peers", ls, s->complete);
-			sample(o, "p2pvbd_tracker_swarm_peers", ll, s->npeer - s->complete);
-		}
+		hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
+		sample(o, "p2pvbd_tracker_swarm_peers", ls, s->complete);
+		sample(o, "p2pvbd_tracker_swarm_peers", ll, s->npeer - s->complete);
+	}
 	single(o, "p2pvbd_tracker_receipts", "gauge", "Completion receipts kept now.", t->nreceipt);
 	single(o, "p2pvbd_tracker_max_swarms", "gauge", "The --max-swarms setting.",
 	       t->cfg.max_swarms);

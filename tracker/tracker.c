@@ -294,14 +294,37 @@ void tracker_scrape_one(const struct tracker *t, const uint8_t *info_hash,
 		scrape_fill(s, e);
 }
 
+/* The first swarm in bucket it->bucket or after it, or NULL. */
+static const struct tracker_swarm *iter_settle(const struct tracker *t, struct tracker_iter *it)
+{
+	while (it->s == NULL && ++it->bucket < t->nbucket)
+		it->s = t->bucket[it->bucket];
+	return it->s;
+}
+
+const struct tracker_swarm *tracker_first(const struct tracker *t, struct tracker_iter *it)
+{
+	it->bucket = 0;
+	it->s = t->nbucket > 0 ? t->bucket[0] : NULL;
+	return iter_settle(t, it);
+}
+
+const struct tracker_swarm *tracker_next(const struct tracker *t, struct tracker_iter *it)
+{
+	if (it->s == NULL)
+		return NULL;
+	it->s = it->s->next;
+	return iter_settle(t, it);
+}
+
 size_t tracker_scrape_all(const struct tracker *t, struct announce_scrape_entry *e, size_t max)
 {
+	struct tracker_iter it;
 	size_t n = 0;
 
-	for (size_t i = 0; i < t->nbucket && n < max; i++)
-		for (const struct tracker_swarm *s = t->bucket[i]; s != NULL && n < max;
-		     s = s->next)
-			scrape_fill(s, &e[n++]);
+	for (const struct tracker_swarm *s = tracker_first(t, &it); s != NULL && n < max;
+	     s = tracker_next(t, &it))
+		scrape_fill(s, &e[n++]);
 	return n;
 }
 

@@ -100,6 +100,18 @@ int tracker_announce(struct tracker *t, const struct announce_req *rq,
 /* The swarm of info_hash, or NULL. */
 struct tracker_swarm *tracker_find(const struct tracker *t, const uint8_t *info_hash);
 
+/*
+ * Every swarm, in no particular order, for readers outside this module (the
+ * status and metrics pages): for (s = tracker_first(t, &it); s != NULL;
+ * s = tracker_next(t, &it)). The table must not change meanwhile.
+ */
+struct tracker_iter {
+	size_t bucket;
+	const struct tracker_swarm *s;
+};
+const struct tracker_swarm *tracker_first(const struct tracker *t, struct tracker_iter *it);
+const struct tracker_swarm *tracker_next(const struct tracker *t, struct tracker_iter *it);
+
 /* Scrape counts of one swarm into e (zeros for an unknown info_hash). */
 void tracker_scrape_one(const struct tracker *t, const uint8_t *info_hash,
                         struct announce_scrape_entry *e);

@@ -545,3 +545,32 @@ Test(announce, tracker_stopped_drops_at_once)
 	cr_assert_eq(t->npeer, 3);
 	tracker_free(t);
 }
+
+Test(announce, tracker_iterator_visits_every_swarm_once)
+{
+	struct tracker *t = mk(100, 10);
+	struct announce_reply rep;
+	struct tracker_iter it;
+	const char *why = NULL;
+	int seen[26] = {0}, n = 0;
+
+	cr_assert_null(tracker_first(t, &it), "an empty tracker has swarms");
+	cr_assert_null(tracker_next(t, &it));
+	for (char c = 'A'; c <= 'Z'; c++)
+		cr_assert_eq(announce(t, c, 'a', 1, ANNOUNCE_EV_STARTED, 1, &rep, &why), 0);
+	/* A second peer in some swarms: the iterator counts swarms, not peers. */
+	cr_assert_eq(announce(t, 'C', 'b', 1, ANNOUNCE_EV_STARTED, 1, &rep, &why), 0);
+	for (const struct tracker_swarm *s = tracker_first(t, &it); s != NULL;
+	     s = tracker_next(t, &it)) {
+		int i = s->info_hash[0] - 'A';
+
+		cr_assert(i >= 0 && i < 26, "a swarm that was never announced");
+		seen[i]++;
+		n++;
+	}
+	cr_assert_eq(n, 26);
+	for (int i = 0; i < 26; i++)
+		cr_assert_eq(seen[i], 1, "swarm %c seen %d times", 'A' + i, seen[i]);
+	cr_assert_null(tracker_next(t, &it), "the iterator starts again after its end");
+	tracker_free(t);
+}
