@@ -1627,10 +1627,9 @@ static int cmd_fetch(int argc, char **argv)
 		goto out_free;
 	if (ctl_path != NULL && sockpath_claim(ctl_path, "control socket") != 0)
 		goto out_free;
+	/* (A --basis that cannot be read is only a warning, later: everything is fetched.) */
 	if ((stats_path != NULL && check_writable(stats_path, "--stats") != 0) ||
-	    (progress_log != NULL && check_writable(progress_log, "--progress-log") != 0) ||
-	    (basis != NULL && access(basis, R_OK) != 0 &&
-	     (log_error("--basis %s: %s", basis, strerror(errno)), 1)))
+	    (progress_log != NULL && check_writable(progress_log, "--progress-log") != 0))
 		goto out_free;
 	for (int i = 0; i < u->npeers; i++)
 		if (check_resolves(u->peer[i].host, "peer in the URI") != 0)
