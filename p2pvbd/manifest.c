@@ -11,6 +11,10 @@
 #include "util.h"
 #include "wire.h"
 
+_Static_assert(WIRE_PAGE_ENTRY_LEN == MANIFEST_ENTRY_LEN, "a PAGE carries manifest entries");
+_Static_assert(WIRE_PAGE_MAX_ENTRIES == MANIFEST_PAGE_ENTRIES,
+               "a PAGE holds one page of the chunk table");
+
 #define MAGIC_LEN          8
 #define ROOT_SIG_LEN       VCRYPTO_SIG_LEN
 #define RECEIPT_SIGNED_LEN (MANIFEST_RECEIPT_LEN - VCRYPTO_SIG_LEN) /* 104 */

@@ -74,7 +74,7 @@ struct peer_ctx {
 	const struct peer_ops *ops;
 	uint8_t volume_id[WIRE_ID_LEN];
 	uint8_t source_key[WIRE_KEY_LEN];
-	uint8_t join_secret[32];
+	uint8_t join_secret[VCRYPTO_SECRET_LEN];
 	const struct vcrypto_identity *identity; /* our own */
 	int is_source;                           /* we are the volume's source */
 	int timeout_s;

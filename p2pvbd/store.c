@@ -165,9 +165,9 @@ static int state_load(struct store *s)
 		          s->state_path, v32, STORE_VERSION);
 		return -1;
 	}
-	if (memcmp(hdr + HDR_OFF_VOLUME_ID, s->volume_id, 16) != 0) {
-		hex_encode(hdr + HDR_OFF_VOLUME_ID, 16, have_hex);
-		hex_encode(s->volume_id, 16, want_hex);
+	if (memcmp(hdr + HDR_OFF_VOLUME_ID, s->volume_id, MANIFEST_ID_LEN) != 0) {
+		hex_encode(hdr + HDR_OFF_VOLUME_ID, MANIFEST_ID_LEN, have_hex);
+		hex_encode(s->volume_id, MANIFEST_ID_LEN, want_hex);
 		log_error("store: state file %s belongs to another volume (%s, not %s); "
 		          "remove it and %s to start over",
 		          s->state_path, have_hex, want_hex, s->img_path);
@@ -240,7 +240,7 @@ static int state_create(struct store *s)
 	put_le32(hdr + HDR_OFF_VERSION, STORE_VERSION);
 	put_le32(hdr + HDR_OFF_CHUNK_SIZE, s->chunk_size);
 	put_le64(hdr + HDR_OFF_IMAGE_SIZE, s->image_size);
-	memcpy(hdr + HDR_OFF_VOLUME_ID, s->volume_id, 16);
+	memcpy(hdr + HDR_OFF_VOLUME_ID, s->volume_id, MANIFEST_ID_LEN);
 	put_le32(hdr + HDR_OFF_COUNT, s->chunk_count);
 
 	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -318,14 +318,14 @@ static int image_prepare(struct store *s, const struct stat *st, uint64_t cur_si
 	return fsync_dir_of(s->img_path);
 }
 
-int store_open(struct store *s, const char *path, const uint8_t volume_id[16], uint64_t image_size,
+int store_open(struct store *s, const char *path, const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size,
                uint32_t chunk_size, int flags)
 {
 	return store_open_at(s, path, path, volume_id, image_size, chunk_size, flags);
 }
 
 int store_open_at(struct store *s, const char *path, const char *sidecar,
-                  const uint8_t volume_id[16], uint64_t image_size, uint32_t chunk_size, int flags)
+                  const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size, uint32_t chunk_size, int flags)
 {
 	uint64_t count, cur_size;
 	struct stat st;
@@ -347,7 +347,7 @@ int store_open_at(struct store *s, const char *path, const char *sidecar,
 	}
 	s->img_path = xstrdup(path);
 	s->state_path = xasprintf("%s%s", sidecar, STORE_STATE_SUFFIX);
-	memcpy(s->volume_id, volume_id, 16);
+	memcpy(s->volume_id, volume_id, MANIFEST_ID_LEN);
 	s->image_size = image_size;
 	s->chunk_size = chunk_size;
 	s->chunk_count = (uint32_t)count;

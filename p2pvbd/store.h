@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "manifest.h"
+
 #define STORE_STATE_SUFFIX ".p2pvbd-state"
 #define STORE_STATE_MAGIC  "P2PVSTA1"
 #define STORE_HDR_LEN      64
@@ -38,7 +40,7 @@ struct store {
 	int state_fd;
 	char *img_path;   /* owned */
 	char *state_path; /* owned */
-	uint8_t volume_id[16];
+	uint8_t volume_id[MANIFEST_ID_LEN];
 	uint64_t image_size;
 	uint32_t chunk_size;
 	uint32_t chunk_count;
@@ -62,11 +64,11 @@ struct store {
  * without a state file is refused unless STORE_F_FORCE. 0 or -1; on error
  * nothing is left open.
  */
-int store_open(struct store *s, const char *path, const uint8_t volume_id[16], uint64_t image_size,
+int store_open(struct store *s, const char *path, const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size,
                uint32_t chunk_size, int flags);
 /* The same with the state file at sidecar + STORE_STATE_SUFFIX (--state-dir). */
 int store_open_at(struct store *s, const char *path, const char *sidecar,
-                  const uint8_t volume_id[16], uint64_t image_size, uint32_t chunk_size, int flags);
+                  const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size, uint32_t chunk_size, int flags);
 void store_close(struct store *s); /* commits pending chunks first */
 
 static inline enum store_state store_state_of(const struct store *s, uint32_t chunk)

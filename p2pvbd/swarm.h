@@ -67,7 +67,7 @@ struct swarm_opts {
 	const struct vcrypto_identity *identity; /* ours; borrowed */
 	uint8_t volume_id[MANIFEST_ID_LEN];
 	uint8_t source_key[VCRYPTO_PK_LEN];
-	uint8_t join_secret[32];
+	uint8_t join_secret[VCRYPTO_SECRET_LEN];
 	int timeout_s;
 	uint64_t upload_rate; /* bytes/s, 0 = unlimited */
 	/* Trackers to announce to (http:// announce URLs; borrowed). */

@@ -16,8 +16,9 @@
 
 #include "util.h"
 
-#define ID_HEX      32
-#define KEY_HEX     64
+#define ID_HEX  (2 * MANIFEST_ID_LEN)
+#define KEY_HEX (2 * VCRYPTO_PK_LEN) /* also the secret's: VCRYPTO_SECRET_LEN bytes */
+_Static_assert(VCRYPTO_SECRET_LEN == VCRYPTO_PK_LEN, "key= and secret= have one length");
 #define HOST_MAX    255 /* fits uri_peer.host with its NUL; DNS names are at most 253 */
 #define TRACKER_MAX ((int)sizeof(((struct uri *)0)->tracker[0]) - 1)
 
@@ -308,7 +309,7 @@ static void sb_puts(struct sbuf *b, const char *s)
 
 static void sb_hex(struct sbuf *b, const uint8_t *in, size_t n)
 {
-	char hex[2 * 32 + 1];
+	char hex[KEY_HEX + 1];
 
 	hex_encode(in, n, hex);
 	sb_putn(b, hex, 2 * n);

@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "manifest.h"
+#include "vcrypto.h"
+
 #define URI_SCHEME    "p2pvbd://"
 #define URI_MAX_PEERS 16
 #define URI_MAX_LEN   4096
@@ -23,9 +26,9 @@ struct uri_peer {
 };
 
 struct uri {
-	uint8_t volume_id[16];
-	uint8_t key[32];
-	uint8_t secret[32];
+	uint8_t volume_id[MANIFEST_ID_LEN];
+	uint8_t key[VCRYPTO_PK_LEN];
+	uint8_t secret[VCRYPTO_SECRET_LEN];
 	struct uri_peer peer[URI_MAX_PEERS];
 	int npeers;
 	char tracker[URI_MAX_PEERS][512];

@@ -465,7 +465,7 @@ void vcrypto_kx_generate(struct vcrypto_kx *kx)
  * a peer without it derive different keys.
  */
 static void session_key(uint8_t out[VCRYPTO_KEY_LEN], const uint8_t kx_key[32],
-                        const uint8_t transcript[VCRYPTO_HASH_LEN], const uint8_t join_secret[32])
+                        const uint8_t transcript[VCRYPTO_HASH_LEN], const uint8_t join_secret[VCRYPTO_SECRET_LEN])
 {
 	crypto_generichash_state st;
 
@@ -480,7 +480,7 @@ static void session_key(uint8_t out[VCRYPTO_KEY_LEN], const uint8_t kx_key[32],
 int vcrypto_session_keys(uint8_t rx[VCRYPTO_KEY_LEN], uint8_t tx[VCRYPTO_KEY_LEN],
                          const struct vcrypto_kx *mine, const uint8_t peer_pk[VCRYPTO_PK_LEN],
                          int initiator, const uint8_t transcript[VCRYPTO_HASH_LEN],
-                         const uint8_t join_secret[32])
+                         const uint8_t join_secret[VCRYPTO_SECRET_LEN])
 {
 	uint8_t krx[crypto_kx_SESSIONKEYBYTES], ktx[crypto_kx_SESSIONKEYBYTES];
 	int rc;

@@ -11,12 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VCRYPTO_HASH_LEN 32
-#define VCRYPTO_PK_LEN   32
-#define VCRYPTO_SK_LEN   64 /* libsodium's Ed25519 secret key: seed || pk */
-#define VCRYPTO_SIG_LEN  64
-#define VCRYPTO_KEY_LEN  32 /* symmetric session key */
-#define VCRYPTO_TAG_LEN  16
+#define VCRYPTO_HASH_LEN   32
+#define VCRYPTO_PK_LEN     32
+#define VCRYPTO_SK_LEN     64 /* libsodium's Ed25519 secret key: seed || pk */
+#define VCRYPTO_SIG_LEN    64
+#define VCRYPTO_KEY_LEN    32 /* symmetric session key */
+#define VCRYPTO_TAG_LEN    16
+#define VCRYPTO_SECRET_LEN 32 /* a volume's join secret (the URI's secret=) */
 
 /* Call once before anything else; 0 or -1. */
 int vcrypto_init(void);
@@ -93,7 +94,7 @@ void vcrypto_kx_generate(struct vcrypto_kx *kx);
 int vcrypto_session_keys(uint8_t rx[VCRYPTO_KEY_LEN], uint8_t tx[VCRYPTO_KEY_LEN],
                          const struct vcrypto_kx *mine, const uint8_t peer_pk[VCRYPTO_PK_LEN],
                          int initiator, const uint8_t transcript[VCRYPTO_HASH_LEN],
-                         const uint8_t join_secret[32]);
+                         const uint8_t join_secret[VCRYPTO_SECRET_LEN]);
 
 /*
  * AEAD (ChaCha20-Poly1305 IETF) with a 64-bit message counter as the nonce.

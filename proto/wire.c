@@ -17,8 +17,8 @@
 #define TEXT_HDR       4                                 /* u16 code, u16 text_len */
 #define GET_PAGE_BODY  4                                 /* u32 page */
 #define PAGE_HDR       (4 + 8)                           /* u32 page, u64 root_gen */
-#define PAGE_ENTRY_LEN 48u             /* MANIFEST_ENTRY_LEN; wire.h must not include manifest.h */
-#define PAGE_MAX_ENTRY 1024u           /* MANIFEST_PAGE_ENTRIES */
+#define PAGE_ENTRY_LEN WIRE_PAGE_ENTRY_LEN
+#define PAGE_MAX_ENTRY WIRE_PAGE_MAX_ENTRIES
 #define HAVE_MAP_HDR   (4 + 4)         /* u32 first, u32 count */
 #define HAVE_BODY      (4 + 8)         /* u32 chunk, u64 gen */
 #define BLOCK_BODY     (4 + 8 + 4 + 4) /* chunk, gen, offset, length */

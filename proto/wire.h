@@ -48,6 +48,14 @@
  * buffer before we have validated anything.
  */
 #define WIRE_MAX_MSG (1024u * 1024u)
+/*
+ * A PAGE carries whole chunk-table entries of the manifest: their length and
+ * how many a page holds (manifest.c asserts that these equal
+ * MANIFEST_ENTRY_LEN and MANIFEST_PAGE_ENTRIES; the codec must not include
+ * manifest.h).
+ */
+#define WIRE_PAGE_ENTRY_LEN   48u
+#define WIRE_PAGE_MAX_ENTRIES 1024u
 
 #define WIRE_MAX_TEXT 512 /* error / refusal reason text, bytes */
 /* The optional chunk of an ERROR E_BAD_DATA, after its text: u32 chunk, u64 gen. */
