@@ -131,6 +131,18 @@ wait_exit() {
 	return 0
 }
 
+# wait_for_line LOG REGEX TIMEOUT_S PID GONE_MSG LATE_MSG: wait until LOG has a line matching
+# REGEX (grep -E); fail with GONE_MSG if PID exits first, with LATE_MSG after TIMEOUT_S.
+wait_for_line() {
+	local log=$1 re=$2 timeout_s=$3 pid=$4 i
+	for ((i = 0; i < timeout_s * 10; i++)); do
+		grep -Eq -- "$re" "$log" && return 0
+		kill -0 "$pid" 2>/dev/null || { grep -Eq -- "$re" "$log" && return 0; fail "$5"; }
+		sleep 0.1
+	done
+	grep -Eq -- "$re" "$log" || fail "$6"
+}
+
 # stop_pid PID: stop one background process now (TERM, bounded wait, KILL).
 stop_pid() {
 	local pid=$1

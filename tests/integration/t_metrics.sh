@@ -217,12 +217,7 @@ bg_start "$T/lazy.log" "$P2PVBD" fetch --no-progress --lazy -e "unix:$SOCK" \
 	--metrics 127.0.0.1:0 --ctl "$T/lazy.ctl" "$URI" "$T/lazy.img"
 LAZY_PID=$BG_PID
 LAZY_URL=$(metrics_url "$T/lazy.log" "$LAZY_PID")
-for ((i = 0; i < 300; i++)); do
-	grep -q "^exporting on unix:$SOCK" "$T/lazy.log" && break
-	kill -0 "$LAZY_PID" 2>/dev/null || fail "the lazy fetch exited before exporting"
-	sleep 0.1
-done
-grep -q "^exporting on unix:$SOCK" "$T/lazy.log" || fail "the lazy fetch did not export within 30 s"
+wait_for_line "$T/lazy.log" "^exporting on unix:$SOCK" 30 "$LAZY_PID" "the lazy fetch exited before exporting" "the lazy fetch did not export within 30 s"
 scrape lazy0 "$LAZY_URL"
 check_prom "$T/lazy0.prom" "
 assert v('p2pvbd_fault_latency_seconds_count') == 0

@@ -36,12 +36,7 @@ run_cmd nbdinfo nbdinfo "$NBD_URI"
 grep -q "export-size: $((MIB * 1048576 + TAIL))" "$T/nbdinfo.out" || fail "nbdinfo: wrong or no export-size"
 
 # Wait for the volume to complete, then stop fetch: the image must equal the source.
-for ((i = 0; i < 1200; i++)); do
-	grep -q 'volume complete and verified' "$T/fetch.log" && break
-	kill -0 "$FETCH_PID" 2>/dev/null || fail "fetch exited before completing"
-	sleep 0.1
-done
-grep -q 'volume complete and verified' "$T/fetch.log" || fail "volume not complete within 120 s"
+wait_for_line "$T/fetch.log" 'volume complete and verified' 120 "$FETCH_PID" "fetch exited before completing" "volume not complete within 120 s"
 kill -TERM "$FETCH_PID"
 wait_exit "$FETCH_PID" 30 || fail "fetch did not exit within 30 s of SIGTERM"
 ((EXIT_STATUS == 0)) || fail "fetch exited $EXIT_STATUS after SIGTERM on a complete volume"

@@ -93,12 +93,7 @@ note "after kill -9 the image holds every flushed write"
 # writes, and a client on TCP sees the model.
 bg_start "$T/resume.log" "$P2PVBD" fetch --no-progress -e 127.0.0.1:0 "$URI" "$T/out.img"
 FETCH_PID=$BG_PID
-for ((i = 0; i < 1200; i++)); do
-	grep -q 'volume complete and verified' "$T/resume.log" && break
-	kill -0 "$FETCH_PID" 2>/dev/null || fail "the resumed fetch exited before completing"
-	sleep 0.1
-done
-grep -q 'volume complete and verified' "$T/resume.log" || fail "the resumed fetch did not complete within 120 s"
+wait_for_line "$T/resume.log" 'volume complete and verified' 120 "$FETCH_PID" "the resumed fetch exited before completing" "the resumed fetch did not complete within 120 s"
 addr=$(sed -n 's/^exporting on \(127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$T/resume.log")
 [[ -n $addr && $addr != 127.0.0.1:0 ]] || fail "the resumed fetch did not print 'exporting on 127.0.0.1:PORT'"
 run_cmd compare_tcp qemu-img compare -f raw -F raw "nbd://$addr" "$T/model.img"

@@ -112,12 +112,7 @@ wait_notify fetch "$FETCH_PID" READY=1
 grep -q '^listening on 127\.0\.0\.1:[1-9]' "$T/fetch.log" ||
 	fail "fetch sent READY=1 before printing 'listening on'"
 # A mirror keeps running once complete; wait until it is, so that SIGTERM stops a finished one.
-for ((i = 0; i < 600; i++)); do
-	grep -q 'volume complete and verified' "$T/fetch.log" && break
-	kill -0 "$FETCH_PID" 2>/dev/null || fail "fetch --mirror exited"
-	sleep 0.1
-done
-grep -q 'volume complete and verified' "$T/fetch.log" || fail "fetch --mirror did not complete"
+wait_for_line "$T/fetch.log" 'volume complete and verified' 60 "$FETCH_PID" "fetch --mirror exited" "fetch --mirror did not complete"
 cmp "$T/src.img" "$T/out.img" || fail "the mirror's image differs from the source"
 stop_and_check fetch "$FETCH_PID" "fetch --mirror"
 stop_and_check seed "$SEED_PID" "seed"
@@ -130,11 +125,6 @@ note "seed and fetch: READY=1 when serving, STOPPING=1 on SIGTERM"
 # --- nobody listening ------------------------------------------------------------------------
 bg_start "$T/tracker2.log" env NOTIFY_SOCKET="$T/nobody.sock" "$TRACKER" -l 127.0.0.1:0
 TPID=$BG_PID
-for ((i = 0; i < 100; i++)); do
-	grep -q '^listening on ' "$T/tracker2.log" && break
-	kill -0 "$TPID" 2>/dev/null || fail "tracker exited with a NOTIFY_SOCKET nobody listens on"
-	sleep 0.1
-done
-grep -q '^listening on ' "$T/tracker2.log" || fail "tracker did not start (NOTIFY_SOCKET unused)"
+wait_for_line "$T/tracker2.log" '^listening on ' 10 "$TPID" "tracker exited with a NOTIFY_SOCKET nobody listens on" "tracker did not start (NOTIFY_SOCKET unused)"
 stop_pid "$TPID"
 note "all good"

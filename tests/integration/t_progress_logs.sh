@@ -18,12 +18,7 @@ start_seed -k "$T/key" --rate-limit 4M "$T/src.img"
 # Without a terminal, as a mirror: status lines until complete, one saying done, then none.
 bg_start "$T/mirror.log" "$P2PVBD" fetch --mirror "$URI" "$T/mirror.img"
 MIRROR=$BG_PID
-for ((i = 0; i < 600; i++)); do
-	grep -q 'volume complete and verified' "$T/mirror.log" && break
-	kill -0 "$MIRROR" 2>/dev/null || fail "the mirror exited"
-	sleep 0.1
-done
-grep -q 'volume complete and verified' "$T/mirror.log" || fail "the mirror did not complete in 60 s"
+wait_for_line "$T/mirror.log" 'volume complete and verified' 60 "$MIRROR" "the mirror exited" "the mirror did not complete in 60 s"
 sleep 6 # more than the 5 s between status lines
 stop_pid "$MIRROR"
 grep '^progress:' "$T/mirror.log" >"$T/lines" || fail "no status lines without a terminal"
