@@ -22,12 +22,13 @@ LDFLAGS	+= -fsanitize=address,undefined
 endif
 
 MAIN_SRC := p2pvbd/main.c
-LIB_SRC	:= $(filter-out $(MAIN_SRC),$(sort $(wildcard p2pvbd/*.c proto/*.c)))
+# cli.c: the command-line helpers both programs share (p2pvbd-tracker links the library).
+LIB_SRC	:= $(filter-out $(MAIN_SRC),$(sort $(wildcard p2pvbd/*.c proto/*.c) p2pvbd/cli/cli.c))
 # The tracker daemon: tracker/main.c plus the tables and codec (also linked into unit-tests).
 TRACKER_SRC := $(wildcard tracker/*.c)
 TRACKER_LIB_SRC := $(filter-out tracker/main.c,$(sort $(TRACKER_SRC)))
 TRACKER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TRACKER_LIB_SRC))
-HDRS	:= $(wildcard p2pvbd/*.h proto/*.h tracker/*.h)
+HDRS	:= $(wildcard p2pvbd/*.h p2pvbd/cli/*.h proto/*.h tracker/*.h)
 LIB_OBJ	:= $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
@@ -167,7 +168,7 @@ uninstall:
 		$(foreach f,$(UNITS),"$(DESTDIR)$(UNITDIR)/$(f)")
 
 format:
-	clang-format -i $(wildcard p2pvbd/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format -i $(wildcard p2pvbd/*.[ch] p2pvbd/cli/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -28,6 +28,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "announce.h"
+#include "cli/cli.h"
 #include "manifest.h"
 #include "parse.h"
 #include "tmetrics.h"
@@ -35,8 +36,6 @@
 #include "util.h"
 #include "vcrypto.h"
 #include "version.h"
-
-#define EXIT_USAGE 2
 
 /* Request headers: a long announce URL is ~1 KiB; more is not a BitTorrent client. */
 #define MAX_HEADERS_SIZE (16 * 1024)
@@ -101,7 +100,8 @@ struct server {
 	struct event_base *base;
 	struct evhttp *http;
 	struct tracker *tracker;
-	struct event *sweep, *sigint, *sigterm, *sighup;
+	struct event *sweep;
+	struct event *sigs[CLI_NSIGNALS]; /* SIGINT, SIGTERM, SIGHUP: stop */
 	struct tmetrics metrics;
 	enum tmetrics_path path; /* of the request being answered, for the counters */
 };
@@ -551,7 +551,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(sv->base);
 }
 
-/* "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port; 0 or -1. */
 /* A numeric option in [min, max] into *out (the shared parsers, parse.h); -1 if bad. */
 static int opt_uint(const char *s, int duration, uint64_t min, uint64_t max, unsigned *out)
 {
@@ -561,13 +560,6 @@ static int opt_uint(const char *s, int duration, uint64_t min, uint64_t max, uns
 		return -1;
 	*out = (unsigned)v;
 	return 0;
-}
-
-/* A usage error: what, and where the help is (not the whole help). */
-static int usage_error(const char *what, const char *arg)
-{
-	fprintf(stderr, "p2pvbd-tracker: %s%s\nsee 'p2pvbd-tracker --help'\n", what, arg);
-	return EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -601,7 +593,7 @@ int main(int argc, char **argv)
 	struct timeval tv;
 
 	log_init("p2pvbd-tracker", LOG_INFO);
-	opterr = 0; /* usage_error says what was wrong, in one line */
+	opterr = 0; /* cli_usage_error says what was wrong, in one line */
 	while ((c = getopt_long(argc, argv, "l:qvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
@@ -609,15 +601,18 @@ int main(int argc, char **argv)
 			break;
 		case OPT_INTERVAL:
 			if (opt_uint(optarg, 1, 1, MAX_INTERVAL, &cfg.interval) < 0)
-				return usage_error("bad --interval: ", optarg);
+				return cli_usage_error("p2pvbd-tracker", "bad --interval: %s",
+				                       optarg);
 			break;
 		case OPT_MAX_SWARMS:
 			if (opt_uint(optarg, 0, 1, MAX_SWARMS_LIMIT, &cfg.max_swarms) < 0)
-				return usage_error("bad --max-swarms: ", optarg);
+				return cli_usage_error("p2pvbd-tracker", "bad --max-swarms: %s",
+				                       optarg);
 			break;
 		case OPT_MAX_PEERS:
 			if (opt_uint(optarg, 0, 1, MAX_PEERS_LIMIT, &cfg.max_peers) < 0)
-				return usage_error("bad --max-peers: ", optarg);
+				return cli_usage_error("p2pvbd-tracker", "bad --max-peers: %s",
+				                       optarg);
 			break;
 		case 'q':
 			level = LOG_ERROR;
@@ -632,13 +627,16 @@ int main(int argc, char **argv)
 			printf("p2pvbd-tracker %s\n", P2PVBD_VERSION);
 			return 0;
 		default:
-			return usage_error("unknown option or missing value: ", argv[optind - 1]);
+			return cli_usage_error("p2pvbd-tracker",
+			                       "unknown option or missing value: %s",
+			                       argv[optind - 1]);
 		}
 	}
 	if (optind != argc)
-		return usage_error("unexpected argument: ", argv[optind]);
+		return cli_usage_error("p2pvbd-tracker", "unexpected argument: %s", argv[optind]);
 	if (parse_hostport(listen_addr, 1, host, sizeof(host), &port) < 0)
-		return usage_error("bad listen address (HOST:PORT): ", listen_addr);
+		return cli_usage_error("p2pvbd-tracker", "bad listen address (HOST:PORT): %s",
+		                       listen_addr);
 	log_init("p2pvbd-tracker", level);
 	if (vcrypto_init() < 0) {
 		log_error("cannot initialise libsodium");
@@ -686,17 +684,12 @@ int main(int argc, char **argv)
 	sv.metrics.start_wall = (uint64_t)time(NULL);
 	sv.metrics.start_mono = mono_s();
 	sv.sweep = event_new(sv.base, -1, EV_PERSIST, on_sweep, &sv);
-	sv.sigint = evsignal_new(sv.base, SIGINT, on_signal, &sv);
-	sv.sigterm = evsignal_new(sv.base, SIGTERM, on_signal, &sv);
-	sv.sighup = evsignal_new(sv.base, SIGHUP, on_signal, &sv); /* the terminal went away */
-	if (sv.sweep == NULL || sv.sigint == NULL || sv.sigterm == NULL || sv.sighup == NULL)
+	if (sv.sweep == NULL)
 		fatal("event_new failed");
 	tv.tv_sec = cfg.interval < SWEEP_MAX_S ? cfg.interval : SWEEP_MAX_S;
 	tv.tv_usec = 0;
 	event_add(sv.sweep, &tv);
-	event_add(sv.sigint, NULL);
-	event_add(sv.sigterm, NULL);
-	event_add(sv.sighup, NULL);
+	cli_signals_add(sv.base, on_signal, &sv, sv.sigs); /* SIGHUP: the terminal went away */
 
 	snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 	printf("listening on %s\n", shown);
@@ -715,12 +708,7 @@ int main(int argc, char **argv)
 out:
 	if (sv.sweep)
 		event_free(sv.sweep);
-	if (sv.sigint)
-		event_free(sv.sigint);
-	if (sv.sigterm)
-		event_free(sv.sigterm);
-	if (sv.sighup)
-		event_free(sv.sighup);
+	cli_signals_free(sv.sigs);
 	evhttp_free(sv.http);
 	tracker_free(sv.tracker);
 	event_base_free(sv.base);
