@@ -21,9 +21,11 @@ CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit
 LDFLAGS	+= -fsanitize=address,undefined
 endif
 
-MAIN_SRC := p2pvbd/main.c
-# cli.c: the command-line helpers both programs share (p2pvbd-tracker links the library).
-LIB_SRC	:= $(filter-out $(MAIN_SRC),$(sort $(wildcard p2pvbd/*.c proto/*.c) p2pvbd/cli/cli.c))
+# p2pvbd itself: the command table and one file per command (p2pvbd/cli/). Their shared
+# helpers, cli.c, go into the library: p2pvbd-tracker uses them too.
+MAIN_SRC := $(filter-out p2pvbd/cli/cli.c,$(sort $(wildcard p2pvbd/cli/*.c)))
+MAIN_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(MAIN_SRC))
+LIB_SRC	:= $(sort $(wildcard p2pvbd/*.c proto/*.c) p2pvbd/cli/cli.c)
 # The tracker daemon: tracker/main.c plus the tables and codec (also linked into unit-tests).
 TRACKER_SRC := $(wildcard tracker/*.c)
 TRACKER_LIB_SRC := $(filter-out tracker/main.c,$(sort $(TRACKER_SRC)))
@@ -50,7 +52,7 @@ $(BUILD)/libp2pvbd.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/p2pvbd: $(BUILD)/obj/p2pvbd/main.o $(BUILD)/libp2pvbd.a
+$(BUILD)/p2pvbd: $(MAIN_OBJ) $(BUILD)/libp2pvbd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # A misbehaving peer for the integration tests (tests/tools/badpeer.c).

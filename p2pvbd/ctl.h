@@ -7,7 +7,8 @@
  *   status json    the same as one JSON object
  *   freeze, thaw   (seed) live migration's switchover, see swarm_freeze
  *
- * `p2pvbd status PATH [--json]` and `p2pvbd ctl PATH COMMAND` are clients.
+ * The commands are answered, and `p2pvbd status PATH [--json]` and
+ * `p2pvbd ctl PATH COMMAND` are its clients, in cli/cmd_ctl.c.
  * A handler may answer later (ctl_reply_later): the client waits.
  */
 #ifndef P2PVBD_CTL_H

@@ -20,6 +20,7 @@
 #include "cli.h"
 #include "parse.h"
 #include "sockpath.h"
+#include "uri.h"
 #include "util.h"
 
 int cli_usage_error(const char *who, const char *fmt, ...)
@@ -32,6 +33,11 @@ int cli_usage_error(const char *who, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nsee '%s --help'\n", who);
 	return CLI_EXIT_USAGE;
+}
+
+int cli_parse_listen(const char *spec, struct uri_peer *p)
+{
+	return parse_hostport(spec, 1, p->host, sizeof(p->host), &p->port);
 }
 
 const char *cli_bad_option(char **argv)

@@ -26,6 +26,13 @@
 int cli_usage_error(const char *who, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
+ * HOST:PORT or [IPV6]:PORT to listen on (--listen, --metrics; port 0: any
+ * free port) into p; parse_hostport's rules. 0 or -1.
+ */
+struct uri_peer;
+int cli_parse_listen(const char *spec, struct uri_peer *p);
+
+/*
  * What getopt refused (its own message is off: opterr = 0), for
  * cli_usage_error. Valid until the next call.
  */

@@ -1,0 +1,636 @@
+/*
+ * cmd_seed: `p2pvbd seed`, on the source host. Hashes the image into chunks,
+ * signs the manifest, prints the volume URI and serves the chunks until
+ * stopped (or until enough receipts arrived); with -e it also exports the
+ * image over NBD to the VM running at the source (live migration).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+#include <systemd/sd-daemon.h>
+
+#include "imglock.h"
+#include "internal.h"
+#include "manifest.h"
+#include "nbd.h"
+#include "parse.h"
+#include "peer.h"
+#include "scan.h"
+#include "sockpath.h"
+#include "swarm.h"
+#include "uri.h"
+#include "util.h"
+#include "vcrypto.h"
+
+static const char usage_seed[] =
+    "usage: p2pvbd seed -k KEY [OPTIONS] IMAGE\n"
+    "\n"
+    "Hash IMAGE into chunks (with every core), sign the manifest with KEY, print the\n"
+    "volume URI on stdout and serve the chunks to destinations until stopped\n"
+    "(SIGINT/SIGTERM) or until enough receipts arrived.\n"
+    "\n"
+    "  -k, --key PATH               source secret key (from p2pvbd keygen; required)\n"
+    "  -l, --listen HOST:PORT       address to listen on (default 0.0.0.0:7001;\n"
+    "                               port 0 picks a free port)\n"
+    "      --advertise HOST:PORT    address put into the URI (repeatable; default: the\n"
+    "                               listen address, or this host's name if wildcard)\n"
+    "  -t, --tracker URL            announce to this tracker (http://HOST:PORT/announce;\n"
+    "                               repeatable) and name it in the URI, so that\n"
+    "                               destinations find each other through it\n"
+    "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
+    "      --ctl PATH               control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
+    "                               p2pvbd-seed-PID.ctl; logged at start): p2pvbd status\n"
+    "      --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics\n"
+    "                               (port 0 picks one; logged)\n"
+    "  -e, --export ADDR            also export IMAGE over NBD (unix:PATH or HOST:PORT)\n"
+    "                               for the VM running at the source (live migration):\n"
+    "                               its writes go to IMAGE, the chunks they touch are\n"
+    "                               hashed again and published as signed deltas (new\n"
+    "                               generations) every 100 ms; destinations answer their\n"
+    "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
+    "      --freeze-on-disconnect   with -e: freeze when the last NBD client leaves (the\n"
+    "                               hypervisor finished migrating the VM)\n"
+    "      --max-dirty-rate RATE    with -e: cap the VM's write rate (e.g. 20M), so that\n"
+    "                               the migration converges when it writes faster than\n"
+    "                               the swarm carries\n"
+    "      --write-through          with -e: acknowledge each VM write only once a\n"
+    "                               destination holds it (slower writes; the copy can\n"
+    "                               never fall behind)\n"
+    "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
+    "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
+    "                               (directly, or through a tracker of the URI)\n"
+    "      --rate-limit RATE        cap the upload rate; default unlimited\n"
+    "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
+    "      --secret HEX             reuse a join secret (64 hex digits)\n"
+    "      --threads N              hashing threads (default: one per core)\n"
+    "      --timeout SECS           drop a peer silent this long (default 30)\n"
+    "      --hash-only              hash the image, print timing as JSON, exit\n"
+    "  -q, --quiet                  only errors on stderr\n"
+    "  -v, --verbose                debug log\n"
+    "  -h, --help                   this text\n"
+    "\n"
+    "Sizes: bytes with an optional K, M, G or T (1024-based; 4M = 4MiB). Rates: a\n"
+    "size per second (100M = 100 MiB/s) or bits, decimal: 100Mbit, 1Gbit. Durations:\n"
+    "seconds, or 30s, 5m, 2h. SIGINT, SIGTERM and SIGHUP stop it cleanly.\n";
+
+/* Usage errors name the command so. */
+#define SEED_WHO "p2pvbd seed"
+/* Option bounds: --exit-after-receipts, --threads, --timeout (seconds). */
+#define SEED_RECEIPTS_MAX 1000000
+#define SEED_THREADS_MAX  64
+#define SEED_TIMEOUT_MAX  3600
+
+/* The command line, parsed and checked for syntax (seed_parse). */
+struct seed_opts {
+	const char *image, *key_path, *uri_file, *export_spec, *ctl_path, *metrics_spec;
+	const char *listen_spec;
+	const char *trackers[URI_MAX_PEERS];
+	int ntrackers;
+	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
+	int nadvertise;
+	uint64_t receipts, threads, timeout_s, chunk_size, rate, max_dirty;
+	int hash_only, loglvl, freeze_on_disc, write_through;
+	uint8_t volume_id[MANIFEST_ID_LEN], secret[VCRYPTO_SECRET_LEN]; /* secret: wiped at exit */
+	int have_volid, have_secret;
+};
+
+/* A running seed: what seed_free releases. */
+struct seed {
+	const struct seed_opts *o;
+	struct vcrypto_identity id;
+	int fd;
+	struct imglock *ilock;
+	uint64_t image_size, t0;
+	struct manifest_entry *entries; /* the hash, until the manifest owns it */
+	struct manifest m;
+	struct event_base *base;
+	struct swarm *sw;
+	uint16_t port;
+	struct nbd_server *srv;
+	struct cmd_ctl_server cs;
+	uint8_t volume_id[MANIFEST_ID_LEN],
+	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
+};
+
+/* ---- the command line -------------------------------------------------- */
+
+enum {
+	O_URI_FILE = 256,
+	O_CHUNK,
+	O_RECEIPTS,
+	O_RATE,
+	O_VOLID,
+	O_SECRET,
+	O_THREADS,
+	O_TIMEOUT,
+	O_HASH_ONLY,
+	O_ADVERTISE,
+	O_CTL,
+	O_FREEZE_DISC,
+	O_MAX_DIRTY,
+	O_WRITE_THROUGH,
+	O_METRICS
+};
+
+static const struct option seed_options[] = {
+    {"key", required_argument, NULL, 'k'},
+    {"listen", required_argument, NULL, 'l'},
+    {"advertise", required_argument, NULL, O_ADVERTISE},
+    {"tracker", required_argument, NULL, 't'},
+    {"export", required_argument, NULL, 'e'},
+    {"ctl", required_argument, NULL, O_CTL},
+    {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
+    {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
+    {"write-through", no_argument, NULL, O_WRITE_THROUGH},
+    {"metrics", required_argument, NULL, O_METRICS},
+    {"uri-file", required_argument, NULL, O_URI_FILE},
+    {"chunk-size", required_argument, NULL, O_CHUNK},
+    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
+    {"rate-limit", required_argument, NULL, O_RATE},
+    {"volume-id", required_argument, NULL, O_VOLID},
+    {"secret", required_argument, NULL, O_SECRET},
+    {"threads", required_argument, NULL, O_THREADS},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"hash-only", no_argument, NULL, O_HASH_ONLY},
+    {"quiet", no_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/*
+ * An option whose value needs checking (arg), or one getopt refused (argv):
+ * CMD_PROCEED or the exit code.
+ */
+static int seed_option_value(struct seed_opts *o, int c, const char *arg, char **argv)
+{
+	switch (c) {
+	case O_MAX_DIRTY:
+		if (parse_rate(arg, &o->max_dirty) != 0)
+			return cli_usage_error(SEED_WHO, "bad --max-dirty-rate %s", arg);
+		break;
+	case 't':
+		if (o->ntrackers == URI_MAX_PEERS)
+			return cli_usage_error(SEED_WHO, "at most %d trackers", URI_MAX_PEERS);
+		if (strncmp(arg, "http://", 7) != 0 || strlen(arg) >= 512)
+			return cli_usage_error(SEED_WHO,
+			                       "bad --tracker %s (http://HOST:PORT/announce)", arg);
+		o->trackers[o->ntrackers++] = arg;
+		break;
+	case O_ADVERTISE:
+		if (o->nadvertise == URI_MAX_PEERS ||
+		    uri_parse_hostport(arg, strlen(arg), &o->advertise[o->nadvertise]) != 0)
+			return cli_usage_error(SEED_WHO, "bad --advertise %s", arg);
+		o->nadvertise++;
+		break;
+	case O_CHUNK:
+		if (parse_size(arg, &o->chunk_size) != 0 || o->chunk_size > UINT32_MAX ||
+		    !manifest_chunk_size_valid((uint32_t)o->chunk_size))
+			return cli_usage_error(SEED_WHO,
+			                       "--chunk-size must be a power of two from 64K "
+			                       "to 4M, not %s",
+			                       arg);
+		break;
+	case O_RECEIPTS:
+		if (parse_uint(arg, 1, SEED_RECEIPTS_MAX, &o->receipts) != 0)
+			return cli_usage_error(SEED_WHO, "bad --exit-after-receipts %s", arg);
+		break;
+	case O_RATE:
+		if (parse_rate(arg, &o->rate) != 0)
+			return cli_usage_error(SEED_WHO, "bad --rate-limit %s", arg);
+		break;
+	case O_VOLID:
+		if (hex_decode(arg, strlen(arg), o->volume_id, sizeof(o->volume_id)) != 0)
+			return cli_usage_error(SEED_WHO, "--volume-id needs 32 hex digits");
+		o->have_volid = 1;
+		break;
+	case O_SECRET:
+		if (hex_decode(arg, strlen(arg), o->secret, sizeof(o->secret)) != 0)
+			return cli_usage_error(SEED_WHO, "--secret needs 64 hex digits");
+		o->have_secret = 1;
+		break;
+	case O_THREADS:
+		if (parse_uint(arg, 1, SEED_THREADS_MAX, &o->threads) != 0)
+			return cli_usage_error(SEED_WHO, "bad --threads %s", arg);
+		break;
+	case O_TIMEOUT:
+		if (parse_duration(arg, 1, SEED_TIMEOUT_MAX, &o->timeout_s) != 0)
+			return cli_usage_error(SEED_WHO, "bad --timeout %s", arg);
+		break;
+	default:
+		return cli_usage_error(SEED_WHO, "%s", cli_bad_option(argv));
+	}
+	return CMD_PROCEED;
+}
+
+/* One option c from getopt; CMD_PROCEED or the exit code (--help, a usage error). */
+static int seed_option(struct seed_opts *o, int c, char **argv)
+{
+	switch (c) {
+	case 'k':
+		o->key_path = optarg;
+		break;
+	case 'e':
+		o->export_spec = optarg;
+		break;
+	case O_CTL:
+		o->ctl_path = optarg;
+		break;
+	case O_FREEZE_DISC:
+		o->freeze_on_disc = 1;
+		break;
+	case O_WRITE_THROUGH:
+		o->write_through = 1;
+		break;
+	case O_METRICS:
+		o->metrics_spec = optarg;
+		break;
+	case 'l':
+		o->listen_spec = optarg;
+		break;
+	case O_URI_FILE:
+		o->uri_file = optarg;
+		break;
+	case O_HASH_ONLY:
+		o->hash_only = 1;
+		break;
+	case 'q':
+		o->loglvl = LOG_ERROR;
+		break;
+	case 'v':
+		o->loglvl = LOG_DEBUG;
+		break;
+	case 'h':
+		fputs(usage_seed, stdout);
+		return 0;
+	default:
+		return seed_option_value(o, c, optarg, argv);
+	}
+	return CMD_PROCEED;
+}
+
+/* The command line into o (syntax only; nothing is opened): CMD_PROCEED or the exit code. */
+static int seed_parse(int argc, char **argv, struct seed_opts *o)
+{
+	int c, rc;
+
+	memset(o, 0, sizeof(*o));
+	o->listen_spec = "0.0.0.0:7001";
+	o->loglvl = LOG_INFO;
+	o->timeout_s = PEER_TIMEOUT_DEFAULT;
+	o->chunk_size = MANIFEST_CHUNK_DEFAULT;
+	while ((c = getopt_long(argc, argv, "k:l:t:e:qvh", seed_options, NULL)) != -1)
+		if ((rc = seed_option(o, c, argv)) != CMD_PROCEED)
+			return rc;
+	if (optind + 1 != argc)
+		return cli_usage_error(SEED_WHO, "seed needs exactly one IMAGE");
+	o->image = argv[optind];
+	if (o->key_path == NULL)
+		return cli_usage_error(SEED_WHO, "seed needs -k KEY (make one with p2pvbd keygen)");
+	if ((o->freeze_on_disc || o->max_dirty || o->write_through) && o->export_spec == NULL)
+		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate and "
+		                                 "--write-through need -e (a VM)");
+	if (cli_parse_listen(o->listen_spec, &o->listen_at) != 0)
+		return cli_usage_error(SEED_WHO, "bad --listen %s (HOST:PORT, numeric host)",
+		                       o->listen_spec);
+	if (o->metrics_spec != NULL && cli_parse_listen(o->metrics_spec, &o->metrics_at) != 0)
+		return cli_usage_error(SEED_WHO, "bad --metrics %s (HOST:PORT, numeric host)",
+		                       o->metrics_spec);
+	return CMD_PROCEED;
+}
+
+/* ---- before the hash --------------------------------------------------- */
+
+/* Checks before the hash, which may take minutes; 0 or -1 (logged). */
+static int seed_check(const struct seed_opts *o)
+{
+	if (cli_check_bind(o->listen_at.host, o->listen_at.port, "--listen") != 0 ||
+	    (o->metrics_spec != NULL &&
+	     cli_check_bind(o->metrics_at.host, o->metrics_at.port, "--metrics") != 0) ||
+	    (o->export_spec != NULL && cli_check_export(o->export_spec) != 0) ||
+	    (o->ctl_path != NULL && sockpath_claim(o->ctl_path, "control socket") != 0) ||
+	    (o->uri_file != NULL && cli_check_writable(o->uri_file, "--uri-file") != 0))
+		return -1;
+	for (int i = 0; i < o->ntrackers; i++)
+		if (cli_check_tracker(o->trackers[i]) != 0)
+			return -1;
+	return 0;
+}
+
+static int image_size_of(int fd, const char *path, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0) {
+		log_error("%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, size) != 0) {
+			log_error("%s: cannot get the device size: %s", path, strerror(errno));
+			return -1;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+	} else {
+		log_error("%s: not a regular file or block device", path);
+		return -1;
+	}
+	if (*size == 0) {
+		log_error("%s: the image is empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Open and lock the image (read-write with -e) and learn its size; 0 or -1 (logged). */
+static int seed_open_image(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+
+	s->fd = open(o->image, (o->export_spec ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (s->fd < 0) {
+		log_error("cannot open %s: %s", o->image, strerror(errno));
+		return -1;
+	}
+	/* Held until exit: QEMU and other p2pvbd processes see how we use the image. */
+	if (imglock_acquire(o->image, s->fd,
+	                    o->export_spec ? IMGLOCK_EXCLUSIVE : IMGLOCK_SHARED_READ,
+	                    &s->ilock) != 0)
+		return -1;
+	if (image_size_of(s->fd, o->image, &s->image_size) != 0)
+		return -1;
+	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
+		log_error("%s: too many chunks; use a larger --chunk-size", o->image);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the hash and the manifest ----------------------------------------- */
+
+struct scan_display {
+	int tty;
+	uint64_t start_ns;
+};
+
+static void scan_progress(uint64_t done, uint64_t total, void *arg)
+{
+	struct scan_display *d = arg;
+	double secs = (double)(now_ns() - d->start_ns) / 1e9;
+	char b1[16], b2[16], b3[16];
+
+	if (!d->tty)
+		return;
+	fprintf(stderr, "\rhashing: %5.1f%%  %s / %s  %s/s   ",
+	        total ? 100.0 * done / total : 100.0, fmt_bytes(done, b1, sizeof(b1)),
+	        fmt_bytes(total, b2, sizeof(b2)),
+	        fmt_bytes(secs > 0 ? (uint64_t)(done / secs) : 0, b3, sizeof(b3)));
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/* Hash the image into s->entries with every core (or --threads); 0 or -1 (logged). */
+static int seed_hash(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	struct scan_display disp;
+
+	s->entries = xcalloc(manifest_chunk_count(s->image_size, (uint32_t)o->chunk_size),
+	                     sizeof(*s->entries));
+	disp.tty = isatty(STDERR_FILENO) && o->loglvl >= LOG_INFO;
+	disp.start_ns = s->t0 = now_ns();
+	return scan_image(s->fd, s->image_size, (uint32_t)o->chunk_size, 0, (int)o->threads,
+	                  s->entries, scan_progress, &disp);
+}
+
+/* --hash-only: the hash's timing as JSON on stdout. */
+static void seed_print_timing(const struct seed *s)
+{
+	printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u}\n",
+	       (double)(now_ns() - s->t0) / 1e9, (unsigned long long)s->image_size,
+	       manifest_chunk_count(s->image_size, (uint32_t)s->o->chunk_size));
+}
+
+/* Sign the manifest of the hashed image (it takes s->entries); 0 or -1 (logged). */
+static int seed_sign(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	uint32_t zero = 0;
+	char sz[16];
+
+	if (o->have_volid)
+		memcpy(s->volume_id, o->volume_id, sizeof(s->volume_id));
+	else
+		vcrypto_random(s->volume_id, sizeof(s->volume_id));
+	if (o->have_secret)
+		memcpy(s->secret, o->secret, sizeof(s->secret));
+	else
+		vcrypto_random(s->secret, sizeof(s->secret));
+	if (manifest_build(&s->m, s->volume_id, s->image_size, (uint32_t)o->chunk_size, 0,
+	                   s->entries, s->id.sk) != 0) {
+		log_error("cannot build the manifest");
+		return -1;
+	}
+	s->entries = NULL; /* owned by m */
+	for (uint32_t i = 0; i < s->m.root.chunk_count; i++)
+		zero += (s->m.entries[i].flags & MANIFEST_F_ZERO) != 0;
+	log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s", o->image,
+	         fmt_bytes(s->image_size, sz, sizeof(sz)), s->m.root.chunk_count,
+	         (unsigned long long)o->chunk_size / 1024, zero, (double)(now_ns() - s->t0) / 1e9);
+	return 0;
+}
+
+/* ---- serving ----------------------------------------------------------- */
+
+/* The swarm of the signed manifest, listening (s->port); 0 or -1 (logged). */
+static int seed_swarm(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	struct swarm_opts so;
+
+	s->base = event_base_new();
+	memset(&so, 0, sizeof(so));
+	so.role = SWARM_SEED;
+	so.base = s->base;
+	so.identity = &s->id;
+	memcpy(so.volume_id, s->volume_id, sizeof(s->volume_id));
+	memcpy(so.source_key, s->id.pk, sizeof(so.source_key));
+	memcpy(so.join_secret, s->secret, sizeof(s->secret));
+	so.timeout_s = (int)o->timeout_s;
+	so.upload_rate = o->rate;
+	so.manifest = &s->m;
+	so.image_fd = s->fd;
+	so.exit_after_receipts = (int)o->receipts;
+	so.max_dirty_rate = o->max_dirty;
+	so.write_through = o->write_through;
+	so.image_path = o->image;
+	so.trackers = o->trackers;
+	so.ntrackers = o->ntrackers;
+	/* Without a VM here the image never changes: generation 0 is final. */
+	if (o->export_spec == NULL)
+		manifest_set_flags(&s->m, MANIFEST_ROOT_F_FINAL, s->id.sk);
+	so.image_fixed = o->export_spec == NULL;
+	s->sw = swarm_new(&so);
+	return swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port);
+}
+
+/* The volume URI on stdout (and in --uri-file); 0 or -1 (logged). */
+static int seed_write_uri(const struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	struct uri u;
+	char uri_text[URI_MAX_LEN];
+
+	memset(&u, 0, sizeof(u));
+	memcpy(u.volume_id, s->volume_id, sizeof(s->volume_id));
+	memcpy(u.key, s->id.pk, sizeof(u.key));
+	memcpy(u.secret, s->secret, sizeof(s->secret));
+	for (int i = 0; i < o->ntrackers; i++)
+		snprintf(u.tracker[i], sizeof(u.tracker[i]), "%s", o->trackers[i]);
+	u.ntrackers = o->ntrackers;
+	if (o->nadvertise > 0) {
+		memcpy(u.peer, o->advertise, (size_t)o->nadvertise * sizeof(o->advertise[0]));
+		u.npeers = o->nadvertise;
+	} else {
+		u.npeers = 1;
+		u.peer[0] = o->listen_at;
+		u.peer[0].port = s->port;
+		if (strcmp(o->listen_at.host, "0.0.0.0") == 0 ||
+		    strcmp(o->listen_at.host, "::") == 0) {
+			if (gethostname(u.peer[0].host, sizeof(u.peer[0].host)) != 0)
+				snprintf(u.peer[0].host, sizeof(u.peer[0].host), "localhost");
+		}
+	}
+	if (uri_format(&u, uri_text, sizeof(uri_text)) < 0) {
+		log_error("the URI does not fit %d bytes", URI_MAX_LEN);
+		return -1;
+	}
+	printf("%s\n", uri_text);
+	fflush(stdout);
+	if (o->uri_file != NULL) {
+		char *line = xasprintf("%s\n", uri_text);
+		int w = cli_write_file_atomic(o->uri_file, line);
+
+		free(line);
+		if (w != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* -e: the NBD export for the VM at the source; 0 or -1 (logged). */
+static int seed_export(struct seed *s)
+{
+	s->srv = nbd_server_new(s->base, s->sw, s->o->export_spec);
+	if (s->srv == NULL)
+		return -1;
+	printf("exporting on %s\n", nbd_server_address(s->srv));
+	fflush(stdout);
+	log_info("NBD export on %s", nbd_server_address(s->srv));
+	if (s->o->freeze_on_disc)
+		nbd_server_set_idle_cb(s->srv, cmd_ctl_freeze_on_idle, s->sw);
+	return 0;
+}
+
+/* Metrics, control socket, signals; then serve until the swarm stops. 0 or -1 (logged). */
+static int seed_serve(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+
+	if (cmd_ctl_server_start(&s->cs, s->base, s->sw, "seed", o->ctl_path,
+	                         o->metrics_spec ? &o->metrics_at : NULL) != 0)
+		return -1;
+	swarm_start(s->sw);
+	/* Under systemd (Type=notify): the URI is out and the chunks are served. */
+	sd_notifyf(0, "READY=1\nSTATUS=serving %s on port %u", o->image, (unsigned)s->port);
+	event_base_dispatch(s->base);
+	sd_notify(0, "STOPPING=1");
+	return 0;
+}
+
+/* What was served, at exit. */
+static void seed_summary(const struct seed *s)
+{
+	const struct swarm_stats *st = swarm_stats(s->sw);
+	char b[16];
+
+	log_info("served %s; %llu receipts", fmt_bytes(st->bytes_served, b, sizeof(b)),
+	         (unsigned long long)st->receipts);
+	if (s->o->export_spec != NULL)
+		log_info("the VM wrote %s into %llu chunks since they were hashed",
+		         fmt_bytes(st->bytes_written, b, sizeof(b)),
+		         (unsigned long long)st->chunks_dirty);
+}
+
+static void seed_free(struct seed *s)
+{
+	nbd_server_free(s->srv);
+	cmd_ctl_server_stop(&s->cs);
+	swarm_free(s->sw);
+	if (s->base)
+		event_base_free(s->base);
+	manifest_free(&s->m);
+	free(s->entries);
+	imglock_release(s->ilock);
+	if (s->fd >= 0)
+		close(s->fd);
+	vcrypto_identity_wipe(&s->id);
+	vcrypto_wipe(s->secret, sizeof(s->secret));
+}
+
+/* Every step after the command line, in order; the exit code. */
+static int seed_run(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+
+	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
+		return 1;
+	if ((!o->hash_only && seed_check(o) != 0) || seed_open_image(s) != 0 || seed_hash(s) != 0)
+		return 1;
+	if (o->hash_only) {
+		seed_print_timing(s);
+		return 0;
+	}
+	if (seed_sign(s) != 0 || seed_swarm(s) != 0 || seed_write_uri(s) != 0)
+		return 1;
+	log_info("serving on %s:%u", o->listen_at.host, s->port);
+	if ((o->export_spec != NULL && seed_export(s) != 0) || seed_serve(s) != 0)
+		return 1;
+	seed_summary(s);
+	return swarm_result(s->sw) == 0 ? 0 : 1;
+}
+
+static int cmd_seed(int argc, char **argv)
+{
+	struct seed_opts o;
+	struct seed s;
+	int rc = seed_parse(argc, argv, &o);
+
+	if (rc == CMD_PROCEED) {
+		log_init("p2pvbd seed", o.loglvl);
+		memset(&s, 0, sizeof(s));
+		s.o = &o;
+		s.fd = -1;
+		rc = seed_run(&s);
+		seed_free(&s);
+	}
+	vcrypto_wipe(o.secret, sizeof(o.secret));
+	return rc;
+}
+
+const struct cmd_entry cmd_seed_entry = {
+    .name = "seed",
+    .args = "[OPTIONS] IMAGE",
+    .summary = "hash IMAGE, sign its manifest, serve it; prints the volume URI",
+    .usage = usage_seed,
+    .exec = cmd_seed,
+};
