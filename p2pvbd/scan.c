@@ -25,7 +25,6 @@
 #define SCAN_MAX_THREADS 16
 /* How often the progress callback runs, in nanoseconds. */
 #define SCAN_PROGRESS_NS (200 * 1000 * 1000L)
-#define NS_PER_S         (1000 * 1000 * 1000L)
 
 struct scan_job {
 	int fd;

@@ -167,7 +167,8 @@ struct swarm {
 	struct speer *peers;
 	int npeers; /* in the list, connecting or connected */
 	struct addr *addrs;
-	int naddrs, addrs_cap;
+	int naddrs;
+	size_t addrs_cap;
 	struct tclient **trackers;
 	int ntrackers;
 	uint16_t listen_port; /* 0 if not listening */
@@ -189,7 +190,8 @@ struct swarm {
 	uint8_t *dirty;       /* seed -e: chunks the VM wrote since they were hashed */
 	uint8_t *rehash;      /* seed -e: chunks being hashed in the current round */
 	uint32_t *dirty_list; /* seed -e: the dirty chunks, in the order they became dirty */
-	uint32_t ndirty, dirty_cap;
+	uint32_t ndirty;
+	size_t dirty_cap;
 	struct rehash_job **round; /* seed -e: the round being hashed */
 	uint32_t nround, round_left;
 	uint64_t last_round_ns;
@@ -224,14 +226,16 @@ struct swarm {
 	uint8_t *page_seen;  /* bitmap: pages loaded at least once (resumed chunks checked) */
 	uint32_t pages_seen;
 	uint32_t *want; /* chunks to fetch, unordered (may hold settled ones, skipped) */
-	uint32_t nwant, want_cap;
+	uint32_t nwant;
+	size_t want_cap;
 	uint8_t *holders;   /* per chunk: connected peers that have it (saturating) */
 	uint8_t *fetching;  /* chunk bitmap: a transfer of it is in progress */
 	uint32_t want_dead; /* entries of want found settled: compacted when many */
 	uint64_t rng;       /* xorshift state: tie-breaks, not secrets */
 	int basis_fd;       /* --basis file, or -1 */
 	uint32_t *basis_q;  /* chunks to look for in the basis (a stack) */
-	uint32_t nbasis_q, basis_cap;
+	uint32_t nbasis_q;
+	size_t basis_cap;
 	int slots_used;
 	uint64_t last_rotate_ns;
 	uint64_t last_rate_ns;
@@ -265,7 +269,8 @@ struct swarm {
 	uint8_t *changed;      /* chunk bitmap: changed by a delta, not yet asked for again */
 	uint8_t *urgent;       /* chunk bitmap: faulted on, fetch before anything else */
 	uint32_t *urgent_list; /* the same chunks, in fault order */
-	uint32_t nurgent, urgent_cap;
+	uint32_t nurgent;
+	size_t urgent_cap;
 	void (*chunk_cb)(void *arg, uint32_t chunk);
 	struct event *wake_ev; /* runs chunk_cb from the loop (chunk_wake) */
 	uint32_t wake_chunk;   /* the chunk to wake for, or SWARM_ALL_CHUNKS */
@@ -288,19 +293,6 @@ static void swarm_schedule(struct swarm *sw);
 static void swarm_check_complete(struct swarm *sw);
 static void fault_settled(struct swarm *sw, uint32_t c);
 static void peer_rates_update(struct swarm *sw, double dt);
-
-static inline int bit_get(const uint8_t *map, uint32_t i)
-{
-	return (map[i >> 3] >> (i & 7)) & 1;
-}
-static inline void bit_set(uint8_t *map, uint32_t i)
-{
-	map[i >> 3] |= (uint8_t)(1u << (i & 7));
-}
-static inline void bit_clear(uint8_t *map, uint32_t i)
-{
-	map[i >> 3] &= (uint8_t) ~(1u << (i & 7));
-}
 
 /*
  * End the run. Peers are told and given a moment to receive what is still
@@ -693,10 +685,7 @@ static uint32_t rand_below(struct swarm *sw, uint32_t n)
 
 static void want_push(struct swarm *sw, uint32_t c)
 {
-	if (sw->nwant == sw->want_cap) {
-		sw->want_cap = sw->want_cap ? 2 * sw->want_cap : 1024;
-		sw->want = xrealloc(sw->want, sw->want_cap * sizeof(uint32_t));
-	}
+	sw->want = xgrow(sw->want, &sw->want_cap, sw->nwant, sizeof(*sw->want), 1024);
 	sw->want[sw->nwant++] = c;
 }
 
@@ -810,18 +799,18 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	sw->page_entries = xcalloc(sw->root.page_count, sizeof(*sw->page_entries));
 	sw->page_status = xcalloc(sw->root.page_count, 1);
 	sw->page_left = xcalloc(sw->root.page_count, sizeof(uint32_t));
-	sw->page_seen = xcalloc((sw->root.page_count + 7) / 8 + 1, 1);
+	sw->page_seen = bitmap_new(sw->root.page_count);
 	sw->page_from = xcalloc(sw->root.page_count, sizeof(struct speer *));
-	sw->serve_map = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->serve_map = bitmap_new(sw->root.chunk_count);
 	sw->sent_count = xcalloc(sw->root.chunk_count, 1);
-	sw->avail = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->zeroed = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->local = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->verifying = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->stale = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->changed = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->urgent = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
-	sw->fetching = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+	sw->avail = bitmap_new(sw->root.chunk_count);
+	sw->zeroed = bitmap_new(sw->root.chunk_count);
+	sw->local = bitmap_new(sw->root.chunk_count);
+	sw->verifying = bitmap_new(sw->root.chunk_count);
+	sw->stale = bitmap_new(sw->root.chunk_count);
+	sw->changed = bitmap_new(sw->root.chunk_count);
+	sw->urgent = bitmap_new(sw->root.chunk_count);
+	sw->fetching = bitmap_new(sw->root.chunk_count);
 	sw->holders = xcalloc(sw->root.chunk_count, 1);
 	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
@@ -895,7 +884,7 @@ static void fetch_root(struct speer *sp, const struct wire_msg *m)
 	}
 	sp->root_seen = 1;
 	if (sp->have == NULL)
-		sp->have = xcalloc((sw->root.chunk_count + 7) / 8 + 1, 1);
+		sp->have = bitmap_new(sw->root.chunk_count);
 	swarm_schedule(sw);
 }
 
@@ -1091,11 +1080,8 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 			chunk_now_available(sw, c);
 		} else {
 			if (sw->basis_fd >= 0) {
-				if (sw->nbasis_q == sw->basis_cap) {
-					sw->basis_cap = sw->basis_cap ? 2 * sw->basis_cap : 1024;
-					sw->basis_q =
-					    xrealloc(sw->basis_q, sw->basis_cap * sizeof(uint32_t));
-				}
+				sw->basis_q = xgrow(sw->basis_q, &sw->basis_cap, sw->nbasis_q,
+				                    sizeof(*sw->basis_q), 1024);
 				sw->basis_q[sw->nbasis_q++] = c;
 			} else {
 				want_push(sw, c);
@@ -1832,7 +1818,7 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 	if (m->u.reject.code == WIRE_E_BUSY) {
 		/* No upload slot for us there now: ask others for a while. */
 		log_debug("peer %s is busy (chunk %u)", sp->p->name, b->chunk);
-		sp->busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * 1000000u;
+		sp->busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
 	} else if (m->u.reject.code == WIRE_E_GENERATION) {
 		/* Changed there (the source's VM wrote it, or one of us is behind): a
 		 * HAVE at the new generation comes once it is published. */
@@ -1911,7 +1897,7 @@ static void fetch_pages(struct swarm *sw)
 /* Background bytes to keep outstanding to sp (see SWARM_PIPELINE_MS). */
 static uint64_t inflight_cap(const struct speer *sp)
 {
-	double want = sp->rate * SWARM_PIPELINE_MS / 1000.0;
+	double want = sp->rate * SWARM_PIPELINE_MS / (double)MS_PER_S;
 
 	if (want < SWARM_INFLIGHT_MIN)
 		return SWARM_INFLIGHT_MIN;
@@ -2199,7 +2185,7 @@ static void swarm_check_complete(struct swarm *sw)
 	         "already present, %llu zero",
 	         (unsigned long long)sw->root.generation, (unsigned long long)sw->st.chunks_fetched,
 	         (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
-	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * 1000000000u;
+	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * NS_PER_S;
 	send_receipt(sw);
 	for (int i = 0; i < sw->ntrackers; i++) {
 		tclient_completed(sw->trackers[i]);
@@ -2427,7 +2413,7 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 		a->backoff_s = a->backoff_s ? a->backoff_s * 2 : 1;
 		if (a->backoff_s > SWARM_BACKOFF_MAX_S)
 			a->backoff_s = SWARM_BACKOFF_MAX_S;
-		a->next_try_ns = now_ns() + (uint64_t)a->backoff_s * 1000000000u;
+		a->next_try_ns = now_ns() + (uint64_t)a->backoff_s * NS_PER_S;
 		if (fatal_err)
 			log_error("peer %s: %s", p->name, reason);
 		else
@@ -2467,7 +2453,7 @@ static void swarm_connect(struct swarm *sw, int i)
 	if (sp->p == NULL) {
 		/* Failed at once; peer_connect does not call on_close then. */
 		a->sp = NULL;
-		a->next_try_ns = now_ns() + 1000000000u;
+		a->next_try_ns = now_ns() + NS_PER_S;
 		speer_unlink_free(sw, sp);
 	}
 }
@@ -2493,7 +2479,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 /* Update every peer's measured delivery rate (bytes/s, smoothed over about a second). */
 static void swarm_rates(struct swarm *sw, uint64_t now)
 {
-	double dt = (double)(now - sw->last_rate_ns) / 1e9;
+	double dt = (double)(now - sw->last_rate_ns) / NS_PER_S;
 
 	if (sw->last_rate_ns == 0 || dt <= 0) {
 		sw->last_rate_ns = now;
@@ -2530,7 +2516,7 @@ static void rotate_slots(struct swarm *sw, uint64_t now)
 	struct speer *oldest = NULL;
 	int waiting = 0;
 
-	if (now - sw->last_rotate_ns < (uint64_t)SWARM_SLOT_ROTATE_S * 1000000000u)
+	if (now - sw->last_rotate_ns < (uint64_t)SWARM_SLOT_ROTATE_S * NS_PER_S)
 		return;
 	sw->last_rotate_ns = now;
 	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
@@ -2542,7 +2528,7 @@ static void rotate_slots(struct swarm *sw, uint64_t now)
 	if (waiting && oldest != NULL && sw->slots_used >= SWARM_UPLOAD_SLOTS) {
 		log_debug("upload slot of %s goes to a waiting peer", oldest->p->name);
 		oldest->slot = 0;
-		oldest->no_slot_until_ns = now + 2ull * SWARM_BUSY_BACKOFF_MS * 1000000u;
+		oldest->no_slot_until_ns = now + 2ull * SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
 		sw->slots_used--;
 	}
 }
@@ -2601,7 +2587,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 	if (sw->o.role != SWARM_FETCH)
 		return;
 	if (sw->store.npending > 0 &&
-	    now - sw->last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * 1000000u)
+	    now - sw->last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
 		swarm_commit(sw);
 	for (int i = 0; i < sw->naddrs; i++)
 		outgoing += sw->addrs[i].sp != NULL;
@@ -2648,13 +2634,13 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		swarm_finish(sw, -1);
 		return;
 	}
-	if (now - sw->last_progress_ns > (uint64_t)SWARM_STALL_REPORT_S * 1000000000u &&
+	if (now - sw->last_progress_ns > (uint64_t)SWARM_STALL_REPORT_S * NS_PER_S &&
 	    sw->stall_reported_ns != sw->last_progress_ns) {
 		sw->stall_reported_ns = sw->last_progress_ns;
 		report_stall(sw);
 	}
 	if (sw->o.give_up_s > 0 &&
-	    now - sw->last_progress_ns > (uint64_t)sw->o.give_up_s * 1000000000u) {
+	    now - sw->last_progress_ns > (uint64_t)sw->o.give_up_s * NS_PER_S) {
 		log_error("no progress for %d s; giving up (last errors:)", sw->o.give_up_s);
 		for (int i = 0; i < sw->naddrs; i++)
 			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
@@ -2692,10 +2678,7 @@ static int addr_add(struct swarm *sw, const struct uri_peer *where, int learned)
 		if (sw->naddrs >= SWARM_ADDRS_MAX)
 			return -1;
 	}
-	if (sw->naddrs == sw->addrs_cap) {
-		sw->addrs_cap = sw->addrs_cap ? 2 * sw->addrs_cap : 16;
-		sw->addrs = xrealloc(sw->addrs, (size_t)sw->addrs_cap * sizeof(*sw->addrs));
-	}
+	sw->addrs = xgrow(sw->addrs, &sw->addrs_cap, (size_t)sw->naddrs, sizeof(*sw->addrs), 16);
 	memset(&sw->addrs[sw->naddrs], 0, sizeof(sw->addrs[0]));
 	sw->addrs[sw->naddrs].where = *where;
 	sw->addrs[sw->naddrs].learned = learned;
@@ -2830,10 +2813,8 @@ static void seed_dirty(struct swarm *sw, uint32_t c)
 	if (bit_get(sw->dirty, c))
 		return;
 	bit_set(sw->dirty, c);
-	if (sw->ndirty == sw->dirty_cap) {
-		sw->dirty_cap = sw->dirty_cap ? 2 * sw->dirty_cap : 1024;
-		sw->dirty_list = xrealloc(sw->dirty_list, sw->dirty_cap * sizeof(uint32_t));
-	}
+	sw->dirty_list = xgrow(sw->dirty_list, &sw->dirty_cap, sw->ndirty, sizeof(*sw->dirty_list),
+	                       1024);
 	sw->dirty_list[sw->ndirty++] = c;
 	if (bit_get(sw->rehash, c))
 		return; /* already counted and unserved */
@@ -3102,7 +3083,7 @@ static void seed_round_cb(evutil_socket_t fd, short what, void *arg)
 /* Start the next round when due: SWARM_ROUND_MS after the last, at once when frozen. */
 static void seed_round_schedule(struct swarm *sw)
 {
-	uint64_t now = now_ns(), due = sw->last_round_ns + (uint64_t)SWARM_ROUND_MS * 1000000u;
+	uint64_t now = now_ns(), due = sw->last_round_ns + (uint64_t)SWARM_ROUND_MS * NS_PER_MS;
 	struct timeval tv = {0, 0};
 
 	if (sw->round_left > 0 || sw->finished || evtimer_pending(sw->round_ev, NULL) ||
@@ -3110,7 +3091,7 @@ static void seed_round_schedule(struct swarm *sw)
 		return;
 	/* Write-through: every write waits for its round, so rounds follow at once. */
 	if (!sw->frozen && !sw->o.write_through && now < due)
-		tv.tv_usec = (suseconds_t)((due - now) / 1000u);
+		tv.tv_usec = (suseconds_t)((due - now) / NS_PER_US);
 	evtimer_add(sw->round_ev, &tv);
 }
 
@@ -3129,7 +3110,7 @@ static int seed_throttled(struct swarm *sw)
 	now = now_ns();
 	if (burst < 256 * 1024)
 		burst = 256 * 1024;
-	sw->write_tokens += rate * (double)(now - sw->tokens_ns) / 1e9;
+	sw->write_tokens += rate * (double)(now - sw->tokens_ns) / NS_PER_S;
 	if (sw->write_tokens > burst)
 		sw->write_tokens = burst;
 	sw->tokens_ns = now;
@@ -3138,7 +3119,7 @@ static int seed_throttled(struct swarm *sw)
 	if (!evtimer_pending(sw->throttle_ev, NULL)) {
 		wait_s = -sw->write_tokens / rate;
 		tv.tv_sec = (time_t)wait_s;
-		tv.tv_usec = (suseconds_t)((wait_s - (double)tv.tv_sec) * 1e6) + 1;
+		tv.tv_usec = (suseconds_t)((wait_s - (double)tv.tv_sec) * US_PER_S) + 1;
 		evtimer_add(sw->throttle_ev, &tv);
 	}
 	return 1;
@@ -3345,10 +3326,10 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 
 		if (manifest_root_encode(&m->root, &sw->root_blob, &sw->root_blob_len) != 0)
 			fatal("cannot encode the manifest root");
-		sw->serve_map = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
+		sw->serve_map = bitmap_new(m->root.chunk_count);
 		sw->sent_count = xcalloc(m->root.chunk_count, 1);
-		sw->dirty = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
-		sw->rehash = xcalloc((m->root.chunk_count + 7) / 8 + 1, 1);
+		sw->dirty = bitmap_new(m->root.chunk_count);
+		sw->rehash = bitmap_new(m->root.chunk_count);
 		sw->syncq = workq_new(o->base, 1, "sync");
 		sw->hashq = workq_new(o->base, 0, "rehash");
 		if (sw->syncq == NULL || sw->hashq == NULL)
@@ -3555,11 +3536,11 @@ static void fault_settled(struct swarm *sw, uint32_t c)
 	if (sw->faults[i].since_ns == 0)
 		return;
 	waited_ns = now_ns() - sw->faults[i].since_ns;
-	while (b < SWARM_FAULT_BUCKETS && waited_ns > (uint64_t)swarm_fault_le_us[b] * 1000u)
+	while (b < SWARM_FAULT_BUCKETS && waited_ns > (uint64_t)swarm_fault_le_us[b] * NS_PER_US)
 		b++;
 	sw->fault_hist.bucket[b]++;
 	sw->fault_hist.count++;
-	sw->fault_hist.sum_s += (double)waited_ns / 1e9;
+	sw->fault_hist.sum_s += (double)waited_ns / NS_PER_S;
 	/* Delete by shifting back the entries of the probe run that follow. */
 	for (j = (i + 1) & mask; sw->faults[j].since_ns != 0; j = (j + 1) & mask) {
 		uint32_t home = fault_home(sw->faults[j].chunk, sw->faults_cap);
@@ -3764,10 +3745,8 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 	}
 	bit_set(sw->urgent, chunk);
 	fault_started(sw, chunk);
-	if (sw->nurgent == sw->urgent_cap) {
-		sw->urgent_cap = sw->urgent_cap ? 2 * sw->urgent_cap : 64;
-		sw->urgent_list = xrealloc(sw->urgent_list, sw->urgent_cap * sizeof(uint32_t));
-	}
+	sw->urgent_list =
+	    xgrow(sw->urgent_list, &sw->urgent_cap, sw->nurgent, sizeof(*sw->urgent_list), 64);
 	sw->urgent_list[sw->nurgent++] = chunk;
 	fetch_urgent(sw, chunk);
 }

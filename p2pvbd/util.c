@@ -147,6 +147,21 @@ void *xrealloc(void *p, size_t n)
 	return q;
 }
 
+void *xgrow(void *p, size_t *cap, size_t n, size_t elem, size_t initial)
+{
+	if (n < *cap)
+		return p;
+	if (*cap > SIZE_MAX / 2 / elem)
+		fatal("array of %zu x %zu bytes cannot grow", *cap, elem);
+	*cap = *cap ? 2 * *cap : initial;
+	return xrealloc(p, *cap * elem);
+}
+
+uint8_t *bitmap_new(uint64_t nbits)
+{
+	return xcalloc((size_t)((nbits + 7) / 8 + 1), 1);
+}
+
 char *xstrdup(const char *s)
 {
 	char *p = strdup(s);
@@ -211,7 +226,7 @@ uint64_t now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
 }
 
 char *fmt_bytes(uint64_t n, char *buf, size_t len)

@@ -1,5 +1,6 @@
 /*
- * util: logging, allocation wrappers that never return NULL, hex, time.
+ * util: logging, allocation wrappers that never return NULL, growable arrays,
+ * bitmaps, hex, time.
  */
 #ifndef P2PVBD_UTIL_H
 #define P2PVBD_UTIL_H
@@ -47,6 +48,31 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * Room for one more element in the array p of *cap elements of elem bytes
+ * that holds n: when it is full (n >= *cap), its capacity doubles (or
+ * becomes initial from 0). Returns the array, reallocated or not.
+ */
+void *xgrow(void *p, size_t *cap, size_t n, size_t elem, size_t initial);
+
+/*
+ * Bitmaps: bit i of map is (map[i / 8] >> (i % 8)) & 1. bitmap_new returns
+ * one for nbits bits, all clear, with a spare byte at the end (so that even
+ * an empty one is a byte that can be read); the caller frees it.
+ */
+uint8_t *bitmap_new(uint64_t nbits);
+static inline int bit_get(const uint8_t *map, uint32_t i)
+{
+	return (map[i >> 3] >> (i & 7)) & 1;
+}
+static inline void bit_set(uint8_t *map, uint32_t i)
+{
+	map[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+static inline void bit_clear(uint8_t *map, uint32_t i)
+{
+	map[i >> 3] &= (uint8_t) ~(1u << (i & 7));
+}
 
 /* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
@@ -68,6 +94,12 @@ int zero_at(int fd, uint64_t off, uint64_t len, int punch);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
+/* Time unit conversions (NS_PER_S: nanoseconds in a second). */
+#define NS_PER_S  1000000000u
+#define NS_PER_MS 1000000u
+#define NS_PER_US 1000u
+#define US_PER_S  1000000u
+#define MS_PER_S  1000u
 
 /* "1.5 GiB", "312 KiB": into buf of at least 16 bytes; returns buf. */
 char *fmt_bytes(uint64_t n, char *buf, size_t len);
