@@ -175,7 +175,6 @@ struct swarm {
 	uint8_t peer_id[20];  /* ours at the trackers */
 	uint8_t receipt_blob[MANIFEST_RECEIPT_LEN];
 	int receipt_made;
-	int tracker_acked;  /* a tracker kept our receipt */
 	struct event *tick; /* reconnects, commits, give-up check */
 	struct swarm_stats st;
 	int result; /* 0 running/ok, -1 failed */
@@ -289,8 +288,8 @@ struct swarm {
 	struct swarm_fault_hist fault_hist;
 };
 
-static void swarm_schedule(struct swarm *sw);
-static void swarm_check_complete(struct swarm *sw);
+static void fetch_schedule(struct swarm *sw);
+static void fetch_check_complete(struct swarm *sw);
 static void fault_settled(struct swarm *sw, uint32_t c);
 static void peer_rates_update(struct swarm *sw, double dt);
 
@@ -298,7 +297,7 @@ static void peer_rates_update(struct swarm *sw, double dt);
  * End the run. Peers are told and given a moment to receive what is still
  * queued for them (a receipt acknowledgement, an ERROR) before the loop exits.
  */
-static void swarm_finish(struct swarm *sw, int result)
+static void finish_run(struct swarm *sw, int result)
 {
 	struct timeval grace = {0, 300000};
 
@@ -327,18 +326,18 @@ static uint32_t chunk_count(const struct swarm *sw)
 	return sw->o.role == SWARM_SEED ? sw->o.manifest->root.chunk_count : sw->root.chunk_count;
 }
 
-static const struct manifest_root *swarm_root(const struct swarm *sw)
+static const struct manifest_root *root_of(const struct swarm *sw)
 {
 	return sw->o.role == SWARM_SEED ? &sw->o.manifest->root : &sw->root;
 }
 
 static int root_final(const struct swarm *sw)
 {
-	return (swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL) != 0;
+	return (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) != 0;
 }
 
 /* The generation at which we can serve chunk c, or -1 if we cannot. */
-static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
+static int64_t serve_gen(const struct swarm *sw, uint32_t c)
 {
 	if (sw->o.role == SWARM_SEED) {
 		const struct manifest_entry *e = &sw->o.manifest->entries[c];
@@ -353,7 +352,7 @@ static int64_t swarm_serve_gen(const struct swarm *sw, uint32_t c)
 	return (int64_t)store_gen_of(&sw->store, c);
 }
 
-static int swarm_fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
+static int serve_fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
 {
 	struct swarm *sw = arg;
 	ssize_t n;
@@ -414,7 +413,7 @@ static void reject(struct speer *sp, const struct wire_block *b, uint16_t code)
 static void serve_pump(struct speer *sp)
 {
 	struct swarm *sw = sp->sw;
-	const struct manifest_root *r = swarm_root(sw);
+	const struct manifest_root *r = root_of(sw);
 
 	while (sp->nupq > 0 && sp->p->state == PEER_READY && !peer_out_full(sp->p)) {
 		int best = 0;
@@ -451,13 +450,13 @@ static void serve_pump(struct speer *sp)
 		        (size_t)(sp->nupq - best - 1) * sizeof(q));
 		sp->nupq--;
 		/* The chunk may have changed since the request was queued. */
-		if (swarm_serve_gen(sw, q.blk.chunk) != (int64_t)q.blk.gen) {
+		if (serve_gen(sw, q.blk.chunk) != (int64_t)q.blk.gen) {
 			reject(sp, &q.blk, WIRE_E_GENERATION);
 			continue;
 		}
 		off = (uint64_t)q.blk.chunk * r->chunk_size + q.blk.offset;
 		if (peer_send_piece(sp->p, q.blk.chunk, q.blk.gen, q.blk.offset, q.blk.length,
-		                    swarm_fill, sw, off) != 0) {
+		                    serve_fill, sw, off) != 0) {
 			peer_close_error(sp->p, WIRE_E_INTERNAL, "cannot read chunk %u",
 			                 q.blk.chunk);
 			return;
@@ -486,11 +485,11 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 		return;
 	}
 	if (b->chunk >= chunk_count(sw) ||
-	    (uint64_t)b->offset + b->length > manifest_chunk_len(swarm_root(sw), b->chunk)) {
+	    (uint64_t)b->offset + b->length > manifest_chunk_len(root_of(sw), b->chunk)) {
 		reject(sp, b, WIRE_E_RANGE);
 		return;
 	}
-	gen = swarm_serve_gen(sw, b->chunk);
+	gen = serve_gen(sw, b->chunk);
 	if (gen < 0) {
 		int seed = sw->o.role == SWARM_SEED;
 
@@ -590,7 +589,7 @@ static void serve_page(struct speer *sp, uint32_t page)
 	struct wire_msg m = {.type = WIRE_PAGE};
 	size_t n = 0;
 
-	if (page < swarm_root(sw)->page_count) {
+	if (page < root_of(sw)->page_count) {
 		if (sw->o.role == SWARM_SEED)
 			n = manifest_page_encode(sw->o.manifest, page, sw->page_buf,
 			                         MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
@@ -602,7 +601,7 @@ static void serve_page(struct speer *sp, uint32_t page)
 		return;
 	}
 	m.u.page.page = page;
-	m.u.page.root_gen = swarm_root(sw)->generation;
+	m.u.page.root_gen = root_of(sw)->generation;
 	m.u.page.data = sw->page_buf;
 	m.u.page.len = (uint32_t)n;
 	peer_send(sp->p, &m);
@@ -615,7 +614,7 @@ static void serve_page(struct speer *sp, uint32_t page)
 static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, const char *via)
 {
 	struct manifest_receipt rc;
-	const struct manifest_root *r = swarm_root(sw);
+	const struct manifest_root *r = root_of(sw);
 	char who[2 * VCRYPTO_PK_LEN + 1];
 	int known = 0;
 
@@ -649,7 +648,7 @@ static void receipts_check_enough(struct swarm *sw)
 	    sw->st.receipts >= (uint64_t)sw->o.exit_after_receipts) {
 		log_info("%llu receipts received: the source's data is no longer needed",
 		         (unsigned long long)sw->st.receipts);
-		swarm_finish(sw, 0);
+		finish_run(sw, 0);
 	}
 }
 
@@ -718,6 +717,35 @@ static const struct manifest_entry *entry_of(const struct swarm *sw, uint32_t c)
 	return pe ? &pe[c % MANIFEST_PAGE_ENTRIES] : NULL;
 }
 
+/*
+ * Page pg is no longer asked for, loaded or done: its request was lost (its
+ * peer left, or the answer was of another generation), or a newer root or
+ * delta changed it. The window asks for it again, in order.
+ */
+static void page_unask(struct swarm *sw, uint32_t pg)
+{
+	switch (sw->page_status[pg]) {
+	case PAGE_ASKED:
+		sw->pages_held--;
+		break;
+	case PAGE_LOADED:
+		free(sw->page_entries[pg]);
+		sw->page_entries[pg] = NULL;
+		sw->pages_held--;
+		break;
+	case PAGE_DONE:
+		sw->pages_done--;
+		break;
+	default:
+		break;
+	}
+	sw->page_status[pg] = PAGE_NONE;
+	sw->page_from[pg] = NULL;
+	sw->page_left[pg] = 0;
+	if (pg < sw->next_page)
+		sw->next_page = pg;
+}
+
 static void page_done(struct swarm *sw, uint32_t page)
 {
 	free(sw->page_entries[page]);
@@ -774,7 +802,7 @@ static const char *sidecar_of(const struct swarm *sw)
 	return sw->o.sidecar_path ? sw->o.sidecar_path : sw->o.out_path;
 }
 
-static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest_root *r)
+static void root_adopt(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 {
 	char size[32];
 
@@ -782,7 +810,7 @@ static void fetch_adopt_root(struct swarm *sw, struct speer *sp, struct manifest
 	memset(r, 0, sizeof(*r));
 	if (store_open_at(&sw->store, sw->o.out_path, sidecar_of(sw), sw->root.volume_id,
 	                  sw->root.image_size, sw->root.chunk_size, sw->o.store_flags) != 0) {
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 		return;
 	}
 	sw->store_open = 1;
@@ -829,7 +857,7 @@ static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_en
 static void seed_have(struct swarm *sw, const struct wire_msg *m);
 static void delta_broadcast(struct swarm *sw, const struct speer *except);
 
-static void fetch_root(struct speer *sp, const struct wire_msg *m)
+static void on_root(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	struct manifest_root r;
@@ -874,21 +902,21 @@ static void fetch_root(struct speer *sp, const struct wire_msg *m)
 		}
 		manifest_root_free(&r);
 		if (sp->root_seen) {
-			swarm_schedule(sw);
+			fetch_schedule(sw);
 			return; /* asked again (we were behind): its have-map follows */
 		}
 	} else {
-		fetch_adopt_root(sw, sp, &r);
+		root_adopt(sw, sp, &r);
 		if (sw->finished)
 			return;
 	}
 	sp->root_seen = 1;
 	if (sp->have == NULL)
 		sp->have = bitmap_new(sw->root.chunk_count);
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
-static void fetch_have_map(struct speer *sp, const struct wire_msg *m)
+static void on_have_map(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	uint32_t first = m->u.have_map.first, count = m->u.have_map.count;
@@ -902,7 +930,7 @@ static void fetch_have_map(struct speer *sp, const struct wire_msg *m)
 	for (uint32_t i = 0; i < count; i++)
 		if (bit_get(m->u.have_map.bits, i))
 			have_set(sw, sp, first + i);
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
 /*
@@ -993,7 +1021,7 @@ static void chunk_now_available(struct swarm *sw, uint32_t c)
 
 static void fetch_urgent(struct swarm *sw, uint32_t c);
 
-static void fetch_page(struct speer *sp, const struct wire_msg *m)
+static void on_page(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	uint32_t page = m->u.page.page;
@@ -1008,11 +1036,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 	e = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*e));
 	if (manifest_page_decode(&sw->root, page, m->u.page.data, m->u.page.len, e) != 0) {
 		free(e);
-		sw->page_status[page] = PAGE_NONE;
-		sw->page_from[page] = NULL;
-		sw->pages_held--;
-		if (page < sw->next_page)
-			sw->next_page = page;
+		page_unask(sw, page);
 		if (m->u.page.root_gen != sw->root.generation) {
 			/* Of another generation (it crossed a delta): ask again. */
 			log_debug("peer %s: page %u of generation %llu, we hold %llu", sp->p->name,
@@ -1023,7 +1047,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 
 				peer_send(sp->p, &g);
 			}
-			swarm_schedule(sw);
+			fetch_schedule(sw);
 			return;
 		}
 		log_error("peer %s sent page %u of the chunk table that does not match the signed "
@@ -1060,7 +1084,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 			sw->st.chunks_zero++;
 			if (!(s == STORE_ZERO && g == e[i].gen) &&
 			    store_put_zero(&sw->store, c, e[i].gen) != 0) {
-				swarm_finish(sw, -1);
+				finish_run(sw, -1);
 				return;
 			}
 			chunk_now_available(sw, c);
@@ -1107,7 +1131,7 @@ static void fetch_page(struct speer *sp, const struct wire_msg *m)
 	}
 	sw->last_progress_ns = now_ns();
 	check_pages(sw, "a page load");
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
 static struct xfer *xfer_find(struct swarm *sw, uint32_t chunk, const struct speer *from)
@@ -1252,7 +1276,7 @@ static void verify_run(void *arg)
 		j->result = store_write(&j->sw->store, j->chunk, j->buf, j->len) == 0 ? 0 : -1;
 }
 
-static void swarm_commit(struct swarm *sw);
+static void commit_start(struct swarm *sw);
 
 /* Loop thread: account for a verified (or rejected) chunk. */
 static void verify_done(void *arg)
@@ -1272,7 +1296,7 @@ static void verify_done(void *arg)
 		bit_clear(sw->stale, j->chunk);
 		if (e != NULL && (e->flags & MANIFEST_F_ZERO)) {
 			if (chunk_put_zero(sw, j->chunk, e) != 0)
-				swarm_finish(sw, -1);
+				finish_run(sw, -1);
 		} else if (e != NULL) {
 			want_push(sw, j->chunk);
 		}
@@ -1293,7 +1317,7 @@ static void verify_done(void *arg)
 		if (sw->page_status[page] == PAGE_LOADED && --sw->page_left[page] == 0)
 			page_done(sw, page);
 		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
-			swarm_commit(sw);
+			commit_start(sw);
 	} else if (j->result == 2) {
 		want_push(sw, j->chunk); /* changed since the basis: fetch it */
 	} else if (j->result == 1) {
@@ -1314,12 +1338,12 @@ static void verify_done(void *arg)
 				break;
 			}
 	} else {
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 	}
 	free(j->buf);
 	free(j);
 	check_pages(sw, "a verified chunk");
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
 /*
@@ -1341,7 +1365,7 @@ static void basis_pump(struct swarm *sw)
 		if (e == NULL)
 			continue; /* its page is being fetched again: queued anew then */
 		if (store_put_begin(&sw->store, c, e->gen, manifest_chunk_len(&sw->root, c)) != 0) {
-			swarm_finish(sw, -1);
+			finish_run(sw, -1);
 			return;
 		}
 		j = xcalloc(1, sizeof(*j));
@@ -1396,7 +1420,7 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	}
 	if (store_put_begin(&sw->store, x->chunk, x->gen, x->len) != 0) {
 		xfer_drop(sw, x, 0);
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 		return;
 	}
 	j = xcalloc(1, sizeof(*j));
@@ -1437,7 +1461,7 @@ static void commit_run(void *arg)
 		j->result = store_sync_data(&j->sw->store);
 }
 
-static void swarm_commit(struct swarm *sw);
+static void commit_start(struct swarm *sw);
 
 static void commit_done(void *arg)
 {
@@ -1459,11 +1483,11 @@ static void commit_done(void *arg)
 	}
 	if (result < 0 && !sw->finished) {
 		log_error("cannot make the image durable: stopping");
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 	}
 	if (sw->flush_next != NULL)
-		swarm_commit(sw);
-	swarm_schedule(sw);
+		commit_start(sw);
+	fetch_schedule(sw);
 }
 
 /*
@@ -1471,7 +1495,7 @@ static void commit_done(void *arg)
  * running (its completion starts the next one if flushes wait). A commit
  * runs when chunks are pending or someone waits for a flush.
  */
-static void swarm_commit(struct swarm *sw)
+static void commit_start(struct swarm *sw)
 {
 	struct commit_job *j;
 	struct store_batch *b;
@@ -1547,7 +1571,7 @@ static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_en
  * Page pg of the chunk table must be fetched again (a newer root changed
  * it, or a delta changed entries of a page we had let go). With all != 0
  * we do not know which of its chunks changed: all of them are taken out
- * until the page is back (fetch_page puts the unchanged ones back at once).
+ * until the page is back (on_page puts the unchanged ones back at once).
  */
 static void page_reopen(struct swarm *sw, uint32_t pg, int all)
 {
@@ -1556,22 +1580,9 @@ static void page_reopen(struct swarm *sw, uint32_t pg, int all)
 	if (all)
 		for (uint32_t i = 0; i < n; i++)
 			chunk_stale(sw, pg * MANIFEST_PAGE_ENTRIES + i);
-	switch (sw->page_status[pg]) {
-	case PAGE_LOADED:
-		free(sw->page_entries[pg]);
-		sw->page_entries[pg] = NULL;
-		sw->pages_held--;
-		break;
-	case PAGE_DONE:
-		sw->pages_done--;
-		break;
-	default:
-		return; /* not asked yet, or asked: the answer is checked against the new root */
-	}
-	sw->page_status[pg] = PAGE_NONE;
-	sw->page_left[pg] = 0;
-	if (pg < sw->next_page)
-		sw->next_page = pg;
+	/* Not asked yet, or asked: the answer is checked against the new root. */
+	if (sw->page_status[pg] == PAGE_LOADED || sw->page_status[pg] == PAGE_DONE)
+		page_unask(sw, pg);
 }
 
 /* The root changed (a delta or a newer root): everything that depends on it follows. */
@@ -1597,7 +1608,7 @@ static void root_changed(struct swarm *sw, int was_final)
 		         (unsigned long long)sw->root.generation);
 	/* Held requests of the export may go now (or chunks they read changed). */
 	chunk_wake(sw, SWARM_ALL_CHUNKS);
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
 /* The pages of d that we hold must hash, with d's changes, to d's page hashes. */
@@ -1657,7 +1668,7 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 			continue; /* verify_done looks at the new entry */
 		if (e->flags & MANIFEST_F_ZERO) {
 			if (chunk_put_zero(sw, c, e) != 0) {
-				swarm_finish(sw, -1);
+				finish_run(sw, -1);
 				return;
 			}
 		} else {
@@ -1707,7 +1718,7 @@ static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_ro
  * is ignored; a newer one means we missed some: we ask its sender for its
  * root. One that does not verify is a forgery: its sender is dropped.
  */
-static void fetch_delta(struct speer *sp, const struct wire_msg *m)
+static void on_delta(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	struct manifest_delta d;
@@ -1766,7 +1777,7 @@ static void fetch_delta(struct speer *sp, const struct wire_msg *m)
 	root_changed(sw, was_final);
 }
 
-static void fetch_piece(struct speer *sp, const struct wire_msg *m)
+static void on_piece(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	struct xfer *x = sw->have_root ? xfer_find(sw, m->u.piece.chunk, sp) : NULL;
@@ -1803,10 +1814,10 @@ static void fetch_piece(struct speer *sp, const struct wire_msg *m)
 	sp->rx_bytes += len;
 	if (x->blocks_missing == 0)
 		fetch_chunk_done(sw, x);
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
-static void fetch_reject(struct speer *sp, const struct wire_msg *m)
+static void on_reject(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	const struct wire_block *b = &m->u.reject.blk;
@@ -1832,10 +1843,10 @@ static void fetch_reject(struct speer *sp, const struct wire_msg *m)
 		have_clear(sw, sp, b->chunk);
 	}
 	xfer_drop(sw, x, 1);
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
-static void fetch_receipt_ack(struct speer *sp, const struct wire_msg *m)
+static void on_receipt_ack(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 
@@ -1847,15 +1858,15 @@ static void fetch_receipt_ack(struct speer *sp, const struct wire_msg *m)
 		         m->u.error.text);
 	}
 	if (sw->complete && !sw->keep_running)
-		swarm_finish(sw, 0);
+		finish_run(sw, 0);
 }
 
 /*
  * Ask a peer for a page of the chunk table (the source if connected). 0 if
  * it was asked now or before; -1 if no peer can be asked yet (then
- * swarm_schedule tries again once one is ready).
+ * fetch_schedule tries again once one is ready).
  */
-static int fetch_page_ask(struct swarm *sw, uint32_t page)
+static int ask_page(struct swarm *sw, uint32_t page)
 {
 	struct wire_msg m = {.type = WIRE_GET_PAGE};
 	struct speer *best = NULL;
@@ -1885,10 +1896,10 @@ static int fetch_page_ask(struct swarm *sw, uint32_t page)
 }
 
 /* Ask for pages in order while the window has room. */
-static void fetch_pages(struct swarm *sw)
+static void ask_pages(struct swarm *sw)
 {
 	while (sw->pages_held < SWARM_PAGE_WINDOW && sw->next_page < sw->root.page_count) {
-		if (fetch_page_ask(sw, sw->next_page) != 0)
+		if (ask_page(sw, sw->next_page) != 0)
 			return;
 		sw->next_page++;
 	}
@@ -1983,7 +1994,7 @@ static int pick_endgame(struct swarm *sw, const struct speer *sp, uint32_t *chun
 }
 
 /* Fill one peer's pipeline, up to its rate-based bound, with chunks it has. */
-static void fetch_requests(struct swarm *sw, struct speer *sp)
+static void fill_pipeline(struct swarm *sw, struct speer *sp)
 {
 	uint64_t cap = inflight_cap(sp);
 
@@ -2043,8 +2054,8 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 	if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c))
 		return;
 	if (entry_of(sw, c) == NULL) {
-		/* Out of the window's order; fetch_page requests c when it arrives. */
-		fetch_page_ask(sw, c / MANIFEST_PAGE_ENTRIES);
+		/* Out of the window's order; on_page requests c when it arrives. */
+		ask_page(sw, c / MANIFEST_PAGE_ENTRIES);
 		return;
 	}
 	x = xfer_any(sw, c);
@@ -2071,7 +2082,7 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 		return;
 	}
 	if (sw->nxfers >= SWARM_XFER_MAX)
-		return; /* retried from swarm_schedule */
+		return; /* retried from fetch_schedule */
 	sp = best_peer_for(sw, c);
 	if (sp != NULL)
 		xfer_start(sw, sp, c, prio);
@@ -2099,7 +2110,7 @@ static void source_offload(struct swarm *sw, uint32_t c)
 	}
 }
 
-static void swarm_schedule(struct swarm *sw)
+static void fetch_schedule(struct swarm *sw)
 {
 	if (sw->o.role != SWARM_FETCH || !sw->have_root || sw->finished)
 		return;
@@ -2117,17 +2128,17 @@ static void swarm_schedule(struct swarm *sw)
 	if (sw->nbasis_q > 0)
 		basis_pump(sw);
 	if (!sw->o.lazy) {
-		fetch_pages(sw);
+		ask_pages(sw);
 		/* Other destinations first: the source's upload is the scarcest, keep
 		 * it for the chunks only the source has. */
 		for (int source = 0; source < 2; source++)
 			for (struct speer *sp = sw->peers; sp; sp = sp->next)
 				if (sp->root_seen && sp->p->state == PEER_READY &&
 				    sp->p->is_source == source)
-					fetch_requests(sw, sp);
+					fill_pipeline(sw, sp);
 	}
 	check_pages(sw, "scheduling");
-	swarm_check_complete(sw);
+	fetch_check_complete(sw);
 }
 
 /* Our signed receipt for the current generation, made once. */
@@ -2148,7 +2159,7 @@ static const uint8_t *receipt_blob(struct swarm *sw)
 	return sw->receipt_blob;
 }
 
-/* Send the receipt to the source, if connected (trackers get it in swarm_check_complete). */
+/* Send the receipt to the source, if connected (trackers get it in fetch_check_complete). */
 static void send_receipt(struct swarm *sw)
 {
 	struct wire_msg m = {.type = WIRE_RECEIPT};
@@ -2164,14 +2175,14 @@ static void send_receipt(struct swarm *sw)
 		}
 }
 
-static void swarm_check_complete(struct swarm *sw)
+static void fetch_check_complete(struct swarm *sw)
 {
 	if (sw->complete || sw->pages_done < sw->root.page_count || sw->nxfers > 0 ||
 	    sw->nverifying > 0)
 		return;
 	/* Everything is written: complete once the last of it is durable. */
 	if (sw->committing || sw->store.npending > 0) {
-		swarm_commit(sw);
+		commit_start(sw);
 		return;
 	}
 	sw->complete = 1;
@@ -2222,7 +2233,7 @@ static void speer_unlink_free(struct swarm *sw, struct speer *sp)
 }
 
 /* A READY peer other than sp that authenticated with key id, or NULL. */
-static struct speer *peer_with_identity(struct swarm *sw, const uint8_t *id, const struct speer *sp)
+static struct speer *speer_by_identity(struct swarm *sw, const uint8_t *id, const struct speer *sp)
 {
 	for (struct speer *o = sw->peers; o; o = o->next)
 		if (o != sp && o->p->state == PEER_READY &&
@@ -2249,7 +2260,7 @@ static int drop_duplicate(struct swarm *sw, struct speer *sp)
 		peer_close(p, "this is ourselves");
 		return 1;
 	}
-	o = peer_with_identity(sw, p->identity, sp);
+	o = speer_by_identity(sw, p->identity, sp);
 	if (o == NULL)
 		return 0;
 	mine_smaller = memcmp(sw->o.identity->pk, p->identity, VCRYPTO_PK_LEN) < 0;
@@ -2334,7 +2345,7 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		return;
 	case WIRE_DELTA:
 		if (sw->o.role == SWARM_FETCH)
-			fetch_delta(sp, m);
+			on_delta(sp, m);
 		return; /* the source makes them */
 	case WIRE_HAVE:
 		if (sw->o.role == SWARM_SEED) {
@@ -2351,13 +2362,13 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 	}
 	switch (m->type) {
 	case WIRE_ROOT:
-		fetch_root(sp, m);
+		on_root(sp, m);
 		break;
 	case WIRE_PAGE:
-		fetch_page(sp, m);
+		on_page(sp, m);
 		break;
 	case WIRE_HAVE_MAP:
-		fetch_have_map(sp, m);
+		on_have_map(sp, m);
 		break;
 	case WIRE_HAVE:
 		if (sp->have != NULL && m->u.have.chunk < sw->root.chunk_count) {
@@ -2376,17 +2387,17 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 				bit_clear(sw->changed, m->u.have.chunk);
 				swarm_fault(sw, m->u.have.chunk, 1);
 			}
-			swarm_schedule(sw);
+			fetch_schedule(sw);
 		}
 		break;
 	case WIRE_PIECE:
-		fetch_piece(sp, m);
+		on_piece(sp, m);
 		break;
 	case WIRE_REJECT:
-		fetch_reject(sp, m);
+		on_reject(sp, m);
 		break;
 	case WIRE_RECEIPT_ACK:
-		fetch_receipt_ack(sp, m);
+		on_receipt_ack(sp, m);
 		break;
 	default:
 		peer_close_error(p, WIRE_E_PROTOCOL, "unexpected %s", wire_type_name(m->type));
@@ -2432,18 +2443,13 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 			xfer_drop(sw, &sw->xfers[i], 1);
 	if (sw->page_status != NULL)
 		for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
-			if (sw->page_status[pg] == PAGE_ASKED && sw->page_from[pg] == sp) {
-				sw->page_status[pg] = PAGE_NONE;
-				sw->page_from[pg] = NULL;
-				sw->pages_held--;
-				if (pg < sw->next_page)
-					sw->next_page = pg;
-			}
+			if (sw->page_status[pg] == PAGE_ASKED && sw->page_from[pg] == sp)
+				page_unask(sw, pg);
 	speer_unlink_free(sw, sp);
-	swarm_schedule(sw);
+	fetch_schedule(sw);
 }
 
-static void swarm_connect(struct swarm *sw, int i)
+static void conn_dial(struct swarm *sw, int i)
 {
 	struct addr *a = &sw->addrs[i];
 	struct speer *sp = speer_new(sw, i);
@@ -2477,7 +2483,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 }
 
 /* Update every peer's measured delivery rate (bytes/s, smoothed over about a second). */
-static void swarm_rates(struct swarm *sw, uint64_t now)
+static void rates_update(struct swarm *sw, uint64_t now)
 {
 	double dt = (double)(now - sw->last_rate_ns) / NS_PER_S;
 
@@ -2572,7 +2578,7 @@ static void report_stall(struct swarm *sw)
 		         bit_get(sw->urgent, first) ? ", faulted on" : "");
 }
 
-static void swarm_tick(evutil_socket_t fd, short what, void *arg)
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct swarm *sw = arg;
 	uint64_t now = now_ns();
@@ -2582,13 +2588,13 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (sw->finished)
 		return;
-	swarm_rates(sw, now);
+	rates_update(sw, now);
 	rotate_slots(sw, now);
 	if (sw->o.role != SWARM_FETCH)
 		return;
 	if (sw->store.npending > 0 &&
 	    now - sw->last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
-		swarm_commit(sw);
+		commit_start(sw);
 	for (int i = 0; i < sw->naddrs; i++)
 		outgoing += sw->addrs[i].sp != NULL;
 	for (int i = 0; i < sw->naddrs; i++) {
@@ -2600,11 +2606,11 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		if (a->sp != NULL || now < a->next_try_ns)
 			continue;
 		/* Already connected to that process, by its own connection to us. */
-		if (a->have_identity && peer_with_identity(sw, a->identity, NULL) != NULL)
+		if (a->have_identity && speer_by_identity(sw, a->identity, NULL) != NULL)
 			continue;
 		if (outgoing >= SWARM_CONNECT_MAX || sw->npeers >= SWARM_PEERS_MAX)
 			break;
-		swarm_connect(sw, i);
+		conn_dial(sw, i);
 		outgoing++;
 	}
 	if (sw->complete) {
@@ -2619,7 +2625,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 			         SWARM_RECEIPT_WAIT_S);
 			sw->receipt_warned = 1;
 			if (!sw->keep_running)
-				swarm_finish(sw, 0);
+				finish_run(sw, 0);
 		}
 		return;
 	}
@@ -2631,7 +2637,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		for (int i = 0; i < sw->naddrs; i++)
 			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
 			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 		return;
 	}
 	if (now - sw->last_progress_ns > (uint64_t)SWARM_STALL_REPORT_S * NS_PER_S &&
@@ -2645,7 +2651,7 @@ static void swarm_tick(evutil_socket_t fd, short what, void *arg)
 		for (int i = 0; i < sw->naddrs; i++)
 			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
 			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 	}
 }
 
@@ -2686,7 +2692,7 @@ static int addr_add(struct swarm *sw, const struct uri_peer *where, int learned)
 	return 0;
 }
 
-static void tracker_peers(void *arg, const struct treply_peer *peers, int n)
+static void on_tracker_peers(void *arg, const struct treply_peer *peers, int n)
 {
 	struct swarm *sw = arg;
 	int added = 0;
@@ -2711,7 +2717,7 @@ static void tracker_peers(void *arg, const struct treply_peer *peers, int n)
 		         added == 1 ? "" : "es", sw->naddrs);
 }
 
-static void tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_t *left)
+static void on_tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_t *left)
 {
 	struct swarm *sw = arg;
 	uint64_t done, total;
@@ -2725,7 +2731,7 @@ static void tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_t *
 		*left = total ? total - done : 1; /* unknown yet, but not complete */
 }
 
-static void tracker_receipts(void *arg, const uint8_t *blob, size_t len)
+static void on_tracker_receipts(void *arg, const uint8_t *blob, size_t len)
 {
 	struct swarm *sw = arg;
 
@@ -2743,7 +2749,7 @@ static void tracker_receipts(void *arg, const uint8_t *blob, size_t len)
 	receipts_check_enough(sw);
 }
 
-static void tracker_receipt_posted(void *arg, int ok)
+static void on_tracker_receipt_posted(void *arg, int ok)
 {
 	struct swarm *sw = arg;
 
@@ -2751,14 +2757,14 @@ static void tracker_receipt_posted(void *arg, int ok)
 		return;
 	sw->st.receipt_acked = 1;
 	if (sw->complete && !sw->keep_running)
-		swarm_finish(sw, 0);
+		finish_run(sw, 0);
 }
 
-static const struct tclient_ops tracker_ops = {
-    .on_peers = tracker_peers,
-    .counters = tracker_counters,
-    .on_receipts = tracker_receipts,
-    .on_receipt_posted = tracker_receipt_posted,
+static const struct tclient_ops announce_ops = {
+    .on_peers = on_tracker_peers,
+    .counters = on_tracker_counters,
+    .on_receipts = on_tracker_receipts,
+    .on_receipt_posted = on_tracker_receipt_posted,
 };
 
 /* ---- The source's own VM (seed -e): rounds, deltas, freeze ------------- */
@@ -2900,7 +2906,7 @@ static void delta_keep(struct swarm *sw, uint8_t *blob, size_t len)
 	sw->last_delta = blob;
 	sw->last_delta_len = len;
 	free(sw->root_blob);
-	if (manifest_root_encode(swarm_root(sw), &sw->root_blob, &sw->root_blob_len) != 0)
+	if (manifest_root_encode(root_of(sw), &sw->root_blob, &sw->root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 }
 
@@ -2959,7 +2965,7 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 		int last = done + k == n;
 		uint16_t flags = last && final_due ? MANIFEST_ROOT_F_FINAL : 0;
 
-		if (k == 0 && (!flags || (swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL)))
+		if (k == 0 && (!flags || (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL)))
 			break; /* nothing to say */
 		if (seed_delta(sw, ch + done, k, flags) != 0) {
 			freeze_waiters_call(sw, -1);
@@ -2970,7 +2976,7 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 				w->fn(w->arg, -1);
 				free(w);
 			}
-			swarm_finish(sw, -1);
+			finish_run(sw, -1);
 			return;
 		}
 		done += k;
@@ -2981,7 +2987,7 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 		wt_check(sw); /* zero chunks are carried by the delta */
 	if (final_due) {
 		log_info("frozen: generation %llu is final",
-		         (unsigned long long)swarm_root(sw)->generation);
+		         (unsigned long long)root_of(sw)->generation);
 		freeze_waiters_call(sw, 0);
 	}
 }
@@ -2998,7 +3004,7 @@ static void seed_round_schedule(struct swarm *sw);
 /* Hash the dirty chunks again, on the workers. */
 static void seed_round_start(struct swarm *sw)
 {
-	const struct manifest_root *r = swarm_root(sw);
+	const struct manifest_root *r = root_of(sw);
 	uint32_t n = sw->ndirty;
 
 	if (sw->round_left > 0 || sw->finished)
@@ -3143,7 +3149,7 @@ void swarm_freeze(struct swarm *sw, void (*fn)(void *arg, int result), void *arg
 		fn(arg, -1);
 		return;
 	}
-	if ((swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL) && sw->ndirty == 0 &&
+	if ((root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) && sw->ndirty == 0 &&
 	    sw->round_left == 0) {
 		fn(arg, 0); /* final already (no VM here, or frozen before) */
 		return;
@@ -3168,7 +3174,7 @@ int swarm_write_through(const struct swarm *sw)
 void swarm_write_wait(struct swarm *sw, uint64_t off, uint64_t len,
                       void (*fn)(void *arg, int result), void *arg)
 {
-	const struct manifest_root *r = swarm_root(sw);
+	const struct manifest_root *r = root_of(sw);
 	struct flush_waiter *w;
 
 	if (!swarm_write_through(sw) || len == 0) {
@@ -3192,9 +3198,9 @@ void swarm_thaw(struct swarm *sw)
 	sw->frozen = 0;
 	freeze_waiters_call(sw, -1);
 	log_info("thawed: the VM may write again; the next generation is not final");
-	if (swarm_root(sw)->flags & MANIFEST_ROOT_F_FINAL) {
+	if (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) {
 		if (seed_delta(sw, NULL, 0, 0) != 0)
-			swarm_finish(sw, -1);
+			finish_run(sw, -1);
 	}
 	seed_round_schedule(sw);
 }
@@ -3232,11 +3238,11 @@ static void recheck_done(void *arg)
 	}
 	if (j->result != 0) {
 		log_error("%s: cannot read chunk %u again to check it", image_name(sw), j->chunk);
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 	} else if (memcmp(j->hash, e->hash, sizeof(j->hash)) != 0) {
 		log_error("%s changed after it was hashed (chunk %u); a changing image needs -e",
 		          image_name(sw), j->chunk);
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 	} else {
 		log_warn("chunk %u still matches its hash here: the peer that reported it corrupt, "
 		         "or the network between us, is at fault; going on",
@@ -3364,7 +3370,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 			         strerror(errno));
 	}
 	sw->last_progress_ns = now_ns();
-	sw->tick = event_new(o->base, -1, EV_PERSIST, swarm_tick, sw);
+	sw->tick = event_new(o->base, -1, EV_PERSIST, tick_cb, sw);
 	sw->wake_ev = event_new(o->base, -1, 0, chunk_wake_cb, sw);
 	event_add(sw->tick, &tick);
 	return sw;
@@ -3411,7 +3417,7 @@ void swarm_start(struct swarm *sw)
 		for (int i = 0; i < sw->o.ntrackers; i++) {
 			struct tclient *t =
 			    tclient_new(sw->o.base, sw->ctx.dns, sw->o.trackers[i], sw->o.volume_id,
-			                sw->peer_id, sw->listen_port, &tracker_ops, sw);
+			                sw->peer_id, sw->listen_port, &announce_ops, sw);
 
 			if (t == NULL)
 				continue; /* logged; the other trackers and peers may do */
@@ -3424,10 +3430,10 @@ void swarm_start(struct swarm *sw)
 	if (sw->o.role != SWARM_FETCH)
 		return;
 	for (int i = 0; i < sw->naddrs && i < SWARM_CONNECT_MAX; i++)
-		swarm_connect(sw, i);
+		conn_dial(sw, i);
 	if (sw->naddrs == 0 && sw->ntrackers == 0) {
 		log_error("the URI names no peer and no usable tracker to fetch from");
-		swarm_finish(sw, -1);
+		finish_run(sw, -1);
 	}
 }
 
@@ -3555,7 +3561,7 @@ static void fault_settled(struct swarm *sw, uint32_t c)
 	sw->nfaults--;
 }
 
-/* Each peer's piece rates in and out, smoothed like the status rates (swarm_rates). */
+/* Each peer's piece rates in and out, smoothed like the status rates (rates_update). */
 static void peer_rates_update(struct swarm *sw, double dt)
 {
 	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
@@ -3619,7 +3625,7 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	st->complete = st->seed || sw->complete;
 	st->final = st->have_root && root_final(sw);
 	if (st->have_root) {
-		const struct manifest_root *r = swarm_root(sw);
+		const struct manifest_root *r = root_of(sw);
 
 		st->generation = r->generation;
 		st->image_size = r->image_size;
@@ -3632,7 +3638,7 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	st->fetch_rate = sw->fetch_rate;
 	st->serve_rate = sw->serve_rate;
 	st->write_rate = sw->write_rate;
-	st->dirty_bytes = sw->st.chunks_dirty * (st->seed ? swarm_root(sw)->chunk_size : 0);
+	st->dirty_bytes = sw->st.chunks_dirty * (st->seed ? root_of(sw)->chunk_size : 0);
 	status_monitoring(sw, st);
 }
 
@@ -3649,7 +3655,7 @@ void swarm_shutdown(struct swarm *sw)
 	/* Everything flushed: chunk marks and the local VM's writes. */
 	if (sw->store_open && (store_commit(&sw->store) < 0 || store_sync_data(&sw->store) < 0))
 		log_error("could not make everything durable at shutdown");
-	swarm_finish(sw, sw->complete || sw->o.role == SWARM_SEED ? 0 : -1);
+	finish_run(sw, sw->complete || sw->o.role == SWARM_SEED ? 0 : -1);
 }
 
 /* ---- Export support ---------------------------------------------------- */
@@ -3675,12 +3681,12 @@ void swarm_set_ready_cb(struct swarm *sw, void (*fn)(void *arg), void *arg)
 
 uint64_t swarm_volume_size(const struct swarm *sw)
 {
-	return is_seed(sw) || sw->have_root ? swarm_root(sw)->image_size : 0;
+	return is_seed(sw) || sw->have_root ? root_of(sw)->image_size : 0;
 }
 
 uint32_t swarm_chunk_size(const struct swarm *sw)
 {
-	return is_seed(sw) || sw->have_root ? swarm_root(sw)->chunk_size : 0;
+	return is_seed(sw) || sw->have_root ? root_of(sw)->chunk_size : 0;
 }
 
 int swarm_final(const struct swarm *sw)
@@ -3696,14 +3702,14 @@ int swarm_complete(const struct swarm *sw)
 int swarm_readable(const struct swarm *sw, uint32_t chunk)
 {
 	if (is_seed(sw))
-		return chunk < swarm_root(sw)->chunk_count;
+		return chunk < root_of(sw)->chunk_count;
 	return sw->have_root && chunk < sw->root.chunk_count && bit_get(sw->avail, chunk);
 }
 
 int swarm_is_zero(const struct swarm *sw, uint32_t chunk)
 {
 	if (is_seed(sw))
-		return chunk < swarm_root(sw)->chunk_count && !bit_get(sw->dirty, chunk) &&
+		return chunk < root_of(sw)->chunk_count && !bit_get(sw->dirty, chunk) &&
 		       !bit_get(sw->rehash, chunk) &&
 		       (sw->o.manifest->entries[chunk].flags & MANIFEST_F_ZERO);
 	return sw->have_root && chunk < sw->root.chunk_count && !bit_get(sw->local, chunk) &&
@@ -3713,7 +3719,7 @@ int swarm_is_zero(const struct swarm *sw, uint32_t chunk)
 int swarm_writable(struct swarm *sw, uint32_t chunk, int whole)
 {
 	if (is_seed(sw))
-		return chunk < swarm_root(sw)->chunk_count && !seed_throttled(sw);
+		return chunk < root_of(sw)->chunk_count && !seed_throttled(sw);
 	if (!sw->have_root || chunk >= sw->root.chunk_count)
 		return 0;
 	if (bit_get(sw->avail, chunk))
@@ -3754,7 +3760,7 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 int swarm_read(struct swarm *sw, uint64_t off, void *buf, size_t len)
 {
 	if (is_seed(sw))
-		return swarm_fill(sw, buf, len, off);
+		return serve_fill(sw, buf, len, off);
 	return store_read(&sw->store, off, buf, len);
 }
 
@@ -3762,7 +3768,7 @@ int swarm_read(struct swarm *sw, uint64_t off, void *buf, size_t len)
 static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, int zero,
                       int punch)
 {
-	const struct manifest_root *r = swarm_root(sw);
+	const struct manifest_root *r = root_of(sw);
 	uint32_t first = (uint32_t)(off / r->chunk_size);
 	uint32_t last = (uint32_t)((off + len - 1) / r->chunk_size);
 
@@ -3833,7 +3839,7 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	check_pages(sw, "a write of the VM");
 	/* The write may have settled the last chunk the volume lacked. */
 	if (rc == 0 && settled)
-		swarm_schedule(sw);
+		fetch_schedule(sw);
 	return rc;
 }
 
@@ -3888,7 +3894,7 @@ void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
 	}
 	w->next = sw->flush_next;
 	sw->flush_next = w;
-	swarm_commit(sw);
+	commit_start(sw);
 }
 
 void swarm_free(struct swarm *sw)
