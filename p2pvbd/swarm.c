@@ -97,7 +97,7 @@ struct speer {
 	struct swarm *sw;
 	struct peer *p;
 	uint64_t id;    /* unique in this process: jobs name their peer by it */
-	int addr;       /* index into sw->addrs, or -1 if it connected to us */
+	int addr;       /* index into sw->conn.addrs, or -1 if it connected to us */
 	uint8_t *have;  /* chunk bitmap (fetch side), NULL until the root is known */
 	int root_seen;  /* it answered GET_ROOT */
 	int wants_root; /* it asked for our root before we had one */
@@ -159,133 +159,193 @@ struct flush_waiter {
 	struct flush_waiter *next;
 };
 
-struct swarm {
-	struct swarm_opts o;
+/* conn.c: the connections, the address book and the trackers. */
+struct conns {
 	struct peer_ctx ctx;
 	struct peer_ops ops;
 	struct evconnlistener *listener;
 	struct speer *peers;
-	int npeers; /* in the list, connecting or connected */
-	struct addr *addrs;
+	int npeers;         /* in the list, connecting or connected */
+	uint64_t next_id;   /* the last speer id given out */
+	struct addr *addrs; /* the address book: from the URI and from trackers */
 	int naddrs;
 	size_t addrs_cap;
 	struct tclient **trackers;
 	int ntrackers;
 	uint16_t listen_port; /* 0 if not listening */
 	uint8_t peer_id[20];  /* ours at the trackers */
-	uint8_t receipt_blob[MANIFEST_RECEIPT_LEN];
-	int receipt_made;
-	struct event *tick; /* reconnects, commits, give-up check */
-	struct swarm_stats st;
-	int result; /* 0 running/ok, -1 failed */
-	int finished;
+};
 
-	/* Serving side */
+/* serve.c: what this process serves, and its upload slots. */
+struct serving {
 	uint8_t *root_blob; /* encoded signed root, for ROOT replies */
 	size_t root_blob_len;
-	uint8_t *serve_map;   /* chunks we can serve (bitmap) */
-	uint8_t *sent_count;  /* per chunk: times we started sending it (saturating) */
-	uint32_t nserve;      /* chunks in serve_map */
-	uint8_t *dirty;       /* seed -e: chunks the VM wrote since they were hashed */
-	uint8_t *rehash;      /* seed -e: chunks being hashed in the current round */
-	uint32_t *dirty_list; /* seed -e: the dirty chunks, in the order they became dirty */
-	uint32_t ndirty;
-	size_t dirty_cap;
-	struct rehash_job **round; /* seed -e: the round being hashed */
-	uint32_t nround, round_left;
-	uint64_t last_round_ns;
-	struct event *round_ev; /* seed -e: starts the next round */
-	int frozen;             /* seed -e: writes refused, final generation due */
-	struct flush_waiter *freeze_waiters;
-	double write_tokens; /* --max-dirty-rate: bytes the VM may write now */
-	uint64_t tokens_ns;
-	struct event *throttle_ev; /* wakes writes waiting for tokens */
-	struct workq *hashq;       /* seed -e: rehashing */
-	uint64_t *carried; /* --write-through: per chunk, 1 + generation a destination holds */
-	struct flush_waiter *wt_waiters; /* --write-through: writes not yet acknowledged */
-	uint8_t *last_delta;             /* the newest delta we made or applied, for peers behind */
-	size_t last_delta_len;
-	uint32_t recheck[SWARM_RECHECK_MAX]; /* plain seed: chunks being hashed again */
-	int nrecheck;
-	int pages_fd;      /* fetch: OUT.p2pvbd-pages, verified pages kept for serving */
-	uint8_t *page_buf; /* scratch for PAGE replies */
-
-	/* Fetching side */
-	int have_root;
-	struct manifest_root root;
-	struct store store;
-	int store_open;
-	struct manifest_entry **page_entries; /* loaded pages, NULL otherwise */
-	uint8_t *page_status;
-	uint32_t *page_left; /* chunks of the page still missing */
-	struct speer **page_from;
-	uint32_t next_page;  /* next page to ask for */
-	uint32_t pages_held; /* ASKED or LOADED */
-	uint32_t pages_done;
-	uint8_t *page_seen;  /* bitmap: pages loaded at least once (resumed chunks checked) */
-	uint32_t pages_seen;
-	uint32_t *want; /* chunks to fetch, unordered (may hold settled ones, skipped) */
-	uint32_t nwant;
-	size_t want_cap;
-	uint8_t *holders;   /* per chunk: connected peers that have it (saturating) */
-	uint8_t *fetching;  /* chunk bitmap: a transfer of it is in progress */
-	uint32_t want_dead; /* entries of want found settled: compacted when many */
-	uint64_t rng;       /* xorshift state: tie-breaks, not secrets */
-	int basis_fd;       /* --basis file, or -1 */
-	uint32_t *basis_q;  /* chunks to look for in the basis (a stack) */
-	uint32_t nbasis_q;
-	size_t basis_cap;
+	uint8_t *map;        /* chunks we can serve (bitmap) */
+	uint32_t nchunks;    /* chunks in map */
+	uint8_t *sent_count; /* per chunk: times we started sending it (saturating) */
+	uint8_t *page_buf;   /* scratch for PAGE replies */
 	int slots_used;
 	uint64_t last_rotate_ns;
-	uint64_t last_rate_ns;
-	struct swarm_stats rate_last; /* counters at the last rate update */
-	double fetch_rate, serve_rate, write_rate;
-	struct xfer xfers[SWARM_XFER_MAX];
-	int nxfers;
-	uint64_t last_progress_ns;
-	uint64_t stall_reported_ns; /* last_progress_ns when a stall was last reported */
-	int complete;
-	uint64_t receipt_deadline_ns;
-	int receipt_sent;
-	struct workq *verifyq; /* hashing and writing chunks (a core's worth of work) */
-	struct workq *syncq;   /* store commits (blocking fdatasync) */
-	int nverifying;
-	int committing;
-	uint64_t last_commit_ns;
-	uint64_t next_speer_id;
-	int keep_running; /* an export is served: do not exit when complete */
-	int receipt_warned;
-	int check; /* P2PVBD_CHECK set: verify the page counts after each event (tests) */
+	uint32_t recheck[SWARM_RECHECK_MAX]; /* plain seed: chunks being hashed again */
+	int nrecheck;
+};
 
-	/* Export support (NBD at the destination) */
+/* Receipts: our own at a destination (fetch.c), those taken at the source (serve.c). */
+struct receipts {
+	uint8_t blob[MANIFEST_RECEIPT_LEN]; /* ours, for the current generation */
+	int made;                           /* blob holds it */
+	int sent;                           /* to the source */
+	int warned;                         /* nobody acknowledged it in time: said so */
+	uint64_t deadline_ns;               /* acknowledged by then, or warned */
+	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* the source: distinct receipt signers */
+	uint64_t nsigners;
+};
+
+/* fetch.c: the pages of the chunk table at a destination. */
+struct pages {
+	struct manifest_entry **entries; /* loaded pages, NULL otherwise */
+	uint8_t *status;                 /* enum page_status */
+	uint32_t *left;                  /* chunks of the page still missing */
+	struct speer **from;             /* asked from */
+	uint32_t next;                   /* next page to ask for */
+	uint32_t held;                   /* ASKED or LOADED */
+	uint32_t done;
+	uint8_t *seen; /* bitmap: pages loaded at least once (resumed chunks checked) */
+	uint32_t nseen;
+	int fd; /* OUT.p2pvbd-pages, verified pages kept for serving */
+};
+
+/* fetch.c: what a destination holds of each chunk, and how many peers hold it. */
+struct chunks {
 	uint8_t *avail;        /* chunk bitmap: its bytes in the image are readable */
 	uint64_t avail_bytes;  /* bytes of the chunks in avail */
 	uint8_t *zeroed;       /* chunk bitmap: available as a zero chunk (never travels) */
 	uint64_t zeroed_bytes; /* bytes of the chunks in zeroed: progress leaves them out */
 	uint8_t *local;        /* chunk bitmap: written by the local VM */
-	uint8_t *verifying;    /* chunk bitmap: whole, being hashed and written */
-	uint8_t *stale;        /* chunk bitmap: changed by a delta while being verified */
-	uint8_t *changed;      /* chunk bitmap: changed by a delta, not yet asked for again */
-	uint8_t *urgent;       /* chunk bitmap: faulted on, fetch before anything else */
-	uint32_t *urgent_list; /* the same chunks, in fault order */
-	uint32_t nurgent;
-	size_t urgent_cap;
+	uint8_t *holders;      /* per chunk: connected peers that have it (saturating) */
+};
+
+/* picker.c: the chunks to fetch in the background. */
+struct pick_want {
+	uint32_t *list; /* unordered (may hold settled ones, skipped) */
+	uint32_t n;
+	size_t cap;
+	uint32_t dead; /* entries found settled: compacted when many */
+	uint64_t rng;  /* xorshift state: tie-breaks, not secrets */
+};
+
+/* xfer.c: the transfer pipeline (piece -> verify -> write -> commit) and --basis. */
+struct pipeline {
+	struct xfer xfers[SWARM_XFER_MAX];
+	int nxfers;
+	uint8_t *fetching;  /* chunk bitmap: a transfer of it is in progress */
+	uint8_t *verifying; /* chunk bitmap: whole, being hashed and written */
+	int nverifying;
+	struct workq *verifyq; /* hashing and writing chunks (a core's worth of work) */
+	struct workq *syncq;   /* store commits (blocking fdatasync); the source's FLUSH */
+	int committing;
+	uint64_t last_commit_ns;
+	struct flush_waiter *flush_next; /* waiting for a commit not yet started */
+	struct flush_waiter *flush_cur;  /* waiting for the running commit */
+	int basis_fd;                    /* --basis file, or -1 */
+	uint32_t *basis_q;               /* chunks to look for in the basis (a stack) */
+	uint32_t nbasis_q;
+	size_t basis_cap;
+};
+
+/* gens.c: generations, deltas and newer roots. */
+struct gens {
+	uint8_t *stale;      /* chunk bitmap: changed by a delta while being verified */
+	uint8_t *changed;    /* chunk bitmap: changed by a delta, not yet asked for again */
+	uint8_t *last_delta; /* the newest delta we made (live.c) or applied, for peers behind */
+	size_t last_delta_len;
+};
+
+/* live.c: the live source (seed -e). */
+struct live {
+	uint8_t *dirty;       /* chunks the VM wrote since they were hashed */
+	uint8_t *rehash;      /* chunks being hashed in the current round */
+	uint32_t *dirty_list; /* the dirty chunks, in the order they became dirty */
+	uint32_t ndirty;
+	size_t dirty_cap;
+	struct rehash_job **round; /* the round being hashed */
+	uint32_t nround, round_left;
+	uint64_t last_round_ns;
+	struct event *round_ev; /* starts the next round */
+	int frozen;             /* writes refused, final generation due */
+	struct flush_waiter *freeze_waiters;
+	double write_tokens; /* --max-dirty-rate: bytes the VM may write now */
+	uint64_t tokens_ns;
+	struct event *throttle_ev; /* wakes writes waiting for tokens */
+	struct workq *hashq;       /* rehashing (a plain seed's rechecks too) */
+	uint64_t *carried; /* --write-through: per chunk, 1 + generation a destination holds */
+	struct flush_waiter *wt_waiters; /* --write-through: writes not yet acknowledged */
+};
+
+/* export.c (faults; their latencies: swarm.c): the VM's reads waiting at a destination. */
+struct faults {
+	uint8_t *urgent; /* chunk bitmap: faulted on, fetch before anything else */
+	uint32_t *list;  /* the same chunks, in fault order */
+	uint32_t nlist;
+	size_t list_cap;
+	struct fault_wait *table; /* since when each waits (a hash table) */
+	uint32_t ntable, table_cap;
+	struct swarm_fault_hist hist;
+};
+
+/* export.c: what the NBD export asked to be told. */
+struct exporting {
 	void (*chunk_cb)(void *arg, uint32_t chunk);
+	void *chunk_cb_arg;
 	struct event *wake_ev; /* runs chunk_cb from the loop (chunk_wake) */
 	uint32_t wake_chunk;   /* the chunk to wake for, or SWARM_ALL_CHUNKS */
 	int wake_pending;
 	void (*ready_cb)(void *arg);
 	void *ready_cb_arg;
-	void *chunk_cb_arg;
-	struct flush_waiter *flush_next;    /* waiting for a commit not yet started */
-	struct flush_waiter *flush_cur;     /* waiting for the running commit */
-	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* distinct receipt signers (seed) */
-	uint64_t nsigners;
+	int keep_running; /* an export is served: do not exit when complete */
+};
 
-	/* Monitoring: the VM's faults still waiting (a hash table), and their latencies. */
-	struct fault_wait *faults;
-	uint32_t nfaults, faults_cap;
-	struct swarm_fault_hist fault_hist;
+/* swarm.c: whole-process rates for status. */
+struct rates {
+	uint64_t last_ns;
+	struct swarm_stats last; /* counters at the last rate update */
+	double fetch, serve, write;
+};
+
+/*
+ * One volume's swarm, in either role. The parts belong to the file named
+ * above their type; the rest is the lifecycle's (swarm.c) and, at a
+ * destination, the volume's (fetch.c).
+ */
+struct swarm {
+	struct swarm_opts o;
+	struct swarm_stats st;
+	int result; /* 0 running/ok, -1 failed */
+	int finished;
+	int check;          /* P2PVBD_CHECK set: verify the page counts after each event (tests) */
+	struct event *tick; /* reconnects, commits, give-up check */
+
+	/* A destination's volume (fetch.c). */
+	int have_root;
+	struct manifest_root root;
+	struct store store;
+	int store_open;
+	int complete;
+	uint64_t last_progress_ns;
+	uint64_t stall_reported_ns; /* last_progress_ns when a stall was last reported */
+
+	struct conns conn;
+	struct serving serve;
+	struct receipts receipts;
+	struct pages pages;
+	struct chunks chunks;
+	struct pick_want want;
+	struct pipeline pipe;
+	struct gens gens;
+	struct live live;
+	struct faults faults;
+	struct exporting exp;
+	struct rates rates;
 };
 
 static void fetch_schedule(struct swarm *sw);
@@ -305,7 +365,7 @@ static void finish_run(struct swarm *sw, int result)
 		return;
 	sw->finished = 1;
 	sw->result = result;
-	for (struct speer *sp = sw->peers, *next; sp; sp = next) {
+	for (struct speer *sp = sw->conn.peers, *next; sp; sp = next) {
 		next = sp->next;
 		if (sp->p->state == PEER_READY)
 			peer_close_error(sp->p, WIRE_E_SHUTDOWN, "%s",
@@ -342,12 +402,12 @@ static int64_t serve_gen(const struct swarm *sw, uint32_t c)
 	if (sw->o.role == SWARM_SEED) {
 		const struct manifest_entry *e = &sw->o.manifest->entries[c];
 
-		if (bit_get(sw->dirty, c) || bit_get(sw->rehash, c))
+		if (bit_get(sw->live.dirty, c) || bit_get(sw->live.rehash, c))
 			return -1; /* its signed hash is stale */
 		return (e->flags & MANIFEST_F_ZERO) ? -1 : (int64_t)e->gen;
 	}
 	/* Verified and written (durable or not: a crash here loses only our copy). */
-	if (!sw->store_open || !bit_get(sw->serve_map, c))
+	if (!sw->store_open || !bit_get(sw->serve.map, c))
 		return -1;
 	return (int64_t)store_gen_of(&sw->store, c);
 }
@@ -382,7 +442,7 @@ static void send_have_map(struct swarm *sw, struct speer *sp)
 		 * serve map keeps bits past the end clear. */
 		m.u.have_map.first = first;
 		m.u.have_map.count = count;
-		m.u.have_map.bits = sw->serve_map + first / 8;
+		m.u.have_map.bits = sw->serve.map + first / 8;
 		peer_send(sp->p, &m);
 	}
 }
@@ -392,8 +452,8 @@ static void send_root_and_map(struct swarm *sw, struct speer *sp)
 {
 	struct wire_msg r = {.type = WIRE_ROOT};
 
-	r.u.blob.data = sw->root_blob;
-	r.u.blob.len = (uint32_t)sw->root_blob_len;
+	r.u.blob.data = sw->serve.root_blob;
+	r.u.blob.len = (uint32_t)sw->serve.root_blob_len;
 	peer_send(sp->p, &r);
 	send_have_map(sw, sp);
 	sp->wants_root = 0;
@@ -437,14 +497,14 @@ static void serve_pump(struct speer *sp)
 			if (b->blk.chunk == sp->cur_chunk)
 				continue;
 			if (a->blk.chunk == sp->cur_chunk ||
-			    sw->sent_count[a->blk.chunk] < sw->sent_count[b->blk.chunk])
+			    sw->serve.sent_count[a->blk.chunk] < sw->serve.sent_count[b->blk.chunk])
 				best = i;
 		}
 		q = sp->upq[best];
 		if (q.blk.chunk != sp->cur_chunk) {
 			sp->cur_chunk = q.blk.chunk;
-			if (sw->sent_count[q.blk.chunk] < UINT8_MAX)
-				sw->sent_count[q.blk.chunk]++;
+			if (sw->serve.sent_count[q.blk.chunk] < UINT8_MAX)
+				sw->serve.sent_count[q.blk.chunk]++;
 		}
 		memmove(&sp->upq[best], &sp->upq[best + 1],
 		        (size_t)(sp->nupq - best - 1) * sizeof(q));
@@ -468,7 +528,7 @@ static void serve_pump(struct speer *sp)
 	if (sp->nupq == 0 && sp->slot) {
 		/* Idle: the slot is free for another peer (it gets one back when free). */
 		sp->slot = 0;
-		sw->slots_used--;
+		sw->serve.slots_used--;
 	}
 	if (sp->nupq < SWARM_UPQ_MAX / 2)
 		peer_resume_read(sp->p);
@@ -493,7 +553,8 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	if (gen < 0) {
 		int seed = sw->o.role == SWARM_SEED;
 
-		if (seed && (bit_get(sw->dirty, b->chunk) || bit_get(sw->rehash, b->chunk)))
+		if (seed &&
+		    (bit_get(sw->live.dirty, b->chunk) || bit_get(sw->live.rehash, b->chunk)))
 			reject(sp, b, WIRE_E_GENERATION);
 		else if (seed && (sw->o.manifest->entries[b->chunk].flags & MANIFEST_F_ZERO))
 			reject(sp, b, WIRE_E_ZERO);
@@ -507,7 +568,7 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 	}
 	/* Background requests need an upload slot; faults are always served. */
 	if (!sp->slot && m->u.request.prio < WIRE_PRIO_URGENT) {
-		if (sw->slots_used >= SWARM_UPLOAD_SLOTS || now_ns() < sp->no_slot_until_ns) {
+		if (sw->serve.slots_used >= SWARM_UPLOAD_SLOTS || now_ns() < sp->no_slot_until_ns) {
 			if (sp->turned_away_ns == 0)
 				sp->turned_away_ns = now_ns();
 			reject(sp, b, WIRE_E_BUSY);
@@ -516,7 +577,7 @@ static void serve_request(struct speer *sp, const struct wire_msg *m)
 		sp->slot = 1;
 		sp->slot_since_ns = now_ns();
 		sp->turned_away_ns = 0;
-		sw->slots_used++;
+		sw->serve.slots_used++;
 	}
 	/* The same block asked again at a higher priority (a fault at the other
 	 * end): move the queued request up instead of sending the block twice. */
@@ -570,12 +631,12 @@ static size_t serve_page_from_file(struct swarm *sw, uint32_t page)
 	struct manifest_entry *e;
 	int ok;
 
-	if (sw->pages_fd < 0 || sw->nserve < sw->root.chunk_count ||
-	    read_at(sw->pages_fd, sw->page_buf, n,
+	if (sw->pages.fd < 0 || sw->serve.nchunks < sw->root.chunk_count ||
+	    read_at(sw->pages.fd, sw->serve.page_buf, n,
 	            (uint64_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != (ssize_t)n)
 		return 0;
 	e = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*e));
-	ok = manifest_page_decode(&sw->root, page, sw->page_buf, n, e) == 0;
+	ok = manifest_page_decode(&sw->root, page, sw->serve.page_buf, n, e) == 0;
 	free(e);
 	if (!ok)
 		log_warn("page %u in %s.p2pvbd-pages does not verify: not serving it", page,
@@ -591,7 +652,7 @@ static void serve_page(struct speer *sp, uint32_t page)
 
 	if (page < root_of(sw)->page_count) {
 		if (sw->o.role == SWARM_SEED)
-			n = manifest_page_encode(sw->o.manifest, page, sw->page_buf,
+			n = manifest_page_encode(sw->o.manifest, page, sw->serve.page_buf,
 			                         MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 		else if (sw->have_root)
 			n = serve_page_from_file(sw, page);
@@ -602,7 +663,7 @@ static void serve_page(struct speer *sp, uint32_t page)
 	}
 	m.u.page.page = page;
 	m.u.page.root_gen = root_of(sw)->generation;
-	m.u.page.data = sw->page_buf;
+	m.u.page.data = sw->serve.page_buf;
 	m.u.page.len = (uint32_t)n;
 	peer_send(sp->p, &m);
 }
@@ -627,14 +688,15 @@ static const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t le
 	if (!(r->flags & MANIFEST_ROOT_F_FINAL))
 		return "the source is not frozen yet: no generation is final";
 	/* Count distinct signers: a list is fine, N is small. */
-	for (uint64_t i = 0; i < sw->nsigners; i++)
-		if (memcmp(sw->signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
+	for (uint64_t i = 0; i < sw->receipts.nsigners; i++)
+		if (memcmp(sw->receipts.signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
 			known = 1;
 	if (known)
 		return NULL; /* seen before, directly or through a tracker */
-	sw->signers = xrealloc(sw->signers, (size_t)(sw->nsigners + 1) * sizeof(*sw->signers));
-	memcpy(sw->signers[sw->nsigners++], rc.signer, VCRYPTO_PK_LEN);
-	sw->st.receipts = sw->nsigners;
+	sw->receipts.signers = xrealloc(sw->receipts.signers, (size_t)(sw->receipts.nsigners + 1) *
+	                                                          sizeof(*sw->receipts.signers));
+	memcpy(sw->receipts.signers[sw->receipts.nsigners++], rc.signer, VCRYPTO_PK_LEN);
+	sw->st.receipts = sw->receipts.nsigners;
 	hex_encode(rc.signer, VCRYPTO_PK_LEN, who);
 	log_info("receipt from %s (%s): holds generation %llu complete", who, via,
 	         (unsigned long long)rc.generation);
@@ -676,16 +738,17 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 /* A number in [0, n) (n > 0), for spreading choices; not for secrets. */
 static uint32_t rand_below(struct swarm *sw, uint32_t n)
 {
-	sw->rng ^= sw->rng << 13;
-	sw->rng ^= sw->rng >> 7;
-	sw->rng ^= sw->rng << 17;
-	return (uint32_t)((sw->rng >> 11) % n);
+	sw->want.rng ^= sw->want.rng << 13;
+	sw->want.rng ^= sw->want.rng >> 7;
+	sw->want.rng ^= sw->want.rng << 17;
+	return (uint32_t)((sw->want.rng >> 11) % n);
 }
 
 static void want_push(struct swarm *sw, uint32_t c)
 {
-	sw->want = xgrow(sw->want, &sw->want_cap, sw->nwant, sizeof(*sw->want), 1024);
-	sw->want[sw->nwant++] = c;
+	sw->want.list =
+	    xgrow(sw->want.list, &sw->want.cap, sw->want.n, sizeof(*sw->want.list), 1024);
+	sw->want.list[sw->want.n++] = c;
 }
 
 /* Peer sp has chunk c (from its have-map or a HAVE). */
@@ -695,8 +758,8 @@ static void have_set(struct swarm *sw, struct speer *sp, uint32_t c)
 		return;
 	bit_set(sp->have, c);
 	sp->nhave++;
-	if (sw->holders[c] < UINT8_MAX)
-		sw->holders[c]++;
+	if (sw->chunks.holders[c] < UINT8_MAX)
+		sw->chunks.holders[c]++;
 }
 
 /* sp is gone or said it lacks c after all. */
@@ -706,13 +769,13 @@ static void have_clear(struct swarm *sw, struct speer *sp, uint32_t c)
 		return;
 	bit_clear(sp->have, c);
 	sp->nhave--;
-	if (sw->holders[c] > 0)
-		sw->holders[c]--;
+	if (sw->chunks.holders[c] > 0)
+		sw->chunks.holders[c]--;
 }
 
 static const struct manifest_entry *entry_of(const struct swarm *sw, uint32_t c)
 {
-	const struct manifest_entry *pe = sw->page_entries[c / MANIFEST_PAGE_ENTRIES];
+	const struct manifest_entry *pe = sw->pages.entries[c / MANIFEST_PAGE_ENTRIES];
 
 	return pe ? &pe[c % MANIFEST_PAGE_ENTRIES] : NULL;
 }
@@ -724,35 +787,35 @@ static const struct manifest_entry *entry_of(const struct swarm *sw, uint32_t c)
  */
 static void page_unask(struct swarm *sw, uint32_t pg)
 {
-	switch (sw->page_status[pg]) {
+	switch (sw->pages.status[pg]) {
 	case PAGE_ASKED:
-		sw->pages_held--;
+		sw->pages.held--;
 		break;
 	case PAGE_LOADED:
-		free(sw->page_entries[pg]);
-		sw->page_entries[pg] = NULL;
-		sw->pages_held--;
+		free(sw->pages.entries[pg]);
+		sw->pages.entries[pg] = NULL;
+		sw->pages.held--;
 		break;
 	case PAGE_DONE:
-		sw->pages_done--;
+		sw->pages.done--;
 		break;
 	default:
 		break;
 	}
-	sw->page_status[pg] = PAGE_NONE;
-	sw->page_from[pg] = NULL;
-	sw->page_left[pg] = 0;
-	if (pg < sw->next_page)
-		sw->next_page = pg;
+	sw->pages.status[pg] = PAGE_NONE;
+	sw->pages.from[pg] = NULL;
+	sw->pages.left[pg] = 0;
+	if (pg < sw->pages.next)
+		sw->pages.next = pg;
 }
 
 static void page_done(struct swarm *sw, uint32_t page)
 {
-	free(sw->page_entries[page]);
-	sw->page_entries[page] = NULL;
-	sw->page_status[page] = PAGE_DONE;
-	sw->pages_held--;
-	sw->pages_done++;
+	free(sw->pages.entries[page]);
+	sw->pages.entries[page] = NULL;
+	sw->pages.status[page] = PAGE_DONE;
+	sw->pages.held--;
+	sw->pages.done++;
 }
 
 /*
@@ -766,32 +829,33 @@ static void check_pages(struct swarm *sw, const char *after)
 {
 	uint32_t done = 0;
 
-	if (!sw->check || !sw->have_root || sw->page_status == NULL)
+	if (!sw->check || !sw->have_root || sw->pages.status == NULL)
 		return;
 	for (uint32_t pg = 0; pg < sw->root.page_count; pg++) {
 		uint32_t n = manifest_page_len(&sw->root, pg), missing = 0;
 
-		if (sw->page_status[pg] != PAGE_LOADED && sw->page_status[pg] != PAGE_DONE)
+		if (sw->pages.status[pg] != PAGE_LOADED && sw->pages.status[pg] != PAGE_DONE)
 			continue;
 		for (uint32_t i = 0; i < n; i++)
-			if (!bit_get(sw->avail, pg * MANIFEST_PAGE_ENTRIES + i))
+			if (!bit_get(sw->chunks.avail, pg * MANIFEST_PAGE_ENTRIES + i))
 				missing++;
-		if (sw->page_status[pg] == PAGE_DONE) {
+		if (sw->pages.status[pg] == PAGE_DONE) {
 			done++;
 			if (missing == 0)
 				continue;
-			log_error("check after %s: page %u is done but %u of its chunks are missing",
-			          after, pg, missing);
+			log_error(
+			    "check after %s: page %u is done but %u of its chunks are missing",
+			    after, pg, missing);
 			abort();
 		}
-		if (missing != sw->page_left[pg]) {
-			log_error("check after %s: page %u counts %u chunks missing, %u are", after, pg,
-			          sw->page_left[pg], missing);
+		if (missing != sw->pages.left[pg]) {
+			log_error("check after %s: page %u counts %u chunks missing, %u are", after,
+			          pg, sw->pages.left[pg], missing);
 			abort();
 		}
 	}
-	if (done != sw->pages_done) {
-		log_error("check after %s: %u pages done, counted %u", after, done, sw->pages_done);
+	if (done != sw->pages.done) {
+		log_error("check after %s: %u pages done, counted %u", after, done, sw->pages.done);
 		abort();
 	}
 }
@@ -818,35 +882,35 @@ static void root_adopt(struct swarm *sw, struct speer *sp, struct manifest_root 
 	{
 		char *path = xasprintf("%s.p2pvbd-pages", sidecar_of(sw));
 
-		sw->pages_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (sw->pages_fd < 0)
+		sw->pages.fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (sw->pages.fd < 0)
 			log_warn("cannot open %s: %s; not serving pages", path, strerror(errno));
 		free(path);
 	}
 	sw->st.chunks_total = sw->root.chunk_count;
-	sw->page_entries = xcalloc(sw->root.page_count, sizeof(*sw->page_entries));
-	sw->page_status = xcalloc(sw->root.page_count, 1);
-	sw->page_left = xcalloc(sw->root.page_count, sizeof(uint32_t));
-	sw->page_seen = bitmap_new(sw->root.page_count);
-	sw->page_from = xcalloc(sw->root.page_count, sizeof(struct speer *));
-	sw->serve_map = bitmap_new(sw->root.chunk_count);
-	sw->sent_count = xcalloc(sw->root.chunk_count, 1);
-	sw->avail = bitmap_new(sw->root.chunk_count);
-	sw->zeroed = bitmap_new(sw->root.chunk_count);
-	sw->local = bitmap_new(sw->root.chunk_count);
-	sw->verifying = bitmap_new(sw->root.chunk_count);
-	sw->stale = bitmap_new(sw->root.chunk_count);
-	sw->changed = bitmap_new(sw->root.chunk_count);
-	sw->urgent = bitmap_new(sw->root.chunk_count);
-	sw->fetching = bitmap_new(sw->root.chunk_count);
-	sw->holders = xcalloc(sw->root.chunk_count, 1);
-	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
+	sw->pages.entries = xcalloc(sw->root.page_count, sizeof(*sw->pages.entries));
+	sw->pages.status = xcalloc(sw->root.page_count, 1);
+	sw->pages.left = xcalloc(sw->root.page_count, sizeof(uint32_t));
+	sw->pages.seen = bitmap_new(sw->root.page_count);
+	sw->pages.from = xcalloc(sw->root.page_count, sizeof(struct speer *));
+	sw->serve.map = bitmap_new(sw->root.chunk_count);
+	sw->serve.sent_count = xcalloc(sw->root.chunk_count, 1);
+	sw->chunks.avail = bitmap_new(sw->root.chunk_count);
+	sw->chunks.zeroed = bitmap_new(sw->root.chunk_count);
+	sw->chunks.local = bitmap_new(sw->root.chunk_count);
+	sw->pipe.verifying = bitmap_new(sw->root.chunk_count);
+	sw->gens.stale = bitmap_new(sw->root.chunk_count);
+	sw->gens.changed = bitmap_new(sw->root.chunk_count);
+	sw->faults.urgent = bitmap_new(sw->root.chunk_count);
+	sw->pipe.fetching = bitmap_new(sw->root.chunk_count);
+	sw->chunks.holders = xcalloc(sw->root.chunk_count, 1);
+	if (manifest_root_encode(&sw->root, &sw->serve.root_blob, &sw->serve.root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
-	for (struct speer *o = sw->peers; o; o = o->next)
+	for (struct speer *o = sw->conn.peers; o; o = o->next)
 		if (o->wants_root && o->p->state == PEER_READY)
 			send_root_and_map(sw, o);
-	if (sw->ready_cb != NULL)
-		sw->ready_cb(sw->ready_cb_arg);
+	if (sw->exp.ready_cb != NULL)
+		sw->exp.ready_cb(sw->exp.ready_cb_arg);
 	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
 	         fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
 	         sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
@@ -886,9 +950,9 @@ static void on_root(struct speer *sp, const struct wire_msg *m)
 			/* It is behind: our newest delta tells it (and it asks us for our root). */
 			struct wire_msg d = {.type = WIRE_DELTA};
 
-			if (sw->last_delta != NULL) {
-				d.u.blob.data = sw->last_delta;
-				d.u.blob.len = (uint32_t)sw->last_delta_len;
+			if (sw->gens.last_delta != NULL) {
+				d.u.blob.data = sw->gens.last_delta;
+				d.u.blob.len = (uint32_t)sw->gens.last_delta_len;
 				peer_send(sp->p, &d);
 			}
 		} else if (memcmp(r.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN) != 0) {
@@ -942,16 +1006,16 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 {
 	struct wire_msg m = {.type = WIRE_HAVE};
 
-	if (!bit_get(sw->serve_map, c)) {
-		sw->nserve++;
-		bit_set(sw->serve_map, c);
-		if (!is_seed(sw) && sw->nserve == chunk_count(sw)) {
+	if (!bit_get(sw->serve.map, c)) {
+		sw->serve.nchunks++;
+		bit_set(sw->serve.map, c);
+		if (!is_seed(sw) && sw->serve.nchunks == chunk_count(sw)) {
 			/*
 			 * Whole now: the zero chunks never had a HAVE, so peers see our
 			 * complete map (and may ask us for pages, §7.1) only in a new
 			 * have-map. One message per 8 million chunks, once per completion.
 			 */
-			for (struct speer *sp = sw->peers; sp; sp = sp->next)
+			for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 				if (sp->map_sent && sp->p->state == PEER_READY)
 					send_have_map(sw, sp);
 		}
@@ -961,7 +1025,7 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 	m.u.have.chunk = c;
 	m.u.have.gen = gen;
 	/* The source hears of it too: its write-through mode waits for that. */
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 		if ((sp->map_sent || (sp->p->is_source && !is_seed(sw))) &&
 		    sp->p->state == PEER_READY)
 			peer_send(sp->p, &m);
@@ -970,12 +1034,12 @@ static void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 /* Chunk c's bytes in the image are final (fetched, zero, resumed or the VM's). */
 static void avail_set(struct swarm *sw, uint32_t c)
 {
-	if (bit_get(sw->avail, c))
+	if (bit_get(sw->chunks.avail, c))
 		return;
-	if (bit_get(sw->urgent, c))
+	if (bit_get(sw->faults.urgent, c))
 		fault_settled(sw, c);
-	bit_set(sw->avail, c);
-	sw->avail_bytes += manifest_chunk_len(&sw->root, c);
+	bit_set(sw->chunks.avail, c);
+	sw->chunks.avail_bytes += manifest_chunk_len(&sw->root, c);
 }
 
 /*
@@ -988,14 +1052,14 @@ static void avail_set(struct swarm *sw, uint32_t c)
  */
 static void chunk_wake(struct swarm *sw, uint32_t c)
 {
-	if (sw->chunk_cb == NULL)
+	if (sw->exp.chunk_cb == NULL)
 		return;
-	if (!sw->wake_pending)
-		sw->wake_chunk = c;
-	else if (sw->wake_chunk != c)
-		sw->wake_chunk = SWARM_ALL_CHUNKS;
-	sw->wake_pending = 1;
-	event_active(sw->wake_ev, 0, 0);
+	if (!sw->exp.wake_pending)
+		sw->exp.wake_chunk = c;
+	else if (sw->exp.wake_chunk != c)
+		sw->exp.wake_chunk = SWARM_ALL_CHUNKS;
+	sw->exp.wake_pending = 1;
+	event_active(sw->exp.wake_ev, 0, 0);
 }
 
 static void chunk_wake_cb(evutil_socket_t fd, short what, void *arg)
@@ -1004,18 +1068,18 @@ static void chunk_wake_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!sw->wake_pending)
+	if (!sw->exp.wake_pending)
 		return;
-	sw->wake_pending = 0;
-	if (sw->chunk_cb != NULL)
-		sw->chunk_cb(sw->chunk_cb_arg, sw->wake_chunk);
+	sw->exp.wake_pending = 0;
+	if (sw->exp.chunk_cb != NULL)
+		sw->exp.chunk_cb(sw->exp.chunk_cb_arg, sw->exp.wake_chunk);
 }
 
 /* Chunk c can be read from the image now: tell the export. */
 static void chunk_now_available(struct swarm *sw, uint32_t c)
 {
 	avail_set(sw, c);
-	bit_clear(sw->urgent, c);
+	bit_clear(sw->faults.urgent, c);
 	chunk_wake(sw, c);
 }
 
@@ -1028,8 +1092,8 @@ static void on_page(struct speer *sp, const struct wire_msg *m)
 	struct manifest_entry *e;
 	uint32_t n, left = 0;
 
-	if (!sw->have_root || page >= sw->root.page_count || sw->page_status[page] != PAGE_ASKED ||
-	    sw->page_from[page] != sp) {
+	if (!sw->have_root || page >= sw->root.page_count || sw->pages.status[page] != PAGE_ASKED ||
+	    sw->pages.from[page] != sp) {
 		peer_close_error(sp->p, WIRE_E_PROTOCOL, "unrequested page %u", page);
 		return;
 	}
@@ -1055,30 +1119,30 @@ static void on_page(struct speer *sp, const struct wire_msg *m)
 		          sp->p->name, page);
 		/* A forged page is no accident: never ask this address again. */
 		if (sp->addr >= 0)
-			sw->addrs[sp->addr].dead = 1;
+			sw->conn.addrs[sp->addr].dead = 1;
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "page %u does not verify", page);
 		return;
 	}
-	if (sw->pages_fd >= 0 &&
-	    write_at(sw->pages_fd, m->u.page.data, m->u.page.len,
+	if (sw->pages.fd >= 0 &&
+	    write_at(sw->pages.fd, m->u.page.data, m->u.page.len,
 	             (uint64_t)page * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
 		log_debug("cannot keep page %u: %s", page, strerror(errno));
-	sw->page_entries[page] = e;
-	sw->page_status[page] = PAGE_LOADED;
-	sw->page_from[page] = NULL;
+	sw->pages.entries[page] = e;
+	sw->pages.status[page] = PAGE_LOADED;
+	sw->pages.from[page] = NULL;
 	n = manifest_page_len(&sw->root, page);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t c = page * MANIFEST_PAGE_ENTRIES + i;
 		enum store_state s = store_state_of(&sw->store, c);
 		uint64_t g = store_gen_of(&sw->store, c);
 
-		if (s == STORE_LOCAL || bit_get(sw->local, c)) {
+		if (s == STORE_LOCAL || bit_get(sw->chunks.local, c)) {
 			/* The local VM's data: never fetched again. */
-			bit_set(sw->local, c);
+			bit_set(sw->chunks.local, c);
 			avail_set(sw, c);
-		} else if (bit_get(sw->avail, c) && g == e[i].gen) {
+		} else if (bit_get(sw->chunks.avail, c) && g == e[i].gen) {
 			/* Held already (the page came back after a delta changed another chunk). */
-		} else if (bit_get(sw->verifying, c)) {
+		} else if (bit_get(sw->pipe.verifying, c)) {
 			left++; /* verify_done settles it against this entry */
 		} else if (e[i].flags & MANIFEST_F_ZERO) {
 			sw->st.chunks_zero++;
@@ -1088,35 +1152,36 @@ static void on_page(struct speer *sp, const struct wire_msg *m)
 				return;
 			}
 			chunk_now_available(sw, c);
-			if (!bit_get(sw->zeroed, c)) {
-				bit_set(sw->zeroed, c);
-				sw->zeroed_bytes += manifest_chunk_len(&sw->root, c);
+			if (!bit_get(sw->chunks.zeroed, c)) {
+				bit_set(sw->chunks.zeroed, c);
+				sw->chunks.zeroed_bytes += manifest_chunk_len(&sw->root, c);
 			}
 			/* In the have-map too, so that a complete map says "ask me for
 			 * pages"; but no HAVE: nobody requests a zero chunk, and a sparse
 			 * volume would send millions of them. Except for one a delta
 			 * changed: peers cleared their bit for it. */
-			serve_add(sw, c, e[i].gen, bit_get(sw->changed, c));
-			bit_clear(sw->changed, c);
+			serve_add(sw, c, e[i].gen, bit_get(sw->gens.changed, c));
+			bit_clear(sw->gens.changed, c);
 		} else if (s == STORE_PRESENT && g == e[i].gen) {
 			sw->st.chunks_resumed++;
 			serve_add(sw, c, g, 1);
 			chunk_now_available(sw, c);
 		} else {
-			if (sw->basis_fd >= 0) {
-				sw->basis_q = xgrow(sw->basis_q, &sw->basis_cap, sw->nbasis_q,
-				                    sizeof(*sw->basis_q), 1024);
-				sw->basis_q[sw->nbasis_q++] = c;
+			if (sw->pipe.basis_fd >= 0) {
+				sw->pipe.basis_q =
+				    xgrow(sw->pipe.basis_q, &sw->pipe.basis_cap, sw->pipe.nbasis_q,
+				          sizeof(*sw->pipe.basis_q), 1024);
+				sw->pipe.basis_q[sw->pipe.nbasis_q++] = c;
 			} else {
 				want_push(sw, c);
 			}
 			left++;
 		}
 	}
-	sw->page_left[page] = left;
-	if (!bit_get(sw->page_seen, page)) {
-		bit_set(sw->page_seen, page);
-		sw->pages_seen++;
+	sw->pages.left[page] = left;
+	if (!bit_get(sw->pages.seen, page)) {
+		bit_set(sw->pages.seen, page);
+		sw->pages.nseen++;
 	}
 	if (left == 0) {
 		page_done(sw, page);
@@ -1125,7 +1190,7 @@ static void on_page(struct speer *sp, const struct wire_msg *m)
 		for (uint32_t i = 0; i < n; i++) {
 			uint32_t c = page * MANIFEST_PAGE_ENTRIES + i;
 
-			if (bit_get(sw->urgent, c))
+			if (bit_get(sw->faults.urgent, c))
 				fetch_urgent(sw, c);
 		}
 	}
@@ -1136,9 +1201,9 @@ static void on_page(struct speer *sp, const struct wire_msg *m)
 
 static struct xfer *xfer_find(struct swarm *sw, uint32_t chunk, const struct speer *from)
 {
-	for (int i = 0; i < sw->nxfers; i++)
-		if (sw->xfers[i].chunk == chunk && sw->xfers[i].from == from)
-			return &sw->xfers[i];
+	for (int i = 0; i < sw->pipe.nxfers; i++)
+		if (sw->pipe.xfers[i].chunk == chunk && sw->pipe.xfers[i].from == from)
+			return &sw->pipe.xfers[i];
 	return NULL;
 }
 
@@ -1160,9 +1225,9 @@ static void xfer_drop(struct swarm *sw, struct xfer *x, int requeue)
 	if (requeue)
 		want_push(sw, c);
 	free(x->buf);
-	*x = sw->xfers[--sw->nxfers];
+	*x = sw->pipe.xfers[--sw->pipe.nxfers];
 	if (xfer_any(sw, c) == NULL)
-		bit_clear(sw->fetching, c);
+		bit_clear(sw->pipe.fetching, c);
 }
 
 /* Take back the blocks of x not yet received (CANCEL each), then drop x. */
@@ -1186,9 +1251,9 @@ static void xfer_cancel(struct swarm *sw, struct xfer *x, int requeue)
 /* Take back every transfer of chunk c (not requeued: the caller settles c). */
 static void xfer_cancel_chunk(struct swarm *sw, uint32_t c)
 {
-	for (int i = sw->nxfers - 1; i >= 0; i--)
-		if (sw->xfers[i].chunk == c)
-			xfer_cancel(sw, &sw->xfers[i], 0);
+	for (int i = sw->pipe.nxfers - 1; i >= 0; i--)
+		if (sw->pipe.xfers[i].chunk == c)
+			xfer_cancel(sw, &sw->pipe.xfers[i], 0);
 }
 
 static uint32_t block_count(uint32_t len)
@@ -1199,24 +1264,24 @@ static uint32_t block_count(uint32_t len)
 /* Any transfer of chunk c in progress, from any peer. */
 static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk)
 {
-	for (int i = 0; i < sw->nxfers; i++)
-		if (sw->xfers[i].chunk == chunk)
-			return &sw->xfers[i];
+	for (int i = 0; i < sw->pipe.nxfers; i++)
+		if (sw->pipe.xfers[i].chunk == chunk)
+			return &sw->pipe.xfers[i];
 	return NULL;
 }
 
 /* Chunk c needs no fetching: readable, the VM's own, in flight or being verified. */
 static int chunk_settled_or_busy(struct swarm *sw, uint32_t c)
 {
-	return bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c) ||
-	       bit_get(sw->fetching, c);
+	return bit_get(sw->chunks.avail, c) || bit_get(sw->chunks.local, c) ||
+	       bit_get(sw->pipe.verifying, c) || bit_get(sw->pipe.fetching, c);
 }
 
 /* Request all blocks of chunk c from sp at priority prio. */
 static void xfer_start(struct swarm *sw, struct speer *sp, uint32_t c, uint8_t prio)
 {
 	const struct manifest_entry *e = entry_of(sw, c);
-	struct xfer *x = &sw->xfers[sw->nxfers++];
+	struct xfer *x = &sw->pipe.xfers[sw->pipe.nxfers++];
 
 	x->chunk = c;
 	x->gen = e->gen;
@@ -1226,7 +1291,7 @@ static void xfer_start(struct swarm *sw, struct speer *sp, uint32_t c, uint8_t p
 	x->prio = prio;
 	x->blocks_missing =
 	    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
-	bit_set(sw->fetching, c);
+	bit_set(sw->pipe.fetching, c);
 	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
 		struct wire_msg m = {.type = WIRE_REQUEST};
 
@@ -1285,15 +1350,15 @@ static void verify_done(void *arg)
 	struct swarm *sw = j->sw;
 	uint32_t page = j->chunk / MANIFEST_PAGE_ENTRIES;
 
-	sw->nverifying--;
-	bit_clear(sw->verifying, j->chunk);
+	sw->pipe.nverifying--;
+	bit_clear(sw->pipe.verifying, j->chunk);
 	chunk_wake(sw, j->chunk); /* a write of it whole may go now, whatever the result */
-	if (bit_get(sw->stale, j->chunk)) {
+	if (bit_get(sw->gens.stale, j->chunk)) {
 		/* A delta changed the chunk meanwhile: what was written is of an older
 		 * generation (never marked: put_begin cleared the mark). */
 		const struct manifest_entry *e = entry_of(sw, j->chunk);
 
-		bit_clear(sw->stale, j->chunk);
+		bit_clear(sw->gens.stale, j->chunk);
 		if (e != NULL && (e->flags & MANIFEST_F_ZERO)) {
 			if (chunk_put_zero(sw, j->chunk, e) != 0)
 				finish_run(sw, -1);
@@ -1314,7 +1379,7 @@ static void verify_done(void *arg)
 		}
 		sw->last_progress_ns = now_ns();
 		/* (A page fetched again counts its chunks anew when it is back.) */
-		if (sw->page_status[page] == PAGE_LOADED && --sw->page_left[page] == 0)
+		if (sw->pages.status[page] == PAGE_LOADED && --sw->pages.left[page] == 0)
 			page_done(sw, page);
 		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
 			commit_start(sw);
@@ -1327,11 +1392,11 @@ static void verify_done(void *arg)
 		         j->chunk, j->from_name);
 		want_push(sw, j->chunk);
 		/* Never dial that address again (by value: the table may have been compacted). */
-		for (int i = 0; j->from_dialled && i < sw->naddrs; i++)
-			if (sw->addrs[i].where.port == j->from_where.port &&
-			    strcmp(sw->addrs[i].where.host, j->from_where.host) == 0)
-				sw->addrs[i].dead = 1;
-		for (struct speer *sp = sw->peers; sp; sp = sp->next)
+		for (int i = 0; j->from_dialled && i < sw->conn.naddrs; i++)
+			if (sw->conn.addrs[i].where.port == j->from_where.port &&
+			    strcmp(sw->conn.addrs[i].where.host, j->from_where.host) == 0)
+				sw->conn.addrs[i].dead = 1;
+		for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 			if (sp->id == j->from_id) {
 				peer_close_bad_chunk(sp->p, j->chunk, j->gen,
 				                     "chunk %u failed verification", j->chunk);
@@ -1354,13 +1419,13 @@ static void verify_done(void *arg)
  */
 static void basis_pump(struct swarm *sw)
 {
-	while (sw->nbasis_q > 0 && sw->nverifying < SWARM_VERIFY_MAX && !sw->finished) {
-		uint32_t c = sw->basis_q[--sw->nbasis_q];
+	while (sw->pipe.nbasis_q > 0 && sw->pipe.nverifying < SWARM_VERIFY_MAX && !sw->finished) {
+		uint32_t c = sw->pipe.basis_q[--sw->pipe.nbasis_q];
 		const struct manifest_entry *e = entry_of(sw, c);
 		struct verify_job *j;
 
-		if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c) ||
-		    bit_get(sw->fetching, c))
+		if (bit_get(sw->chunks.avail, c) || bit_get(sw->chunks.local, c) ||
+		    bit_get(sw->pipe.verifying, c) || bit_get(sw->pipe.fetching, c))
 			continue; /* a fault fetched it meanwhile, or the VM wrote it */
 		if (e == NULL)
 			continue; /* its page is being fetched again: queued anew then */
@@ -1376,11 +1441,11 @@ static void basis_pump(struct swarm *sw)
 		j->buf = xmalloc(j->len);
 		memcpy(j->hash, e->hash, VCRYPTO_HASH_LEN);
 		j->from_source = 0;
-		j->basis_fd = sw->basis_fd;
+		j->basis_fd = sw->pipe.basis_fd;
 		snprintf(j->from_name, sizeof(j->from_name), "the basis");
-		bit_set(sw->verifying, c);
-		sw->nverifying++;
-		workq_push(sw->verifyq, verify_run, verify_done, j);
+		bit_set(sw->pipe.verifying, c);
+		sw->pipe.nverifying++;
+		workq_push(sw->pipe.verifyq, verify_run, verify_done, j);
 	}
 }
 
@@ -1395,8 +1460,8 @@ static struct xfer *cancel_copies_keep(struct swarm *sw, struct xfer *x)
 	struct speer *from = x->from;
 
 	/* Backwards: xfer_drop moves the last entry, already visited, into slot i. */
-	for (int i = sw->nxfers - 1; i >= 0; i--) {
-		struct xfer *o = &sw->xfers[i];
+	for (int i = sw->pipe.nxfers - 1; i >= 0; i--) {
+		struct xfer *o = &sw->pipe.xfers[i];
 
 		if (o->chunk != chunk || o->from == from)
 			continue;
@@ -1434,15 +1499,15 @@ static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
 	j->from_id = x->from->id;
 	if (x->from->addr >= 0) {
 		j->from_dialled = 1;
-		j->from_where = sw->addrs[x->from->addr].where;
+		j->from_where = sw->conn.addrs[x->from->addr].where;
 	}
 	j->from_source = x->from->p->is_source;
 	j->basis_fd = -1;
 	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
 	xfer_drop(sw, x, 0);
-	bit_set(sw->verifying, j->chunk);
-	sw->nverifying++;
-	workq_push(sw->verifyq, verify_run, verify_done, j);
+	bit_set(sw->pipe.verifying, j->chunk);
+	sw->pipe.nverifying++;
+	workq_push(sw->pipe.verifyq, verify_run, verify_done, j);
 }
 
 struct commit_job {
@@ -1467,10 +1532,10 @@ static void commit_done(void *arg)
 {
 	struct commit_job *j = arg;
 	struct swarm *sw = j->sw;
-	struct flush_waiter *w = sw->flush_cur;
+	struct flush_waiter *w = sw->pipe.flush_cur;
 	int result = j->result;
-	sw->committing = 0;
-	sw->flush_cur = NULL;
+	sw->pipe.committing = 0;
+	sw->pipe.flush_cur = NULL;
 	if (j->batch != NULL && store_commit_end(&sw->store, j->batch, j->result) < 0)
 		result = -1;
 	free(j);
@@ -1485,7 +1550,7 @@ static void commit_done(void *arg)
 		log_error("cannot make the image durable: stopping");
 		finish_run(sw, -1);
 	}
-	if (sw->flush_next != NULL)
+	if (sw->pipe.flush_next != NULL)
 		commit_start(sw);
 	fetch_schedule(sw);
 }
@@ -1500,19 +1565,19 @@ static void commit_start(struct swarm *sw)
 	struct commit_job *j;
 	struct store_batch *b;
 
-	if (sw->committing || !sw->store_open)
+	if (sw->pipe.committing || !sw->store_open)
 		return;
 	b = store_commit_begin(&sw->store);
-	if (b == NULL && sw->flush_next == NULL)
+	if (b == NULL && sw->pipe.flush_next == NULL)
 		return;
 	j = xcalloc(1, sizeof(*j));
 	j->sw = sw;
 	j->batch = b;
-	sw->committing = 1;
-	sw->flush_cur = sw->flush_next;
-	sw->flush_next = NULL;
-	sw->last_commit_ns = now_ns();
-	workq_push(sw->syncq, commit_run, commit_done, j);
+	sw->pipe.committing = 1;
+	sw->pipe.flush_cur = sw->pipe.flush_next;
+	sw->pipe.flush_next = NULL;
+	sw->pipe.last_commit_ns = now_ns();
+	workq_push(sw->pipe.syncq, commit_run, commit_done, j);
 }
 
 /* ---- Generations (fetch side): deltas and newer roots ------------------ */
@@ -1525,24 +1590,24 @@ static void commit_start(struct swarm *sw)
  */
 static void chunk_stale(struct swarm *sw, uint32_t c)
 {
-	if (bit_get(sw->local, c))
+	if (bit_get(sw->chunks.local, c))
 		return;
 	xfer_cancel_chunk(sw, c);
-	if (bit_get(sw->verifying, c))
-		bit_set(sw->stale, c); /* verify_done drops the result */
-	if (bit_get(sw->serve_map, c)) {
-		bit_clear(sw->serve_map, c);
-		sw->nserve--;
+	if (bit_get(sw->pipe.verifying, c))
+		bit_set(sw->gens.stale, c); /* verify_done drops the result */
+	if (bit_get(sw->serve.map, c)) {
+		bit_clear(sw->serve.map, c);
+		sw->serve.nchunks--;
 	}
-	if (bit_get(sw->zeroed, c)) {
-		bit_clear(sw->zeroed, c);
-		sw->zeroed_bytes -= manifest_chunk_len(&sw->root, c);
+	if (bit_get(sw->chunks.zeroed, c)) {
+		bit_clear(sw->chunks.zeroed, c);
+		sw->chunks.zeroed_bytes -= manifest_chunk_len(&sw->root, c);
 	}
-	if (bit_get(sw->avail, c)) {
-		bit_clear(sw->avail, c);
-		sw->avail_bytes -= manifest_chunk_len(&sw->root, c);
+	if (bit_get(sw->chunks.avail, c)) {
+		bit_clear(sw->chunks.avail, c);
+		sw->chunks.avail_bytes -= manifest_chunk_len(&sw->root, c);
 	}
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 		if (sp->have != NULL)
 			have_clear(sw, sp, c);
 }
@@ -1560,9 +1625,9 @@ static int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_en
 	if (store_put_zero(&sw->store, c, e->gen) != 0)
 		return -1;
 	chunk_now_available(sw, c);
-	bit_clear(sw->changed, c);
+	bit_clear(sw->gens.changed, c);
 	serve_add(sw, c, e->gen, 1);
-	if (--sw->page_left[page] == 0)
+	if (--sw->pages.left[page] == 0)
 		page_done(sw, page);
 	return 0;
 }
@@ -1581,22 +1646,22 @@ static void page_reopen(struct swarm *sw, uint32_t pg, int all)
 		for (uint32_t i = 0; i < n; i++)
 			chunk_stale(sw, pg * MANIFEST_PAGE_ENTRIES + i);
 	/* Not asked yet, or asked: the answer is checked against the new root. */
-	if (sw->page_status[pg] == PAGE_LOADED || sw->page_status[pg] == PAGE_DONE)
+	if (sw->pages.status[pg] == PAGE_LOADED || sw->pages.status[pg] == PAGE_DONE)
 		page_unask(sw, pg);
 }
 
 /* The root changed (a delta or a newer root): everything that depends on it follows. */
 static void root_changed(struct swarm *sw, int was_final)
 {
-	free(sw->root_blob);
-	if (manifest_root_encode(&sw->root, &sw->root_blob, &sw->root_blob_len) != 0)
+	free(sw->serve.root_blob);
+	if (manifest_root_encode(&sw->root, &sw->serve.root_blob, &sw->serve.root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 	if (sw->complete) {
 		/* Complete again only at the new generation; a new receipt for it. */
 		sw->complete = 0;
-		sw->receipt_made = 0;
-		sw->receipt_sent = 0;
-		sw->receipt_warned = 0;
+		sw->receipts.made = 0;
+		sw->receipts.sent = 0;
+		sw->receipts.warned = 0;
 		sw->st.receipt_acked = 0;
 	}
 	sw->last_progress_ns = now_ns();
@@ -1624,7 +1689,7 @@ static int delta_check_pages(struct swarm *sw, const struct manifest_delta *d)
 
 		if (pg >= sw->root.page_count)
 			return -1;
-		if (sw->page_entries[pg] == NULL) {
+		if (sw->pages.entries[pg] == NULL) {
 			while (k < d->nchanges && d->changes[k].chunk / MANIFEST_PAGE_ENTRIES == pg)
 				k++;
 			continue;
@@ -1632,7 +1697,7 @@ static int delta_check_pages(struct swarm *sw, const struct manifest_delta *d)
 		n = manifest_page_len(&sw->root, pg);
 		if (tmp == NULL)
 			tmp = xmalloc(MANIFEST_PAGE_ENTRIES * sizeof(*tmp));
-		memcpy(tmp, sw->page_entries[pg], n * sizeof(*tmp));
+		memcpy(tmp, sw->pages.entries[pg], n * sizeof(*tmp));
 		for (; k < d->nchanges && d->changes[k].chunk / MANIFEST_PAGE_ENTRIES == pg; k++)
 			tmp[d->changes[k].chunk % MANIFEST_PAGE_ENTRIES] = d->changes[k].entry;
 		manifest_entries_hash(tmp, n, h);
@@ -1648,23 +1713,23 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 	for (uint32_t k = 0; k < d->nchanges; k++) {
 		uint32_t c = d->changes[k].chunk, pg = c / MANIFEST_PAGE_ENTRIES;
 		const struct manifest_entry *e = &d->changes[k].entry;
-		int was_held = bit_get(sw->avail, c) && !bit_get(sw->local, c);
+		int was_held = bit_get(sw->chunks.avail, c) && !bit_get(sw->chunks.local, c);
 
 		chunk_stale(sw, c);
-		if (!bit_get(sw->local, c))
-			bit_set(sw->changed, c);
-		if (sw->page_status[pg] != PAGE_LOADED) {
-			if (!bit_get(sw->local, c))
+		if (!bit_get(sw->chunks.local, c))
+			bit_set(sw->gens.changed, c);
+		if (sw->pages.status[pg] != PAGE_LOADED) {
+			if (!bit_get(sw->chunks.local, c))
 				page_reopen(sw, pg,
 				            0); /* a DONE page comes back for the new entry */
 			continue;
 		}
-		sw->page_entries[pg][c % MANIFEST_PAGE_ENTRIES] = *e;
-		if (bit_get(sw->local, c))
+		sw->pages.entries[pg][c % MANIFEST_PAGE_ENTRIES] = *e;
+		if (bit_get(sw->chunks.local, c))
 			continue;
 		if (was_held)
-			sw->page_left[pg]++;
-		if (bit_get(sw->verifying, c))
+			sw->pages.left[pg]++;
+		if (bit_get(sw->pipe.verifying, c))
 			continue; /* verify_done looks at the new entry */
 		if (e->flags & MANIFEST_F_ZERO) {
 			if (chunk_put_zero(sw, c, e) != 0) {
@@ -1676,14 +1741,14 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 		}
 	}
 	/* Keep the pages file in step with the pages we hold. */
-	for (uint32_t i = 0; i < d->npages && sw->pages_fd >= 0; i++) {
+	for (uint32_t i = 0; i < d->npages && sw->pages.fd >= 0; i++) {
 		uint32_t pg = d->page[i];
 
-		if (sw->page_entries[pg] == NULL)
+		if (sw->pages.entries[pg] == NULL)
 			continue;
-		manifest_entries_encode(sw->page_entries[pg], manifest_page_len(&sw->root, pg),
-		                        sw->page_buf);
-		if (write_at(sw->pages_fd, sw->page_buf,
+		manifest_entries_encode(sw->pages.entries[pg], manifest_page_len(&sw->root, pg),
+		                        sw->serve.page_buf);
+		if (write_at(sw->pages.fd, sw->serve.page_buf,
 		             (size_t)manifest_page_len(&sw->root, pg) * MANIFEST_ENTRY_LEN,
 		             (uint64_t)pg * MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN) != 0)
 			log_debug("cannot keep page %u: %s", pg, strerror(errno));
@@ -1704,10 +1769,10 @@ static void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_ro
 	manifest_root_free(&sw->root);
 	sw->root = *r; /* takes r->page_hash */
 	memset(r, 0, sizeof(*r));
-	free(sw->last_delta);
-	free(sw->carried); /* it does not lead to this root */
-	sw->last_delta = NULL;
-	sw->last_delta_len = 0;
+	free(sw->gens.last_delta);
+	free(sw->live.carried); /* it does not lead to this root */
+	sw->gens.last_delta = NULL;
+	sw->gens.last_delta_len = 0;
 	root_changed(sw, was_final);
 	check_pages(sw, "a newer root");
 }
@@ -1756,7 +1821,7 @@ static void on_delta(struct speer *sp, const struct wire_msg *m)
 		          sp->p->name, (unsigned long long)d.old_gen,
 		          (unsigned long long)d.new_gen);
 		if (sp->addr >= 0)
-			sw->addrs[sp->addr].dead = 1;
+			sw->conn.addrs[sp->addr].dead = 1;
 		manifest_delta_free(&d);
 		peer_close_error(sp->p, WIRE_E_BAD_DATA, "delta does not verify");
 		return;
@@ -1767,10 +1832,10 @@ static void on_delta(struct speer *sp, const struct wire_msg *m)
 	          sp->p->name, d.nchanges,
 	          (d.root_flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
 	/* Passed on first: the HAVEs that applying it may send must follow it. */
-	free(sw->last_delta);
-	sw->last_delta = xmalloc(m->u.blob.len);
-	memcpy(sw->last_delta, m->u.blob.data, m->u.blob.len);
-	sw->last_delta_len = m->u.blob.len;
+	free(sw->gens.last_delta);
+	sw->gens.last_delta = xmalloc(m->u.blob.len);
+	memcpy(sw->gens.last_delta, m->u.blob.data, m->u.blob.len);
+	sw->gens.last_delta_len = m->u.blob.len;
 	delta_broadcast(sw, sp);
 	delta_adopt(sw, &d);
 	manifest_delta_free(&d);
@@ -1857,7 +1922,7 @@ static void on_receipt_ack(struct speer *sp, const struct wire_msg *m)
 		log_warn("the source refused our receipt: %.*s", (int)m->u.error.text_len,
 		         m->u.error.text);
 	}
-	if (sw->complete && !sw->keep_running)
+	if (sw->complete && !sw->exp.keep_running)
 		finish_run(sw, 0);
 }
 
@@ -1871,16 +1936,16 @@ static int ask_page(struct swarm *sw, uint32_t page)
 	struct wire_msg m = {.type = WIRE_GET_PAGE};
 	struct speer *best = NULL;
 
-	if (sw->page_status[page] != PAGE_NONE)
+	if (sw->pages.status[page] != PAGE_NONE)
 		return 0;
 	/*
 	 * Pages come from the source, or else from a destination that holds the
 	 * whole volume (a mirror): only those keep every page (§7.1).
 	 */
-	for (struct speer *sp = sw->peers; sp && best == NULL; sp = sp->next)
+	for (struct speer *sp = sw->conn.peers; sp && best == NULL; sp = sp->next)
 		if (sp->p->state == PEER_READY && sp->p->is_source && sp->root_seen)
 			best = sp;
-	for (struct speer *sp = sw->peers; sp && best == NULL; sp = sp->next)
+	for (struct speer *sp = sw->conn.peers; sp && best == NULL; sp = sp->next)
 		if (sp->p->state == PEER_READY && sp->root_seen && sp->have != NULL &&
 		    sp->nhave == sw->root.chunk_count)
 			best = sp;
@@ -1889,19 +1954,19 @@ static int ask_page(struct swarm *sw, uint32_t page)
 	m.u.get_page.page = page;
 	if (peer_send(best->p, &m) != 0)
 		return -1;
-	sw->page_status[page] = PAGE_ASKED;
-	sw->page_from[page] = best;
-	sw->pages_held++;
+	sw->pages.status[page] = PAGE_ASKED;
+	sw->pages.from[page] = best;
+	sw->pages.held++;
 	return 0;
 }
 
 /* Ask for pages in order while the window has room. */
 static void ask_pages(struct swarm *sw)
 {
-	while (sw->pages_held < SWARM_PAGE_WINDOW && sw->next_page < sw->root.page_count) {
-		if (ask_page(sw, sw->next_page) != 0)
+	while (sw->pages.held < SWARM_PAGE_WINDOW && sw->pages.next < sw->root.page_count) {
+		if (ask_page(sw, sw->pages.next) != 0)
 			return;
-		sw->next_page++;
+		sw->pages.next++;
 	}
 }
 
@@ -1922,11 +1987,11 @@ static void want_compact(struct swarm *sw)
 {
 	uint32_t j = 0;
 
-	for (uint32_t i = 0; i < sw->nwant; i++)
-		if (!chunk_settled_or_busy(sw, sw->want[i]))
-			sw->want[j++] = sw->want[i];
-	sw->nwant = j;
-	sw->want_dead = 0;
+	for (uint32_t i = 0; i < sw->want.n; i++)
+		if (!chunk_settled_or_busy(sw, sw->want.list[i]))
+			sw->want.list[j++] = sw->want.list[i];
+	sw->want.n = j;
+	sw->want.dead = 0;
 }
 
 /*
@@ -1937,7 +2002,7 @@ static void want_compact(struct swarm *sw)
  */
 static long pick_rarest(struct swarm *sw, const struct speer *sp, int *live)
 {
-	uint32_t n = sw->nwant, start, best_n = UINT32_MAX;
+	uint32_t n = sw->want.n, start, best_n = UINT32_MAX;
 	long best = -1;
 
 	*live = 0;
@@ -1945,17 +2010,17 @@ static long pick_rarest(struct swarm *sw, const struct speer *sp, int *live)
 		return -1;
 	start = rand_below(sw, n);
 	for (uint32_t k = 0; k < n; k++) {
-		uint32_t i = start + k < n ? start + k : start + k - n, c = sw->want[i];
+		uint32_t i = start + k < n ? start + k : start + k - n, c = sw->want.list[i];
 
 		if (chunk_settled_or_busy(sw, c)) {
-			sw->want_dead++;
+			sw->want.dead++;
 			continue;
 		}
 		*live = 1;
 		if (!bit_get(sp->have, c) || entry_of(sw, c) == NULL)
 			continue;
-		if (sw->holders[c] < best_n) {
-			best_n = sw->holders[c];
+		if (sw->chunks.holders[c] < best_n) {
+			best_n = sw->chunks.holders[c];
 			best = (long)i;
 			if (best_n <= 1)
 				break; /* only sp has it: none is rarer */
@@ -1974,14 +2039,14 @@ static int pick_endgame(struct swarm *sw, const struct speer *sp, uint32_t *chun
 {
 	int best = -1, best_missing = 0;
 
-	for (int i = 0; i < sw->nxfers; i++) {
-		const struct xfer *x = &sw->xfers[i];
+	for (int i = 0; i < sw->pipe.nxfers; i++) {
+		const struct xfer *x = &sw->pipe.xfers[i];
 		int copies = 0, missing = __builtin_popcountll(x->blocks_missing);
 
 		if (x->from == sp || !bit_get(sp->have, x->chunk) || missing <= best_missing)
 			continue;
-		for (int k = 0; k < sw->nxfers; k++)
-			copies += sw->xfers[k].chunk == x->chunk;
+		for (int k = 0; k < sw->pipe.nxfers; k++)
+			copies += sw->pipe.xfers[k].chunk == x->chunk;
 		if (copies >= 2 || xfer_find(sw, x->chunk, sp) != NULL)
 			continue;
 		best = i;
@@ -1989,7 +2054,7 @@ static int pick_endgame(struct swarm *sw, const struct speer *sp, uint32_t *chun
 	}
 	if (best < 0)
 		return -1;
-	*chunk = sw->xfers[best].chunk;
+	*chunk = sw->pipe.xfers[best].chunk;
 	return 0;
 }
 
@@ -2003,20 +2068,20 @@ static void fill_pipeline(struct swarm *sw, struct speer *sp)
 			return;
 		sp->busy_until_ns = 0;
 	}
-	while (sp->inflight_bytes < cap && sw->nxfers < SWARM_XFER_MAX &&
-	       sw->nverifying < SWARM_VERIFY_MAX) {
+	while (sp->inflight_bytes < cap && sw->pipe.nxfers < SWARM_XFER_MAX &&
+	       sw->pipe.nverifying < SWARM_VERIFY_MAX) {
 		int live;
 		long i;
 		uint32_t c;
 
 		/* Before the pick: compacting moves the entries its index points into. */
-		if (sw->want_dead > sw->nwant / 2 + 64)
+		if (sw->want.dead > sw->want.n / 2 + 64)
 			want_compact(sw);
 		i = pick_rarest(sw, sp, &live);
 		if (i >= 0) {
-			c = sw->want[i];
-			sw->want[i] = sw->want[--sw->nwant];
-		} else if (live || sw->next_page < sw->root.page_count ||
+			c = sw->want.list[i];
+			sw->want.list[i] = sw->want.list[--sw->want.n];
+		} else if (live || sw->pages.next < sw->root.page_count ||
 		           pick_endgame(sw, sp, &c) != 0) {
 			return;
 		}
@@ -2029,7 +2094,7 @@ static struct speer *best_peer_for(struct swarm *sw, uint32_t c)
 {
 	struct speer *best = NULL;
 
-	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		if (!sp->root_seen || sp->p->state != PEER_READY || !bit_get(sp->have, c))
 			continue;
 		if (best == NULL || (sp->p->is_source && !best->p->is_source) ||
@@ -2051,7 +2116,8 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 	struct xfer *x;
 	struct speer *sp;
 
-	if (bit_get(sw->avail, c) || bit_get(sw->local, c) || bit_get(sw->verifying, c))
+	if (bit_get(sw->chunks.avail, c) || bit_get(sw->chunks.local, c) ||
+	    bit_get(sw->pipe.verifying, c))
 		return;
 	if (entry_of(sw, c) == NULL) {
 		/* Out of the window's order; on_page requests c when it arrives. */
@@ -2081,7 +2147,7 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
 		}
 		return;
 	}
-	if (sw->nxfers >= SWARM_XFER_MAX)
+	if (sw->pipe.nxfers >= SWARM_XFER_MAX)
 		return; /* retried from fetch_schedule */
 	sp = best_peer_for(sw, c);
 	if (sp != NULL)
@@ -2096,8 +2162,8 @@ static void fetch_urgent(struct swarm *sw, uint32_t c)
  */
 static void source_offload(struct swarm *sw, uint32_t c)
 {
-	for (int i = 0; i < sw->nxfers; i++) {
-		struct xfer *x = &sw->xfers[i];
+	for (int i = 0; i < sw->pipe.nxfers; i++) {
+		struct xfer *x = &sw->pipe.xfers[i];
 		uint64_t all =
 		    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
 
@@ -2115,24 +2181,24 @@ static void fetch_schedule(struct swarm *sw)
 	if (sw->o.role != SWARM_FETCH || !sw->have_root || sw->finished)
 		return;
 	/* Faults first: prune the settled ones, (re)try the rest. */
-	for (uint32_t i = 0; i < sw->nurgent;) {
-		uint32_t c = sw->urgent_list[i];
+	for (uint32_t i = 0; i < sw->faults.nlist;) {
+		uint32_t c = sw->faults.list[i];
 
-		if (!bit_get(sw->urgent, c)) {
-			sw->urgent_list[i] = sw->urgent_list[--sw->nurgent];
+		if (!bit_get(sw->faults.urgent, c)) {
+			sw->faults.list[i] = sw->faults.list[--sw->faults.nlist];
 			continue;
 		}
 		fetch_urgent(sw, c);
 		i++;
 	}
-	if (sw->nbasis_q > 0)
+	if (sw->pipe.nbasis_q > 0)
 		basis_pump(sw);
 	if (!sw->o.lazy) {
 		ask_pages(sw);
 		/* Other destinations first: the source's upload is the scarcest, keep
 		 * it for the chunks only the source has. */
 		for (int source = 0; source < 2; source++)
-			for (struct speer *sp = sw->peers; sp; sp = sp->next)
+			for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 				if (sp->root_seen && sp->p->state == PEER_READY &&
 				    sp->p->is_source == source)
 					fill_pipeline(sw, sp);
@@ -2146,17 +2212,17 @@ static const uint8_t *receipt_blob(struct swarm *sw)
 {
 	struct manifest_receipt rc;
 
-	if (!sw->receipt_made) {
+	if (!sw->receipts.made) {
 		memset(&rc, 0, sizeof(rc));
 		memcpy(rc.volume_id, sw->root.volume_id, MANIFEST_ID_LEN);
 		rc.generation = sw->root.generation;
 		memcpy(rc.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN);
 		rc.timestamp = (uint64_t)time(NULL);
 		manifest_receipt_sign(&rc, sw->o.identity);
-		manifest_receipt_encode(&rc, sw->receipt_blob);
-		sw->receipt_made = 1;
+		manifest_receipt_encode(&rc, sw->receipts.blob);
+		sw->receipts.made = 1;
 	}
-	return sw->receipt_blob;
+	return sw->receipts.blob;
 }
 
 /* Send the receipt to the source, if connected (trackers get it in fetch_check_complete). */
@@ -2166,10 +2232,10 @@ static void send_receipt(struct swarm *sw)
 
 	m.u.blob.data = receipt_blob(sw);
 	m.u.blob.len = MANIFEST_RECEIPT_LEN;
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 		if (sp->p->state == PEER_READY && sp->p->is_source && root_final(sw) &&
 		    peer_send(sp->p, &m) == 0) {
-			sw->receipt_sent = 1;
+			sw->receipts.sent = 1;
 			log_info("sent completion receipt to the source (%s)", sp->p->name);
 			return;
 		}
@@ -2177,11 +2243,11 @@ static void send_receipt(struct swarm *sw)
 
 static void fetch_check_complete(struct swarm *sw)
 {
-	if (sw->complete || sw->pages_done < sw->root.page_count || sw->nxfers > 0 ||
-	    sw->nverifying > 0)
+	if (sw->complete || sw->pages.done < sw->root.page_count || sw->pipe.nxfers > 0 ||
+	    sw->pipe.nverifying > 0)
 		return;
 	/* Everything is written: complete once the last of it is durable. */
-	if (sw->committing || sw->store.npending > 0) {
+	if (sw->pipe.committing || sw->store.npending > 0) {
 		commit_start(sw);
 		return;
 	}
@@ -2196,11 +2262,11 @@ static void fetch_check_complete(struct swarm *sw)
 	         "already present, %llu zero",
 	         (unsigned long long)sw->root.generation, (unsigned long long)sw->st.chunks_fetched,
 	         (unsigned long long)sw->st.chunks_resumed, (unsigned long long)sw->st.chunks_zero);
-	sw->receipt_deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * NS_PER_S;
+	sw->receipts.deadline_ns = now_ns() + (uint64_t)SWARM_RECEIPT_WAIT_S * NS_PER_S;
 	send_receipt(sw);
-	for (int i = 0; i < sw->ntrackers; i++) {
-		tclient_completed(sw->trackers[i]);
-		tclient_post_receipt(sw->trackers[i], receipt_blob(sw));
+	for (int i = 0; i < sw->conn.ntrackers; i++) {
+		tclient_completed(sw->conn.trackers[i]);
+		tclient_post_receipt(sw->conn.trackers[i], receipt_blob(sw));
 	}
 }
 
@@ -2212,20 +2278,20 @@ static struct speer *speer_new(struct swarm *sw, int addr)
 
 	sp->sw = sw;
 	sp->addr = addr;
-	sp->id = ++sw->next_speer_id;
+	sp->id = ++sw->conn.next_id;
 	sp->cur_chunk = -1;
-	sp->next = sw->peers;
-	sw->peers = sp;
-	sw->npeers++;
+	sp->next = sw->conn.peers;
+	sw->conn.peers = sp;
+	sw->conn.npeers++;
 	return sp;
 }
 
 static void speer_unlink_free(struct swarm *sw, struct speer *sp)
 {
-	for (struct speer **pp = &sw->peers; *pp; pp = &(*pp)->next)
+	for (struct speer **pp = &sw->conn.peers; *pp; pp = &(*pp)->next)
 		if (*pp == sp) {
 			*pp = sp->next;
-			sw->npeers--;
+			sw->conn.npeers--;
 			break;
 		}
 	free(sp->have);
@@ -2235,7 +2301,7 @@ static void speer_unlink_free(struct swarm *sw, struct speer *sp)
 /* A READY peer other than sp that authenticated with key id, or NULL. */
 static struct speer *speer_by_identity(struct swarm *sw, const uint8_t *id, const struct speer *sp)
 {
-	for (struct speer *o = sw->peers; o; o = o->next)
+	for (struct speer *o = sw->conn.peers; o; o = o->next)
 		if (o != sp && o->p->state == PEER_READY &&
 		    memcmp(o->p->identity, id, VCRYPTO_PK_LEN) == 0)
 			return o;
@@ -2256,7 +2322,7 @@ static int drop_duplicate(struct swarm *sw, struct speer *sp)
 
 	if (memcmp(p->identity, sw->o.identity->pk, VCRYPTO_PK_LEN) == 0) {
 		if (sp->addr >= 0)
-			sw->addrs[sp->addr].dead = 1;
+			sw->conn.addrs[sp->addr].dead = 1;
 		peer_close(p, "this is ourselves");
 		return 1;
 	}
@@ -2278,7 +2344,7 @@ static void on_ready(struct peer *p)
 	struct wire_msg m = {.type = WIRE_GET_ROOT};
 
 	if (sp->addr >= 0) {
-		struct addr *a = &sp->sw->addrs[sp->addr];
+		struct addr *a = &sp->sw->conn.addrs[sp->addr];
 
 		a->backoff_s = 0;
 		a->fails = 0;
@@ -2290,7 +2356,7 @@ static void on_ready(struct peer *p)
 	log_info("peer %s: connected%s", p->name, p->is_source ? " (source)" : "");
 	if (sp->sw->o.role == SWARM_FETCH) {
 		peer_send(p, &m);
-		if (sp->sw->complete && !sp->sw->receipt_sent && root_final(sp->sw))
+		if (sp->sw->complete && !sp->sw->receipts.sent && root_final(sp->sw))
 			send_receipt(sp->sw);
 	}
 }
@@ -2381,10 +2447,10 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 			have_set(sw, sp, m->u.have.chunk);
 			if (!sp->p->is_source)
 				source_offload(sw, m->u.have.chunk);
-			if (bit_get(sw->changed, m->u.have.chunk)) {
+			if (bit_get(sw->gens.changed, m->u.have.chunk)) {
 				/* Changed by the source's VM: ahead of the background, so that
 				 * the copy converges (and write-through writes complete). */
-				bit_clear(sw->changed, m->u.have.chunk);
+				bit_clear(sw->gens.changed, m->u.have.chunk);
 				swarm_fault(sw, m->u.have.chunk, 1);
 			}
 			fetch_schedule(sw);
@@ -2415,7 +2481,7 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 	struct swarm *sw = sp->sw;
 
 	if (sp->addr >= 0) {
-		struct addr *a = &sw->addrs[sp->addr];
+		struct addr *a = &sw->conn.addrs[sp->addr];
 
 		a->sp = NULL;
 		snprintf(a->last_error, sizeof(a->last_error), "%s", reason);
@@ -2436,14 +2502,14 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 		for (uint32_t c = 0; c < sw->root.chunk_count; c++)
 			have_clear(sw, sp, c);
 	if (sp->slot)
-		sw->slots_used--;
+		sw->serve.slots_used--;
 	/* Give back what was in flight from this peer. */
-	for (int i = sw->nxfers - 1; i >= 0; i--)
-		if (sw->xfers[i].from == sp)
-			xfer_drop(sw, &sw->xfers[i], 1);
-	if (sw->page_status != NULL)
+	for (int i = sw->pipe.nxfers - 1; i >= 0; i--)
+		if (sw->pipe.xfers[i].from == sp)
+			xfer_drop(sw, &sw->pipe.xfers[i], 1);
+	if (sw->pages.status != NULL)
 		for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
-			if (sw->page_status[pg] == PAGE_ASKED && sw->page_from[pg] == sp)
+			if (sw->pages.status[pg] == PAGE_ASKED && sw->pages.from[pg] == sp)
 				page_unask(sw, pg);
 	speer_unlink_free(sw, sp);
 	fetch_schedule(sw);
@@ -2451,11 +2517,11 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 
 static void conn_dial(struct swarm *sw, int i)
 {
-	struct addr *a = &sw->addrs[i];
+	struct addr *a = &sw->conn.addrs[i];
 	struct speer *sp = speer_new(sw, i);
 
 	a->sp = sp;
-	sp->p = peer_connect(&sw->ctx, a->where.host, a->where.port, sp);
+	sp->p = peer_connect(&sw->conn.ctx, a->where.host, a->where.port, sp);
 	if (sp->p == NULL) {
 		/* Failed at once; peer_connect does not call on_close then. */
 		a->sp = NULL;
@@ -2471,13 +2537,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct speer *sp;
 
 	(void)l;
-	if (sw->npeers >= SWARM_PEERS_MAX || sw->finished) {
-		log_debug("refusing a connection: %d peers already", sw->npeers);
+	if (sw->conn.npeers >= SWARM_PEERS_MAX || sw->finished) {
+		log_debug("refusing a connection: %d peers already", sw->conn.npeers);
 		evutil_closesocket(fd);
 		return;
 	}
 	sp = speer_new(sw, -1);
-	sp->p = peer_accept(&sw->ctx, fd, sa, salen, sp);
+	sp->p = peer_accept(&sw->conn.ctx, fd, sa, salen, sp);
 	if (sp->p == NULL)
 		speer_unlink_free(sw, sp);
 }
@@ -2485,13 +2551,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 /* Update every peer's measured delivery rate (bytes/s, smoothed over about a second). */
 static void rates_update(struct swarm *sw, uint64_t now)
 {
-	double dt = (double)(now - sw->last_rate_ns) / NS_PER_S;
+	double dt = (double)(now - sw->rates.last_ns) / NS_PER_S;
 
-	if (sw->last_rate_ns == 0 || dt <= 0) {
-		sw->last_rate_ns = now;
+	if (sw->rates.last_ns == 0 || dt <= 0) {
+		sw->rates.last_ns = now;
 		return;
 	}
-	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		double inst = (double)sp->rx_bytes / dt;
 
 		sp->rate = sp->rate == 0 ? inst : 0.75 * sp->rate + 0.25 * inst;
@@ -2500,16 +2566,16 @@ static void rates_update(struct swarm *sw, uint64_t now)
 	peer_rates_update(sw, dt);
 	/* Whole-process rates for status: smoothed over about 2 s. */
 	{
-		double f = (double)(sw->st.bytes_fetched - sw->rate_last.bytes_fetched) / dt;
-		double v = (double)(sw->st.bytes_served - sw->rate_last.bytes_served) / dt;
-		double w = (double)(sw->st.bytes_written - sw->rate_last.bytes_written) / dt;
+		double f = (double)(sw->st.bytes_fetched - sw->rates.last.bytes_fetched) / dt;
+		double v = (double)(sw->st.bytes_served - sw->rates.last.bytes_served) / dt;
+		double w = (double)(sw->st.bytes_written - sw->rates.last.bytes_written) / dt;
 
-		sw->fetch_rate = 0.9 * sw->fetch_rate + 0.1 * f;
-		sw->serve_rate = 0.9 * sw->serve_rate + 0.1 * v;
-		sw->write_rate = 0.9 * sw->write_rate + 0.1 * w;
-		sw->rate_last = sw->st;
+		sw->rates.fetch = 0.9 * sw->rates.fetch + 0.1 * f;
+		sw->rates.serve = 0.9 * sw->rates.serve + 0.1 * v;
+		sw->rates.write = 0.9 * sw->rates.write + 0.1 * w;
+		sw->rates.last = sw->st;
 	}
-	sw->last_rate_ns = now;
+	sw->rates.last_ns = now;
 }
 
 /*
@@ -2522,20 +2588,20 @@ static void rotate_slots(struct swarm *sw, uint64_t now)
 	struct speer *oldest = NULL;
 	int waiting = 0;
 
-	if (now - sw->last_rotate_ns < (uint64_t)SWARM_SLOT_ROTATE_S * NS_PER_S)
+	if (now - sw->serve.last_rotate_ns < (uint64_t)SWARM_SLOT_ROTATE_S * NS_PER_S)
 		return;
-	sw->last_rotate_ns = now;
-	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+	sw->serve.last_rotate_ns = now;
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		if (sp->turned_away_ns != 0 && !sp->slot)
 			waiting = 1;
 		if (sp->slot && (oldest == NULL || sp->slot_since_ns < oldest->slot_since_ns))
 			oldest = sp;
 	}
-	if (waiting && oldest != NULL && sw->slots_used >= SWARM_UPLOAD_SLOTS) {
+	if (waiting && oldest != NULL && sw->serve.slots_used >= SWARM_UPLOAD_SLOTS) {
 		log_debug("upload slot of %s goes to a waiting peer", oldest->p->name);
 		oldest->slot = 0;
 		oldest->no_slot_until_ns = now + 2ull * SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
-		sw->slots_used--;
+		sw->serve.slots_used--;
 	}
 }
 
@@ -2554,28 +2620,29 @@ static void report_stall(struct swarm *sw)
 		return;
 	}
 	for (uint32_t c = 0; c < sw->root.chunk_count; c++)
-		if (!bit_get(sw->avail, c)) {
+		if (!bit_get(sw->chunks.avail, c)) {
 			if (missing++ == 0)
 				first = c;
 		}
 	if (first != UINT32_MAX)
-		holders = sw->holders[first];
+		holders = sw->chunks.holders[first];
 	log_info("no progress for %d s at generation %llu%s: %u of %u chunks missing, %u of %u "
 	         "pages settled, %d transfers, %d verifying, %zu chunks to commit%s",
 	         SWARM_STALL_REPORT_S, (unsigned long long)sw->root.generation,
-	         root_final(sw) ? " (final)" : "", missing, sw->root.chunk_count, sw->pages_done,
-	         sw->root.page_count, sw->nxfers, sw->nverifying, (size_t)sw->store.npending,
-	         sw->committing ? ", committing" : "");
+	         root_final(sw) ? " (final)" : "", missing, sw->root.chunk_count, sw->pages.done,
+	         sw->root.page_count, sw->pipe.nxfers, sw->pipe.nverifying,
+	         (size_t)sw->store.npending, sw->pipe.committing ? ", committing" : "");
 	for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
-		if (sw->page_status[pg] == PAGE_LOADED)
-			log_info("  page %u: loaded, %u chunks not settled", pg, sw->page_left[pg]);
-		else if (sw->page_status[pg] != PAGE_DONE)
-			log_info("  page %u: %s", pg, page_state[sw->page_status[pg]]);
+		if (sw->pages.status[pg] == PAGE_LOADED)
+			log_info("  page %u: loaded, %u chunks not settled", pg,
+			         sw->pages.left[pg]);
+		else if (sw->pages.status[pg] != PAGE_DONE)
+			log_info("  page %u: %s", pg, page_state[sw->pages.status[pg]]);
 	if (first != UINT32_MAX)
-		log_info("  first missing chunk %u: held by %u connected peer(s)%s%s%s", first, holders,
-		         bit_get(sw->fetching, first) ? ", being fetched" : "",
-		         bit_get(sw->changed, first) ? ", changed by a delta" : "",
-		         bit_get(sw->urgent, first) ? ", faulted on" : "");
+		log_info("  first missing chunk %u: held by %u connected peer(s)%s%s%s", first,
+		         holders, bit_get(sw->pipe.fetching, first) ? ", being fetched" : "",
+		         bit_get(sw->gens.changed, first) ? ", changed by a delta" : "",
+		         bit_get(sw->faults.urgent, first) ? ", faulted on" : "");
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -2593,12 +2660,12 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (sw->o.role != SWARM_FETCH)
 		return;
 	if (sw->store.npending > 0 &&
-	    now - sw->last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
+	    now - sw->pipe.last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
 		commit_start(sw);
-	for (int i = 0; i < sw->naddrs; i++)
-		outgoing += sw->addrs[i].sp != NULL;
-	for (int i = 0; i < sw->naddrs; i++) {
-		struct addr *a = &sw->addrs[i];
+	for (int i = 0; i < sw->conn.naddrs; i++)
+		outgoing += sw->conn.addrs[i].sp != NULL;
+	for (int i = 0; i < sw->conn.naddrs; i++) {
+		struct addr *a = &sw->conn.addrs[i];
 
 		if (a->dead)
 			continue;
@@ -2608,7 +2675,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		/* Already connected to that process, by its own connection to us. */
 		if (a->have_identity && speer_by_identity(sw, a->identity, NULL) != NULL)
 			continue;
-		if (outgoing >= SWARM_CONNECT_MAX || sw->npeers >= SWARM_PEERS_MAX)
+		if (outgoing >= SWARM_CONNECT_MAX || sw->conn.npeers >= SWARM_PEERS_MAX)
 			break;
 		conn_dial(sw, i);
 		outgoing++;
@@ -2616,27 +2683,29 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (sw->complete) {
 		if (!root_final(sw))
 			return;
-		if (!sw->receipt_sent)
+		if (!sw->receipts.sent)
 			send_receipt(sw);
-		if (now >= sw->receipt_deadline_ns && !sw->st.receipt_acked &&
-		    !sw->receipt_warned) {
+		if (now >= sw->receipts.deadline_ns && !sw->st.receipt_acked &&
+		    !sw->receipts.warned) {
 			log_warn("neither the source nor a tracker acknowledged our receipt "
 			         "within %d s",
 			         SWARM_RECEIPT_WAIT_S);
-			sw->receipt_warned = 1;
-			if (!sw->keep_running)
+			sw->receipts.warned = 1;
+			if (!sw->exp.keep_running)
 				finish_run(sw, 0);
 		}
 		return;
 	}
 	/* --lazy fetches only what the VM reads: while it asks for nothing, nothing is late. */
-	if (sw->o.lazy && sw->have_root && sw->nurgent == 0)
+	if (sw->o.lazy && sw->have_root && sw->faults.nlist == 0)
 		sw->last_progress_ns = now;
-	if (alive == 0 && sw->ntrackers == 0) {
+	if (alive == 0 && sw->conn.ntrackers == 0) {
 		log_error("no usable peer left; last errors:");
-		for (int i = 0; i < sw->naddrs; i++)
-			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
-			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
+		for (int i = 0; i < sw->conn.naddrs; i++)
+			log_error("  %s:%u: %s", sw->conn.addrs[i].where.host,
+			          sw->conn.addrs[i].where.port,
+			          sw->conn.addrs[i].last_error[0] ? sw->conn.addrs[i].last_error
+			                                          : "?");
 		finish_run(sw, -1);
 		return;
 	}
@@ -2648,9 +2717,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (sw->o.give_up_s > 0 &&
 	    now - sw->last_progress_ns > (uint64_t)sw->o.give_up_s * NS_PER_S) {
 		log_error("no progress for %d s; giving up (last errors:)", sw->o.give_up_s);
-		for (int i = 0; i < sw->naddrs; i++)
-			log_error("  %s:%u: %s", sw->addrs[i].where.host, sw->addrs[i].where.port,
-			          sw->addrs[i].last_error[0] ? sw->addrs[i].last_error : "?");
+		for (int i = 0; i < sw->conn.naddrs; i++)
+			log_error("  %s:%u: %s", sw->conn.addrs[i].where.host,
+			          sw->conn.addrs[i].where.port,
+			          sw->conn.addrs[i].last_error[0] ? sw->conn.addrs[i].last_error
+			                                          : "?");
 		finish_run(sw, -1);
 	}
 }
@@ -2660,35 +2731,36 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 /* Remember a peer address; forgets dead learned ones to make room. 0, or -1 if full. */
 static int addr_add(struct swarm *sw, const struct uri_peer *where, int learned)
 {
-	for (int i = 0; i < sw->naddrs; i++)
-		if (sw->addrs[i].where.port == where->port &&
-		    strcmp(sw->addrs[i].where.host, where->host) == 0)
+	for (int i = 0; i < sw->conn.naddrs; i++)
+		if (sw->conn.addrs[i].where.port == where->port &&
+		    strcmp(sw->conn.addrs[i].where.host, where->host) == 0)
 			return 0;
-	if (sw->naddrs >= SWARM_ADDRS_MAX) {
+	if (sw->conn.naddrs >= SWARM_ADDRS_MAX) {
 		/* Compact: drop learned addresses that are dead and not in use. */
 		int j = 0;
 
-		for (int i = 0; i < sw->naddrs; i++) {
-			struct addr *a = &sw->addrs[i];
+		for (int i = 0; i < sw->conn.naddrs; i++) {
+			struct addr *a = &sw->conn.addrs[i];
 
 			if (a->learned && a->dead && a->sp == NULL)
 				continue;
 			if (j != i) {
-				sw->addrs[j] = *a;
+				sw->conn.addrs[j] = *a;
 				if (a->sp != NULL)
 					a->sp->addr = j;
 			}
 			j++;
 		}
-		sw->naddrs = j;
-		if (sw->naddrs >= SWARM_ADDRS_MAX)
+		sw->conn.naddrs = j;
+		if (sw->conn.naddrs >= SWARM_ADDRS_MAX)
 			return -1;
 	}
-	sw->addrs = xgrow(sw->addrs, &sw->addrs_cap, (size_t)sw->naddrs, sizeof(*sw->addrs), 16);
-	memset(&sw->addrs[sw->naddrs], 0, sizeof(sw->addrs[0]));
-	sw->addrs[sw->naddrs].where = *where;
-	sw->addrs[sw->naddrs].learned = learned;
-	sw->naddrs++;
+	sw->conn.addrs = xgrow(sw->conn.addrs, &sw->conn.addrs_cap, (size_t)sw->conn.naddrs,
+	                       sizeof(*sw->conn.addrs), 16);
+	memset(&sw->conn.addrs[sw->conn.naddrs], 0, sizeof(sw->conn.addrs[0]));
+	sw->conn.addrs[sw->conn.naddrs].where = *where;
+	sw->conn.addrs[sw->conn.naddrs].learned = learned;
+	sw->conn.naddrs++;
 	return 0;
 }
 
@@ -2701,7 +2773,7 @@ static void on_tracker_peers(void *arg, const struct treply_peer *peers, int n)
 		return; /* the source only serves: destinations come to it */
 	for (int i = 0; i < n; i++) {
 		struct uri_peer w;
-		int before = sw->naddrs;
+		int before = sw->conn.naddrs;
 
 		memset(&w, 0, sizeof(w));
 		if (inet_ntop(peers[i].family == 4 ? AF_INET : AF_INET6, peers[i].addr, w.host,
@@ -2710,11 +2782,11 @@ static void on_tracker_peers(void *arg, const struct treply_peer *peers, int n)
 		w.port = peers[i].port;
 		if (addr_add(sw, &w, 1) != 0)
 			break;
-		added += sw->naddrs > before;
+		added += sw->conn.naddrs > before;
 	}
 	if (added > 0)
 		log_info("trackers: %d new peer address%s (%d known)", added,
-		         added == 1 ? "" : "es", sw->naddrs);
+		         added == 1 ? "" : "es", sw->conn.naddrs);
 }
 
 static void on_tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_t *left)
@@ -2756,7 +2828,7 @@ static void on_tracker_receipt_posted(void *arg, int ok)
 	if (!ok || sw->finished)
 		return;
 	sw->st.receipt_acked = 1;
-	if (sw->complete && !sw->keep_running)
+	if (sw->complete && !sw->exp.keep_running)
 		finish_run(sw, 0);
 }
 
@@ -2809,24 +2881,24 @@ static void rehash_done(void *arg)
 	struct rehash_job *j = arg;
 	struct swarm *sw = j->sw;
 
-	if (--sw->round_left == 0)
+	if (--sw->live.round_left == 0)
 		seed_round_end(sw);
 }
 
 /* seed -e: chunk c now differs from its published hash. */
 static void seed_dirty(struct swarm *sw, uint32_t c)
 {
-	if (bit_get(sw->dirty, c))
+	if (bit_get(sw->live.dirty, c))
 		return;
-	bit_set(sw->dirty, c);
-	sw->dirty_list = xgrow(sw->dirty_list, &sw->dirty_cap, sw->ndirty, sizeof(*sw->dirty_list),
-	                       1024);
-	sw->dirty_list[sw->ndirty++] = c;
-	if (bit_get(sw->rehash, c))
+	bit_set(sw->live.dirty, c);
+	sw->live.dirty_list = xgrow(sw->live.dirty_list, &sw->live.dirty_cap, sw->live.ndirty,
+	                            sizeof(*sw->live.dirty_list), 1024);
+	sw->live.dirty_list[sw->live.ndirty++] = c;
+	if (bit_get(sw->live.rehash, c))
 		return; /* already counted and unserved */
-	if (bit_get(sw->serve_map, c))
-		sw->nserve--;
-	bit_clear(sw->serve_map, c);
+	if (bit_get(sw->serve.map, c))
+		sw->serve.nchunks--;
+	bit_clear(sw->serve.map, c);
 	sw->st.chunks_dirty++;
 }
 
@@ -2845,16 +2917,16 @@ static int seed_carried(const struct swarm *sw, uint32_t c)
 {
 	const struct manifest_entry *e = &sw->o.manifest->entries[c];
 
-	if (bit_get(sw->dirty, c) || bit_get(sw->rehash, c))
+	if (bit_get(sw->live.dirty, c) || bit_get(sw->live.rehash, c))
 		return 0;
 	/* A zero chunk travels inside the signed delta itself. */
-	return (e->flags & MANIFEST_F_ZERO) || sw->carried[c] == e->gen + 1;
+	return (e->flags & MANIFEST_F_ZERO) || sw->live.carried[c] == e->gen + 1;
 }
 
 /* --write-through: acknowledge the writes whose chunks are all carried now. */
 static void wt_check(struct swarm *sw)
 {
-	struct flush_waiter **pp = &sw->wt_waiters;
+	struct flush_waiter **pp = &sw->live.wt_waiters;
 
 	while (*pp != NULL) {
 		struct flush_waiter *w = *pp;
@@ -2878,11 +2950,11 @@ static void seed_have(struct swarm *sw, const struct wire_msg *m)
 {
 	uint32_t c = m->u.have.chunk;
 
-	if (sw->carried == NULL || c >= chunk_count(sw) ||
+	if (sw->live.carried == NULL || c >= chunk_count(sw) ||
 	    m->u.have.gen != sw->o.manifest->entries[c].gen)
 		return;
-	sw->carried[c] = m->u.have.gen + 1;
-	if (sw->wt_waiters != NULL)
+	sw->live.carried[c] = m->u.have.gen + 1;
+	if (sw->live.wt_waiters != NULL)
 		wt_check(sw);
 }
 
@@ -2891,9 +2963,9 @@ static void delta_broadcast(struct swarm *sw, const struct speer *except)
 {
 	struct wire_msg m = {.type = WIRE_DELTA};
 
-	m.u.blob.data = sw->last_delta;
-	m.u.blob.len = (uint32_t)sw->last_delta_len;
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+	m.u.blob.data = sw->gens.last_delta;
+	m.u.blob.len = (uint32_t)sw->gens.last_delta_len;
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 		if (sp != except && sp->p->state == PEER_READY && !sp->p->is_source &&
 		    (sp->map_sent || sp->root_seen))
 			peer_send(sp->p, &m);
@@ -2902,20 +2974,20 @@ static void delta_broadcast(struct swarm *sw, const struct speer *except)
 /* Keep blob (ours now) as the newest delta, and the current root's encoding. */
 static void delta_keep(struct swarm *sw, uint8_t *blob, size_t len)
 {
-	free(sw->last_delta);
-	sw->last_delta = blob;
-	sw->last_delta_len = len;
-	free(sw->root_blob);
-	if (manifest_root_encode(root_of(sw), &sw->root_blob, &sw->root_blob_len) != 0)
+	free(sw->gens.last_delta);
+	sw->gens.last_delta = blob;
+	sw->gens.last_delta_len = len;
+	free(sw->serve.root_blob);
+	if (manifest_root_encode(root_of(sw), &sw->serve.root_blob, &sw->serve.root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 }
 
 static void freeze_waiters_call(struct swarm *sw, int result)
 {
-	while (sw->freeze_waiters != NULL) {
-		struct flush_waiter *w = sw->freeze_waiters;
+	while (sw->live.freeze_waiters != NULL) {
+		struct flush_waiter *w = sw->live.freeze_waiters;
 
-		sw->freeze_waiters = w->next;
+		sw->live.freeze_waiters = w->next;
 		w->fn(w->arg, result);
 		free(w);
 	}
@@ -2938,7 +3010,7 @@ static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32
 	sw->st.deltas++;
 	sw->st.chunks_changed += n;
 	/* Receipts name a generation: those of older ones count no more. */
-	sw->nsigners = 0;
+	sw->receipts.nsigners = 0;
 	sw->st.receipts = 0;
 	log_debug("generation %llu: %u chunks changed%s", (unsigned long long)m->root.generation, n,
 	          (flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
@@ -2956,7 +3028,7 @@ static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32
  */
 static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uint32_t n)
 {
-	int final_due = sw->frozen && sw->ndirty == 0 && sw->round_left == 0;
+	int final_due = sw->live.frozen && sw->live.ndirty == 0 && sw->live.round_left == 0;
 	uint32_t done = 0;
 
 	for (;;) {
@@ -2969,10 +3041,10 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 			break; /* nothing to say */
 		if (seed_delta(sw, ch + done, k, flags) != 0) {
 			freeze_waiters_call(sw, -1);
-			while (sw->wt_waiters != NULL) {
-				struct flush_waiter *w = sw->wt_waiters;
+			while (sw->live.wt_waiters != NULL) {
+				struct flush_waiter *w = sw->live.wt_waiters;
 
-				sw->wt_waiters = w->next;
+				sw->live.wt_waiters = w->next;
 				w->fn(w->arg, -1);
 				free(w);
 			}
@@ -2983,7 +3055,7 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 		if (last)
 			break;
 	}
-	if (sw->wt_waiters != NULL)
+	if (sw->live.wt_waiters != NULL)
 		wt_check(sw); /* zero chunks are carried by the delta */
 	if (final_due) {
 		log_info("frozen: generation %llu is final",
@@ -3005,59 +3077,59 @@ static void seed_round_schedule(struct swarm *sw);
 static void seed_round_start(struct swarm *sw)
 {
 	const struct manifest_root *r = root_of(sw);
-	uint32_t n = sw->ndirty;
+	uint32_t n = sw->live.ndirty;
 
-	if (sw->round_left > 0 || sw->finished)
+	if (sw->live.round_left > 0 || sw->finished)
 		return;
 	if (n == 0) {
-		if (sw->frozen)
+		if (sw->live.frozen)
 			seed_publish(sw, NULL, 0);
 		return;
 	}
-	sw->round = xrealloc(sw->round, n * sizeof(*sw->round));
-	sw->nround = n;
-	sw->round_left = n;
-	sw->ndirty = 0;
-	sw->last_round_ns = now_ns();
+	sw->live.round = xrealloc(sw->live.round, n * sizeof(*sw->live.round));
+	sw->live.nround = n;
+	sw->live.round_left = n;
+	sw->live.ndirty = 0;
+	sw->live.last_round_ns = now_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		struct rehash_job *j = xcalloc(1, sizeof(*j));
-		uint32_t c = sw->dirty_list[i];
+		uint32_t c = sw->live.dirty_list[i];
 
-		bit_clear(sw->dirty, c);
-		bit_set(sw->rehash, c);
+		bit_clear(sw->live.dirty, c);
+		bit_set(sw->live.rehash, c);
 		j->sw = sw;
 		j->fd = sw->o.image_fd;
 		j->chunk = c;
 		j->len = manifest_chunk_len(r, c);
 		j->off = (uint64_t)c * r->chunk_size;
-		sw->round[i] = j;
+		sw->live.round[i] = j;
 	}
 	/* Pushed only now: a job may finish before the loop above is done. */
 	for (uint32_t i = 0; i < n; i++)
-		workq_push(sw->hashq, rehash_run, rehash_done, sw->round[i]);
+		workq_push(sw->live.hashq, rehash_run, rehash_done, sw->live.round[i]);
 }
 
 /* A round is hashed: publish what changed; what was written meanwhile waits. */
 static void seed_round_end(struct swarm *sw)
 {
 	const struct manifest_entry *entries = sw->o.manifest->entries;
-	struct manifest_change *ch = xmalloc(sw->nround * sizeof(*ch) + 1);
+	struct manifest_change *ch = xmalloc(sw->live.nround * sizeof(*ch) + 1);
 	uint32_t n = 0;
 
-	for (uint32_t i = 0; i < sw->nround; i++) {
-		struct rehash_job *j = sw->round[i];
+	for (uint32_t i = 0; i < sw->live.nround; i++) {
+		struct rehash_job *j = sw->live.round[i];
 		uint32_t c = j->chunk;
 		const struct manifest_entry *e = &entries[c];
 		uint32_t zero = j->zero ? MANIFEST_F_ZERO : 0;
 
-		bit_clear(sw->rehash, c);
-		if (bit_get(sw->dirty, c)) {
+		bit_clear(sw->live.rehash, c);
+		if (bit_get(sw->live.dirty, c)) {
 			/* Written while it was hashed: its next round will tell. */
 		} else if (j->result != 0) {
 			log_error("cannot read chunk %u of the image to hash it; trying again", c);
-			bit_set(sw->rehash, c); /* keeps it counted and unserved */
+			bit_set(sw->live.rehash, c); /* keeps it counted and unserved */
 			seed_dirty(sw, c);
-			bit_clear(sw->rehash, c);
+			bit_clear(sw->live.rehash, c);
 		} else if ((e->flags & MANIFEST_F_ZERO) == zero &&
 		           memcmp(e->hash, j->hash, VCRYPTO_HASH_LEN) == 0) {
 			seed_clean(sw, c); /* written back as it was */
@@ -3070,7 +3142,7 @@ static void seed_round_end(struct swarm *sw)
 		}
 		free(j);
 	}
-	sw->nround = 0;
+	sw->live.nround = 0;
 	if (!sw->finished) {
 		qsort(ch, n, sizeof(*ch), change_cmp);
 		seed_publish(sw, ch, n);
@@ -3089,16 +3161,17 @@ static void seed_round_cb(evutil_socket_t fd, short what, void *arg)
 /* Start the next round when due: SWARM_ROUND_MS after the last, at once when frozen. */
 static void seed_round_schedule(struct swarm *sw)
 {
-	uint64_t now = now_ns(), due = sw->last_round_ns + (uint64_t)SWARM_ROUND_MS * NS_PER_MS;
+	uint64_t now = now_ns(),
+	         due = sw->live.last_round_ns + (uint64_t)SWARM_ROUND_MS * NS_PER_MS;
 	struct timeval tv = {0, 0};
 
-	if (sw->round_left > 0 || sw->finished || evtimer_pending(sw->round_ev, NULL) ||
-	    (sw->ndirty == 0 && !sw->frozen))
+	if (sw->live.round_left > 0 || sw->finished || evtimer_pending(sw->live.round_ev, NULL) ||
+	    (sw->live.ndirty == 0 && !sw->live.frozen))
 		return;
 	/* Write-through: every write waits for its round, so rounds follow at once. */
-	if (!sw->frozen && !sw->o.write_through && now < due)
+	if (!sw->live.frozen && !sw->o.write_through && now < due)
 		tv.tv_usec = (suseconds_t)((due - now) / NS_PER_US);
-	evtimer_add(sw->round_ev, &tv);
+	evtimer_add(sw->live.round_ev, &tv);
 }
 
 /*
@@ -3116,17 +3189,17 @@ static int seed_throttled(struct swarm *sw)
 	now = now_ns();
 	if (burst < 256 * 1024)
 		burst = 256 * 1024;
-	sw->write_tokens += rate * (double)(now - sw->tokens_ns) / NS_PER_S;
-	if (sw->write_tokens > burst)
-		sw->write_tokens = burst;
-	sw->tokens_ns = now;
-	if (sw->write_tokens >= 0)
+	sw->live.write_tokens += rate * (double)(now - sw->live.tokens_ns) / NS_PER_S;
+	if (sw->live.write_tokens > burst)
+		sw->live.write_tokens = burst;
+	sw->live.tokens_ns = now;
+	if (sw->live.write_tokens >= 0)
 		return 0;
-	if (!evtimer_pending(sw->throttle_ev, NULL)) {
-		wait_s = -sw->write_tokens / rate;
+	if (!evtimer_pending(sw->live.throttle_ev, NULL)) {
+		wait_s = -sw->live.write_tokens / rate;
 		tv.tv_sec = (time_t)wait_s;
 		tv.tv_usec = (suseconds_t)((wait_s - (double)tv.tv_sec) * US_PER_S) + 1;
-		evtimer_add(sw->throttle_ev, &tv);
+		evtimer_add(sw->live.throttle_ev, &tv);
 	}
 	return 1;
 }
@@ -3137,8 +3210,8 @@ static void seed_throttle_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (sw->chunk_cb != NULL)
-		sw->chunk_cb(sw->chunk_cb_arg, SWARM_ALL_CHUNKS);
+	if (sw->exp.chunk_cb != NULL)
+		sw->exp.chunk_cb(sw->exp.chunk_cb_arg, SWARM_ALL_CHUNKS);
 }
 
 void swarm_freeze(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
@@ -3149,20 +3222,20 @@ void swarm_freeze(struct swarm *sw, void (*fn)(void *arg, int result), void *arg
 		fn(arg, -1);
 		return;
 	}
-	if ((root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) && sw->ndirty == 0 &&
-	    sw->round_left == 0) {
+	if ((root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) && sw->live.ndirty == 0 &&
+	    sw->live.round_left == 0) {
 		fn(arg, 0); /* final already (no VM here, or frozen before) */
 		return;
 	}
 	w = xcalloc(1, sizeof(*w));
 	w->fn = fn;
 	w->arg = arg;
-	w->next = sw->freeze_waiters;
-	sw->freeze_waiters = w;
-	if (!sw->frozen)
+	w->next = sw->live.freeze_waiters;
+	sw->live.freeze_waiters = w;
+	if (!sw->live.frozen)
 		log_info("freezing: writes are refused from now on; hashing %llu dirty chunks",
 		         (unsigned long long)sw->st.chunks_dirty);
-	sw->frozen = 1;
+	sw->live.frozen = 1;
 	seed_round_schedule(sw);
 }
 
@@ -3186,16 +3259,16 @@ void swarm_write_wait(struct swarm *sw, uint64_t off, uint64_t len,
 	w->arg = arg;
 	w->first = (uint32_t)(off / r->chunk_size);
 	w->last = (uint32_t)((off + len - 1) / r->chunk_size);
-	w->next = sw->wt_waiters;
-	sw->wt_waiters = w;
+	w->next = sw->live.wt_waiters;
+	sw->live.wt_waiters = w;
 	wt_check(sw);
 }
 
 void swarm_thaw(struct swarm *sw)
 {
-	if (!is_seed(sw) || (!sw->frozen && sw->freeze_waiters == NULL))
+	if (!is_seed(sw) || (!sw->live.frozen && sw->live.freeze_waiters == NULL))
 		return;
-	sw->frozen = 0;
+	sw->live.frozen = 0;
 	freeze_waiters_call(sw, -1);
 	log_info("thawed: the VM may write again; the next generation is not final");
 	if (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) {
@@ -3227,9 +3300,9 @@ static void recheck_done(void *arg)
 	struct swarm *sw = j->sw;
 	const struct manifest_entry *e = &sw->o.manifest->entries[j->chunk];
 
-	for (int i = 0; i < sw->nrecheck; i++)
-		if (sw->recheck[i] == j->chunk) {
-			sw->recheck[i] = sw->recheck[--sw->nrecheck];
+	for (int i = 0; i < sw->serve.nrecheck; i++)
+		if (sw->serve.recheck[i] == j->chunk) {
+			sw->serve.recheck[i] = sw->serve.recheck[--sw->serve.nrecheck];
 			break;
 		}
 	if (sw->finished) {
@@ -3259,29 +3332,31 @@ static void seed_recheck(struct swarm *sw, const char *who, uint32_t c, uint64_t
 
 	if (c >= man->root.chunk_count || (man->entries[c].flags & MANIFEST_F_ZERO) ||
 	    gen != man->entries[c].gen) {
-		log_warn("peer %s reported chunk %u of generation %llu corrupt, which we never serve: "
-		         "ignored",
-		         who, c, (unsigned long long)gen);
+		log_warn(
+		    "peer %s reported chunk %u of generation %llu corrupt, which we never serve: "
+		    "ignored",
+		    who, c, (unsigned long long)gen);
 		return;
 	}
-	for (int i = 0; i < sw->nrecheck; i++)
-		if (sw->recheck[i] == c)
+	for (int i = 0; i < sw->serve.nrecheck; i++)
+		if (sw->serve.recheck[i] == c)
 			return; /* being checked already */
-	if (sw->nrecheck == SWARM_RECHECK_MAX) {
-		log_warn("peer %s reported chunk %u corrupt; %d checks are running already: ignored",
-		         who, c, SWARM_RECHECK_MAX);
+	if (sw->serve.nrecheck == SWARM_RECHECK_MAX) {
+		log_warn(
+		    "peer %s reported chunk %u corrupt; %d checks are running already: ignored",
+		    who, c, SWARM_RECHECK_MAX);
 		return;
 	}
 	log_warn("peer %s reported chunk %u corrupt: hashing it again from %s", who, c,
 	         image_name(sw));
-	sw->recheck[sw->nrecheck++] = c;
+	sw->serve.recheck[sw->serve.nrecheck++] = c;
 	j = xcalloc(1, sizeof(*j));
 	j->sw = sw;
 	j->fd = sw->o.image_fd;
 	j->chunk = c;
 	j->len = manifest_chunk_len(&man->root, c);
 	j->off = (uint64_t)c * man->root.chunk_size;
-	workq_push(sw->hashq, rehash_run, recheck_done, j);
+	workq_push(sw->live.hashq, rehash_run, recheck_done, j);
 }
 
 static void on_error(struct peer *p, const struct wire_msg *m)
@@ -3301,20 +3376,20 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 
 	sw->o = *o;
 	sw->check = getenv("P2PVBD_CHECK") != NULL;
-	sw->ops.on_ready = on_ready;
-	sw->ops.on_msg = on_msg;
-	sw->ops.on_drain = on_drain;
-	sw->ops.on_close = on_close;
-	sw->ops.on_error = on_error;
-	sw->ctx.base = o->base;
-	sw->ctx.ops = &sw->ops;
-	memcpy(sw->ctx.volume_id, o->volume_id, sizeof(sw->ctx.volume_id));
-	memcpy(sw->ctx.source_key, o->source_key, sizeof(sw->ctx.source_key));
-	memcpy(sw->ctx.join_secret, o->join_secret, sizeof(sw->ctx.join_secret));
-	sw->ctx.identity = o->identity;
-	sw->ctx.is_source = o->role == SWARM_SEED;
-	sw->ctx.timeout_s = o->timeout_s > 0 ? o->timeout_s : PEER_TIMEOUT_DEFAULT;
-	sw->ctx.dns = evdns_base_new(o->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	sw->conn.ops.on_ready = on_ready;
+	sw->conn.ops.on_msg = on_msg;
+	sw->conn.ops.on_drain = on_drain;
+	sw->conn.ops.on_close = on_close;
+	sw->conn.ops.on_error = on_error;
+	sw->conn.ctx.base = o->base;
+	sw->conn.ctx.ops = &sw->conn.ops;
+	memcpy(sw->conn.ctx.volume_id, o->volume_id, sizeof(sw->conn.ctx.volume_id));
+	memcpy(sw->conn.ctx.source_key, o->source_key, sizeof(sw->conn.ctx.source_key));
+	memcpy(sw->conn.ctx.join_secret, o->join_secret, sizeof(sw->conn.ctx.join_secret));
+	sw->conn.ctx.identity = o->identity;
+	sw->conn.ctx.is_source = o->role == SWARM_SEED;
+	sw->conn.ctx.timeout_s = o->timeout_s > 0 ? o->timeout_s : PEER_TIMEOUT_DEFAULT;
+	sw->conn.ctx.dns = evdns_base_new(o->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (o->upload_rate > 0) {
 		/* Rates are per tick; 50 ms ticks keep the flow smooth. */
 		struct timeval t = {0, 50000};
@@ -3322,56 +3397,57 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		struct ev_token_bucket_cfg *cfg = ev_token_bucket_cfg_new(
 		    EV_RATE_LIMIT_MAX, EV_RATE_LIMIT_MAX, per_tick, per_tick, &t);
 
-		sw->ctx.upload_limit = bufferevent_rate_limit_group_new(o->base, cfg);
+		sw->conn.ctx.upload_limit = bufferevent_rate_limit_group_new(o->base, cfg);
 		/* The group keeps its own copy of the configuration. */
 		ev_token_bucket_cfg_free(cfg);
 	}
-	sw->page_buf = xmalloc(MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
+	sw->serve.page_buf = xmalloc(MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 	if (o->role == SWARM_SEED) {
 		struct manifest *m = o->manifest;
 
-		if (manifest_root_encode(&m->root, &sw->root_blob, &sw->root_blob_len) != 0)
+		if (manifest_root_encode(&m->root, &sw->serve.root_blob,
+		                         &sw->serve.root_blob_len) != 0)
 			fatal("cannot encode the manifest root");
-		sw->serve_map = bitmap_new(m->root.chunk_count);
-		sw->sent_count = xcalloc(m->root.chunk_count, 1);
-		sw->dirty = bitmap_new(m->root.chunk_count);
-		sw->rehash = bitmap_new(m->root.chunk_count);
-		sw->syncq = workq_new(o->base, 1, "sync");
-		sw->hashq = workq_new(o->base, 0, "rehash");
-		if (sw->syncq == NULL || sw->hashq == NULL)
+		sw->serve.map = bitmap_new(m->root.chunk_count);
+		sw->serve.sent_count = xcalloc(m->root.chunk_count, 1);
+		sw->live.dirty = bitmap_new(m->root.chunk_count);
+		sw->live.rehash = bitmap_new(m->root.chunk_count);
+		sw->pipe.syncq = workq_new(o->base, 1, "sync");
+		sw->live.hashq = workq_new(o->base, 0, "rehash");
+		if (sw->pipe.syncq == NULL || sw->live.hashq == NULL)
 			fatal("cannot start worker threads");
-		sw->round_ev = evtimer_new(o->base, seed_round_cb, sw);
-		sw->throttle_ev = evtimer_new(o->base, seed_throttle_cb, sw);
-		sw->tokens_ns = now_ns();
+		sw->live.round_ev = evtimer_new(o->base, seed_round_cb, sw);
+		sw->live.throttle_ev = evtimer_new(o->base, seed_throttle_cb, sw);
+		sw->live.tokens_ns = now_ns();
 		if (o->write_through)
-			sw->carried = xcalloc(m->root.chunk_count, sizeof(uint64_t));
+			sw->live.carried = xcalloc(m->root.chunk_count, sizeof(uint64_t));
 		for (uint32_t c = 0; c < m->root.chunk_count; c++)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
-				bit_set(sw->serve_map, c);
+				bit_set(sw->serve.map, c);
 	} else {
-		sw->verifyq = workq_new(o->base, 0, "verify");
-		sw->syncq = workq_new(o->base, 1, "sync");
-		if (sw->verifyq == NULL || sw->syncq == NULL)
+		sw->pipe.verifyq = workq_new(o->base, 0, "verify");
+		sw->pipe.syncq = workq_new(o->base, 1, "sync");
+		if (sw->pipe.verifyq == NULL || sw->pipe.syncq == NULL)
 			fatal("cannot start worker threads");
 		for (int i = 0; i < o->npeers; i++)
 			addr_add(sw, &o->peers[i], 0);
 	}
 	/* A BitTorrent-style peer id: client tag, then random bytes. */
-	memcpy(sw->peer_id, "-PV0100-", 8);
-	vcrypto_random(sw->peer_id + 8, sizeof(sw->peer_id) - 8);
-	vcrypto_random(&sw->rng, sizeof(sw->rng));
-	sw->rng |= 1; /* xorshift must not start at 0 */
-	sw->basis_fd = -1;
-	sw->pages_fd = -1;
+	memcpy(sw->conn.peer_id, "-PV0100-", 8);
+	vcrypto_random(sw->conn.peer_id + 8, sizeof(sw->conn.peer_id) - 8);
+	vcrypto_random(&sw->want.rng, sizeof(sw->want.rng));
+	sw->want.rng |= 1; /* xorshift must not start at 0 */
+	sw->pipe.basis_fd = -1;
+	sw->pages.fd = -1;
 	if (o->role == SWARM_FETCH && o->basis_path != NULL) {
-		sw->basis_fd = open(o->basis_path, O_RDONLY | O_CLOEXEC);
-		if (sw->basis_fd < 0)
+		sw->pipe.basis_fd = open(o->basis_path, O_RDONLY | O_CLOEXEC);
+		if (sw->pipe.basis_fd < 0)
 			log_warn("cannot open the basis %s: %s; fetching everything", o->basis_path,
 			         strerror(errno));
 	}
 	sw->last_progress_ns = now_ns();
 	sw->tick = event_new(o->base, -1, EV_PERSIST, tick_cb, sw);
-	sw->wake_ev = event_new(o->base, -1, 0, chunk_wake_cb, sw);
+	sw->exp.wake_ev = event_new(o->base, -1, 0, chunk_wake_cb, sw);
 	event_add(sw->tick, &tick);
 	return sw;
 }
@@ -3396,32 +3472,32 @@ int swarm_listen(struct swarm *sw, const char *host, uint16_t port, uint16_t *bo
 		log_error("cannot listen on %s: not a numeric address", host);
 		return -1;
 	}
-	sw->listener = evconnlistener_new_bind(sw->o.base, on_accept, sw,
-	                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
-	                                       (struct sockaddr *)&ss, (int)sslen);
-	if (sw->listener == NULL) {
+	sw->conn.listener = evconnlistener_new_bind(sw->o.base, on_accept, sw,
+	                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 64,
+	                                            (struct sockaddr *)&ss, (int)sslen);
+	if (sw->conn.listener == NULL) {
 		log_error("cannot listen on %s port %u: %s", host, port, strerror(errno));
 		return -1;
 	}
 	sslen = sizeof(ss);
-	getsockname(evconnlistener_get_fd(sw->listener), (struct sockaddr *)&ss, &sslen);
+	getsockname(evconnlistener_get_fd(sw->conn.listener), (struct sockaddr *)&ss, &sslen);
 	*bound = ntohs(ss.ss_family == AF_INET6 ? s6->sin6_port : s4->sin_port);
-	sw->listen_port = *bound;
+	sw->conn.listen_port = *bound;
 	return 0;
 }
 
 void swarm_start(struct swarm *sw)
 {
 	if (sw->o.ntrackers > 0) {
-		sw->trackers = xcalloc((size_t)sw->o.ntrackers, sizeof(*sw->trackers));
+		sw->conn.trackers = xcalloc((size_t)sw->o.ntrackers, sizeof(*sw->conn.trackers));
 		for (int i = 0; i < sw->o.ntrackers; i++) {
-			struct tclient *t =
-			    tclient_new(sw->o.base, sw->ctx.dns, sw->o.trackers[i], sw->o.volume_id,
-			                sw->peer_id, sw->listen_port, &announce_ops, sw);
+			struct tclient *t = tclient_new(
+			    sw->o.base, sw->conn.ctx.dns, sw->o.trackers[i], sw->o.volume_id,
+			    sw->conn.peer_id, sw->conn.listen_port, &announce_ops, sw);
 
 			if (t == NULL)
 				continue; /* logged; the other trackers and peers may do */
-			sw->trackers[sw->ntrackers++] = t;
+			sw->conn.trackers[sw->conn.ntrackers++] = t;
 			tclient_start(t);
 			if (sw->o.role == SWARM_SEED && sw->o.exit_after_receipts > 0)
 				tclient_poll_receipts(t, 1);
@@ -3429,9 +3505,9 @@ void swarm_start(struct swarm *sw)
 	}
 	if (sw->o.role != SWARM_FETCH)
 		return;
-	for (int i = 0; i < sw->naddrs && i < SWARM_CONNECT_MAX; i++)
+	for (int i = 0; i < sw->conn.naddrs && i < SWARM_CONNECT_MAX; i++)
 		conn_dial(sw, i);
-	if (sw->naddrs == 0 && sw->ntrackers == 0) {
+	if (sw->conn.naddrs == 0 && sw->conn.ntrackers == 0) {
 		log_error("the URI names no peer and no usable tracker to fetch from");
 		finish_run(sw, -1);
 	}
@@ -3457,8 +3533,9 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 	 */
 	if (sw->complete)
 		*done = sw->root.image_size;
-	else if (sw->pages_seen == sw->root.page_count || sw->avail_bytes > sw->store.present_bytes)
-		*done = sw->avail_bytes;
+	else if (sw->pages.nseen == sw->root.page_count ||
+	         sw->chunks.avail_bytes > sw->store.present_bytes)
+		*done = sw->chunks.avail_bytes;
 	else
 		*done = sw->store.present_bytes;
 	if (*done > *total)
@@ -3470,8 +3547,8 @@ void swarm_travel(const struct swarm *sw, uint64_t *done, uint64_t *total)
 	swarm_progress(sw, done, total);
 	if (*total == 0)
 		return;
-	*total -= sw->zeroed_bytes < *total ? sw->zeroed_bytes : *total;
-	*done -= sw->zeroed_bytes < *done ? sw->zeroed_bytes : *done;
+	*total -= sw->chunks.zeroed_bytes < *total ? sw->chunks.zeroed_bytes : *total;
+	*done -= sw->chunks.zeroed_bytes < *done ? sw->chunks.zeroed_bytes : *done;
 	if (*done > *total)
 		*done = *total;
 }
@@ -3512,59 +3589,61 @@ static void fault_put(struct fault_wait *tab, uint32_t cap, uint32_t chunk, uint
 /* swarm_fault made chunk c urgent: its wait starts now. */
 static void fault_started(struct swarm *sw, uint32_t c)
 {
-	if (2 * (sw->nfaults + 1) > sw->faults_cap) {
-		uint32_t cap = sw->faults_cap ? 2 * sw->faults_cap : 64;
+	if (2 * (sw->faults.ntable + 1) > sw->faults.table_cap) {
+		uint32_t cap = sw->faults.table_cap ? 2 * sw->faults.table_cap : 64;
 		struct fault_wait *tab = xcalloc(cap, sizeof(*tab));
 
-		for (uint32_t i = 0; i < sw->faults_cap; i++)
-			if (sw->faults[i].since_ns != 0)
-				fault_put(tab, cap, sw->faults[i].chunk, sw->faults[i].since_ns);
-		free(sw->faults);
-		sw->faults = tab;
-		sw->faults_cap = cap;
+		for (uint32_t i = 0; i < sw->faults.table_cap; i++)
+			if (sw->faults.table[i].since_ns != 0)
+				fault_put(tab, cap, sw->faults.table[i].chunk,
+				          sw->faults.table[i].since_ns);
+		free(sw->faults.table);
+		sw->faults.table = tab;
+		sw->faults.table_cap = cap;
 	}
-	fault_put(sw->faults, sw->faults_cap, c, now_ns());
-	sw->nfaults++;
+	fault_put(sw->faults.table, sw->faults.table_cap, c, now_ns());
+	sw->faults.ntable++;
 }
 
 /* Urgent chunk c is readable now (avail_set): its wait ends; into the histogram. */
 static void fault_settled(struct swarm *sw, uint32_t c)
 {
-	uint32_t mask = sw->faults_cap - 1, i, j;
+	uint32_t mask = sw->faults.table_cap - 1, i, j;
 	uint64_t waited_ns;
 	int b = 0;
 
-	if (sw->nfaults == 0)
+	if (sw->faults.ntable == 0)
 		return;
-	for (i = fault_home(c, sw->faults_cap); sw->faults[i].chunk != c; i = (i + 1) & mask)
-		if (sw->faults[i].since_ns == 0)
+	for (i = fault_home(c, sw->faults.table_cap); sw->faults.table[i].chunk != c;
+	     i = (i + 1) & mask)
+		if (sw->faults.table[i].since_ns == 0)
 			return; /* not timed (cannot happen: every urgent bit has an entry) */
-	if (sw->faults[i].since_ns == 0)
+	if (sw->faults.table[i].since_ns == 0)
 		return;
-	waited_ns = now_ns() - sw->faults[i].since_ns;
+	waited_ns = now_ns() - sw->faults.table[i].since_ns;
 	while (b < SWARM_FAULT_BUCKETS && waited_ns > (uint64_t)swarm_fault_le_us[b] * NS_PER_US)
 		b++;
-	sw->fault_hist.bucket[b]++;
-	sw->fault_hist.count++;
-	sw->fault_hist.sum_s += (double)waited_ns / NS_PER_S;
+	sw->faults.hist.bucket[b]++;
+	sw->faults.hist.count++;
+	sw->faults.hist.sum_s += (double)waited_ns / NS_PER_S;
 	/* Delete by shifting back the entries of the probe run that follow. */
-	for (j = (i + 1) & mask; sw->faults[j].since_ns != 0; j = (j + 1) & mask) {
-		uint32_t home = fault_home(sw->faults[j].chunk, sw->faults_cap);
+	for (j = (i + 1) & mask; sw->faults.table[j].since_ns != 0; j = (j + 1) & mask) {
+		uint32_t home = fault_home(sw->faults.table[j].chunk, sw->faults.table_cap);
 
 		/* j's entry may fill the hole at i if its home is not in (i, j]. */
 		if (((j - home) & mask) >= ((j - i) & mask)) {
-			sw->faults[i] = sw->faults[j];
+			sw->faults.table[i] = sw->faults.table[j];
 			i = j;
 		}
 	}
-	sw->faults[i].since_ns = 0;
-	sw->nfaults--;
+	sw->faults.table[i].since_ns = 0;
+	sw->faults.ntable--;
 }
 
 /* Each peer's piece rates in and out, smoothed like the status rates (rates_update). */
 static void peer_rates_update(struct swarm *sw, double dt)
 {
-	for (struct speer *sp = sw->peers; sp; sp = sp->next) {
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		double in = (double)(sp->p->bytes_in - sp->mon_in) / dt;
 		double out = (double)(sp->p->bytes_out - sp->mon_out) / dt;
 
@@ -3579,7 +3658,7 @@ int swarm_peer_list(const struct swarm *sw, struct swarm_peer_info *out, int max
 {
 	int n = 0;
 
-	for (const struct speer *sp = sw->peers; sp; sp = sp->next) {
+	for (const struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		struct swarm_peer_info *pi;
 
 		if (sp->p->state != PEER_READY)
@@ -3611,8 +3690,8 @@ static void status_monitoring(const struct swarm *sw, struct swarm_status *st)
 		swarm_travel(sw, &done, &total); /* what the progress display counts too */
 		st->bytes_left = total - done;
 	}
-	st->faults_waiting = sw->nfaults;
-	st->fault_latency = sw->fault_hist;
+	st->faults_waiting = sw->faults.ntable;
+	st->fault_latency = sw->faults.hist;
 }
 
 void swarm_status(const struct swarm *sw, struct swarm_status *st)
@@ -3633,11 +3712,11 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 		st->chunks_total = r->chunk_count;
 	}
 	swarm_progress(sw, &st->bytes_done, &total);
-	for (struct speer *sp = sw->peers; sp; sp = sp->next)
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
 		st->peers += sp->p->state == PEER_READY;
-	st->fetch_rate = sw->fetch_rate;
-	st->serve_rate = sw->serve_rate;
-	st->write_rate = sw->write_rate;
+	st->fetch_rate = sw->rates.fetch;
+	st->serve_rate = sw->rates.serve;
+	st->write_rate = sw->rates.write;
 	st->dirty_bytes = sw->st.chunks_dirty * (st->seed ? root_of(sw)->chunk_size : 0);
 	status_monitoring(sw, st);
 }
@@ -3662,14 +3741,14 @@ void swarm_shutdown(struct swarm *sw)
 
 void swarm_set_chunk_cb(struct swarm *sw, void (*fn)(void *arg, uint32_t chunk), void *arg)
 {
-	sw->chunk_cb = fn;
-	sw->chunk_cb_arg = arg;
+	sw->exp.chunk_cb = fn;
+	sw->exp.chunk_cb_arg = arg;
 }
 
 void swarm_set_ready_cb(struct swarm *sw, void (*fn)(void *arg), void *arg)
 {
-	sw->ready_cb = fn;
-	sw->ready_cb_arg = arg;
+	sw->exp.ready_cb = fn;
+	sw->exp.ready_cb_arg = arg;
 }
 
 /*
@@ -3703,17 +3782,17 @@ int swarm_readable(const struct swarm *sw, uint32_t chunk)
 {
 	if (is_seed(sw))
 		return chunk < root_of(sw)->chunk_count;
-	return sw->have_root && chunk < sw->root.chunk_count && bit_get(sw->avail, chunk);
+	return sw->have_root && chunk < sw->root.chunk_count && bit_get(sw->chunks.avail, chunk);
 }
 
 int swarm_is_zero(const struct swarm *sw, uint32_t chunk)
 {
 	if (is_seed(sw))
-		return chunk < root_of(sw)->chunk_count && !bit_get(sw->dirty, chunk) &&
-		       !bit_get(sw->rehash, chunk) &&
+		return chunk < root_of(sw)->chunk_count && !bit_get(sw->live.dirty, chunk) &&
+		       !bit_get(sw->live.rehash, chunk) &&
 		       (sw->o.manifest->entries[chunk].flags & MANIFEST_F_ZERO);
-	return sw->have_root && chunk < sw->root.chunk_count && !bit_get(sw->local, chunk) &&
-	       bit_get(sw->avail, chunk) && store_state_of(&sw->store, chunk) == STORE_ZERO;
+	return sw->have_root && chunk < sw->root.chunk_count && !bit_get(sw->chunks.local, chunk) &&
+	       bit_get(sw->chunks.avail, chunk) && store_state_of(&sw->store, chunk) == STORE_ZERO;
 }
 
 int swarm_writable(struct swarm *sw, uint32_t chunk, int whole)
@@ -3722,11 +3801,11 @@ int swarm_writable(struct swarm *sw, uint32_t chunk, int whole)
 		return chunk < root_of(sw)->chunk_count && !seed_throttled(sw);
 	if (!sw->have_root || chunk >= sw->root.chunk_count)
 		return 0;
-	if (bit_get(sw->avail, chunk))
+	if (bit_get(sw->chunks.avail, chunk))
 		return 1;
 	/* A whole-chunk write needs no fetch, but must not race the worker that
 	 * may be writing the fetched copy. */
-	return whole && !bit_get(sw->verifying, chunk);
+	return whole && !bit_get(sw->pipe.verifying, chunk);
 }
 
 void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
@@ -3734,14 +3813,14 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 	if (is_seed(sw))
 		return; /* the source has everything */
 	if (!sw->have_root || chunk >= sw->root.chunk_count || sw->finished ||
-	    bit_get(sw->avail, chunk) || bit_get(sw->urgent, chunk))
+	    bit_get(sw->chunks.avail, chunk) || bit_get(sw->faults.urgent, chunk))
 		return;
 	if (readahead) {
 		/* Readahead is a hint: only start it if nothing is in flight for it. */
 		struct speer *sp;
 
 		if (chunk_settled_or_busy(sw, chunk) || entry_of(sw, chunk) == NULL ||
-		    sw->nxfers >= SWARM_XFER_MAX)
+		    sw->pipe.nxfers >= SWARM_XFER_MAX)
 			return;
 		sp = best_peer_for(sw, chunk);
 		if (sp != NULL)
@@ -3749,11 +3828,11 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 			           sw->o.no_boost ? WIRE_PRIO_BACKGROUND : WIRE_PRIO_READAHEAD);
 		return;
 	}
-	bit_set(sw->urgent, chunk);
+	bit_set(sw->faults.urgent, chunk);
 	fault_started(sw, chunk);
-	sw->urgent_list =
-	    xgrow(sw->urgent_list, &sw->urgent_cap, sw->nurgent, sizeof(*sw->urgent_list), 64);
-	sw->urgent_list[sw->nurgent++] = chunk;
+	sw->faults.list = xgrow(sw->faults.list, &sw->faults.list_cap, sw->faults.nlist,
+	                        sizeof(*sw->faults.list), 64);
+	sw->faults.list[sw->faults.nlist++] = chunk;
 	fetch_urgent(sw, chunk);
 }
 
@@ -3772,7 +3851,7 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	uint32_t first = (uint32_t)(off / r->chunk_size);
 	uint32_t last = (uint32_t)((off + len - 1) / r->chunk_size);
 
-	if (sw->frozen) {
+	if (sw->live.frozen) {
 		/* Never lose a write: refuse it, the VM sees an I/O error. */
 		log_warn("refusing the VM's write of %llu bytes at %llu: the source is frozen",
 		         (unsigned long long)len, (unsigned long long)off);
@@ -3783,7 +3862,7 @@ static int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 		seed_dirty(sw, c);
 	seed_round_schedule(sw);
 	sw->st.bytes_written += len;
-	sw->write_tokens -= (double)len;
+	sw->live.write_tokens -= (double)len;
 	if ((zero ? zero_at(sw->o.image_fd, off, len, punch)
 	          : write_at(sw->o.image_fd, data, (size_t)len, off)) != 0) {
 		log_error("writing the image at %llu: %s", (unsigned long long)off,
@@ -3809,29 +3888,29 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 	for (uint32_t c = first; c <= last; c++) {
 		if (store_mark_local(&sw->store, c) != 0)
 			return -1;
-		if (!bit_get(sw->local, c)) {
-			bit_set(sw->local, c);
-			if (bit_get(sw->serve_map, c))
-				sw->nserve--;
-			bit_clear(sw->serve_map, c);
+		if (!bit_get(sw->chunks.local, c)) {
+			bit_set(sw->chunks.local, c);
+			if (bit_get(sw->serve.map, c))
+				sw->serve.nchunks--;
+			bit_clear(sw->serve.map, c);
 			/*
 			 * A chunk the VM wrote whole is done as far as fetching goes:
 			 * transfers of it are taken back (the VM's data wins) and its
 			 * page counts it now. (Not being verified: swarm_writable.)
 			 */
-			if (!bit_get(sw->avail, c)) {
+			if (!bit_get(sw->chunks.avail, c)) {
 				xfer_cancel_chunk(sw, c);
-				if (sw->page_entries != NULL &&
-				    sw->page_status[c / MANIFEST_PAGE_ENTRIES] == PAGE_LOADED) {
+				if (sw->pages.entries != NULL &&
+				    sw->pages.status[c / MANIFEST_PAGE_ENTRIES] == PAGE_LOADED) {
 					uint32_t page = c / MANIFEST_PAGE_ENTRIES;
 
-					if (--sw->page_left[page] == 0)
+					if (--sw->pages.left[page] == 0)
 						page_done(sw, page);
 					settled = 1;
 				}
 			}
 			avail_set(sw, c);
-			bit_clear(sw->urgent, c);
+			bit_clear(sw->faults.urgent, c);
 		}
 	}
 	rc = zero ? store_zero_range(&sw->store, off, len, punch)
@@ -3845,7 +3924,7 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 
 void swarm_keep_running(struct swarm *sw)
 {
-	sw->keep_running = 1;
+	sw->exp.keep_running = 1;
 }
 
 /* seed -e: FLUSH makes the image durable (on the sync thread). */
@@ -3889,11 +3968,11 @@ void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
 
 		j->sw = sw;
 		j->waiters = w;
-		workq_push(sw->syncq, seed_sync_run, seed_sync_done, j);
+		workq_push(sw->pipe.syncq, seed_sync_run, seed_sync_done, j);
 		return;
 	}
-	w->next = sw->flush_next;
-	sw->flush_next = w;
+	w->next = sw->pipe.flush_next;
+	sw->pipe.flush_next = w;
 	commit_start(sw);
 }
 
@@ -3901,8 +3980,8 @@ void swarm_free(struct swarm *sw)
 {
 	if (sw == NULL)
 		return;
-	while (sw->peers != NULL) {
-		struct speer *sp = sw->peers;
+	while (sw->conn.peers != NULL) {
+		struct speer *sp = sw->conn.peers;
 
 		if (sp->p->state != PEER_DEAD)
 			peer_close(sp->p, "swarm freed");
@@ -3911,81 +3990,81 @@ void swarm_free(struct swarm *sw)
 	}
 	/* Finish the workers' jobs (their done() callbacks still need the swarm). */
 	sw->finished = 1;
-	workq_free(sw->verifyq);
-	workq_free(sw->syncq);
-	workq_free(sw->hashq);
+	workq_free(sw->pipe.verifyq);
+	workq_free(sw->pipe.syncq);
+	workq_free(sw->live.hashq);
 	freeze_waiters_call(sw, -1);
 	/* Flushes that never got a commit fail. */
-	while (sw->flush_next != NULL) {
-		struct flush_waiter *w = sw->flush_next;
+	while (sw->pipe.flush_next != NULL) {
+		struct flush_waiter *w = sw->pipe.flush_next;
 
-		sw->flush_next = w->next;
+		sw->pipe.flush_next = w->next;
 		w->fn(w->arg, -1);
 		free(w);
 	}
 	/* Trackers drop us at once instead of handing out our address until we time out. */
-	tclient_stop_all(sw->trackers, sw->ntrackers);
-	for (int i = 0; i < sw->ntrackers; i++)
-		tclient_free(sw->trackers[i]);
-	free(sw->trackers);
+	tclient_stop_all(sw->conn.trackers, sw->conn.ntrackers);
+	for (int i = 0; i < sw->conn.ntrackers; i++)
+		tclient_free(sw->conn.trackers[i]);
+	free(sw->conn.trackers);
 	/* Let the deferred frees of the peers run. */
 	event_base_loop(sw->o.base, EVLOOP_NONBLOCK);
-	if (sw->listener)
-		evconnlistener_free(sw->listener);
+	if (sw->conn.listener)
+		evconnlistener_free(sw->conn.listener);
 	if (sw->tick)
 		event_free(sw->tick);
-	if (sw->wake_ev)
-		event_free(sw->wake_ev);
-	if (sw->round_ev)
-		event_free(sw->round_ev);
-	if (sw->throttle_ev)
-		event_free(sw->throttle_ev);
-	free(sw->round);
-	free(sw->dirty_list);
-	free(sw->rehash);
-	free(sw->stale);
-	free(sw->changed);
-	free(sw->last_delta);
-	for (int i = 0; i < sw->nxfers; i++)
-		free(sw->xfers[i].buf);
-	if (sw->page_entries)
+	if (sw->exp.wake_ev)
+		event_free(sw->exp.wake_ev);
+	if (sw->live.round_ev)
+		event_free(sw->live.round_ev);
+	if (sw->live.throttle_ev)
+		event_free(sw->live.throttle_ev);
+	free(sw->live.round);
+	free(sw->live.dirty_list);
+	free(sw->live.rehash);
+	free(sw->gens.stale);
+	free(sw->gens.changed);
+	free(sw->gens.last_delta);
+	for (int i = 0; i < sw->pipe.nxfers; i++)
+		free(sw->pipe.xfers[i].buf);
+	if (sw->pages.entries)
 		for (uint32_t i = 0; i < sw->root.page_count; i++)
-			free(sw->page_entries[i]);
-	free(sw->page_entries);
-	free(sw->page_status);
-	free(sw->page_left);
-	free(sw->page_seen);
-	free(sw->page_from);
-	free(sw->want);
-	free(sw->avail);
-	free(sw->zeroed);
-	free(sw->local);
-	free(sw->verifying);
-	free(sw->urgent);
-	free(sw->basis_q);
-	if (sw->basis_fd >= 0)
-		close(sw->basis_fd);
-	if (sw->pages_fd >= 0)
-		close(sw->pages_fd);
-	free(sw->fetching);
-	free(sw->holders);
-	free(sw->urgent_list);
-	free(sw->faults);
-	free(sw->serve_map);
-	free(sw->sent_count);
-	free(sw->dirty);
-	free(sw->root_blob);
-	free(sw->page_buf);
-	free(sw->addrs);
-	free(sw->signers);
+			free(sw->pages.entries[i]);
+	free(sw->pages.entries);
+	free(sw->pages.status);
+	free(sw->pages.left);
+	free(sw->pages.seen);
+	free(sw->pages.from);
+	free(sw->want.list);
+	free(sw->chunks.avail);
+	free(sw->chunks.zeroed);
+	free(sw->chunks.local);
+	free(sw->pipe.verifying);
+	free(sw->faults.urgent);
+	free(sw->pipe.basis_q);
+	if (sw->pipe.basis_fd >= 0)
+		close(sw->pipe.basis_fd);
+	if (sw->pages.fd >= 0)
+		close(sw->pages.fd);
+	free(sw->pipe.fetching);
+	free(sw->chunks.holders);
+	free(sw->faults.list);
+	free(sw->faults.table);
+	free(sw->serve.map);
+	free(sw->serve.sent_count);
+	free(sw->live.dirty);
+	free(sw->serve.root_blob);
+	free(sw->serve.page_buf);
+	free(sw->conn.addrs);
+	free(sw->receipts.signers);
 	if (sw->store_open)
 		store_close(&sw->store);
 	if (sw->have_root)
 		manifest_root_free(&sw->root);
-	if (sw->ctx.upload_limit)
-		bufferevent_rate_limit_group_free(sw->ctx.upload_limit);
-	if (sw->ctx.dns)
-		evdns_base_free(sw->ctx.dns, 0);
-	vcrypto_wipe(sw->ctx.join_secret, sizeof(sw->ctx.join_secret));
+	if (sw->conn.ctx.upload_limit)
+		bufferevent_rate_limit_group_free(sw->conn.ctx.upload_limit);
+	if (sw->conn.ctx.dns)
+		evdns_base_free(sw->conn.ctx.dns, 0);
+	vcrypto_wipe(sw->conn.ctx.join_secret, sizeof(sw->conn.ctx.join_secret));
 	free(sw);
 }
