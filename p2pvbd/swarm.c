@@ -92,22 +92,31 @@ struct upreq {
 	uint8_t prio;
 };
 
+/*
+ * What the picker knows of a peer: part of struct speer (pk), kept current
+ * by the swarm; the picker reads it and nothing else of the peer.
+ */
+struct pick_peer {
+	uint8_t *have;           /* chunk bitmap, NULL until the root is known (the speer's) */
+	uint64_t inflight_bytes; /* requested from it and not yet received */
+	double rate;             /* piece bytes/s from it, smoothed */
+	uint64_t busy_until_ns;  /* it has no upload slot for us until then */
+	int is_source;           /* it proved it holds the source key */
+};
+
 /* Our side of one peer connection. */
 struct speer {
 	struct swarm *sw;
 	struct peer *p;
-	uint64_t id;    /* unique in this process: jobs name their peer by it */
-	int addr;       /* index into sw->conn.addrs, or -1 if it connected to us */
-	uint8_t *have;  /* chunk bitmap (fetch side), NULL until the root is known */
-	int root_seen;  /* it answered GET_ROOT */
-	int wants_root; /* it asked for our root before we had one */
-	int map_sent;   /* it has our have-map: tell it of new chunks with HAVE */
-	uint64_t inflight_bytes;
-	uint64_t rx_bytes;      /* piece bytes received since the last rate update */
-	double rate;            /* piece bytes/s from it, smoothed */
-	uint64_t busy_until_ns; /* it has no upload slot for us until then */
-	int slot;               /* we serve its background requests (an upload slot) */
-	uint32_t nhave;         /* chunks in have: all of them = it serves pages too */
+	uint64_t id;         /* unique in this process: jobs name their peer by it */
+	int addr;            /* index into sw->conn.addrs, or -1 if it connected to us */
+	int root_seen;       /* it answered GET_ROOT */
+	int wants_root;      /* it asked for our root before we had one */
+	int map_sent;        /* it has our have-map: tell it of new chunks with HAVE */
+	struct pick_peer pk; /* what the picker knows of it: have-map, pipeline */
+	uint64_t rx_bytes;   /* piece bytes received since the last rate update */
+	int slot;            /* we serve its background requests (an upload slot) */
+	uint32_t nhave;      /* chunks in have: all of them = it serves pages too */
 	uint64_t slot_since_ns;
 	uint64_t turned_away_ns;   /* we answered BUSY (0: not waiting) */
 	uint64_t no_slot_until_ns; /* its slot was rotated away: none before then */
@@ -144,6 +153,20 @@ struct xfer {
 	uint8_t *buf;
 	struct speer *from;
 };
+
+/* Bytes of the block at off of a chunk of len bytes (the last one may be shorter). */
+static inline uint32_t block_len(uint32_t len, uint32_t off)
+{
+	return len - off < SWARM_BLOCK ? len - off : SWARM_BLOCK;
+}
+
+/* blocks_missing of a transfer of a chunk of len bytes before anything arrived. */
+static inline uint64_t xfer_all_blocks(uint32_t len)
+{
+	uint32_t n = (len + SWARM_BLOCK - 1) / SWARM_BLOCK;
+
+	return n == 64 ? UINT64_MAX : (1ull << n) - 1;
+}
 
 enum page_status { PAGE_NONE, PAGE_ASKED, PAGE_LOADED, PAGE_DONE };
 
@@ -311,6 +334,70 @@ struct rates {
 	struct swarm_stats last; /* counters at the last rate update */
 	double fetch, serve, write;
 };
+
+/*
+ * What the picker reads of the swarm, for one decision (the swarm builds it
+ * anew for each: every decision it acts on changes what it holds).
+ */
+struct pick_view {
+	const uint8_t *avail;     /* chunk bitmaps: readable, */
+	const uint8_t *local;     /* written by the local VM, */
+	const uint8_t *verifying; /* whole and being verified, */
+	const uint8_t *fetching;  /* being fetched */
+	const uint8_t *holders;   /* per chunk: connected peers that have it (saturating) */
+	struct manifest_entry *const *entries; /* per page of the chunk table: loaded, or NULL */
+	const struct xfer *xfers;              /* the transfers in progress */
+	int nxfers;
+	int nverifying;    /* chunks being verified */
+	int pages_unasked; /* a page of the chunk table is not asked for yet */
+};
+
+/* What to do about a fault (pick_fault). */
+enum pick_act {
+	PICK_NONE,  /* nothing now: settled, asked at this priority already, or no room */
+	PICK_PAGE,  /* ask for its page of the chunk table first */
+	PICK_RAISE, /* ask the transfer of it again at the fault's priority */
+	PICK_START, /* start a transfer of it, from pick_peer_for's choice */
+};
+
+/* Add chunk c to the want list (the background's). */
+void pick_want_push(struct pick_want *w, uint32_t c);
+/* Background bytes to keep outstanding to a peer (see SWARM_PIPELINE_MS). */
+uint64_t pick_pipeline_cap(const struct pick_peer *p);
+/*
+ * The next chunk to ask peer sp for in the background, taken out of w: 0
+ * and *chunk, or -1 if none now (sp answered BUSY before now, its pipeline
+ * is full, the transfer table or the verifiers are full, or it has nothing
+ * we want). Rarest first; once nothing is left to ask for and every page
+ * was asked for, endgame: a second copy of a chunk still on its way.
+ */
+int pick_background(struct pick_want *w, const struct pick_view *v, struct speer *sp, uint64_t now,
+                    uint32_t *chunk);
+/*
+ * Put peers (n, to be filled in the background) in the order to fill them:
+ * the other destinations first, the source last. The source's upload is the
+ * swarm's scarcest: keep it for the chunks only the source has.
+ */
+void pick_fill_order(struct speer **peers, int n);
+/*
+ * The peer to ask for chunk c ahead of the background (a fault, a readahead
+ * hint): of peers, one that has it; the source first, then the least
+ * loaded. NULL if none has it.
+ */
+struct speer *pick_peer_for(struct speer *const *peers, int n, uint32_t c);
+/*
+ * What to do about a fault on chunk c, to be fetched at priority prio (on
+ * PICK_RAISE, *xfer is the transfer's index). Faults go past the pipeline
+ * bounds: only a full transfer table stops them.
+ */
+enum pick_act pick_fault(const struct pick_view *v, uint32_t c, uint8_t prio, int *xfer);
+/* A readahead hint for chunk c may start a transfer (nothing is in flight for it). */
+int pick_readahead(const struct pick_view *v, uint32_t c);
+/*
+ * A destination announced chunk c: the source's transfer of it to take back
+ * (asked in the background, nothing of it arrived yet), or -1.
+ */
+int pick_offload(const struct pick_view *v, uint32_t c);
 
 /*
  * One volume's swarm, in either role. The parts belong to the file named
@@ -735,28 +822,12 @@ static void serve_receipt(struct speer *sp, const struct wire_msg *m)
 
 /* ---- Fetching --------------------------------------------------------- */
 
-/* A number in [0, n) (n > 0), for spreading choices; not for secrets. */
-static uint32_t rand_below(struct swarm *sw, uint32_t n)
-{
-	sw->want.rng ^= sw->want.rng << 13;
-	sw->want.rng ^= sw->want.rng >> 7;
-	sw->want.rng ^= sw->want.rng << 17;
-	return (uint32_t)((sw->want.rng >> 11) % n);
-}
-
-static void want_push(struct swarm *sw, uint32_t c)
-{
-	sw->want.list =
-	    xgrow(sw->want.list, &sw->want.cap, sw->want.n, sizeof(*sw->want.list), 1024);
-	sw->want.list[sw->want.n++] = c;
-}
-
 /* Peer sp has chunk c (from its have-map or a HAVE). */
 static void have_set(struct swarm *sw, struct speer *sp, uint32_t c)
 {
-	if (bit_get(sp->have, c))
+	if (bit_get(sp->pk.have, c))
 		return;
-	bit_set(sp->have, c);
+	bit_set(sp->pk.have, c);
 	sp->nhave++;
 	if (sw->chunks.holders[c] < UINT8_MAX)
 		sw->chunks.holders[c]++;
@@ -765,9 +836,9 @@ static void have_set(struct swarm *sw, struct speer *sp, uint32_t c)
 /* sp is gone or said it lacks c after all. */
 static void have_clear(struct swarm *sw, struct speer *sp, uint32_t c)
 {
-	if (!bit_get(sp->have, c))
+	if (!bit_get(sp->pk.have, c))
 		return;
-	bit_clear(sp->have, c);
+	bit_clear(sp->pk.have, c);
 	sp->nhave--;
 	if (sw->chunks.holders[c] > 0)
 		sw->chunks.holders[c]--;
@@ -975,8 +1046,8 @@ static void on_root(struct speer *sp, const struct wire_msg *m)
 			return;
 	}
 	sp->root_seen = 1;
-	if (sp->have == NULL)
-		sp->have = bitmap_new(sw->root.chunk_count);
+	if (sp->pk.have == NULL)
+		sp->pk.have = bitmap_new(sw->root.chunk_count);
 	fetch_schedule(sw);
 }
 
@@ -985,7 +1056,7 @@ static void on_have_map(struct speer *sp, const struct wire_msg *m)
 	struct swarm *sw = sp->sw;
 	uint32_t first = m->u.have_map.first, count = m->u.have_map.count;
 
-	if (sp->have == NULL)
+	if (sp->pk.have == NULL)
 		return; /* sent before its ROOT reached us: ignored, a later HAVE fixes it */
 	if ((uint64_t)first + count > sw->root.chunk_count) {
 		peer_close_error(sp->p, WIRE_E_RANGE, "have-map beyond the volume");
@@ -1173,7 +1244,7 @@ static void on_page(struct speer *sp, const struct wire_msg *m)
 				          sizeof(*sw->pipe.basis_q), 1024);
 				sw->pipe.basis_q[sw->pipe.nbasis_q++] = c;
 			} else {
-				want_push(sw, c);
+				pick_want_push(&sw->want, c);
 			}
 			left++;
 		}
@@ -1212,8 +1283,7 @@ static void xfer_uncount(struct speer *sp, const struct xfer *x)
 {
 	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK)
 		if (x->blocks_missing & (1ull << (off / SWARM_BLOCK)))
-			sp->inflight_bytes -=
-			    x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+			sp->pk.inflight_bytes -= block_len(x->len, off);
 }
 
 static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk);
@@ -1223,7 +1293,7 @@ static void xfer_drop(struct swarm *sw, struct xfer *x, int requeue)
 	uint32_t c = x->chunk;
 
 	if (requeue)
-		want_push(sw, c);
+		pick_want_push(&sw->want, c);
 	free(x->buf);
 	*x = sw->pipe.xfers[--sw->pipe.nxfers];
 	if (xfer_any(sw, c) == NULL)
@@ -1241,7 +1311,7 @@ static void xfer_cancel(struct swarm *sw, struct xfer *x, int requeue)
 		m.u.cancel.chunk = x->chunk;
 		m.u.cancel.gen = x->gen;
 		m.u.cancel.offset = off;
-		m.u.cancel.length = x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
+		m.u.cancel.length = block_len(x->len, off);
 		peer_send(x->from->p, &m);
 	}
 	xfer_uncount(x->from, x);
@@ -1256,11 +1326,6 @@ static void xfer_cancel_chunk(struct swarm *sw, uint32_t c)
 			xfer_cancel(sw, &sw->pipe.xfers[i], 0);
 }
 
-static uint32_t block_count(uint32_t len)
-{
-	return (len + SWARM_BLOCK - 1) / SWARM_BLOCK;
-}
-
 /* Any transfer of chunk c in progress, from any peer. */
 static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk)
 {
@@ -1270,11 +1335,21 @@ static struct xfer *xfer_any(struct swarm *sw, uint32_t chunk)
 	return NULL;
 }
 
-/* Chunk c needs no fetching: readable, the VM's own, in flight or being verified. */
-static int chunk_settled_or_busy(struct swarm *sw, uint32_t c)
+/* Ask x's peer for every block of x not yet received, at x's priority. */
+static void xfer_request(const struct xfer *x)
 {
-	return bit_get(sw->chunks.avail, c) || bit_get(sw->chunks.local, c) ||
-	       bit_get(sw->pipe.verifying, c) || bit_get(sw->pipe.fetching, c);
+	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
+		struct wire_msg m = {.type = WIRE_REQUEST};
+
+		if (!(x->blocks_missing & (1ull << (off / SWARM_BLOCK))))
+			continue;
+		m.u.request.blk.chunk = x->chunk;
+		m.u.request.blk.gen = x->gen;
+		m.u.request.blk.offset = off;
+		m.u.request.blk.length = block_len(x->len, off);
+		m.u.request.prio = x->prio;
+		peer_send(x->from->p, &m);
+	}
 }
 
 /* Request all blocks of chunk c from sp at priority prio. */
@@ -1289,20 +1364,21 @@ static void xfer_start(struct swarm *sw, struct speer *sp, uint32_t c, uint8_t p
 	x->buf = xmalloc(x->len);
 	x->from = sp;
 	x->prio = prio;
-	x->blocks_missing =
-	    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
+	x->blocks_missing = xfer_all_blocks(x->len);
 	bit_set(sw->pipe.fetching, c);
-	for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
-		struct wire_msg m = {.type = WIRE_REQUEST};
+	xfer_request(x);
+	sp->pk.inflight_bytes += x->len;
+}
 
-		m.u.request.blk.chunk = c;
-		m.u.request.blk.gen = x->gen;
-		m.u.request.blk.offset = off;
-		m.u.request.blk.length = x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
-		m.u.request.prio = prio;
-		peer_send(sp->p, &m);
-	}
-	sp->inflight_bytes += x->len;
+/*
+ * x was asked at a lower priority than a fault needs: ask again, higher. The
+ * server moves the queued requests up; blocks already sent arrive once or
+ * twice.
+ */
+static void xfer_raise(struct xfer *x, uint8_t prio)
+{
+	x->prio = prio;
+	xfer_request(x);
 }
 
 /* A chunk that arrived whole, on its way through verification to the store. */
@@ -1363,7 +1439,7 @@ static void verify_done(void *arg)
 			if (chunk_put_zero(sw, j->chunk, e) != 0)
 				finish_run(sw, -1);
 		} else if (e != NULL) {
-			want_push(sw, j->chunk);
+			pick_want_push(&sw->want, j->chunk);
 		}
 	} else if (j->result == 0) {
 		store_put_end(&sw->store, j->chunk, j->gen);
@@ -1384,13 +1460,13 @@ static void verify_done(void *arg)
 		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
 			commit_start(sw);
 	} else if (j->result == 2) {
-		want_push(sw, j->chunk); /* changed since the basis: fetch it */
+		pick_want_push(&sw->want, j->chunk); /* changed since the basis: fetch it */
 	} else if (j->result == 1) {
 		sw->st.bad_pieces++;
 		log_warn("chunk %u from peer %s does not match its signed hash: discarded, "
 		         "dropping the peer",
 		         j->chunk, j->from_name);
-		want_push(sw, j->chunk);
+		pick_want_push(&sw->want, j->chunk);
 		/* Never dial that address again (by value: the table may have been compacted). */
 		for (int i = 0; j->from_dialled && i < sw->conn.naddrs; i++)
 			if (sw->conn.addrs[i].where.port == j->from_where.port &&
@@ -1608,7 +1684,7 @@ static void chunk_stale(struct swarm *sw, uint32_t c)
 		sw->chunks.avail_bytes -= manifest_chunk_len(&sw->root, c);
 	}
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		if (sp->have != NULL)
+		if (sp->pk.have != NULL)
 			have_clear(sw, sp, c);
 }
 
@@ -1737,7 +1813,8 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 				return;
 			}
 		} else {
-			want_push(sw, c); /* asked for first once someone has it (changed) */
+			/* Asked for first once someone has it (changed). */
+			pick_want_push(&sw->want, c);
 		}
 	}
 	/* Keep the pages file in step with the pages we hold. */
@@ -1875,7 +1952,7 @@ static void on_piece(struct speer *sp, const struct wire_msg *m)
 	}
 	memcpy(x->buf + off, m->u.piece.data, len);
 	x->blocks_missing &= ~(1ull << blk);
-	sp->inflight_bytes -= len;
+	sp->pk.inflight_bytes -= len;
 	sp->rx_bytes += len;
 	if (x->blocks_missing == 0)
 		fetch_chunk_done(sw, x);
@@ -1894,7 +1971,7 @@ static void on_reject(struct speer *sp, const struct wire_msg *m)
 	if (m->u.reject.code == WIRE_E_BUSY) {
 		/* No upload slot for us there now: ask others for a while. */
 		log_debug("peer %s is busy (chunk %u)", sp->p->name, b->chunk);
-		sp->busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
+		sp->pk.busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
 	} else if (m->u.reject.code == WIRE_E_GENERATION) {
 		/* Changed there (the source's VM wrote it, or one of us is behind): a
 		 * HAVE at the new generation comes once it is published. */
@@ -1946,7 +2023,7 @@ static int ask_page(struct swarm *sw, uint32_t page)
 		if (sp->p->state == PEER_READY && sp->p->is_source && sp->root_seen)
 			best = sp;
 	for (struct speer *sp = sw->conn.peers; sp && best == NULL; sp = sp->next)
-		if (sp->p->state == PEER_READY && sp->root_seen && sp->have != NULL &&
+		if (sp->p->state == PEER_READY && sp->root_seen && sp->pk.have != NULL &&
 		    sp->nhave == sw->root.chunk_count)
 			best = sp;
 	if (best == NULL)
@@ -1970,139 +2047,61 @@ static void ask_pages(struct swarm *sw)
 	}
 }
 
-/* Background bytes to keep outstanding to sp (see SWARM_PIPELINE_MS). */
-static uint64_t inflight_cap(const struct speer *sp)
+/* The picker's view of the swarm now (pick_view). */
+static struct pick_view pick_view_of(const struct swarm *sw)
 {
-	double want = sp->rate * SWARM_PIPELINE_MS / (double)MS_PER_S;
+	struct pick_view v = {
+	    .avail = sw->chunks.avail,
+	    .local = sw->chunks.local,
+	    .verifying = sw->pipe.verifying,
+	    .fetching = sw->pipe.fetching,
+	    .holders = sw->chunks.holders,
+	    .entries = sw->pages.entries,
+	    .xfers = sw->pipe.xfers,
+	    .nxfers = sw->pipe.nxfers,
+	    .nverifying = sw->pipe.nverifying,
+	    .pages_unasked = sw->pages.next < sw->root.page_count,
+	};
 
-	if (want < SWARM_INFLIGHT_MIN)
-		return SWARM_INFLIGHT_MIN;
-	if (want > SWARM_INFLIGHT_MAX)
-		return SWARM_INFLIGHT_MAX;
-	return (uint64_t)want;
-}
-
-/* Drop the want entries that need no fetching any more (a fault, the VM or a copy got them). */
-static void want_compact(struct swarm *sw)
-{
-	uint32_t j = 0;
-
-	for (uint32_t i = 0; i < sw->want.n; i++)
-		if (!chunk_settled_or_busy(sw, sw->want.list[i]))
-			sw->want.list[j++] = sw->want.list[i];
-	sw->want.n = j;
-	sw->want.dead = 0;
+	return v;
 }
 
 /*
- * Rarest first: of the wanted chunks that sp has and nobody is fetching, one
- * held by the fewest connected peers; among equals, the first after a random
- * start, so that destinations pick different chunks. Returns its index in
- * want or -1; *live says whether any wanted chunk is still unrequested.
+ * The peers that may be asked for chunks (authenticated, our root known to
+ * them), in list order, into peers: SWARM_PEERS_MAX of them at most, as
+ * no more are ever connected.
  */
-static long pick_rarest(struct swarm *sw, const struct speer *sp, int *live)
+static int ready_peers(struct swarm *sw, struct speer **peers)
 {
-	uint32_t n = sw->want.n, start, best_n = UINT32_MAX;
-	long best = -1;
+	int n = 0;
 
-	*live = 0;
-	if (n == 0)
-		return -1;
-	start = rand_below(sw, n);
-	for (uint32_t k = 0; k < n; k++) {
-		uint32_t i = start + k < n ? start + k : start + k - n, c = sw->want.list[i];
-
-		if (chunk_settled_or_busy(sw, c)) {
-			sw->want.dead++;
-			continue;
-		}
-		*live = 1;
-		if (!bit_get(sp->have, c) || entry_of(sw, c) == NULL)
-			continue;
-		if (sw->chunks.holders[c] < best_n) {
-			best_n = sw->chunks.holders[c];
-			best = (long)i;
-			if (best_n <= 1)
-				break; /* only sp has it: none is rarer */
-		}
-	}
-	return best;
+	for (struct speer *sp = sw->conn.peers; sp && n < SWARM_PEERS_MAX; sp = sp->next)
+		if (sp->root_seen && sp->p->state == PEER_READY)
+			peers[n++] = sp;
+	return n;
 }
 
-/*
- * Endgame: nothing is left to ask for, but chunks are still on their way.
- * Ask sp too for the one (that it has) with the most blocks missing, unless
- * it is being fetched twice already; the first copy to arrive wins and the
- * other is cancelled. A slow or stalled peer cannot hold up the finish.
- */
-static int pick_endgame(struct swarm *sw, const struct speer *sp, uint32_t *chunk)
+/* The peer to ask for chunk c ahead of the background (pick_peer_for), or NULL. */
+static struct speer *best_peer_for(struct swarm *sw, uint32_t c)
 {
-	int best = -1, best_missing = 0;
+	struct speer *peers[SWARM_PEERS_MAX];
 
-	for (int i = 0; i < sw->pipe.nxfers; i++) {
-		const struct xfer *x = &sw->pipe.xfers[i];
-		int copies = 0, missing = __builtin_popcountll(x->blocks_missing);
-
-		if (x->from == sp || !bit_get(sp->have, x->chunk) || missing <= best_missing)
-			continue;
-		for (int k = 0; k < sw->pipe.nxfers; k++)
-			copies += sw->pipe.xfers[k].chunk == x->chunk;
-		if (copies >= 2 || xfer_find(sw, x->chunk, sp) != NULL)
-			continue;
-		best = i;
-		best_missing = missing;
-	}
-	if (best < 0)
-		return -1;
-	*chunk = sw->pipe.xfers[best].chunk;
-	return 0;
+	return pick_peer_for(peers, ready_peers(sw, peers), c);
 }
 
 /* Fill one peer's pipeline, up to its rate-based bound, with chunks it has. */
 static void fill_pipeline(struct swarm *sw, struct speer *sp)
 {
-	uint64_t cap = inflight_cap(sp);
+	uint64_t now = now_ns();
+	uint32_t c;
 
-	if (sp->busy_until_ns != 0) {
-		if (now_ns() < sp->busy_until_ns)
-			return;
-		sp->busy_until_ns = 0;
-	}
-	while (sp->inflight_bytes < cap && sw->pipe.nxfers < SWARM_XFER_MAX &&
-	       sw->pipe.nverifying < SWARM_VERIFY_MAX) {
-		int live;
-		long i;
-		uint32_t c;
+	for (;;) {
+		struct pick_view v = pick_view_of(sw);
 
-		/* Before the pick: compacting moves the entries its index points into. */
-		if (sw->want.dead > sw->want.n / 2 + 64)
-			want_compact(sw);
-		i = pick_rarest(sw, sp, &live);
-		if (i >= 0) {
-			c = sw->want.list[i];
-			sw->want.list[i] = sw->want.list[--sw->want.n];
-		} else if (live || sw->pages.next < sw->root.page_count ||
-		           pick_endgame(sw, sp, &c) != 0) {
+		if (pick_background(&sw->want, &v, sp, now, &c) != 0)
 			return;
-		}
 		xfer_start(sw, sp, c, WIRE_PRIO_BACKGROUND);
 	}
-}
-
-/* The best peer to ask for chunk c now: it has it; the source first, then the least loaded. */
-static struct speer *best_peer_for(struct swarm *sw, uint32_t c)
-{
-	struct speer *best = NULL;
-
-	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
-		if (!sp->root_seen || sp->p->state != PEER_READY || !bit_get(sp->have, c))
-			continue;
-		if (best == NULL || (sp->p->is_source && !best->p->is_source) ||
-		    (sp->p->is_source == best->p->is_source &&
-		     sp->inflight_bytes < best->inflight_bytes))
-			best = sp;
-	}
-	return best;
 }
 
 /*
@@ -2113,67 +2112,42 @@ static struct speer *best_peer_for(struct swarm *sw, uint32_t c)
 static void fetch_urgent(struct swarm *sw, uint32_t c)
 {
 	uint8_t prio = sw->o.no_boost ? WIRE_PRIO_BACKGROUND : WIRE_PRIO_URGENT;
-	struct xfer *x;
+	struct pick_view v = pick_view_of(sw);
 	struct speer *sp;
+	int i;
 
-	if (bit_get(sw->chunks.avail, c) || bit_get(sw->chunks.local, c) ||
-	    bit_get(sw->pipe.verifying, c))
-		return;
-	if (entry_of(sw, c) == NULL) {
+	switch (pick_fault(&v, c, prio, &i)) {
+	case PICK_NONE:
+		return; /* a full transfer table: retried from fetch_schedule */
+	case PICK_PAGE:
 		/* Out of the window's order; on_page requests c when it arrives. */
 		ask_page(sw, c / MANIFEST_PAGE_ENTRIES);
 		return;
-	}
-	x = xfer_any(sw, c);
-	if (x != NULL) {
-		if (x->prio >= prio)
-			return;
-		/* Asked at background priority: ask again, higher. The server moves the
-		 * queued request up; blocks already sent arrive once or twice. */
-		sp = x->from;
-		x->prio = prio;
-		for (uint32_t off = 0; off < x->len; off += SWARM_BLOCK) {
-			struct wire_msg m = {.type = WIRE_REQUEST};
-
-			if (!(x->blocks_missing & (1ull << (off / SWARM_BLOCK))))
-				continue;
-			m.u.request.blk.chunk = c;
-			m.u.request.blk.gen = x->gen;
-			m.u.request.blk.offset = off;
-			m.u.request.blk.length =
-			    x->len - off < SWARM_BLOCK ? x->len - off : SWARM_BLOCK;
-			m.u.request.prio = prio;
-			peer_send(sp->p, &m);
-		}
+	case PICK_RAISE:
+		xfer_raise(&sw->pipe.xfers[i], prio);
+		return;
+	case PICK_START:
+		sp = best_peer_for(sw, c);
+		if (sp != NULL)
+			xfer_start(sw, sp, c, prio);
 		return;
 	}
-	if (sw->pipe.nxfers >= SWARM_XFER_MAX)
-		return; /* retried from fetch_schedule */
-	sp = best_peer_for(sw, c);
-	if (sp != NULL)
-		xfer_start(sw, sp, c, prio);
 }
 
 /*
  * Another destination now has chunk c: if we asked the source for it in the
  * background and nothing of it has arrived yet, take the request back (CANCEL)
- * and let the picker ask that destination instead. The source's upload is the
- * swarm's scarcest: it should go to chunks nobody else has.
+ * and let the picker ask that destination instead (pick_offload).
  */
 static void source_offload(struct swarm *sw, uint32_t c)
 {
-	for (int i = 0; i < sw->pipe.nxfers; i++) {
-		struct xfer *x = &sw->pipe.xfers[i];
-		uint64_t all =
-		    block_count(x->len) == 64 ? UINT64_MAX : (1ull << block_count(x->len)) - 1;
+	struct pick_view v = pick_view_of(sw);
+	int i = pick_offload(&v, c);
 
-		if (x->chunk != c || !x->from->p->is_source || x->prio != WIRE_PRIO_BACKGROUND ||
-		    x->blocks_missing != all)
-			continue;
-		xfer_cancel(sw, x, 1);
-		sw->st.source_offloads++;
+	if (i < 0)
 		return;
-	}
+	xfer_cancel(sw, &sw->pipe.xfers[i], 1);
+	sw->st.source_offloads++;
 }
 
 static void fetch_schedule(struct swarm *sw)
@@ -2194,14 +2168,14 @@ static void fetch_schedule(struct swarm *sw)
 	if (sw->pipe.nbasis_q > 0)
 		basis_pump(sw);
 	if (!sw->o.lazy) {
+		struct speer *peers[SWARM_PEERS_MAX];
+		int n;
+
 		ask_pages(sw);
-		/* Other destinations first: the source's upload is the scarcest, keep
-		 * it for the chunks only the source has. */
-		for (int source = 0; source < 2; source++)
-			for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-				if (sp->root_seen && sp->p->state == PEER_READY &&
-				    sp->p->is_source == source)
-					fill_pipeline(sw, sp);
+		n = ready_peers(sw, peers);
+		pick_fill_order(peers, n);
+		for (int i = 0; i < n; i++)
+			fill_pipeline(sw, peers[i]);
 	}
 	check_pages(sw, "scheduling");
 	fetch_check_complete(sw);
@@ -2270,6 +2244,242 @@ static void fetch_check_complete(struct swarm *sw)
 	}
 }
 
+/* ---- The picker: which chunk to ask which peer for (pure policy) ------- */
+
+/*
+ * The picker decides; the swarm acts. Its functions read the want list, a
+ * pick_view of the swarm's chunk state and transfers, and each peer's
+ * pick_peer (never its connection): they send nothing and touch no file,
+ * so that the policy can be tested alone. In order of precedence: the
+ * VM's faults (pick_fault), readahead hints (pick_readahead), rarest first
+ * in the background (pick_background), endgame; a destination's HAVE may
+ * take a request back from the source (pick_offload).
+ */
+
+/* A number in [0, n) (n > 0), for spreading choices; not for secrets. */
+static uint32_t rand_below(struct pick_want *w, uint32_t n)
+{
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return (uint32_t)((w->rng >> 11) % n);
+}
+
+void pick_want_push(struct pick_want *w, uint32_t c)
+{
+	w->list = xgrow(w->list, &w->cap, w->n, sizeof(*w->list), 1024);
+	w->list[w->n++] = c;
+}
+
+/* Chunk c needs no fetching: readable, the VM's own, in flight or being verified. */
+static int settled_or_busy(const struct pick_view *v, uint32_t c)
+{
+	return bit_get(v->avail, c) || bit_get(v->local, c) || bit_get(v->verifying, c) ||
+	       bit_get(v->fetching, c);
+}
+
+/* Chunk c's entry is known: its page of the chunk table is loaded. */
+static int entry_known(const struct pick_view *v, uint32_t c)
+{
+	return v->entries[c / MANIFEST_PAGE_ENTRIES] != NULL;
+}
+
+/* The transfer of chunk from sp (NULL: from anyone), or -1. */
+static int xfer_index(const struct pick_view *v, uint32_t chunk, const struct speer *sp)
+{
+	for (int i = 0; i < v->nxfers; i++)
+		if (v->xfers[i].chunk == chunk && (sp == NULL || v->xfers[i].from == sp))
+			return i;
+	return -1;
+}
+
+uint64_t pick_pipeline_cap(const struct pick_peer *p)
+{
+	double want = p->rate * SWARM_PIPELINE_MS / (double)MS_PER_S;
+
+	if (want < SWARM_INFLIGHT_MIN)
+		return SWARM_INFLIGHT_MIN;
+	if (want > SWARM_INFLIGHT_MAX)
+		return SWARM_INFLIGHT_MAX;
+	return (uint64_t)want;
+}
+
+/* Drop the want entries that need no fetching any more (a fault, the VM or a copy got them). */
+static void want_compact(struct pick_want *w, const struct pick_view *v)
+{
+	uint32_t j = 0;
+
+	for (uint32_t i = 0; i < w->n; i++)
+		if (!settled_or_busy(v, w->list[i]))
+			w->list[j++] = w->list[i];
+	w->n = j;
+	w->dead = 0;
+}
+
+/*
+ * Rarest first: of the wanted chunks that a peer has (have) and nobody is
+ * fetching, one held by the fewest connected peers; among equals, the first
+ * after a random start, so that destinations pick different chunks. Returns
+ * its index in w or -1; *live says whether any wanted chunk is still
+ * unrequested.
+ */
+static long pick_rarest(struct pick_want *w, const struct pick_view *v, const uint8_t *have,
+                        int *live)
+{
+	uint32_t n = w->n, start, best_n = UINT32_MAX;
+	long best = -1;
+
+	*live = 0;
+	if (n == 0)
+		return -1;
+	start = rand_below(w, n);
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = start + k < n ? start + k : start + k - n, c = w->list[i];
+
+		if (settled_or_busy(v, c)) {
+			w->dead++;
+			continue;
+		}
+		*live = 1;
+		if (!bit_get(have, c) || !entry_known(v, c))
+			continue;
+		if (v->holders[c] < best_n) {
+			best_n = v->holders[c];
+			best = (long)i;
+			if (best_n <= 1)
+				break; /* only this peer has it: none is rarer */
+		}
+	}
+	return best;
+}
+
+/*
+ * Endgame: nothing is left to ask for, but chunks are still on their way.
+ * Ask sp too for the one (that it has) with the most blocks missing, unless
+ * it is being fetched twice already; the first copy to arrive wins and the
+ * other is cancelled. A slow or stalled peer cannot hold up the finish.
+ */
+static int pick_endgame(const struct pick_view *v, const struct speer *sp, uint32_t *chunk)
+{
+	int best = -1, best_missing = 0;
+
+	for (int i = 0; i < v->nxfers; i++) {
+		const struct xfer *x = &v->xfers[i];
+		int copies = 0, missing = __builtin_popcountll(x->blocks_missing);
+
+		if (x->from == sp || !bit_get(sp->pk.have, x->chunk) || missing <= best_missing)
+			continue;
+		for (int k = 0; k < v->nxfers; k++)
+			copies += v->xfers[k].chunk == x->chunk;
+		if (copies >= 2 || xfer_index(v, x->chunk, sp) >= 0)
+			continue;
+		best = i;
+		best_missing = missing;
+	}
+	if (best < 0)
+		return -1;
+	*chunk = v->xfers[best].chunk;
+	return 0;
+}
+
+int pick_background(struct pick_want *w, const struct pick_view *v, struct speer *sp, uint64_t now,
+                    uint32_t *chunk)
+{
+	struct pick_peer *p = &sp->pk;
+	int live;
+	long i;
+
+	if (p->busy_until_ns != 0) {
+		if (now < p->busy_until_ns)
+			return -1;
+		p->busy_until_ns = 0;
+	}
+	if (p->inflight_bytes >= pick_pipeline_cap(p) || v->nxfers >= SWARM_XFER_MAX ||
+	    v->nverifying >= SWARM_VERIFY_MAX)
+		return -1;
+	/* Before the pick: compacting moves the entries its index points into. */
+	if (w->dead > w->n / 2 + 64)
+		want_compact(w, v);
+	i = pick_rarest(w, v, p->have, &live);
+	if (i >= 0) {
+		*chunk = w->list[i];
+		w->list[i] = w->list[--w->n];
+		return 0;
+	}
+	if (live || v->pages_unasked)
+		return -1;
+	return pick_endgame(v, sp, chunk);
+}
+
+void pick_fill_order(struct speer **peers, int n)
+{
+	struct speer *sources[SWARM_PEERS_MAX];
+	int j = 0, ns = 0;
+
+	/* A stable partition: the destinations in their order, then the source. */
+	for (int i = 0; i < n; i++)
+		if (peers[i]->pk.is_source)
+			sources[ns++] = peers[i];
+		else
+			peers[j++] = peers[i];
+	for (int i = 0; i < ns; i++)
+		peers[j++] = sources[i];
+}
+
+struct speer *pick_peer_for(struct speer *const *peers, int n, uint32_t c)
+{
+	struct speer *best = NULL;
+
+	for (int i = 0; i < n; i++) {
+		struct speer *sp = peers[i];
+
+		if (!bit_get(sp->pk.have, c))
+			continue;
+		if (best == NULL || (sp->pk.is_source && !best->pk.is_source) ||
+		    (sp->pk.is_source == best->pk.is_source &&
+		     sp->pk.inflight_bytes < best->pk.inflight_bytes))
+			best = sp;
+	}
+	return best;
+}
+
+enum pick_act pick_fault(const struct pick_view *v, uint32_t c, uint8_t prio, int *xfer)
+{
+	int i;
+
+	if (bit_get(v->avail, c) || bit_get(v->local, c) || bit_get(v->verifying, c))
+		return PICK_NONE;
+	if (!entry_known(v, c))
+		return PICK_PAGE;
+	i = xfer_index(v, c, NULL);
+	if (i >= 0) {
+		if (v->xfers[i].prio >= prio)
+			return PICK_NONE;
+		*xfer = i;
+		return PICK_RAISE;
+	}
+	if (v->nxfers >= SWARM_XFER_MAX)
+		return PICK_NONE;
+	return PICK_START;
+}
+
+int pick_readahead(const struct pick_view *v, uint32_t c)
+{
+	return !settled_or_busy(v, c) && entry_known(v, c) && v->nxfers < SWARM_XFER_MAX;
+}
+
+int pick_offload(const struct pick_view *v, uint32_t c)
+{
+	for (int i = 0; i < v->nxfers; i++) {
+		const struct xfer *x = &v->xfers[i];
+
+		if (x->chunk == c && x->from->pk.is_source && x->prio == WIRE_PRIO_BACKGROUND &&
+		    x->blocks_missing == xfer_all_blocks(x->len))
+			return i;
+	}
+	return -1;
+}
+
 /* ---- Peers ------------------------------------------------------------ */
 
 static struct speer *speer_new(struct swarm *sw, int addr)
@@ -2294,7 +2504,7 @@ static void speer_unlink_free(struct swarm *sw, struct speer *sp)
 			sw->conn.npeers--;
 			break;
 		}
-	free(sp->have);
+	free(sp->pk.have);
 	free(sp);
 }
 
@@ -2343,6 +2553,7 @@ static void on_ready(struct peer *p)
 	struct speer *sp = p->owner;
 	struct wire_msg m = {.type = WIRE_GET_ROOT};
 
+	sp->pk.is_source = p->is_source;
 	if (sp->addr >= 0) {
 		struct addr *a = &sp->sw->conn.addrs[sp->addr];
 
@@ -2437,7 +2648,7 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		on_have_map(sp, m);
 		break;
 	case WIRE_HAVE:
-		if (sp->have != NULL && m->u.have.chunk < sw->root.chunk_count) {
+		if (sp->pk.have != NULL && m->u.have.chunk < sw->root.chunk_count) {
 			const struct manifest_entry *e = entry_of(sw, m->u.have.chunk);
 
 			/* Of another generation than the one we know: of no use to us. */
@@ -2498,7 +2709,7 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 	} else {
 		log_info("peer %s: disconnected: %s", p->name, reason);
 	}
-	if (sp->have != NULL)
+	if (sp->pk.have != NULL)
 		for (uint32_t c = 0; c < sw->root.chunk_count; c++)
 			have_clear(sw, sp, c);
 	if (sp->slot)
@@ -2560,7 +2771,7 @@ static void rates_update(struct swarm *sw, uint64_t now)
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		double inst = (double)sp->rx_bytes / dt;
 
-		sp->rate = sp->rate == 0 ? inst : 0.75 * sp->rate + 0.25 * inst;
+		sp->pk.rate = sp->pk.rate == 0 ? inst : 0.75 * sp->pk.rate + 0.25 * inst;
 		sp->rx_bytes = 0;
 	}
 	peer_rates_update(sw, dt);
@@ -3671,7 +3882,7 @@ int swarm_peer_list(const struct swarm *sw, struct swarm_peer_info *out, int max
 		pi->role = sp->p->is_source ? "source" : "peer";
 		pi->fetch_rate = sp->mon_in_rate;
 		pi->serve_rate = sp->mon_out_rate;
-		pi->chunks = sp->have != NULL ? (int64_t)sp->nhave : -1;
+		pi->chunks = sp->pk.have != NULL ? (int64_t)sp->nhave : -1;
 		pi->bytes_fetched = sp->p->bytes_in;
 		pi->bytes_served = sp->p->bytes_out;
 	}
@@ -3817,10 +4028,10 @@ void swarm_fault(struct swarm *sw, uint32_t chunk, int readahead)
 		return;
 	if (readahead) {
 		/* Readahead is a hint: only start it if nothing is in flight for it. */
+		struct pick_view v = pick_view_of(sw);
 		struct speer *sp;
 
-		if (chunk_settled_or_busy(sw, chunk) || entry_of(sw, chunk) == NULL ||
-		    sw->pipe.nxfers >= SWARM_XFER_MAX)
+		if (!pick_readahead(&v, chunk))
 			return;
 		sp = best_peer_for(sw, chunk);
 		if (sp != NULL)
