@@ -436,6 +436,7 @@ struct swarm {
 };
 
 static void fetch_schedule(struct swarm *sw);
+static void on_have(struct speer *sp, const struct wire_msg *m);
 static void fetch_check_complete(struct swarm *sw);
 static void fault_settled(struct swarm *sw, uint32_t c);
 static void peer_rates_update(struct swarm *sw, double dt);
@@ -2181,6 +2182,30 @@ static void fetch_schedule(struct swarm *sw)
 	fetch_check_complete(sw);
 }
 
+/* Peer sp announced a chunk (HAVE). */
+static void on_have(struct speer *sp, const struct wire_msg *m)
+{
+	struct swarm *sw = sp->sw;
+	const struct manifest_entry *e;
+
+	if (sp->pk.have == NULL || m->u.have.chunk >= sw->root.chunk_count)
+		return;
+	e = entry_of(sw, m->u.have.chunk);
+	/* Of another generation than the one we know: of no use to us. */
+	if (e != NULL ? m->u.have.gen != e->gen : m->u.have.gen > sw->root.generation)
+		return;
+	have_set(sw, sp, m->u.have.chunk);
+	if (!sp->p->is_source)
+		source_offload(sw, m->u.have.chunk);
+	if (bit_get(sw->gens.changed, m->u.have.chunk)) {
+		/* Changed by the source's VM: ahead of the background, so that
+		 * the copy converges (and write-through writes complete). */
+		bit_clear(sw->gens.changed, m->u.have.chunk);
+		swarm_fault(sw, m->u.have.chunk, 1);
+	}
+	fetch_schedule(sw);
+}
+
 /* Our signed receipt for the current generation, made once. */
 static const uint8_t *receipt_blob(struct swarm *sw)
 {
@@ -2648,24 +2673,7 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 		on_have_map(sp, m);
 		break;
 	case WIRE_HAVE:
-		if (sp->pk.have != NULL && m->u.have.chunk < sw->root.chunk_count) {
-			const struct manifest_entry *e = entry_of(sw, m->u.have.chunk);
-
-			/* Of another generation than the one we know: of no use to us. */
-			if (e != NULL ? m->u.have.gen != e->gen
-			              : m->u.have.gen > sw->root.generation)
-				break;
-			have_set(sw, sp, m->u.have.chunk);
-			if (!sp->p->is_source)
-				source_offload(sw, m->u.have.chunk);
-			if (bit_get(sw->gens.changed, m->u.have.chunk)) {
-				/* Changed by the source's VM: ahead of the background, so that
-				 * the copy converges (and write-through writes complete). */
-				bit_clear(sw->gens.changed, m->u.have.chunk);
-				swarm_fault(sw, m->u.have.chunk, 1);
-			}
-			fetch_schedule(sw);
-		}
+		on_have(sp, m);
 		break;
 	case WIRE_PIECE:
 		on_piece(sp, m);
@@ -2739,6 +2747,43 @@ static void conn_dial(struct swarm *sw, int i)
 		a->next_try_ns = now_ns() + NS_PER_S;
 		speer_unlink_free(sw, sp);
 	}
+}
+
+/*
+ * Dial the addresses whose back-off has passed, within the bounds on
+ * connections. Returns how many addresses are still worth trying.
+ */
+static int conn_redial(struct swarm *sw, uint64_t now)
+{
+	int alive = 0, outgoing = 0;
+
+	for (int i = 0; i < sw->conn.naddrs; i++)
+		outgoing += sw->conn.addrs[i].sp != NULL;
+	for (int i = 0; i < sw->conn.naddrs; i++) {
+		struct addr *a = &sw->conn.addrs[i];
+
+		if (a->dead)
+			continue;
+		alive++;
+		if (a->sp != NULL || now < a->next_try_ns)
+			continue;
+		/* Already connected to that process, by its own connection to us. */
+		if (a->have_identity && speer_by_identity(sw, a->identity, NULL) != NULL)
+			continue;
+		if (outgoing >= SWARM_CONNECT_MAX || sw->conn.npeers >= SWARM_PEERS_MAX)
+			break;
+		conn_dial(sw, i);
+		outgoing++;
+	}
+	return alive;
+}
+
+/* Log each address's last error (the run is about to fail for want of peers). */
+static void conn_log_errors(const struct swarm *sw)
+{
+	for (int i = 0; i < sw->conn.naddrs; i++)
+		log_error("  %s:%u: %s", sw->conn.addrs[i].where.host, sw->conn.addrs[i].where.port,
+		          sw->conn.addrs[i].last_error[0] ? sw->conn.addrs[i].last_error : "?");
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -2860,7 +2905,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct swarm *sw = arg;
 	uint64_t now = now_ns();
-	int alive = 0, outgoing = 0;
+	int alive;
 
 	(void)fd;
 	(void)what;
@@ -2873,24 +2918,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (sw->store.npending > 0 &&
 	    now - sw->pipe.last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
 		commit_start(sw);
-	for (int i = 0; i < sw->conn.naddrs; i++)
-		outgoing += sw->conn.addrs[i].sp != NULL;
-	for (int i = 0; i < sw->conn.naddrs; i++) {
-		struct addr *a = &sw->conn.addrs[i];
-
-		if (a->dead)
-			continue;
-		alive++;
-		if (a->sp != NULL || now < a->next_try_ns)
-			continue;
-		/* Already connected to that process, by its own connection to us. */
-		if (a->have_identity && speer_by_identity(sw, a->identity, NULL) != NULL)
-			continue;
-		if (outgoing >= SWARM_CONNECT_MAX || sw->conn.npeers >= SWARM_PEERS_MAX)
-			break;
-		conn_dial(sw, i);
-		outgoing++;
-	}
+	alive = conn_redial(sw, now);
 	if (sw->complete) {
 		if (!root_final(sw))
 			return;
@@ -2912,11 +2940,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		sw->last_progress_ns = now;
 	if (alive == 0 && sw->conn.ntrackers == 0) {
 		log_error("no usable peer left; last errors:");
-		for (int i = 0; i < sw->conn.naddrs; i++)
-			log_error("  %s:%u: %s", sw->conn.addrs[i].where.host,
-			          sw->conn.addrs[i].where.port,
-			          sw->conn.addrs[i].last_error[0] ? sw->conn.addrs[i].last_error
-			                                          : "?");
+		conn_log_errors(sw);
 		finish_run(sw, -1);
 		return;
 	}
@@ -2928,11 +2952,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (sw->o.give_up_s > 0 &&
 	    now - sw->last_progress_ns > (uint64_t)sw->o.give_up_s * NS_PER_S) {
 		log_error("no progress for %d s; giving up (last errors:)", sw->o.give_up_s);
-		for (int i = 0; i < sw->conn.naddrs; i++)
-			log_error("  %s:%u: %s", sw->conn.addrs[i].where.host,
-			          sw->conn.addrs[i].where.port,
-			          sw->conn.addrs[i].last_error[0] ? sw->conn.addrs[i].last_error
-			                                          : "?");
+		conn_log_errors(sw);
 		finish_run(sw, -1);
 	}
 }
@@ -4168,6 +4188,16 @@ static void seed_sync_done(void *arg)
 	free(j);
 }
 
+/* seed -e: w waits for the image to be durable. */
+static void seed_flush(struct swarm *sw, struct flush_waiter *w)
+{
+	struct seed_sync_job *j = xcalloc(1, sizeof(*j));
+
+	j->sw = sw;
+	j->waiters = w;
+	workq_push(sw->pipe.syncq, seed_sync_run, seed_sync_done, j);
+}
+
 void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
 {
 	struct flush_waiter *w = xcalloc(1, sizeof(*w));
@@ -4175,11 +4205,7 @@ void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)
 	w->fn = fn;
 	w->arg = arg;
 	if (is_seed(sw)) {
-		struct seed_sync_job *j = xcalloc(1, sizeof(*j));
-
-		j->sw = sw;
-		j->waiters = w;
-		workq_push(sw->pipe.syncq, seed_sync_run, seed_sync_done, j);
+		seed_flush(sw, w);
 		return;
 	}
 	w->next = sw->pipe.flush_next;
