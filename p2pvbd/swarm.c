@@ -3600,13 +3600,11 @@ static void on_error(struct peer *p, const struct wire_msg *m)
 		seed_recheck(sw, p->name, m->u.error.chunk, m->u.error.gen);
 }
 
-struct swarm *swarm_new(const struct swarm_opts *o)
+/* The peers' shared context (sw->o is set): callbacks, keys, DNS, the upload limit. */
+static void conn_init(struct swarm *sw)
 {
-	struct swarm *sw = xcalloc(1, sizeof(*sw));
-	struct timeval tick = {0, 250000};
+	const struct swarm_opts *o = &sw->o;
 
-	sw->o = *o;
-	sw->check = getenv("P2PVBD_CHECK") != NULL;
 	sw->conn.ops.on_ready = on_ready;
 	sw->conn.ops.on_msg = on_msg;
 	sw->conn.ops.on_drain = on_drain;
@@ -3632,6 +3630,16 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		/* The group keeps its own copy of the configuration. */
 		ev_token_bucket_cfg_free(cfg);
 	}
+}
+
+struct swarm *swarm_new(const struct swarm_opts *o)
+{
+	struct swarm *sw = xcalloc(1, sizeof(*sw));
+	struct timeval tick = {0, 250000};
+
+	sw->o = *o;
+	sw->check = getenv("P2PVBD_CHECK") != NULL;
+	conn_init(sw);
 	sw->serve.page_buf = xmalloc(MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 	if (o->role == SWARM_SEED) {
 		struct manifest *m = o->manifest;
