@@ -25,12 +25,12 @@ endif
 # helpers, cli.c, go into the library: p2pvbd-tracker uses them too.
 MAIN_SRC := $(filter-out p2pvbd/cli/cli.c,$(sort $(wildcard p2pvbd/cli/*.c)))
 MAIN_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(MAIN_SRC))
-LIB_SRC	:= $(sort $(wildcard p2pvbd/*.c proto/*.c) p2pvbd/cli/cli.c)
+LIB_SRC	:= $(sort $(wildcard p2pvbd/*.c p2pvbd/swarm/*.c proto/*.c) p2pvbd/cli/cli.c)
 # The tracker daemon: tracker/main.c plus the tables and codec (also linked into unit-tests).
 TRACKER_SRC := $(wildcard tracker/*.c)
 TRACKER_LIB_SRC := $(filter-out tracker/main.c,$(sort $(TRACKER_SRC)))
 TRACKER_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(TRACKER_LIB_SRC))
-HDRS	:= $(wildcard p2pvbd/*.h p2pvbd/cli/*.h proto/*.h tracker/*.h)
+HDRS	:= $(wildcard p2pvbd/*.h p2pvbd/cli/*.h p2pvbd/swarm/*.h proto/*.h tracker/*.h)
 LIB_OBJ	:= $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
@@ -170,7 +170,7 @@ uninstall:
 		$(foreach f,$(UNITS),"$(DESTDIR)$(UNITDIR)/$(f)")
 
 format:
-	clang-format -i $(wildcard p2pvbd/*.[ch] p2pvbd/cli/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)
+	clang-format -i $(wildcard p2pvbd/*.[ch] p2pvbd/cli/*.[ch] p2pvbd/swarm/*.[ch] proto/*.[ch] tracker/*.[ch] tests/unit/*.c tests/fuzz/*.c)
 
 clean:
 	rm -rf build build-san build-fuzz
