@@ -25,6 +25,7 @@
 #include "netio.h"
 #include "parse.h"
 #include "sockpath.h"
+#include "swarm_export.h"
 #include "util.h"
 
 /* Requests of one connection being executed or parked; more stop its reading. */

@@ -15,7 +15,7 @@
 
 #include <event2/event.h>
 
-#include "swarm.h"
+#include "swarm_export.h"
 
 struct nbd_server;
 
