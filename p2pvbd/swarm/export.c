@@ -5,6 +5,8 @@
  */
 #include "swarm_int.h"
 
+#include <stdlib.h>
+
 /*
  * The export's requests waiting for chunk c (SWARM_ALL_CHUNKS: for any) may
  * go now. They are woken from the loop, never from here: a woken request
@@ -195,6 +197,18 @@ int swarm_local_write(struct swarm *sw, uint64_t off, const void *data, uint64_t
 void swarm_keep_running(struct swarm *sw)
 {
 	sw->exp.keep_running = 1;
+}
+
+/* Call every waiter of the list *head with result, each taken off the list first. */
+void waiters_call(struct flush_waiter **head, int result)
+{
+	while (*head != NULL) {
+		struct flush_waiter *w = *head;
+
+		*head = w->next;
+		w->fn(w->arg, result);
+		free(w);
+	}
 }
 
 void swarm_flush(struct swarm *sw, void (*fn)(void *arg, int result), void *arg)

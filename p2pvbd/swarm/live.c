@@ -128,17 +128,6 @@ void seed_have(struct swarm *sw, const struct wire_msg *m)
 		wt_check(sw);
 }
 
-void freeze_waiters_call(struct swarm *sw, int result)
-{
-	while (sw->live.freeze_waiters != NULL) {
-		struct flush_waiter *w = sw->live.freeze_waiters;
-
-		sw->live.freeze_waiters = w->next;
-		w->fn(w->arg, result);
-		free(w);
-	}
-}
-
 /* Sign and send one delta of n changes (ascending); 0 or -1. */
 static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32_t n,
                       uint16_t flags)
@@ -186,14 +175,8 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 		if (k == 0 && (!flags || (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL)))
 			break; /* nothing to say */
 		if (seed_delta(sw, ch + done, k, flags) != 0) {
-			freeze_waiters_call(sw, -1);
-			while (sw->live.wt_waiters != NULL) {
-				struct flush_waiter *w = sw->live.wt_waiters;
-
-				sw->live.wt_waiters = w->next;
-				w->fn(w->arg, -1);
-				free(w);
-			}
+			waiters_call(&sw->live.freeze_waiters, -1);
+			waiters_call(&sw->live.wt_waiters, -1);
 			finish_run(sw, -1);
 			return;
 		}
@@ -206,7 +189,7 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 	if (final_due) {
 		log_info("frozen: generation %llu is final",
 		         (unsigned long long)root_of(sw)->generation);
-		freeze_waiters_call(sw, 0);
+		waiters_call(&sw->live.freeze_waiters, 0);
 	}
 }
 
@@ -413,7 +396,7 @@ void swarm_thaw(struct swarm *sw)
 	if (!is_seed(sw) || (!sw->live.frozen && sw->live.freeze_waiters == NULL))
 		return;
 	sw->live.frozen = 0;
-	freeze_waiters_call(sw, -1);
+	waiters_call(&sw->live.freeze_waiters, -1);
 	log_info("thawed: the VM may write again; the next generation is not final");
 	if (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) {
 		if (seed_delta(sw, NULL, 0, 0) != 0)
@@ -470,13 +453,7 @@ static void seed_sync_done(void *arg)
 {
 	struct seed_sync_job *j = arg;
 
-	while (j->waiters != NULL) {
-		struct flush_waiter *w = j->waiters;
-
-		j->waiters = w->next;
-		w->fn(w->arg, j->result);
-		free(w);
-	}
+	waiters_call(&j->waiters, j->result);
 	free(j);
 }
 

@@ -467,15 +467,9 @@ void swarm_free(struct swarm *sw)
 	workq_free(sw->pipe.verifyq);
 	workq_free(sw->pipe.syncq);
 	workq_free(sw->live.hashq);
-	freeze_waiters_call(sw, -1);
+	waiters_call(&sw->live.freeze_waiters, -1);
 	/* Flushes that never got a commit fail. */
-	while (sw->pipe.flush_next != NULL) {
-		struct flush_waiter *w = sw->pipe.flush_next;
-
-		sw->pipe.flush_next = w->next;
-		w->fn(w->arg, -1);
-		free(w);
-	}
+	waiters_call(&sw->pipe.flush_next, -1);
 	/* Trackers drop us at once instead of handing out our address until we time out. */
 	tclient_stop_all(sw->conn.trackers, sw->conn.ntrackers);
 	for (int i = 0; i < sw->conn.ntrackers; i++)

@@ -501,7 +501,6 @@ void delta_keep(struct swarm *sw, uint8_t *blob, size_t len);
 /* live.c */
 void rehash_run(void *arg);
 void seed_have(struct swarm *sw, const struct wire_msg *m);
-void freeze_waiters_call(struct swarm *sw, int result);
 void seed_round_cb(evutil_socket_t fd, short what, void *arg);
 int seed_throttled(struct swarm *sw);
 void seed_throttle_cb(evutil_socket_t fd, short what, void *arg);
@@ -511,5 +510,6 @@ void seed_flush(struct swarm *sw, struct flush_waiter *w);
 /* export.c */
 void chunk_wake(struct swarm *sw, uint32_t c);
 void chunk_wake_cb(evutil_socket_t fd, short what, void *arg);
+void waiters_call(struct flush_waiter **head, int result);
 
 #endif

@@ -353,13 +353,7 @@ static void commit_done(void *arg)
 	if (j->batch != NULL && store_commit_end(&sw->store, j->batch, j->result) < 0)
 		result = -1;
 	free(j);
-	while (w != NULL) {
-		struct flush_waiter *next = w->next;
-
-		w->fn(w->arg, result);
-		free(w);
-		w = next;
-	}
+	waiters_call(&w, result);
 	if (result < 0 && !sw->finished) {
 		log_error("cannot make the image durable: stopping");
 		finish_run(sw, -1);
