@@ -436,7 +436,7 @@ static void on_tracker_receipt_posted(void *arg, int ok)
 		finish_run(sw, 0);
 }
 
-static const struct tclient_ops announce_ops = {
+static const struct tclient_ops on_tracker_ops = {
     .on_peers = on_tracker_peers,
     .counters = on_tracker_counters,
     .on_receipts = on_tracker_receipts,
@@ -526,7 +526,7 @@ void swarm_start(struct swarm *sw)
 		for (int i = 0; i < sw->o.ntrackers; i++) {
 			struct tclient *t = tclient_new(
 			    sw->o.base, sw->conn.ctx.dns, sw->o.trackers[i], sw->o.volume_id,
-			    sw->conn.peer_id, sw->conn.listen_port, &announce_ops, sw);
+			    sw->conn.peer_id, sw->conn.listen_port, &on_tracker_ops, sw);
 
 			if (t == NULL)
 				continue; /* logged; the other trackers and peers may do */

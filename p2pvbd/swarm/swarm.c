@@ -20,7 +20,7 @@
 #include "tclient.h"
 #include "workq.h"
 
-static void peer_rates_update(struct swarm *sw, double dt);
+static void speer_rates_update(struct swarm *sw, double dt);
 
 /*
  * End the run. Peers are told and given a moment to receive what is still
@@ -58,7 +58,7 @@ static void rates_update(struct swarm *sw, uint64_t now)
 		sp->pk.rate = sp->pk.rate == 0 ? inst : 0.75 * sp->pk.rate + 0.25 * inst;
 		sp->rx_bytes = 0;
 	}
-	peer_rates_update(sw, dt);
+	speer_rates_update(sw, dt);
 	/* Whole-process rates for status: smoothed over about 2 s. */
 	{
 		double f = (double)(sw->st.bytes_fetched - sw->rates.last.bytes_fetched) / dt;
@@ -354,7 +354,7 @@ void fault_settled(struct swarm *sw, uint32_t c)
 }
 
 /* Each peer's piece rates in and out, smoothed like the status rates (rates_update). */
-static void peer_rates_update(struct swarm *sw, double dt)
+static void speer_rates_update(struct swarm *sw, double dt)
 {
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		double in = (double)(sp->p->bytes_in - sp->mon_in) / dt;
