@@ -489,6 +489,7 @@ void swarm_free(struct swarm *sw)
 		event_free(sw->live.throttle_ev);
 	free(sw->live.round);
 	free(sw->live.dirty_list);
+	free(sw->live.carried);
 	free(sw->live.rehash);
 	free(sw->gens.stale);
 	free(sw->gens.changed);
