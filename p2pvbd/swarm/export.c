@@ -74,11 +74,6 @@ int swarm_final(const struct swarm *sw)
 	return is_seed(sw) || (sw->have_root && root_final(sw));
 }
 
-int swarm_complete(const struct swarm *sw)
-{
-	return sw->complete;
-}
-
 int swarm_readable(const struct swarm *sw, uint32_t chunk)
 {
 	if (is_seed(sw))

@@ -434,6 +434,11 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	status_monitoring(sw, st);
 }
 
+int swarm_complete(const struct swarm *sw)
+{
+	return sw->complete;
+}
+
 const struct swarm_stats *swarm_stats(const struct swarm *sw)
 {
 	return &sw->st;

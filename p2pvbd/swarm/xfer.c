@@ -287,7 +287,7 @@ static struct xfer *cancel_copies_keep(struct swarm *sw, struct xfer *x)
 }
 
 /* A whole chunk arrived: hand it to a worker for verification and writing. */
-static void fetch_chunk_done(struct swarm *sw, struct xfer *x)
+static void xfer_arrived(struct swarm *sw, struct xfer *x)
 {
 	const struct manifest_entry *e;
 	struct verify_job *j;
@@ -424,7 +424,7 @@ void on_piece(struct speer *sp, const struct wire_msg *m)
 	sp->pk.inflight_bytes -= len;
 	sp->rx_bytes += len;
 	if (x->blocks_missing == 0)
-		fetch_chunk_done(sw, x);
+		xfer_arrived(sw, x);
 	fetch_schedule(sw);
 }
 
