@@ -41,7 +41,7 @@ struct tclient {
 	char *receipts_path; /* ... and "receipts?volume=..." */
 	uint8_t volume_id[MANIFEST_ID_LEN];
 	uint8_t info_hash[MANIFEST_INFOHASH_LEN];
-	uint8_t peer_id[20];
+	uint8_t peer_id[TCLIENT_PEER_ID_LEN];
 	uint16_t listen_port;
 
 	struct treq req[TREQ_KINDS];
@@ -315,8 +315,9 @@ static char *sibling_path(const char *path, const char *leaf)
 }
 
 struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, const char *url,
-                            const uint8_t volume_id[MANIFEST_ID_LEN], const uint8_t peer_id[20],
-                            uint16_t port, const struct tclient_ops *ops, void *arg)
+                            const uint8_t volume_id[MANIFEST_ID_LEN],
+                            const uint8_t peer_id[TCLIENT_PEER_ID_LEN], uint16_t port,
+                            const struct tclient_ops *ops, void *arg)
 {
 	struct evhttp_uri *u = evhttp_uri_parse(url);
 	struct tclient *t;

@@ -55,6 +55,9 @@ struct tclient_ops {
 
 struct tclient;
 
+/* A peer id (BitTorrent's peer_id) is this long. */
+#define TCLIENT_PEER_ID_LEN 20
+
 /*
  * A client for the tracker at url ("http://host[:port]/path"; the path is
  * usually /announce). port: where we accept peers (reported to the tracker).
@@ -62,8 +65,9 @@ struct tclient;
  * tclient_start. ops and arg are borrowed.
  */
 struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, const char *url,
-                            const uint8_t volume_id[MANIFEST_ID_LEN], const uint8_t peer_id[20],
-                            uint16_t port, const struct tclient_ops *ops, void *arg);
+                            const uint8_t volume_id[MANIFEST_ID_LEN],
+                            const uint8_t peer_id[TCLIENT_PEER_ID_LEN], uint16_t port,
+                            const struct tclient_ops *ops, void *arg);
 void tclient_free(struct tclient *t);
 
 /* Announce now (event=started), then keep announcing. */

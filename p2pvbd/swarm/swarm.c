@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 
 #include "tclient.h"
+#include "version.h"
 #include "workq.h"
 
 static void speer_rates_update(struct swarm *sw, double dt);
@@ -169,6 +170,22 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Our peer id at the trackers, BitTorrent-style (Azureus): "-PV", four
+ * digits of the version (0.1.0 is 0100), "-", then random bytes.
+ */
+static void peer_id_make(uint8_t id[TCLIENT_PEER_ID_LEN])
+{
+	char tag[] = "-PV0000-";
+	int k = 3;
+
+	for (const char *v = P2PVBD_VERSION; *v != '\0' && k < 7; v++)
+		if (*v >= '0' && *v <= '9')
+			tag[k++] = *v;
+	memcpy(id, tag, sizeof(tag) - 1);
+	vcrypto_random(id + sizeof(tag) - 1, TCLIENT_PEER_ID_LEN - (sizeof(tag) - 1));
+}
+
 struct swarm *swarm_new(const struct swarm_opts *o)
 {
 	struct swarm *sw = xcalloc(1, sizeof(*sw));
@@ -208,9 +225,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		for (int i = 0; i < o->npeers; i++)
 			addr_add(sw, &o->peers[i], 0);
 	}
-	/* A BitTorrent-style peer id: client tag, then random bytes. */
-	memcpy(sw->conn.peer_id, "-PV0100-", 8);
-	vcrypto_random(sw->conn.peer_id + 8, sizeof(sw->conn.peer_id) - 8);
+	peer_id_make(sw->conn.peer_id);
 	vcrypto_random(&sw->want.rng, sizeof(sw->want.rng));
 	sw->want.rng |= 1; /* xorshift must not start at 0 */
 	sw->pipe.basis_fd = -1;

@@ -16,6 +16,7 @@
 #include "peer.h"
 #include "store.h"
 #include "swarm.h"
+#include "tclient.h"
 #include "util.h"
 #include "wire.h"
 
@@ -163,8 +164,8 @@ struct conns {
 	size_t addrs_cap;
 	struct tclient **trackers;
 	int ntrackers;
-	uint16_t listen_port; /* 0 if not listening */
-	uint8_t peer_id[20];  /* ours at the trackers */
+	uint16_t listen_port;                 /* 0 if not listening */
+	uint8_t peer_id[TCLIENT_PEER_ID_LEN]; /* ours at the trackers */
 };
 
 /* serve.c: what this process serves, and its upload slots. */
