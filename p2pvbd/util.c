@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 static const char *log_prog = "p2pvbd";
-static int log_lvl = LOG_INFO;
+static int log_lvl = LOG_LEVEL_INFO;
 static enum log_style log_style_now = LOG_STYLE_PLAIN;
 static void (*log_before_fn)(void *arg);
 static void *log_before_arg;

@@ -12,7 +12,7 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN = 1, LOG_LEVEL_INFO = 2, LOG_LEVEL_DEBUG = 3 };
 
 /*
  * Messages go to stderr, prefixed with the program name and level, and:
@@ -30,13 +30,13 @@ int log_level(void);
 /* fn(arg) runs before each message is written (the progress bar clears its line). */
 void log_set_before(void (*fn)(void *arg), void *arg);
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
-#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
-		if (log_level() >= LOG_DEBUG)                                                      \
-			log_msg(LOG_DEBUG, __VA_ARGS__);                                           \
+		if (log_level() >= LOG_LEVEL_DEBUG)                                                \
+			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                     \
 	} while (0)
 
 /* For bugs and out-of-memory only: logs and aborts. */

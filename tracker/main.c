@@ -235,7 +235,7 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 	sv->metrics.announces[rq.event][TMETRICS_OK]++;
 	if (rq.event == ANNOUNCE_EV_STOPPED) /* it removed the peer, if the peer was there */
 		sv->metrics.peers_stopped += npeer - sv->tracker->npeer;
-	if (log_level() >= LOG_DEBUG) {
+	if (log_level() >= LOG_LEVEL_DEBUG) {
 		hex_encode(rq.info_hash, ANNOUNCE_HASH_LEN, hex);
 		addr_format(&from, where, sizeof(where));
 		log_debug("announce %s from %s event %d left %" PRIu64 ": %zu+%zu peers", hex,
@@ -582,7 +582,7 @@ int main(int argc, char **argv)
 	    .max_peers = TRACKER_MAX_PEERS_DEFAULT,
 	};
 	const char *listen_addr = "0.0.0.0:6969";
-	int level = LOG_INFO, c, rc = 1;
+	int level = LOG_LEVEL_INFO, c, rc = 1;
 	char host[256], shown[300];
 	uint16_t port;
 	struct server sv = {0};
@@ -592,7 +592,7 @@ int main(int argc, char **argv)
 	socklen_t sslen = sizeof(ss);
 	struct timeval tv;
 
-	log_init("p2pvbd-tracker", LOG_INFO);
+	log_init("p2pvbd-tracker", LOG_LEVEL_INFO);
 	opterr = 0; /* cli_usage_error says what was wrong, in one line */
 	while ((c = getopt_long(argc, argv, "l:qvhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -615,10 +615,10 @@ int main(int argc, char **argv)
 				                       optarg);
 			break;
 		case 'q':
-			level = LOG_ERROR;
+			level = LOG_LEVEL_ERROR;
 			break;
 		case 'v':
-			level = LOG_DEBUG;
+			level = LOG_LEVEL_DEBUG;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);

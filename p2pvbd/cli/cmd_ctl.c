@@ -74,7 +74,7 @@ static int cmd_status(int argc, char **argv)
 	}
 	if (optind + 1 != argc)
 		return cli_usage_error("p2pvbd status", "status needs the control socket's path");
-	log_init("p2pvbd status", LOG_INFO);
+	log_init("p2pvbd status", LOG_LEVEL_INFO);
 	return ctl_request(argv[optind], json ? "status json" : "status", CTL_TIMEOUT_S) == 0 ? 0
 	                                                                                      : 1;
 }
@@ -109,7 +109,7 @@ static int cmd_ctl(int argc, char **argv)
 	    strcmp(argv[optind + 1], "status") != 0)
 		return cli_usage_error("p2pvbd ctl", "unknown command '%s' (freeze, thaw, status)",
 		                       argv[optind + 1]);
-	log_init("p2pvbd ctl", LOG_INFO);
+	log_init("p2pvbd ctl", LOG_LEVEL_INFO);
 	return ctl_request(argv[optind], argv[optind + 1], (int)timeout_s) == 0 ? 0 : 1;
 }
 

@@ -232,11 +232,11 @@ static int fetch_option(struct fetch_opts *o, int c, char **argv)
 		o->show_progress = 0;
 		break;
 	case 'q':
-		o->loglvl = LOG_ERROR;
+		o->loglvl = LOG_LEVEL_ERROR;
 		o->show_progress = 0;
 		break;
 	case 'v':
-		o->loglvl = LOG_DEBUG;
+		o->loglvl = LOG_LEVEL_DEBUG;
 		break;
 	case 'h':
 		fputs(usage_fetch, stdout);
@@ -340,7 +340,7 @@ static int fetch_parse(int argc, char **argv, struct fetch_opts *o)
 	o->timeout_s = PEER_TIMEOUT_DEFAULT;
 	o->give_up = FETCH_GIVE_UP_DEFAULT;
 	o->show_progress = 1;
-	o->loglvl = LOG_INFO;
+	o->loglvl = LOG_LEVEL_INFO;
 	while ((c = getopt_long(argc, argv, "k:e:l:qvh", fetch_options, NULL)) != -1)
 		if ((rc = fetch_option(o, c, argv)) != CMD_PROCEED)
 			return rc;

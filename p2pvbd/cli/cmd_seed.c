@@ -263,10 +263,10 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 		o->hash_only = 1;
 		break;
 	case 'q':
-		o->loglvl = LOG_ERROR;
+		o->loglvl = LOG_LEVEL_ERROR;
 		break;
 	case 'v':
-		o->loglvl = LOG_DEBUG;
+		o->loglvl = LOG_LEVEL_DEBUG;
 		break;
 	case 'h':
 		fputs(usage_seed, stdout);
@@ -284,7 +284,7 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 
 	memset(o, 0, sizeof(*o));
 	o->listen_spec = "0.0.0.0:7001";
-	o->loglvl = LOG_INFO;
+	o->loglvl = LOG_LEVEL_INFO;
 	o->timeout_s = PEER_TIMEOUT_DEFAULT;
 	o->chunk_size = MANIFEST_CHUNK_DEFAULT;
 	while ((c = getopt_long(argc, argv, "k:l:t:e:qvh", seed_options, NULL)) != -1)
@@ -406,7 +406,7 @@ static int seed_hash(struct seed *s)
 
 	s->entries = xcalloc(manifest_chunk_count(s->image_size, (uint32_t)o->chunk_size),
 	                     sizeof(*s->entries));
-	disp.tty = isatty(STDERR_FILENO) && o->loglvl >= LOG_INFO;
+	disp.tty = isatty(STDERR_FILENO) && o->loglvl >= LOG_LEVEL_INFO;
 	disp.start_ns = s->t0 = now_ns();
 	return scan_image(s->fd, s->image_size, (uint32_t)o->chunk_size, 0, (int)o->threads,
 	                  s->entries, scan_progress, &disp);

@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 	 */
 	mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
 	mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
-	log_init("p2pvbd", LOG_INFO);
+	log_init("p2pvbd", LOG_LEVEL_INFO);
 	if (argc < 2)
 		return cli_usage_error("p2pvbd", "no command given");
 	cmd = argv[1];

@@ -756,7 +756,7 @@ int main(int argc, char **argv)
 	int c;
 
 	signal(SIGPIPE, SIG_IGN);
-	log_init("badpeer", LOG_INFO);
+	log_init("badpeer", LOG_LEVEL_INFO);
 	while ((c = getopt_long(argc, argv, "m:u:k:c:p:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
