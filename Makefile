@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # p2pvbd build. `make` builds build/p2pvbd; `make test`, `make demo` and
 # `make bench` first install any missing Debian packages (tools/install-deps.sh).
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * blake2b: RFC 7693, written for speed on 64-bit CPUs: the message block is
  * loaded once per compression and the twelve rounds are unrolled by the

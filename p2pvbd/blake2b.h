@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * blake2b: a portable, scalar BLAKE2b (RFC 7693), unkeyed, one shot.
  *

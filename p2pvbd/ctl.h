@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * ctl: the control socket of a running seed or fetch (a Unix socket, mode
  * 0600). A client sends one command line; the reply follows and the

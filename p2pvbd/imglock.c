@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * imglock: QEMU-compatible OFD locks on disk images. See imglock.h for the
  * scheme; this file picks the permissions of each mode and says, when a lock

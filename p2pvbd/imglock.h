@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * imglock: advisory locks on disk images that QEMU understands, so that
  * QEMU (qemu-system, qemu-nbd, qemu-img, qemu-io) and p2pvbd see each

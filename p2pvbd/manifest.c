@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * manifest: chunk geometry, the signed root, pages of the chunk table and
  * completion receipts. Pure code: bytes in, structures out (and back). The

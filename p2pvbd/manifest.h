@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * manifest: what a volume is, signed by its source. Pure code, no I/O.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * metrics: Prometheus text for /metrics and the monitoring part of
  * `p2pvbd status`. See metrics.h.

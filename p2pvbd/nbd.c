@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * nbd: NBD server connections (handshake, options, transmission) on
  * libevent bufferevents, and the glue that parks requests until their

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * nbd: the NBD server that exports the volume to the local VM while it
  * arrives (fetch -e). Fixed newstyle handshake, structured replies,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * netio: see netio.h.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * netio: a socket reader that reads in big gulps, for connections whose
  * output goes through a libevent bufferevent.

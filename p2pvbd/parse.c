@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * parse: command-line syntaxes. See parse.h.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * parse: the one parser of each command-line syntax, shared by every program
  * (p2pvbd, p2pvbd-tracker, the test tools). Each takes a NUL-terminated

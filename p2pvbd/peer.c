@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * peer: handshake, encrypted framing and the connection state machine.
  * See peer.h for the life cycle and proto/PROTOCOL.md for the bytes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * peer: one encrypted, authenticated connection to another p2pvbd process.
  *

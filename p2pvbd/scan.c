@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * scan: hash an image into manifest entries with worker threads.
  *

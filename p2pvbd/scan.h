@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * scan: hash an image into manifest entries, with worker threads (one per
  * core by default), each reading and hashing whole chunks. Used by seed at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sockpath: claiming and releasing Unix socket paths. See sockpath.h.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * sockpath: Unix socket paths we were given (-e unix:PATH, --ctl PATH).
  * A path is ours only if we made the socket there: a file that is not a

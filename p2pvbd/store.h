@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * store: the output image plus its crash-safe per-chunk state file.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm: the set of peers of one volume, and what this process does with
  * them. Both roles share it:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm_export: what the NBD export (nbd.c) asks of the swarm, at a
  * destination (fetch -e) and at the source (seed -e), and what starts the

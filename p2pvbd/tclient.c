@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tclient: the tracker client. See tclient.h.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tclient: a BitTorrent HTTP tracker client (BEP 3, compact lists of BEP 23
  * and BEP 7), plus p2pvbd-tracker's receipt exchange. One per tracker URL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * uri: parse and format the volume URI. Pure code: no I/O, no logging;
  * every error is reported as one line in the caller's buffer, because the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * uri: the volume URI, the capability a destination is given.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * util: logging, allocation wrappers, hex, time, sizes.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * util: logging, allocation wrappers that never return NULL, growable arrays,
  * bitmaps, hex, time.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * vcrypto: hashing, signatures, key files, session keys and AEAD, all on
  * top of libsodium. Nothing else in the project calls libsodium directly.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * vcrypto: the one module that calls libsodium. (The prefix is vcrypto_
  * because libsodium owns crypto_.)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * version: the release every program of p2pvbd reports with --version, kept
  * in one place so that p2pvbd and p2pvbd-tracker never disagree.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * workq: worker threads with a job FIFO; completions go back to the event
  * loop through an eventfd. See workq.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * workq: a small thread pool for work that would stall the event loop: a
  * core's worth of hashing, or a blocking disk call (fdatasync).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * nbd_wire: the server side of the NBD protocol, as a pure codec (see
  * nbd_wire.h, proto/NBD.md and the NBD spec, doc/proto.md).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * treply: decoding tracker replies. See treply.h.
  */

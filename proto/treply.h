@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * treply: decoding what a BitTorrent HTTP tracker answers (BEP 3, compact
  * peer lists of BEP 23 and BEP 7), plus p2pvbd's receipt list. Pure code:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * wire: the p2pvbd peer protocol codec, version 1.
  *

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Everything `make test` runs: build and unit tests, integration tests, the
 # same under AddressSanitizer/UndefinedBehaviorSanitizer, and a short run of
 # every fuzz harness. Keeps going after a failure; the last line is

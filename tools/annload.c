@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * annload: a load generator for BitTorrent HTTP trackers, used by
  * tools/bench_tracker.sh to compare p2pvbd-tracker with opentracker.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Benchmarks against anchors measured in the same run: tools/bench.sh PATH-TO-p2pvbd
 #
 # Prints one JSON object per line (also written to bench-out/bench.json):

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Benchmarks of the NBD export (make bench-fault): tools/bench_fault.sh PATH-TO-p2pvbd
 #
 # Prints one JSON object per line (also written to bench-out/bench-fault.json).

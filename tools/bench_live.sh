@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Live migration benchmarks (make bench-live):
 #   tools/bench_live.sh PATH-TO-p2pvbd [--only write,downtime,total]
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # The swarm benchmark (make bench-swarm):
 #   tools/bench_swarm.sh PATH-TO-p2pvbd PATH-TO-p2pvbd-tracker
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Tracker throughput: tools/bench_tracker.sh PATH-TO-p2pvbd-tracker [PATH-TO-annload]
 #
 # Announces per second of p2pvbd-tracker against Debian's opentracker, both

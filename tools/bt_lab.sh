@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # The stock-BitTorrent anchor of the swarm benchmark, in a network lab:
 #
 #   tools/bt_lab.sh P2PVBD_TRACKER IMAGE N OUTDIR

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """The stock-BitTorrent anchor of the swarm benchmark: libtorrent roles.
 
 Run with /usr/bin/python3 (Debian's python3-libtorrent, libtorrent-rasterbar

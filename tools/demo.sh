@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Local migration demo: tools/demo.sh PATH-TO-p2pvbd
 #
 # Makes a 256 MiB disk image of mixed random and zero chunks (DEMO_MIB to

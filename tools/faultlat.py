@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """Fault latency of an NBD export: time single 4 KiB reads, one at a time.
 
 usage: faultlat.py URI --offsets-from N --count K [--seed S] [--warm OFF ...]

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Install the Debian packages that building, testing and benchmarking p2pvbd
 # need, but only those that are missing. Prints nothing when all are there.
 set -euo pipefail

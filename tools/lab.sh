@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # The test lab: hosts in network namespaces, joined by a bridge, with per-host
 # bandwidth shaping (DESIGN.md section 6). Needs root, iproute2 (ip, tc).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """Drive one live migration for tools/bench_live.sh: writer, catch-up, freeze.
 
 usage: live_switch.py MODE --p2pvbd BIN --src-sock S --src-image IMG --seed-ctl C

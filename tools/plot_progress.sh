@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Plot swarm progress: tools/plot_progress.sh CSV OUT.png TITLE [T_MIN_SECONDS]
 #
 # CSV holds samples "time_s,name,fraction" (fraction 0..1), one per line, in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * announce: query-string parser and bencode encoder of the tracker (see
  * announce.h). Pure code: no I/O, no allocation, no globals, no logging.

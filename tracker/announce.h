@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * announce: the tracker's HTTP query parser and bencode encoder. Pure code:
  * no I/O, no allocation, no globals, no logging. This is what the fuzzer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * main: p2pvbd-tracker, a BitTorrent tracker (BEP 3, 7, 23, 48) on
  * libevent's HTTP server, plus the p2pvbd extensions POST /receipt and

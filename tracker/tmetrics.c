@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tmetrics: the tracker's counters in Prometheus' text format (see
  * tmetrics.h). The format, version 0.0.4: for each family a "# HELP name

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tmetrics: the tracker's counters, and their rendering in Prometheus' text
  * exposition format (version 0.0.4) for GET /metrics. Pure code: main.c

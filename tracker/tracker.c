@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tracker: swarm and peer tables (see tracker.h).
  *

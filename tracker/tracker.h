@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tracker: the swarm and peer tables of p2pvbd-tracker, and the receipts it
  * was sent. No I/O and no clock of its own: every call takes `now` (seconds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * cli: the command-line helpers both programs share (cli.h): usage errors,
  * the checks before work, atomic file writes and the stopping signals.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * cli: what the command lines of both programs (p2pvbd and p2pvbd-tracker)
  * share: usage errors, the checks made before any work, writing a small file

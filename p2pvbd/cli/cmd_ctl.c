@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * cmd_ctl: controlling a running seed or fetch. The clients, `p2pvbd status`
  * and `p2pvbd ctl`, and the server side: the control socket's commands

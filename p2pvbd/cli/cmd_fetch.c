@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * cmd_fetch: `p2pvbd fetch URI OUT`, on each destination. Joins the swarm,
  * fetches and verifies the chunks into OUT, serves what it holds to other

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * cmd_keygen: `p2pvbd keygen -o PATH`, an Ed25519 identity for a source
  * (and for any peer that signs receipts).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * cmd_seed: `p2pvbd seed`, on the source host. Hashes the image into chunks,
  * signs the manifest, prints the volume URI and serves the chunks until

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * The p2pvbd command line's private header, its declarations grouped by the
  * file that defines them. main.c dispatches to the command table; each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * main: the p2pvbd command line. Finds the command in the table and runs it;
  * each command is one file (cmd_*.c). The work itself is in swarm, store,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * progress: what a fetch shows of its progress. For people, on stdout: a bar
  * that fits the terminal, or a line every 5 s when stdout is not one. For

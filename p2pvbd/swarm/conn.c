@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/conn: connections and the address book. Accepting and dialling
  * peers, one connection per pair of processes (duplicates), the peer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/export: the API the NBD export uses (swarm_export.h): what is
  * readable or writable, the VM's faults, reads and writes, FLUSH, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/fetch: a destination fetching its volume. The signed root and the
  * pages of the chunk table, the peers' have-maps, scheduling requests (it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/gens: generations at a destination (PROTOCOL.md §9). Deltas are
  * verified, applied and passed on; a newer root is caught up with; chunks a

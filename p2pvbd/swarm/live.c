@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/live: the live source (seed -e). The VM's writes make chunks dirty;
  * rounds hash them again and publish signed deltas; freeze and thaw;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/picker: the piece picker, as pure policy: which chunk to ask which
  * peer for, and when. Faults first, then readahead, then rarest first in

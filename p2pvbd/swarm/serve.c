@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/serve: serving peers from what this process holds. ROOT, have-maps
  * and HAVE, PAGE, PIECE from a bounded request queue per peer, upload slots

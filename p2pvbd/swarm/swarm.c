@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm: the lifecycle of one volume's swarm (new, the tick, shutdown,
  * free), its status and statistics, and monitoring (rates, the VM's fault

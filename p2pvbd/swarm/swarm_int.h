@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm_int.h: the swarm's private header, shared by the files of
  * p2pvbd/swarm/ and by the picker's unit tests. struct swarm is here, in

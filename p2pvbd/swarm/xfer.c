@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * swarm/xfer: the transfer pipeline at a destination. A chunk is requested
  * in blocks from one peer (struct xfer), its pieces arrive, the whole chunk

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for the tracker's query parser (announce_parse,
  * announce_parse_scrape): query strings come from anyone who can reach the

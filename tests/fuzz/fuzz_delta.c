@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for signed deltas (manifest_delta_decode and
  * manifest_delta_apply_root): deltas reach every peer from the network and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for the manifest decoders: roots, pages and receipts all
  * arrive from peers. Invariants: a root that decodes re-encodes to the same

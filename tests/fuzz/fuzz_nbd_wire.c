@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for the NBD server codec (proto/nbd_wire.c): every
  * parser that reads bytes from an NBD client, plus the invariants that tie

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for parse: sizes, rates, durations and HOST:PORT come
  * from command lines, unit files and URI files. Invariants: nothing crashes;

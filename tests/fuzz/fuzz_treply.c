@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for treply_parse: a tracker's replies reach p2pvbd from
  * the network. Invariants: a refusal says why; an accepted reply keeps its

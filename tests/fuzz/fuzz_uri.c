@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for uri_parse: URIs come from command lines and files.
  * Invariant: what parses formats, and the formatted URI parses back to an

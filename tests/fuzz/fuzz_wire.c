@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * libFuzzer harness for the wire codec: every decoder that reads bytes from
  * the network, plus the invariants that tie decoders and encoders together.

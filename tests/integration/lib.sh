@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: ISC
 # shellcheck shell=bash disable=SC2034
 # Shared helpers for the integration tests (tests/integration/t_*.sh).
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Run the integration tests: tests/integration/run.sh BINARY [--fast]
 #
 # Runs every tests/integration/t_*.sh (with --fast only those containing the

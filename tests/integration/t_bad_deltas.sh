@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: generation deltas (PROTOCOL.md §9) that must not move a destination don't, and a peer
 # serving an old generation never puts a byte into the output (tests/tools/badpeer):
 # - a delta signed with another key, and a signed delta with one byte flipped, are refused

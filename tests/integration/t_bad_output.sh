@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: bad output paths, malformed URIs and bad command lines give clear errors and the documented exit codes.
 # fast
 # shellcheck source=tests/integration/lib.sh

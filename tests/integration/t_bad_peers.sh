@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: misbehaving peers (tests/tools/badpeer) never put a bad byte into the output and are
 # dropped: corrupt pieces, a forged manifest root, forged table pages, a stall mid-frame, an
 # oversized frame, garbage instead of a handshake. Each alone makes the fetch fail with a message

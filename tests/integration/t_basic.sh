@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: seed + fetch of a mixed random/zero image with a short last chunk gives an identical, sparse copy and sane --stats.
 # fast
 # shellcheck source=tests/integration/lib.sh

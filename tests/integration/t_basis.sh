@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: fetch --basis takes every chunk whose hash matches from an older copy and fetches only
 # the changed ones (3 changed chunks, a shorter basis, a missing basis); and a receipt reaches the
 # source through the tracker: a seed restarted with --exit-after-receipts counts a receipt that was

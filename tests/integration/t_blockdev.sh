@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a fetch into a block device (a loop device here) needs --force, writes the volume to
 # the device and keeps its sidecar files (state, key, pages) in /var/lib/p2pvbd, never in /dev;
 # --state-dir moves them. Needs root and a free loop device; says "skipped" without them.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: fetch is byte-exact and its chunk counts are right with the smallest (64K) and largest (4M) --chunk-size.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: 'ctl freeze' on a seed that is already final (no -e, or frozen before) answers at once
 # with rc 0 and the generation; the seed keeps running (it used to free the reply twice and
 # leave the client waiting 60 s).

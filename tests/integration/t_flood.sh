@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a peer that asks for chunk-table pages again and again without reading the replies
 # (about 100 MB of them) cannot make the seed's memory grow without bound: the seed stops
 # reading its requests while 4 MiB of replies wait, and keeps serving others.

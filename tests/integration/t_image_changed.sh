@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a plain seed (no -e) whose image changes behind its back (the lock is advisory: dd
 # ignores it) stops, exit 1, saying "IMAGE changed after it was hashed (chunk N); a changing image
 # needs -e", as soon as a destination reports that chunk corrupt; the destination never marks it

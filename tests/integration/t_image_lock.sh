@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: images are locked the way QEMU locks them, against the real QEMU tools. A seed refuses an
 # image qemu-nbd has open for writing (exit 1, saying so); a plain seed keeps qemu-io from writing
 # its image ('Failed to get "write" lock') but lets read-only qemu-io and another plain seed in;

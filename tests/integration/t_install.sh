@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: `make install DESTDIR=… PREFIX=/usr` installs the programs, the man pages and the
 # systemd units where they belong, with the right modes, without root; the installed programs
 # run (--version); every man page lints clean (mandoc -T lint) and renders (man -l), and

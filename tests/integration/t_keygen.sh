@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: keygen writes a 0600 key and its .pub, never overwrites a key, and seed refuses a key others can read.
 # fast
 # shellcheck source=tests/integration/lib.sh

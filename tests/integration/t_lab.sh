@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the test lab (tools/lab.sh) makes 3 connected, shaped hosts, a seed in h1 migrates a 16 MiB image to h2 and h3 across it, and the lab is torn down (also on failure).
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: `fetch -e --lazy` (pure postcopy) fetches only the chunks the VM reads: reads through the
 # export (qemu-io, nbdcopy) return the source's bytes; the state file then marks only the chunks
 # read; an idle VM is not a stall (fetch stays up well past --give-up while nothing is asked);

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the two ways to make a live migration converge when the VM writes faster than the swarm
 # carries. --write-through: a VM write at the source is acknowledged only once a destination
 # holds it: with no destination it waits (and completes as soon as one has fetched it), and when

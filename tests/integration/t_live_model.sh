@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the model-based randomized live-migration test (tests/model/live_model.py) on a few
 # seeds. Each seed draws a volume (random, zero and patterned 64 KiB chunks, sometimes a short last
 # chunk), a seed -e with a control socket and sometimes a small --rate-limit, 1-3 fetch -e

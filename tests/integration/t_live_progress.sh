@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a destination's progress (`p2pvbd status`: bytes_done) counts only chunks it holds at
 # its newest generation. A chunk a delta changed is missing until fetched again, even though the
 # destination's store still holds its old bytes (what the migration helpers read to decide that

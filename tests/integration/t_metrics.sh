@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: seed and fetch --metrics 127.0.0.1:0 serve Prometheus text that python3-prometheus-client's
 # parser reads; after a complete fetch the counters are right (bytes fetched = the image's non-zero
 # bytes, served >= that, complete 1, a receipt at the seed, per-peer samples labelled with peer and

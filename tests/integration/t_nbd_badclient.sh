@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the NBD export of `fetch -e` survives the protocol's bad inputs from a raw-socket client
 # (tests/tools/nbd_badclient.py): garbage handshakes, options out of order (SET_META_CONTEXT before
 # STRUCTURED_REPLY -> NBD_REP_ERR_INVALID), unknown options (NBD_REP_ERR_UNSUP), malformed and

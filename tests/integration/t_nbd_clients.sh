@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the NBD export of `fetch -e` against real clients while the volume arrives (rate-limited
 # seed) and after: nbdinfo (export listed, structured replies, base:allocation, --map hole,zero),
 # qemu-io write/read patterns with -P verification (partial writes into chunks not yet arrived,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: FLUSH holds across connections and survives a crash. One qemu-io connection (kept
 # open, so its own close-time flush never happens) writes into chunks that have not arrived (a
 # whole chunk, a partial chunk, the short last chunk) and into one that has; a second qemu-io

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: readiness under systemd (sd_notify). With NOTIFY_SOCKET set, p2pvbd-tracker sends
 # READY=1 once it listens, p2pvbd seed once its URI is out and it serves, p2pvbd fetch once it
 # listens and has joined the swarm; each sends STOPPING=1 on SIGTERM and exits 0. The datagrams

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a destination serves the chunks it holds (fetch -l --mirror): a second destination
 # given both the source and the first destination fetches a share of its chunks from the
 # first (by its own counters), and both end with images equal to the source.

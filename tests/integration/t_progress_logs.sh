@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the progress display and log lines. Percent and totals count the bytes that must travel
 # (not zero chunks); on a terminal the bar fits the width, log lines never land behind it, and
 # the end says "done"; without a terminal the status lines stop once complete (a mirror used to

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: seed --exit-after-receipts 2 exits 0 by itself once two fetches (each with its own key) have sent completion receipts.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"

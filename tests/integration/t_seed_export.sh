@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: seed -e exports the source image over NBD for a VM running at the source: reads return
 # the image, writes (qemu-io) land in the image and survive a FLUSH, the chunks they touch are
 # dirty (`p2pvbd status` reports them) and then published as new generations; a destination

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: socket paths we are given are never destroyed: -e unix:PATH and --ctl PATH refuse a
 # file that is not a socket (and leave it as it was) and a socket another process still accepts
 # on ("in use"); a stale socket (its process was killed) is taken over; at exit a process removes

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: mistakes are caught before any work and leave no files: an output that is a directory,
 # a peer or tracker name that does not resolve, an unwritable --stats, a --listen address in use
 # (before hashing); usage errors are one line and a pointer to --help; a URI cut at '&' says

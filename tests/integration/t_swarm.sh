@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a swarm across the lab. h1 runs p2pvbd-tracker, h2 the seed (upload shaped slower than
 # everyone), h3..h6 four fetchers (mirrors) that know only the tracker and the seed: they find each
 # other through the tracker, all finish with the source's bytes, and most of the bytes came from each

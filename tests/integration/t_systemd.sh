@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: the installed systemd units run under a real systemd with all their hardening. A
 # container (systemd-nspawn, private network) boots this system's systemd over this system's
 # /usr with `make install DESTDIR=… PREFIX=/usr` laid over it, and inside it:

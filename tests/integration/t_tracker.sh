@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: p2pvbd-tracker answers announce/scrape per BEP 3/23/48 (compact peers, stopped, caps,
 # expiry, 400 + failure reason for malformed requests, /status, /receipt), and a stock BitTorrent
 # client (python3-libtorrent) gets peers from it and completes a download through it.

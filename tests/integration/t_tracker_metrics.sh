@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: p2pvbd-tracker --version and -V; GET /metrics is Prometheus' text format 0.0.4 as
 # python3-prometheus-client's parser reads it, and its values follow what happens: announces by
 # event and result (a malformed one only as an HTTP 400), scrapes, a peer dropped at once when it

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a real VM (tools/vm/build-guest.sh: Debian kernel + busybox initramfs, under TCG) is
 # live-migrated with its disk by p2pvbd. The source QEMU's disk is `seed -e` (the VM keeps
 # writing records while the disk is copied: deltas), the destination QEMU's is `fetch -e`

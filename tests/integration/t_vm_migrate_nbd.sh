@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a real VM (tools/vm/build-guest.sh: Debian kernel + busybox initramfs, under TCG) is
 # live-migrated between two QEMU processes (tools/vm/migrate.py) while it writes records to its
 # virtio disk, which each QEMU reaches over NBD (two qemu-nbd servers of the same image file:

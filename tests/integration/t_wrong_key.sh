@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Checks: a URI with the wrong source key or a wrong secret makes fetch fail (exit 1, clear message) without creating the output.
 # fast
 # shellcheck source=tests/integration/lib.sh

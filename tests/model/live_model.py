@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """Model-based randomized live-migration test of p2pvbd.
 
 Each seed (random.Random(seed)) draws one migration and checks it against a model, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * badpeer: a misbehaving source for the integration tests, built from the
  * project's own peer and codec modules. It serves the same volume as a real

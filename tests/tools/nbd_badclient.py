@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: ISC
 """A raw-socket NBD client that sends what well-behaved clients never do.
 
 Used by tests/integration/t_nbd_badclient.sh against `p2pvbd fetch -e unix:SOCK`.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tdir: the unit tests' temporary directory. See tdir.h.
  */

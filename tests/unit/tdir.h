@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * tdir: the unit tests' private temporary directory. A suite's .init makes
  * it (tdir_make), its .fini removes it with everything in it (tdir_remove).

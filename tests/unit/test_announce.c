@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for the tracker: the announce/scrape query parser (valid
  * requests, binary percent-decoding, every malformed case with its reason),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * The portable BLAKE2b against libsodium's (the reference here) and against
  * known answers, so that switching implementations never changes a digest.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests of imglock: the bytes each mode holds are QEMU's (checked with
  * F_OFD_GETLK from a descriptor of our own, as QEMU checks them), two locks

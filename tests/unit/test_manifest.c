@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for manifest: geometry, build/encode/decode/verify of the root,
  * strict decoding of roots and pages, and receipts.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for metrics: the Prometheus text (label escaping, histogram
  * buckets cumulative and ending in +Inf, one HELP and one TYPE per family,

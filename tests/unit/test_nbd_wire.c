@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for proto/nbd_wire.c. Expected bytes are written out by hand
  * from the NBD spec (doc/proto.md), never taken from the encoder's output,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for parse: the one parser of each command-line syntax. Every
  * edge the style guide names (" 5", "+5", ":0", "10Mbit") and the overflows.

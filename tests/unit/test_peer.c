@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for p2pvbd/peer.c: the handshake (hellos, refusals, session
  * keys, AUTH) and the encrypted framing, over a socketpair with a fresh

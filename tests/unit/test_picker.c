@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests of the piece picker (p2pvbd/swarm/picker.c) alone: the policy,
  * without a connection, a file or a struct swarm. A small world stands in

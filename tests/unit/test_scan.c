@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests of scan: multi-threaded hashing must equal a plain
  * single-threaded reference, flag zero chunks, report progress to the end,

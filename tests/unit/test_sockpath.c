@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for sockpath: a path that is not a socket is never removed, a
  * socket in use is refused, a stale one is replaced, and release removes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests of store: state file creation and strict validation, the
  * commit ordering (an uncommitted chunk is missing after a crash), holes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * util's log levels must not clash with <syslog.h> (which defines LOG_INFO,
  * LOG_DEBUG and friends as macros): this file includes both, so the build

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for the tracker's /metrics text (tmetrics.c): label escaping
  * as the exposition format defines it, the shape of the whole text checked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for treply (tracker replies): compact and dictionary peer
  * lists, IPv6 peers, failures, receipts, and malformed replies with the

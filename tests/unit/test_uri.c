@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for uri: round trips, IPv6 peers, percent-encoded trackers and
  * many malformed URIs, each with the reason it must give.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for vcrypto: known answers, signatures and their domains, key
  * files (round trip, permissions, malformed files), session keys and AEAD.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: ISC */
 /*
  * Unit tests for proto/wire.c: round trips of every record and message,
  * byte-exact encodings (so that a symmetric endianness bug in encoder and

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # Build the tiny test guest for the VM tests: tools/vm/build-guest.sh OUTDIR
 #
 # Writes OUTDIR/vmlinuz (the kernel of Debian's linux-image-amd64) and

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """Check, from the host, the records the p2pvbd test guest wrote to its disk.
 
 usage: check-records.py IMAGE SEED --records N --epoch E [--next J] [-v]

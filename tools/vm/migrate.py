@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
 """Live-migrate the p2pvbd test guest between two QEMU processes on this host.
 
 The guest (tools/vm/build-guest.sh, tools/vm/guest-init) writes records to

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: ISC
 # sync-check.sh [--p2pvbd BIN] SEED_CTL FETCH_CTL [MAX_BYTES]
 #
 # The wait-sync hook of a live migration with p2pvbd (tools/vm/migrate.py
