@@ -319,14 +319,15 @@ static int image_prepare(struct store *s, const struct stat *st, uint64_t cur_si
 	return fsync_dir_of(s->img_path);
 }
 
-int store_open(struct store *s, const char *path, const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size,
-               uint32_t chunk_size, int flags)
+int store_open(struct store *s, const char *path, const uint8_t volume_id[MANIFEST_ID_LEN],
+               uint64_t image_size, uint32_t chunk_size, int flags)
 {
 	return store_open_at(s, path, path, volume_id, image_size, chunk_size, flags);
 }
 
 int store_open_at(struct store *s, const char *path, const char *sidecar,
-                  const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size, uint32_t chunk_size, int flags)
+                  const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size,
+                  uint32_t chunk_size, int flags)
 {
 	uint64_t count, cur_size;
 	struct stat st;
@@ -431,6 +432,21 @@ fail:
 		unlink(path);
 	store_free(s);
 	return -1;
+}
+
+uint32_t store_npending(const struct store *s)
+{
+	return s->npending;
+}
+
+uint64_t store_pending_bytes(const struct store *s)
+{
+	return s->pending_bytes;
+}
+
+uint64_t store_present_bytes(const struct store *s)
+{
+	return s->present_bytes;
 }
 
 /* Index of chunk in the pending list, or -1. */

@@ -55,6 +55,14 @@ struct store {
 	struct store_batch *inflight; /* the commit between begin and end, or NULL */
 };
 
+/*
+ * What other modules may read of a store (its fields are the store's own:
+ * struct store is visible only so that it can be embedded).
+ */
+uint32_t store_npending(const struct store *s);      /* chunks written, not yet committed */
+uint64_t store_pending_bytes(const struct store *s); /* their data bytes */
+uint64_t store_present_bytes(const struct store *s); /* bytes of PRESENT, ZERO or LOCAL chunks */
+
 #define STORE_F_CREATE 0x1 /* create the image if it does not exist */
 #define STORE_F_FORCE  0x2 /* take over an existing image that has no state file */
 
@@ -65,11 +73,12 @@ struct store {
  * without a state file is refused unless STORE_F_FORCE. 0 or -1; on error
  * nothing is left open.
  */
-int store_open(struct store *s, const char *path, const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size,
-               uint32_t chunk_size, int flags);
+int store_open(struct store *s, const char *path, const uint8_t volume_id[MANIFEST_ID_LEN],
+               uint64_t image_size, uint32_t chunk_size, int flags);
 /* The same with the state file at sidecar + STORE_STATE_SUFFIX (--state-dir). */
 int store_open_at(struct store *s, const char *path, const char *sidecar,
-                  const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size, uint32_t chunk_size, int flags);
+                  const uint8_t volume_id[MANIFEST_ID_LEN], uint64_t image_size,
+                  uint32_t chunk_size, int flags);
 void store_close(struct store *s); /* commits pending chunks first */
 
 static inline enum store_state store_state_of(const struct store *s, uint32_t chunk)

@@ -640,7 +640,7 @@ static void fetch_check_complete(struct swarm *sw)
 	    sw->pipe.nverifying > 0)
 		return;
 	/* Everything is written: complete once the last of it is durable. */
-	if (sw->pipe.committing || sw->store.npending > 0) {
+	if (sw->pipe.committing || store_npending(&sw->store) > 0) {
 		commit_start(sw);
 		return;
 	}

@@ -101,7 +101,7 @@ static void report_stall(struct swarm *sw)
 	         SWARM_STALL_REPORT_S, (unsigned long long)sw->root.generation,
 	         root_final(sw) ? " (final)" : "", missing, sw->root.chunk_count, sw->pages.done,
 	         sw->root.page_count, sw->pipe.nxfers, sw->pipe.nverifying,
-	         (size_t)sw->store.npending, sw->pipe.committing ? ", committing" : "");
+	         (size_t)store_npending(&sw->store), sw->pipe.committing ? ", committing" : "");
 	for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
 		if (sw->pages.status[pg] == PAGE_LOADED)
 			log_info("  page %u: loaded, %u chunks not settled", pg,
@@ -129,7 +129,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	rotate_slots(sw, now);
 	if (sw->o.role != SWARM_FETCH)
 		return;
-	if (sw->store.npending > 0 &&
+	if (store_npending(&sw->store) > 0 &&
 	    now - sw->pipe.last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
 		commit_start(sw);
 	alive = conn_redial(sw, now);
@@ -265,10 +265,10 @@ void swarm_progress(const struct swarm *sw, uint64_t *done, uint64_t *total)
 	if (sw->complete)
 		*done = sw->root.image_size;
 	else if (sw->pages.nseen == sw->root.page_count ||
-	         sw->chunks.avail_bytes > sw->store.present_bytes)
+	         sw->chunks.avail_bytes > store_present_bytes(&sw->store))
 		*done = sw->chunks.avail_bytes;
 	else
-		*done = sw->store.present_bytes;
+		*done = store_present_bytes(&sw->store);
 	if (*done > *total)
 		*done = *total;
 }

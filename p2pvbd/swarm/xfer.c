@@ -198,7 +198,7 @@ static void verify_done(void *arg)
 		/* (A page fetched again counts its chunks anew when it is back.) */
 		if (sw->pages.status[page] == PAGE_LOADED && --sw->pages.left[page] == 0)
 			page_done(sw, page);
-		if (sw->store.pending_bytes >= SWARM_COMMIT_BYTES)
+		if (store_pending_bytes(&sw->store) >= SWARM_COMMIT_BYTES)
 			commit_start(sw);
 	} else if (j->result == 2) {
 		pick_want_push(&sw->want, j->chunk); /* changed since the basis: fetch it */
