@@ -3,7 +3,7 @@
  * peer: handshake, encrypted framing and the connection state machine.
  * See peer.h for the life cycle and proto/PROTOCOL.md for the bytes.
  */
-#include "peer.h"
+#include "peer_int.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -801,4 +801,54 @@ static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 			         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	}
 	peer_close(p, reason);
+}
+
+const char *peer_name(const struct peer *p)
+{
+	return p->name;
+}
+
+int peer_is_ready(const struct peer *p)
+{
+	return p->state == PEER_READY;
+}
+
+int peer_is_dead(const struct peer *p)
+{
+	return p->state == PEER_DEAD;
+}
+
+int peer_is_source(const struct peer *p)
+{
+	return p->is_source;
+}
+
+int peer_initiator(const struct peer *p)
+{
+	return p->initiator;
+}
+
+const uint8_t *peer_identity(const struct peer *p)
+{
+	return p->identity;
+}
+
+uint64_t peer_bytes_in(const struct peer *p)
+{
+	return p->bytes_in;
+}
+
+uint64_t peer_bytes_out(const struct peer *p)
+{
+	return p->bytes_out;
+}
+
+void *peer_owner(const struct peer *p)
+{
+	return p->owner;
+}
+
+void peer_set_owner(struct peer *p, void *owner)
+{
+	p->owner = owner;
 }

@@ -82,33 +82,8 @@ struct peer_ctx {
 	struct bufferevent_rate_limit_group *upload_limit; /* optional */
 };
 
-struct peer {
-	struct peer_ctx *ctx;
-	struct bufferevent *bev; /* output (and connecting) */
-	struct netio_reader rd;  /* input */
-	enum peer_state state;
-	int initiator;
-	char name[80]; /* "host:port", for logs */
-
-	struct vcrypto_kx kx;
-	uint8_t hello_mine[WIRE_HELLO_LEN];
-	uint8_t transcript[VCRYPTO_HASH_LEN];
-	uint8_t rx_key[VCRYPTO_KEY_LEN], tx_key[VCRYPTO_KEY_LEN];
-	uint64_t rx_ctr, tx_ctr;
-
-	uint8_t identity[WIRE_KEY_LEN]; /* the peer's, once authenticated */
-	int is_source;                  /* the peer proved it holds the source key */
-
-	uint8_t *rx_plain; /* WIRE_MAX_MSG + WIRE_TAG_LEN scratch */
-	uint8_t *tx_plain; /* WIRE_MAX_MSG scratch */
-	struct event *keepalive;
-	uint64_t last_send_ns;
-	int close_notified;
-	int read_paused;
-
-	uint64_t bytes_in, bytes_out; /* payload bytes of PIECE messages */
-	void *owner;                  /* for the owner's use */
-};
+/* A connection; its insides are peer.c's (peer_int.h), read through the accessors below. */
+struct peer;
 
 /* Start a connection to host:port. Returns the peer (state CONNECTING) or NULL. */
 struct peer *peer_connect(struct peer_ctx *ctx, const char *host, uint16_t port, void *owner);
@@ -122,6 +97,19 @@ struct peer *peer_accept(struct peer_ctx *ctx, int fd, const struct sockaddr *sa
  * tests over a socketpair and for accepted connections. NULL on failure.
  */
 struct peer *peer_start(struct peer_ctx *ctx, int fd, int initiator, const char *name, void *owner);
+
+/* What other modules may read of a peer. */
+const char *peer_name(const struct peer *p); /* "host:port", for logs */
+int peer_is_ready(const struct peer *p);     /* authenticated, messages flow */
+int peer_is_dead(const struct peer *p);      /* closed; freed from the loop */
+int peer_is_source(const struct peer *p);    /* it proved it holds the source key */
+int peer_initiator(const struct peer *p);    /* we opened the connection */
+/* Its identity (WIRE_KEY_LEN bytes), once authenticated; owned by p. */
+const uint8_t *peer_identity(const struct peer *p);
+uint64_t peer_bytes_in(const struct peer *p);  /* payload bytes of PIECE messages received */
+uint64_t peer_bytes_out(const struct peer *p); /* and sent */
+void *peer_owner(const struct peer *p);        /* the owner's pointer (peer_connect/accept) */
+void peer_set_owner(struct peer *p, void *owner);
 
 /* Send one message; 0 or -1 (peer not READY or message invalid). */
 int peer_send(struct peer *p, const struct wire_msg *m);

@@ -66,8 +66,8 @@ void speer_unlink_free(struct swarm *sw, struct speer *sp)
 static struct speer *speer_by_identity(struct swarm *sw, const uint8_t *id, const struct speer *sp)
 {
 	for (struct speer *o = sw->conn.peers; o; o = o->next)
-		if (o != sp && o->p->state == PEER_READY &&
-		    memcmp(o->p->identity, id, VCRYPTO_PK_LEN) == 0)
+		if (o != sp && peer_is_ready(o->p) &&
+		    memcmp(peer_identity(o->p), id, VCRYPTO_PK_LEN) == 0)
 			return o;
 	return NULL;
 }
@@ -84,17 +84,17 @@ static int drop_duplicate(struct swarm *sw, struct speer *sp)
 	struct speer *o;
 	int mine_smaller;
 
-	if (memcmp(p->identity, sw->o.identity->pk, VCRYPTO_PK_LEN) == 0) {
+	if (memcmp(peer_identity(p), sw->o.identity->pk, VCRYPTO_PK_LEN) == 0) {
 		if (sp->addr >= 0)
 			sw->conn.addrs[sp->addr].dead = 1;
 		peer_close(p, "this is ourselves");
 		return 1;
 	}
-	o = speer_by_identity(sw, p->identity, sp);
+	o = speer_by_identity(sw, peer_identity(p), sp);
 	if (o == NULL)
 		return 0;
-	mine_smaller = memcmp(sw->o.identity->pk, p->identity, VCRYPTO_PK_LEN) < 0;
-	if (p->initiator == mine_smaller) {
+	mine_smaller = memcmp(sw->o.identity->pk, peer_identity(p), VCRYPTO_PK_LEN) < 0;
+	if (peer_initiator(p) == mine_smaller) {
 		peer_close(o->p, "duplicate connection");
 		return 0;
 	}
@@ -104,21 +104,21 @@ static int drop_duplicate(struct swarm *sw, struct speer *sp)
 
 static void on_ready(struct peer *p)
 {
-	struct speer *sp = p->owner;
+	struct speer *sp = peer_owner(p);
 	struct wire_msg m = {.type = WIRE_GET_ROOT};
 
-	sp->pk.is_source = p->is_source;
+	sp->pk.is_source = peer_is_source(p);
 	if (sp->addr >= 0) {
 		struct addr *a = &sp->sw->conn.addrs[sp->addr];
 
 		a->backoff_s = 0;
 		a->fails = 0;
 		a->have_identity = 1;
-		memcpy(a->identity, p->identity, VCRYPTO_PK_LEN);
+		memcpy(a->identity, peer_identity(p), VCRYPTO_PK_LEN);
 	}
 	if (drop_duplicate(sp->sw, sp))
 		return;
-	log_info("peer %s: connected%s", p->name, p->is_source ? " (source)" : "");
+	log_info("peer %s: connected%s", peer_name(p), peer_is_source(p) ? " (source)" : "");
 	if (sp->sw->o.role == SWARM_FETCH) {
 		peer_send(p, &m);
 		if (sp->sw->complete && !sp->sw->receipts.sent && root_final(sp->sw))
@@ -133,13 +133,13 @@ static void on_ready(struct peer *p)
  */
 static void limit_replies(struct speer *sp)
 {
-	if (sp->p->state == PEER_READY && peer_out_len(sp->p) > SWARM_REPLY_OUT_MAX)
+	if (peer_is_ready(sp->p) && peer_out_len(sp->p) > SWARM_REPLY_OUT_MAX)
 		peer_pause_read(sp->p);
 }
 
 static void on_msg(struct peer *p, const struct wire_msg *m)
 {
-	struct speer *sp = p->owner;
+	struct speer *sp = peer_owner(p);
 	struct swarm *sw = sp->sw;
 	int serving = sw->o.role == SWARM_SEED || sw->have_root;
 
@@ -220,12 +220,12 @@ static void on_msg(struct peer *p, const struct wire_msg *m)
 
 static void on_drain(struct peer *p)
 {
-	serve_pump(p->owner);
+	serve_pump(peer_owner(p));
 }
 
 static void on_close(struct peer *p, int fatal_err, const char *reason)
 {
-	struct speer *sp = p->owner;
+	struct speer *sp = peer_owner(p);
 	struct swarm *sw = sp->sw;
 
 	if (sp->addr >= 0) {
@@ -240,11 +240,11 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 			a->backoff_s = SWARM_BACKOFF_MAX_S;
 		a->next_try_ns = now_ns() + (uint64_t)a->backoff_s * NS_PER_S;
 		if (fatal_err)
-			log_error("peer %s: %s", p->name, reason);
+			log_error("peer %s: %s", peer_name(p), reason);
 		else
-			log_info("peer %s: disconnected: %s", p->name, reason);
+			log_info("peer %s: disconnected: %s", peer_name(p), reason);
 	} else {
-		log_info("peer %s: disconnected: %s", p->name, reason);
+		log_info("peer %s: disconnected: %s", peer_name(p), reason);
 	}
 	if (sp->pk.have != NULL)
 		for (uint32_t c = 0; c < sw->root.chunk_count; c++)
@@ -446,12 +446,12 @@ static const struct tclient_ops on_tracker_ops = {
 
 static void on_error(struct peer *p, const struct wire_msg *m)
 {
-	struct speer *sp = p->owner;
+	struct speer *sp = peer_owner(p);
 	struct swarm *sw = sp->sw;
 
 	if (is_seed(sw) && sw->o.image_fixed && !sw->finished &&
 	    m->u.error.code == WIRE_E_BAD_DATA && m->u.error.has_chunk)
-		serve_recheck(sw, p->name, m->u.error.chunk, m->u.error.gen);
+		serve_recheck(sw, peer_name(p), m->u.error.chunk, m->u.error.gen);
 }
 
 /* The peers' shared context (sw->o is set): callbacks, keys, DNS, the upload limit. */

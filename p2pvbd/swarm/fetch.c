@@ -165,13 +165,14 @@ static void root_adopt(struct swarm *sw, struct speer *sp, struct manifest_root 
 	if (manifest_root_encode(&sw->root, &sw->serve.root_blob, &sw->serve.root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
 	for (struct speer *o = sw->conn.peers; o; o = o->next)
-		if (o->wants_root && o->p->state == PEER_READY)
+		if (o->wants_root && peer_is_ready(o->p))
 			send_root_and_map(sw, o);
 	if (sw->exp.ready_cb != NULL)
 		sw->exp.ready_cb(sw->exp.ready_cb_arg);
 	log_info("volume: %s in %u chunks of %u KiB, generation %llu (from %s)",
 	         fmt_bytes(sw->root.image_size, size, sizeof(size)), sw->root.chunk_count,
-	         sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation, sp->p->name);
+	         sw->root.chunk_size / 1024, (unsigned long long)sw->root.generation,
+	         peer_name(sp->p));
 }
 
 void on_root(struct speer *sp, const struct wire_msg *m)
@@ -187,7 +188,7 @@ void on_root(struct speer *sp, const struct wire_msg *m)
 		manifest_root_free(&r);
 		log_error("peer %s sent a manifest whose signature does not verify against the "
 		          "source key: refusing it",
-		          sp->p->name);
+		          peer_name(sp->p));
 		peer_close_error(sp->p, WIRE_E_AUTH, "manifest signature does not verify");
 		return;
 	}
@@ -287,8 +288,8 @@ void on_page(struct speer *sp, const struct wire_msg *m)
 		page_unask(sw, page);
 		if (m->u.page.root_gen != sw->root.generation) {
 			/* Of another generation (it crossed a delta): ask again. */
-			log_debug("peer %s: page %u of generation %llu, we hold %llu", sp->p->name,
-			          page, (unsigned long long)m->u.page.root_gen,
+			log_debug("peer %s: page %u of generation %llu, we hold %llu",
+			          peer_name(sp->p), page, (unsigned long long)m->u.page.root_gen,
 			          (unsigned long long)sw->root.generation);
 			if (m->u.page.root_gen > sw->root.generation) {
 				struct wire_msg g = {.type = WIRE_GET_ROOT};
@@ -300,7 +301,7 @@ void on_page(struct speer *sp, const struct wire_msg *m)
 		}
 		log_error("peer %s sent page %u of the chunk table that does not match the signed "
 		          "root: dropping the peer",
-		          sp->p->name, page);
+		          peer_name(sp->p), page);
 		/* A forged page is no accident: never ask this address again. */
 		if (sp->addr >= 0)
 			sw->conn.addrs[sp->addr].dead = 1;
@@ -415,10 +416,10 @@ static int ask_page(struct swarm *sw, uint32_t page)
 	 * whole volume (a mirror): only those keep every page (§7.1).
 	 */
 	for (struct speer *sp = sw->conn.peers; sp && best == NULL; sp = sp->next)
-		if (sp->p->state == PEER_READY && sp->p->is_source && sp->root_seen)
+		if (peer_is_ready(sp->p) && peer_is_source(sp->p) && sp->root_seen)
 			best = sp;
 	for (struct speer *sp = sw->conn.peers; sp && best == NULL; sp = sp->next)
-		if (sp->p->state == PEER_READY && sp->root_seen && sp->pk.have != NULL &&
+		if (peer_is_ready(sp->p) && sp->root_seen && sp->pk.have != NULL &&
 		    sp->nhave == sw->root.chunk_count)
 			best = sp;
 	if (best == NULL)
@@ -471,7 +472,7 @@ static int ready_peers(struct swarm *sw, struct speer **peers)
 	int n = 0;
 
 	for (struct speer *sp = sw->conn.peers; sp && n < SWARM_PEERS_MAX; sp = sp->next)
-		if (sp->root_seen && sp->p->state == PEER_READY)
+		if (sp->root_seen && peer_is_ready(sp->p))
 			peers[n++] = sp;
 	return n;
 }
@@ -589,7 +590,7 @@ void on_have(struct speer *sp, const struct wire_msg *m)
 	if (e != NULL ? m->u.have.gen != e->gen : m->u.have.gen > sw->root.generation)
 		return;
 	have_set(sw, sp, m->u.have.chunk);
-	if (!sp->p->is_source)
+	if (!peer_is_source(sp->p))
 		source_offload(sw, m->u.have.chunk);
 	if (bit_get(sw->gens.changed, m->u.have.chunk)) {
 		/* Changed by the source's VM: ahead of the background, so that
@@ -626,10 +627,10 @@ void send_receipt(struct swarm *sw)
 	m.u.blob.data = receipt_blob(sw);
 	m.u.blob.len = MANIFEST_RECEIPT_LEN;
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		if (sp->p->state == PEER_READY && sp->p->is_source && root_final(sw) &&
+		if (peer_is_ready(sp->p) && peer_is_source(sp->p) && root_final(sw) &&
 		    peer_send(sp->p, &m) == 0) {
 			sw->receipts.sent = 1;
-			log_info("sent completion receipt to the source (%s)", sp->p->name);
+			log_info("sent completion receipt to the source (%s)", peer_name(sp->p));
 			return;
 		}
 }

@@ -191,7 +191,7 @@ void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 {
 	int was_final = root_final(sw);
 
-	log_info("peer %s holds generation %llu, we hold %llu: catching up", sp->p->name,
+	log_info("peer %s holds generation %llu, we hold %llu: catching up", peer_name(sp->p),
 	         (unsigned long long)r->generation, (unsigned long long)sw->root.generation);
 	for (uint32_t pg = 0; pg < sw->root.page_count; pg++)
 		if (memcmp(r->page_hash[pg], sw->root.page_hash[pg], VCRYPTO_HASH_LEN) != 0)
@@ -227,8 +227,8 @@ void on_delta(struct speer *sp, const struct wire_msg *m)
 	}
 	if (d.new_gen <= sw->root.generation) {
 		log_debug("peer %s: delta %llu -> %llu is not new here (generation %llu)",
-		          sp->p->name, (unsigned long long)d.old_gen, (unsigned long long)d.new_gen,
-		          (unsigned long long)sw->root.generation);
+		          peer_name(sp->p), (unsigned long long)d.old_gen,
+		          (unsigned long long)d.new_gen, (unsigned long long)sw->root.generation);
 		manifest_delta_free(&d);
 		return;
 	}
@@ -236,8 +236,8 @@ void on_delta(struct speer *sp, const struct wire_msg *m)
 		struct wire_msg g = {.type = WIRE_GET_ROOT};
 
 		log_info("peer %s: delta %llu -> %llu, we hold %llu: asking for its root",
-		         sp->p->name, (unsigned long long)d.old_gen, (unsigned long long)d.new_gen,
-		         (unsigned long long)sw->root.generation);
+		         peer_name(sp->p), (unsigned long long)d.old_gen,
+		         (unsigned long long)d.new_gen, (unsigned long long)sw->root.generation);
 		peer_send(sp->p, &g);
 		manifest_delta_free(&d);
 		return;
@@ -248,7 +248,7 @@ void on_delta(struct speer *sp, const struct wire_msg *m)
 		sw->st.deltas_refused++;
 		log_error("peer %s sent a delta %llu -> %llu that does not verify against the "
 		          "source key and the chunk table: refused, dropping the peer",
-		          sp->p->name, (unsigned long long)d.old_gen,
+		          peer_name(sp->p), (unsigned long long)d.old_gen,
 		          (unsigned long long)d.new_gen);
 		if (sp->addr >= 0)
 			sw->conn.addrs[sp->addr].dead = 1;
@@ -259,7 +259,7 @@ void on_delta(struct speer *sp, const struct wire_msg *m)
 	sw->st.deltas++;
 	sw->st.chunks_changed += d.nchanges;
 	log_debug("generation %llu from %s: %u chunks changed%s", (unsigned long long)d.new_gen,
-	          sp->p->name, d.nchanges,
+	          peer_name(sp->p), d.nchanges,
 	          (d.root_flags & MANIFEST_ROOT_F_FINAL) ? " (final)" : "");
 	/* Passed on first: the HAVEs that applying it may send must follow it. */
 	free(sw->gens.last_delta);
@@ -280,7 +280,7 @@ void delta_broadcast(struct swarm *sw, const struct speer *except)
 	m.u.blob.data = sw->gens.last_delta;
 	m.u.blob.len = (uint32_t)sw->gens.last_delta_len;
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		if (sp != except && sp->p->state == PEER_READY && !sp->p->is_source &&
+		if (sp != except && peer_is_ready(sp->p) && !peer_is_source(sp->p) &&
 		    (sp->map_sent || sp->root_seen))
 			peer_send(sp->p, &m);
 }

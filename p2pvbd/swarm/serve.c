@@ -103,7 +103,7 @@ void serve_pump(struct speer *sp)
 	struct swarm *sw = sp->sw;
 	const struct manifest_root *r = root_of(sw);
 
-	while (sp->nupq > 0 && sp->p->state == PEER_READY && !peer_out_full(sp->p)) {
+	while (sp->nupq > 0 && peer_is_ready(sp->p) && !peer_out_full(sp->p)) {
 		int best = 0;
 		struct upreq q;
 		uint64_t off;
@@ -349,10 +349,10 @@ void serve_receipt(struct speer *sp, const struct wire_msg *m)
 	char via[100];
 	const char *why;
 
-	snprintf(via, sizeof(via), "peer %s", sp->p->name);
+	snprintf(via, sizeof(via), "peer %s", peer_name(sp->p));
 	why = receipt_take(sw, m->u.blob.data, m->u.blob.len, via);
 	if (why != NULL) {
-		log_warn("peer %s: %s", sp->p->name, why);
+		log_warn("peer %s: %s", peer_name(sp->p), why);
 		ack.u.error.code = WIRE_E_BAD_RECEIPT;
 		ack.u.error.text = why;
 		ack.u.error.text_len = (uint16_t)strlen(why);
@@ -380,7 +380,7 @@ void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 			 * have-map. One message per 8 million chunks, once per completion.
 			 */
 			for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-				if (sp->map_sent && sp->p->state == PEER_READY)
+				if (sp->map_sent && peer_is_ready(sp->p))
 					send_have_map(sw, sp);
 		}
 	}
@@ -390,8 +390,8 @@ void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce)
 	m.u.have.gen = gen;
 	/* The source hears of it too: its write-through mode waits for that. */
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		if ((sp->map_sent || (sp->p->is_source && !is_seed(sw))) &&
-		    sp->p->state == PEER_READY)
+		if ((sp->map_sent || (peer_is_source(sp->p) && !is_seed(sw))) &&
+		    peer_is_ready(sp->p))
 			peer_send(sp->p, &m);
 }
 
@@ -415,7 +415,7 @@ void rotate_slots(struct swarm *sw, uint64_t now)
 			oldest = sp;
 	}
 	if (waiting && oldest != NULL && sw->serve.slots_used >= SWARM_UPLOAD_SLOTS) {
-		log_debug("upload slot of %s goes to a waiting peer", oldest->p->name);
+		log_debug("upload slot of %s goes to a waiting peer", peer_name(oldest->p));
 		oldest->slot = 0;
 		oldest->no_slot_until_ns = now + 2ull * SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
 		sw->serve.slots_used--;

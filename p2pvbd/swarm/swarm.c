@@ -38,7 +38,7 @@ void finish_run(struct swarm *sw, int result)
 	sw->result = result;
 	for (struct speer *sp = sw->conn.peers, *next; sp; sp = next) {
 		next = sp->next;
-		if (sp->p->state == PEER_READY)
+		if (peer_is_ready(sp->p))
 			peer_close_error(sp->p, WIRE_E_SHUTDOWN, "%s",
 			                 result == 0 ? "done" : "shutting down");
 	}
@@ -373,13 +373,13 @@ void fault_settled(struct swarm *sw, uint32_t c)
 static void speer_rates_update(struct swarm *sw, double dt)
 {
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
-		double in = (double)(sp->p->bytes_in - sp->mon_in) / dt;
-		double out = (double)(sp->p->bytes_out - sp->mon_out) / dt;
+		double in = (double)(peer_bytes_in(sp->p) - sp->mon_in) / dt;
+		double out = (double)(peer_bytes_out(sp->p) - sp->mon_out) / dt;
 
 		sp->mon_in_rate = 0.9 * sp->mon_in_rate + 0.1 * in;
 		sp->mon_out_rate = 0.9 * sp->mon_out_rate + 0.1 * out;
-		sp->mon_in = sp->p->bytes_in;
-		sp->mon_out = sp->p->bytes_out;
+		sp->mon_in = peer_bytes_in(sp->p);
+		sp->mon_out = peer_bytes_out(sp->p);
 	}
 }
 
@@ -390,19 +390,19 @@ int swarm_peer_list(const struct swarm *sw, struct swarm_peer_info *out, int max
 	for (const struct speer *sp = sw->conn.peers; sp; sp = sp->next) {
 		struct swarm_peer_info *pi;
 
-		if (sp->p->state != PEER_READY)
+		if (!peer_is_ready(sp->p))
 			continue;
 		if (n++ >= max)
 			continue;
 		pi = &out[n - 1];
 		memset(pi, 0, sizeof(*pi));
-		snprintf(pi->address, sizeof(pi->address), "%s", sp->p->name);
-		pi->role = sp->p->is_source ? "source" : "peer";
+		snprintf(pi->address, sizeof(pi->address), "%s", peer_name(sp->p));
+		pi->role = peer_is_source(sp->p) ? "source" : "peer";
 		pi->fetch_rate = sp->mon_in_rate;
 		pi->serve_rate = sp->mon_out_rate;
 		pi->chunks = sp->pk.have != NULL ? (int64_t)sp->nhave : -1;
-		pi->bytes_fetched = sp->p->bytes_in;
-		pi->bytes_served = sp->p->bytes_out;
+		pi->bytes_fetched = peer_bytes_in(sp->p);
+		pi->bytes_served = peer_bytes_out(sp->p);
 	}
 	return n;
 }
@@ -442,7 +442,7 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	}
 	swarm_progress(sw, &st->bytes_done, &total);
 	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		st->peers += sp->p->state == PEER_READY;
+		st->peers += peer_is_ready(sp->p);
 	st->fetch_rate = sw->rates.fetch;
 	st->serve_rate = sw->rates.serve;
 	st->write_rate = sw->rates.write;
@@ -478,7 +478,7 @@ void swarm_free(struct swarm *sw)
 	while (sw->conn.peers != NULL) {
 		struct speer *sp = sw->conn.peers;
 
-		if (sp->p->state != PEER_DEAD)
+		if (!peer_is_dead(sp->p))
 			peer_close(sp->p, "swarm freed");
 		else
 			speer_unlink_free(sw, sp);

@@ -318,9 +318,9 @@ static void xfer_arrived(struct swarm *sw, struct xfer *x)
 		j->from_dialled = 1;
 		j->from_where = sw->conn.addrs[x->from->addr].where;
 	}
-	j->from_source = x->from->p->is_source;
+	j->from_source = peer_is_source(x->from->p);
 	j->basis_fd = -1;
-	snprintf(j->from_name, sizeof(j->from_name), "%s", x->from->p->name);
+	snprintf(j->from_name, sizeof(j->from_name), "%s", peer_name(x->from->p));
 	xfer_drop(sw, x, 0);
 	bit_set(sw->pipe.verifying, j->chunk);
 	sw->pipe.nverifying++;
@@ -404,7 +404,7 @@ void on_piece(struct speer *sp, const struct wire_msg *m)
 		/* A copy of a block asked for twice (a fault raised its priority after
 		 * the first request went out): harmless, dropped. */
 		log_debug("peer %s: dropping a piece of chunk %u that is no longer wanted",
-		          sp->p->name, m->u.piece.chunk);
+		          peer_name(sp->p), m->u.piece.chunk);
 		sw->st.bytes_discarded += m->u.piece.len;
 		return;
 	}
@@ -440,16 +440,16 @@ void on_reject(struct speer *sp, const struct wire_msg *m)
 	xfer_uncount(sp, x);
 	if (m->u.reject.code == WIRE_E_BUSY) {
 		/* No upload slot for us there now: ask others for a while. */
-		log_debug("peer %s is busy (chunk %u)", sp->p->name, b->chunk);
+		log_debug("peer %s is busy (chunk %u)", peer_name(sp->p), b->chunk);
 		sp->pk.busy_until_ns = now_ns() + (uint64_t)SWARM_BUSY_BACKOFF_MS * NS_PER_MS;
 	} else if (m->u.reject.code == WIRE_E_GENERATION) {
 		/* Changed there (the source's VM wrote it, or one of us is behind): a
 		 * HAVE at the new generation comes once it is published. */
-		log_debug("peer %s: chunk %u is not at generation %llu there", sp->p->name,
+		log_debug("peer %s: chunk %u is not at generation %llu there", peer_name(sp->p),
 		          b->chunk, (unsigned long long)b->gen);
 		have_clear(sw, sp, b->chunk);
 	} else {
-		log_warn("peer %s rejected chunk %u: %s", sp->p->name, b->chunk,
+		log_warn("peer %s rejected chunk %u: %s", peer_name(sp->p), b->chunk,
 		         wire_code_name(m->u.reject.code));
 		/* Another peer may have it; this one said it does not. */
 		have_clear(sw, sp, b->chunk);

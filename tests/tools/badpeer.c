@@ -90,7 +90,7 @@
 #include <netinet/in.h>
 
 #include "manifest.h"
-#include "peer.h"
+#include "peer_int.h"
 #include "scan.h"
 #include "uri.h"
 #include "parse.h"

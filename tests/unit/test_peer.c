@@ -25,7 +25,7 @@
 
 #include <event2/event.h>
 
-#include "peer.h"
+#include "peer_int.h" /* the tests look inside */
 #include "util.h"
 #include "vcrypto.h"
 #include "wire.h"
