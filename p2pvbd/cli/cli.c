@@ -84,13 +84,19 @@ int cli_check_bind(const char *host, uint16_t port, const char *what)
 	return rc == 0 ? 0 : -1;
 }
 
+int cli_check_socket_path(const char *path, const char *what)
+{
+	/* Claimed (nothing there, or a stale socket removed), then its directory must take it. */
+	return sockpath_claim(path, what) != 0 || cli_check_writable(path, what) != 0 ? -1 : 0;
+}
+
 int cli_check_export(const char *spec)
 {
 	char host[256];
 	uint16_t port;
 
 	if (strncmp(spec, "unix:", 5) == 0)
-		return spec[5] == '\0' ? -1 : sockpath_claim(spec + 5, "export");
+		return spec[5] == '\0' ? -1 : cli_check_socket_path(spec + 5, "export");
 	if (parse_hostport(spec, 1, host, sizeof(host), &port) != 0) {
 		log_error("export %s: expected unix:PATH or HOST:PORT", spec);
 		return -1;

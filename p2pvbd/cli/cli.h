@@ -48,6 +48,9 @@ const char *cli_bad_option(char **argv);
 int cli_check_bind(const char *host, uint16_t port, const char *what);
 /* -e ADDR: a Unix socket path we may take, or a TCP address we can bind. */
 int cli_check_export(const char *spec);
+/* A Unix socket path (--ctl, -e unix:PATH): not someone else's (sockpath_claim), and its
+ * directory can take it. */
+int cli_check_socket_path(const char *path, const char *what);
 /* host resolves. */
 int cli_check_resolves(const char *host, const char *what);
 /* A tracker URL: http://HOST[:PORT]/PATH whose host resolves. */

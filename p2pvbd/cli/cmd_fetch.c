@@ -462,7 +462,7 @@ static int fetch_check(struct fetch *f)
 		return -1;
 	if (o->export_spec != NULL && cli_check_export(o->export_spec) != 0)
 		return -1;
-	if (o->ctl_path != NULL && sockpath_claim(o->ctl_path, "control socket") != 0)
+	if (o->ctl_path != NULL && cli_check_socket_path(o->ctl_path, "control socket") != 0)
 		return -1;
 	/* (A --basis that cannot be read is only a warning, later: everything is fetched.) */
 	if ((o->stats_path != NULL && cli_check_writable(o->stats_path, "--stats") != 0) ||

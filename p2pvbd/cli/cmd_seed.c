@@ -317,7 +317,7 @@ static int seed_check(const struct seed_opts *o)
 	    (o->metrics_spec != NULL &&
 	     cli_check_bind(o->metrics_at.host, o->metrics_at.port, "--metrics") != 0) ||
 	    (o->export_spec != NULL && cli_check_export(o->export_spec) != 0) ||
-	    (o->ctl_path != NULL && sockpath_claim(o->ctl_path, "control socket") != 0) ||
+	    (o->ctl_path != NULL && cli_check_socket_path(o->ctl_path, "control socket") != 0) ||
 	    (o->uri_file != NULL && cli_check_writable(o->uri_file, "--uri-file") != 0))
 		return -1;
 	for (int i = 0; i < o->ntrackers; i++)

@@ -93,3 +93,11 @@ wait_exit "$SEED_PID" 20 || fail "the seed ignored SIGHUP"
 ((EXIT_STATUS == 0)) || fail "SIGHUP: the seed exited $EXIT_STATUS"
 [[ ! -e $T/seed2.ctl ]] || fail "SIGHUP left the control socket behind"
 grep -q 'shutting down' "$T/seed.log" || fail "no clean shutdown logged"
+
+# A control socket or export in a directory that does not exist: refused before hashing or
+# joining (the seed used to hash, print its URI and only then fail on the control socket).
+expect_rc 1 ctl_nodir "$P2PVBD" seed -k "$T/key" -l 127.0.0.1:0 --ctl "$T/no/such/dir/ctl" "$T/src.img"
+err_mentions ctl_nodir "control socket .*cannot create it"
+! grep -q 'hashed in' "$T/ctl_nodir.err" || fail "the seed hashed before finding its --ctl directory missing"
+expect_rc 1 export_nodir "$P2PVBD" fetch --no-progress -e "unix:$T/no/such/dir/nbd.sock" "$URI" "$T/out3.img"
+err_mentions export_nodir "export .*cannot create it"
