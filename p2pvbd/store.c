@@ -17,6 +17,7 @@
  * so serving it is right, and on restart the chunk is merely refetched.
  */
 #include "store.h"
+#include "store_int.h"
 #include "imglock.h"
 #include "util.h"
 
@@ -34,73 +35,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STORE_VERSION   1
-#define STORE_REC_LEN   8
-#define STORE_STATE_MAX STORE_LOCAL
-/* The generation shares a u64 with the 8-bit state. */
-#define STORE_GEN_MAX ((UINT64_C(1) << 56) - 1)
 /* First allocation of the pending list; it doubles from there. */
 #define STORE_PENDING_INIT 64
 
-/* Header field offsets (see the format comment in store.h). */
-#define HDR_OFF_MAGIC      0
-#define HDR_OFF_VERSION    8
-#define HDR_OFF_CHUNK_SIZE 12
-#define HDR_OFF_IMAGE_SIZE 16
-#define HDR_OFF_VOLUME_ID  24
-#define HDR_OFF_COUNT      40
-#define HDR_OFF_RESERVED   44
-
-static void put_le32(uint8_t *p, uint32_t v)
+static int id_is_none(const uint8_t id[STORE_ID_LEN])
 {
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
+	static const uint8_t none[STORE_ID_LEN];
 
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-/* Make the directory entries next to path (a new file, a rename) durable. */
-static int fsync_dir_of(const char *path)
-{
-	char *copy = xstrdup(path);
-	const char *dir = dirname(copy);
-	int fd, ret = -1;
-
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		log_error("store: opening directory %s: %s", dir, strerror(errno));
-		goto out;
-	}
-	if (fsync(fd) < 0) {
-		log_error("store: syncing directory %s: %s", dir, strerror(errno));
-		goto out;
-	}
-	ret = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return ret;
+	return memcmp(id, none, STORE_ID_LEN) == 0;
 }
 
 uint32_t store_chunk_len(const struct store *s, uint32_t chunk)
@@ -122,165 +64,14 @@ static void store_free(struct store *s)
 	free(s->img_path);
 	free(s->state_path);
 	free(s->rec);
+	free(s->id);
 	free(s->pending);
 	free(s->pending_state);
 	free(s->pending_gen);
+	free(s->pending_id);
 	memset(s, 0, sizeof(*s));
 	s->img_fd = -1;
 	s->state_fd = -1;
-}
-
-/* Check the header and records of an open state file against s, and load the records. */
-static int state_load(struct store *s)
-{
-	uint8_t hdr[STORE_HDR_LEN];
-	char want_hex[2 * 16 + 1], have_hex[2 * 16 + 1];
-	uint64_t want_len = STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * s->chunk_count;
-	uint32_t v32;
-	uint64_t v64;
-	struct stat st;
-	ssize_t n;
-
-	if (fstat(s->state_fd, &st) < 0) {
-		log_error("store: %s: %s", s->state_path, strerror(errno));
-		return -1;
-	}
-	if (st.st_size < STORE_HDR_LEN) {
-		log_error("store: state file %s is truncated (%lld bytes, shorter than its header)",
-		          s->state_path, (long long)st.st_size);
-		return -1;
-	}
-	n = read_at(s->state_fd, hdr, sizeof(hdr), 0);
-	if (n != (ssize_t)sizeof(hdr)) {
-		log_error("store: reading %s: %s", s->state_path,
-		          n < 0 ? strerror(errno) : "file shrank while reading");
-		return -1;
-	}
-	if (memcmp(hdr + HDR_OFF_MAGIC, STORE_STATE_MAGIC, 8) != 0) {
-		log_error("store: %s is not a p2pvbd state file (bad magic)", s->state_path);
-		return -1;
-	}
-	v32 = get_le32(hdr + HDR_OFF_VERSION);
-	if (v32 != STORE_VERSION) {
-		log_error("store: state file %s has version %u, this program knows only %u",
-		          s->state_path, v32, STORE_VERSION);
-		return -1;
-	}
-	if (memcmp(hdr + HDR_OFF_VOLUME_ID, s->volume_id, MANIFEST_ID_LEN) != 0) {
-		hex_encode(hdr + HDR_OFF_VOLUME_ID, MANIFEST_ID_LEN, have_hex);
-		hex_encode(s->volume_id, MANIFEST_ID_LEN, want_hex);
-		log_error("store: state file %s belongs to another volume (%s, not %s); "
-		          "remove it and %s to start over",
-		          s->state_path, have_hex, want_hex, s->img_path);
-		return -1;
-	}
-	v32 = get_le32(hdr + HDR_OFF_CHUNK_SIZE);
-	if (v32 != s->chunk_size) {
-		log_error("store: state file %s: chunk size differs (file %u, volume %u)",
-		          s->state_path, v32, s->chunk_size);
-		return -1;
-	}
-	v64 = get_le64(hdr + HDR_OFF_IMAGE_SIZE);
-	if (v64 != s->image_size) {
-		log_error("store: state file %s: image size differs (file %llu, volume %llu)",
-		          s->state_path, (unsigned long long)v64,
-		          (unsigned long long)s->image_size);
-		return -1;
-	}
-	v32 = get_le32(hdr + HDR_OFF_COUNT);
-	if (v32 != s->chunk_count) {
-		log_error("store: state file %s: chunk count %u does not match its sizes (%u)",
-		          s->state_path, v32, s->chunk_count);
-		return -1;
-	}
-	for (size_t i = HDR_OFF_RESERVED; i < STORE_HDR_LEN; i++) {
-		if (hdr[i] != 0) {
-			log_error("store: state file %s: reserved header byte %zu is not zero",
-			          s->state_path, i);
-			return -1;
-		}
-	}
-	if ((uint64_t)st.st_size != want_len) {
-		log_error("store: state file %s has %lld bytes, expected %llu (%s)", s->state_path,
-		          (long long)st.st_size, (unsigned long long)want_len,
-		          (uint64_t)st.st_size < want_len ? "truncated" : "trailing bytes");
-		return -1;
-	}
-
-	s->rec = xcalloc(s->chunk_count, sizeof(*s->rec));
-	n = read_at(s->state_fd, s->rec, (size_t)s->chunk_count * STORE_REC_LEN, STORE_HDR_LEN);
-	if (n != (ssize_t)((size_t)s->chunk_count * STORE_REC_LEN)) {
-		log_error("store: reading records of %s: %s", s->state_path,
-		          n < 0 ? strerror(errno) : "file shrank while reading");
-		return -1;
-	}
-	for (uint32_t i = 0; i < s->chunk_count; i++) {
-		s->rec[i] = le64toh(s->rec[i]);
-		if ((s->rec[i] & 0xff) > STORE_STATE_MAX) {
-			log_error("store: state file %s: record of chunk %u has unknown state %u",
-			          s->state_path, i, (unsigned)(s->rec[i] & 0xff));
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/*
- * Create the state file with every chunk MISSING at generation 0. It is
- * written under a temporary name and renamed, so that a crash leaves either
- * no state file or a complete one.
- */
-static int state_create(struct store *s)
-{
-	uint8_t hdr[STORE_HDR_LEN] = {0};
-	char *tmp = xasprintf("%s.tmp", s->state_path);
-	uint64_t len = STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * s->chunk_count;
-	int fd, ret = -1;
-
-	memcpy(hdr + HDR_OFF_MAGIC, STORE_STATE_MAGIC, 8);
-	put_le32(hdr + HDR_OFF_VERSION, STORE_VERSION);
-	put_le32(hdr + HDR_OFF_CHUNK_SIZE, s->chunk_size);
-	put_le64(hdr + HDR_OFF_IMAGE_SIZE, s->image_size);
-	memcpy(hdr + HDR_OFF_VOLUME_ID, s->volume_id, MANIFEST_ID_LEN);
-	put_le32(hdr + HDR_OFF_COUNT, s->chunk_count);
-
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		log_error("store: creating %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (write_at(fd, hdr, sizeof(hdr), 0) < 0) {
-		log_error("store: writing %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	/* All-zero records mean MISSING at generation 0, so a sparse extension is enough. */
-	if (ftruncate(fd, (off_t)len) < 0) {
-		log_error("store: sizing %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	if (fsync(fd) < 0) {
-		log_error("store: syncing %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	if (rename(tmp, s->state_path) < 0) {
-		log_error("store: renaming %s to %s: %s", tmp, s->state_path, strerror(errno));
-		goto fail;
-	}
-	if (fsync_dir_of(s->state_path) < 0) {
-		/* The file is complete; only its name might not survive a crash. */
-		close(fd);
-		goto out;
-	}
-	s->state_fd = fd;
-	s->rec = xcalloc(s->chunk_count, sizeof(*s->rec));
-	ret = 0;
-	goto out;
-fail:
-	close(fd);
-	unlink(tmp);
-out:
-	free(tmp);
-	return ret;
 }
 
 /* Size of the open image: st_size, or the device size for a block device. */
@@ -404,7 +195,7 @@ int store_open_at(struct store *s, const char *path, const char *sidecar,
 		goto fail;
 
 	if (have_state) {
-		if (state_load(s) < 0)
+		if (store_state_load(s) < 0)
 			goto fail;
 		if (S_ISREG(st.st_mode) ? cur_size != image_size : cur_size < image_size) {
 			log_error("store: image %s has %llu bytes, its state file says %llu", path,
@@ -418,7 +209,7 @@ int store_open_at(struct store *s, const char *path, const char *sidecar,
 			          path);
 			goto fail;
 		}
-		if (image_prepare(s, &st, cur_size) < 0 || state_create(s) < 0)
+		if (image_prepare(s, &st, cur_size) < 0 || store_state_create(s) < 0)
 			goto fail;
 	}
 
@@ -465,7 +256,9 @@ static uint64_t pending_data_bytes(const struct store *s, uint32_t chunk, uint8_
 	return state == STORE_PRESENT ? store_chunk_len(s, chunk) : 0;
 }
 
-static void pending_add(struct store *s, uint32_t chunk, uint64_t gen, uint8_t state)
+/* id: the content id the chunk will hold (STORE_ID_LEN bytes), or NULL for none (LOCAL). */
+static void pending_add(struct store *s, uint32_t chunk, uint64_t gen, uint8_t state,
+                        const uint8_t *id)
 {
 	long i = pending_find(s, chunk);
 
@@ -477,6 +270,8 @@ static void pending_add(struct store *s, uint32_t chunk, uint64_t gen, uint8_t s
 			    xrealloc(s->pending_state, s->pending_cap * sizeof(*s->pending_state));
 			s->pending_gen =
 			    xrealloc(s->pending_gen, s->pending_cap * sizeof(*s->pending_gen));
+			s->pending_id =
+			    xrealloc(s->pending_id, s->pending_cap * sizeof(*s->pending_id));
 		}
 		i = (long)s->npending++;
 		s->pending[i] = chunk;
@@ -485,6 +280,10 @@ static void pending_add(struct store *s, uint32_t chunk, uint64_t gen, uint8_t s
 	}
 	s->pending_state[i] = state;
 	s->pending_gen[i] = gen;
+	if (id != NULL)
+		memcpy(s->pending_id[i], id, STORE_ID_LEN);
+	else
+		memset(s->pending_id[i], 0, STORE_ID_LEN);
 	s->pending_bytes += pending_data_bytes(s, chunk, state);
 }
 
@@ -500,6 +299,7 @@ static void pending_remove(struct store *s, uint32_t chunk)
 	s->pending[i] = s->pending[last];
 	s->pending_state[i] = s->pending_state[last];
 	s->pending_gen[i] = s->pending_gen[last];
+	memcpy(s->pending_id[i], s->pending_id[last], STORE_ID_LEN);
 }
 
 static void pending_clear(struct store *s)
@@ -514,19 +314,13 @@ static int batch_withdraw(struct store *s, uint32_t chunk);
 static int mark_missing(struct store *s, uint32_t chunk)
 {
 	uint64_t rec = (s->rec[chunk] >> 8) << 8 | STORE_MISSING;
-	uint8_t buf[STORE_REC_LEN];
 
-	put_le64(buf, rec);
-	if (write_at(s->state_fd, buf, sizeof(buf),
-	             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * chunk) < 0 ||
-	    fdatasync(s->state_fd) < 0) {
-		log_error("store: marking chunk %u missing in %s: %s", chunk, s->state_path,
-		          strerror(errno));
+	if (store_state_write_rec(s, chunk, rec, "missing") < 0)
 		return -1;
-	}
 	if (store_state_of(s, chunk) != STORE_MISSING)
 		s->present_bytes -= store_chunk_len(s, chunk);
 	s->rec[chunk] = rec;
+	memset(s->id[chunk], 0, STORE_ID_LEN);
 	return 0;
 }
 
@@ -564,6 +358,8 @@ int store_put_begin(struct store *s, uint32_t chunk, uint64_t gen, size_t len)
 	if ((batch_withdraw(s, chunk) || store_state_of(s, chunk) != STORE_MISSING) &&
 	    mark_missing(s, chunk) < 0)
 		return -1;
+	/* Its bytes are about to change: they are nothing until store_put_end. */
+	memset(s->id[chunk], 0, STORE_ID_LEN);
 	return 0;
 }
 
@@ -576,19 +372,22 @@ int store_write(const struct store *s, uint32_t chunk, const void *data, size_t 
 	return 0;
 }
 
-void store_put_end(struct store *s, uint32_t chunk, uint64_t gen)
+void store_put_end(struct store *s, uint32_t chunk, uint64_t gen, const uint8_t *hash)
 {
-	pending_add(s, chunk, gen, STORE_PRESENT);
-	/* The state stays MISSING until the commit; the generation of the data
-	 * now in the image is known at once (store_gen_of, for serving it). */
+	pending_add(s, chunk, gen, STORE_PRESENT, hash);
+	/* The state stays MISSING until the commit; the generation and content
+	 * of the data now in the image are known at once (store_gen_of, for
+	 * serving it; store_holds). */
 	s->rec[chunk] = gen << 8 | (s->rec[chunk] & 0xff);
+	memcpy(s->id[chunk], hash, STORE_ID_LEN);
 }
 
-int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len)
+int store_put(struct store *s, uint32_t chunk, uint64_t gen, const uint8_t *hash, const void *data,
+              size_t len)
 {
 	if (store_put_begin(s, chunk, gen, len) < 0 || store_write(s, chunk, data, len) < 0)
 		return -1;
-	store_put_end(s, chunk, gen);
+	store_put_end(s, chunk, gen, hash);
 	return 0;
 }
 
@@ -604,7 +403,7 @@ static int zero_range(struct store *s, uint32_t chunk)
 	return 0;
 }
 
-int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen)
+int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen, const uint8_t *hash)
 {
 	long i;
 	int may_hold_data;
@@ -624,9 +423,13 @@ int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen)
 	if ((batch_withdraw(s, chunk) || store_state_of(s, chunk) == STORE_PRESENT) &&
 	    mark_missing(s, chunk) < 0)
 		return -1;
-	if (may_hold_data && zero_range(s, chunk) < 0)
-		return -1;
-	pending_add(s, chunk, gen, STORE_ZERO);
+	if (may_hold_data) {
+		memset(s->id[chunk], 0, STORE_ID_LEN);
+		if (zero_range(s, chunk) < 0)
+			return -1;
+	}
+	pending_add(s, chunk, gen, STORE_ZERO, hash);
+	memcpy(s->id[chunk], hash, STORE_ID_LEN);
 	return 0;
 }
 
@@ -634,6 +437,7 @@ struct pending_ent {
 	uint32_t chunk;
 	uint8_t state;
 	uint64_t gen;
+	uint8_t id[STORE_ID_LEN];
 };
 
 static int pending_ent_cmp(const void *a, const void *b)
@@ -648,6 +452,7 @@ struct store_batch {
 	uint32_t n;
 	struct pending_ent *ent; /* sorted by chunk */
 	uint8_t *recs;           /* the records to write, in ent order */
+	uint8_t *ids;            /* their content ids, likewise */
 	int data_durable;        /* the image sync succeeded */
 	pthread_mutex_t lock;    /* guards fate: the worker writes, the loop withdraws */
 	uint8_t *fate;           /* per entry: BATCH_TO_WRITE, BATCH_WRITTEN or BATCH_WITHDRAWN */
@@ -701,36 +506,38 @@ struct store_batch *store_commit_begin(struct store *s)
 	b->n = n;
 	b->ent = xmalloc(n * sizeof(*b->ent));
 	b->recs = xmalloc((size_t)n * STORE_REC_LEN);
+	b->ids = xmalloc((size_t)n * STORE_ID_LEN);
 	b->fate = xcalloc(n, 1);
 	pthread_mutex_init(&b->lock, NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		b->ent[i].chunk = s->pending[i];
 		b->ent[i].state = s->pending_state[i];
 		b->ent[i].gen = s->pending_gen[i];
+		memcpy(b->ent[i].id, s->pending_id[i], STORE_ID_LEN);
 	}
 	pending_clear(s);
 	/* Sorted, so that runs of adjacent records go out in one write. */
 	qsort(b->ent, n, sizeof(*b->ent), pending_ent_cmp);
-	for (uint32_t i = 0; i < n; i++)
-		put_le64(b->recs + (size_t)i * STORE_REC_LEN, b->ent[i].gen << 8 | b->ent[i].state);
+	for (uint32_t i = 0; i < n; i++) {
+		store_put_le64(b->recs + (size_t)i * STORE_REC_LEN,
+		               b->ent[i].gen << 8 | b->ent[i].state);
+		memcpy(b->ids + (size_t)i * STORE_ID_LEN, b->ent[i].id, STORE_ID_LEN);
+	}
 	s->inflight = b;
 	return b;
 }
 
-int store_commit_sync(const struct store *s, struct store_batch *b)
+/*
+ * Write one field of every entry of b that is not withdrawn, runs of
+ * adjacent chunks in one write each: the field of entry i is len bytes at
+ * buf + i * len, and goes to the file at off0 + chunk * len. With mark != 0
+ * the entries written become BATCH_WRITTEN. Called with b->lock held. 0 or -1.
+ */
+static int batch_write_field(const struct store *s, struct store_batch *b, const uint8_t *buf,
+                             size_t len, uint64_t off0, int mark)
 {
 	uint32_t i, j;
 
-	/* The correctness rule: data durable first, marks second. */
-	if (fdatasync(s->img_fd) < 0) {
-		log_error("store: syncing %s: %s; %u chunks stay missing", s->img_path,
-		          strerror(errno), b->n);
-		return -1;
-	}
-	b->data_durable = 1;
-	/* Under the lock: a chunk is withdrawn either before its record is
-	 * written (and it is not) or after (and the loop writes a new one). */
-	pthread_mutex_lock(&b->lock);
 	for (i = 0; i < b->n; i = j) {
 		if (b->fate[i] == BATCH_WITHDRAWN) {
 			j = i + 1;
@@ -740,17 +547,48 @@ int store_commit_sync(const struct store *s, struct store_batch *b)
 		                b->fate[j] != BATCH_WITHDRAWN;
 		     j++)
 			;
-		if (write_at(s->state_fd, b->recs + (size_t)i * STORE_REC_LEN,
-		             (size_t)(j - i) * STORE_REC_LEN,
-		             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * b->ent[i].chunk) < 0) {
-			pthread_mutex_unlock(&b->lock);
-			log_error("store: writing records to %s: %s", s->state_path,
-			          strerror(errno));
+		if (write_at(s->state_fd, buf + (size_t)i * len, (size_t)(j - i) * len,
+		             off0 + (uint64_t)len * b->ent[i].chunk) < 0)
 			return -1;
-		}
-		memset(b->fate + i, BATCH_WRITTEN, j - i);
+		if (mark)
+			memset(b->fate + i, BATCH_WRITTEN, j - i);
 	}
+	return 0;
+}
+
+int store_commit_sync(const struct store *s, struct store_batch *b)
+{
+	int r;
+
+	/* The correctness rule: data durable first, marks second. */
+	if (fdatasync(s->img_fd) < 0) {
+		log_error("store: syncing %s: %s; %u chunks stay missing", s->img_path,
+		          strerror(errno), b->n);
+		return -1;
+	}
+	b->data_durable = 1;
+	/*
+	 * The content ids are durable before the records that make them count:
+	 * a crash between the two leaves a new id behind a MISSING record (the
+	 * chunk was marked missing before its bytes changed), never an old id
+	 * behind a PRESENT one.
+	 */
+	pthread_mutex_lock(&b->lock);
+	r = batch_write_field(s, b, b->ids, STORE_ID_LEN, store_id_offset(s, 0), 0);
 	pthread_mutex_unlock(&b->lock);
+	if (r < 0 || fdatasync(s->state_fd) < 0) {
+		log_error("store: writing content ids to %s: %s", s->state_path, strerror(errno));
+		return -1;
+	}
+	/* Under the lock: a chunk is withdrawn either before its record is
+	 * written (and it is not) or after (and the loop writes a new one). */
+	pthread_mutex_lock(&b->lock);
+	r = batch_write_field(s, b, b->recs, STORE_REC_LEN, STORE_HDR_LEN, 1);
+	pthread_mutex_unlock(&b->lock);
+	if (r < 0) {
+		log_error("store: writing records to %s: %s", s->state_path, strerror(errno));
+		return -1;
+	}
 	if (fdatasync(s->state_fd) < 0) {
 		log_error("store: syncing %s: %s", s->state_path, strerror(errno));
 		return -1;
@@ -779,15 +617,21 @@ int store_commit_end(struct store *s, struct store_batch *b, int sync_result)
 
 			if (b->fate[i] == BATCH_WITHDRAWN)
 				continue;
+			uint64_t rec = store_get_le64(b->recs + (size_t)i * STORE_REC_LEN);
+
 			if (store_state_of(s, c) == STORE_MISSING)
 				s->present_bytes += store_chunk_len(s, c);
-			s->rec[c] = get_le64(b->recs + (size_t)i * STORE_REC_LEN);
+			/* store_relabel may have moved it to a later generation meanwhile. */
+			if (store_gen_of(s, c) > rec >> 8)
+				rec = store_gen_of(s, c) << 8 | (rec & 0xff);
+			s->rec[c] = rec;
 		}
 	}
 	if (s->inflight == b)
 		s->inflight = NULL;
 	pthread_mutex_destroy(&b->lock);
 	free(b->fate);
+	free(b->ids);
 	free(b->recs);
 	free(b->ent);
 	free(b);
@@ -806,7 +650,6 @@ int store_commit(struct store *s)
 int store_mark_local(struct store *s, uint32_t chunk)
 {
 	enum store_state st;
-	uint8_t buf[STORE_REC_LEN];
 	uint64_t rec = STORE_LOCAL;
 	int written;
 
@@ -823,7 +666,8 @@ int store_mark_local(struct store *s, uint32_t chunk)
 	written = batch_withdraw(s, chunk);
 	if (st == STORE_MISSING && !written) {
 		/* A crash before the commit only loses an unflushed write. */
-		pending_add(s, chunk, 0, STORE_LOCAL);
+		pending_add(s, chunk, 0, STORE_LOCAL, NULL);
+		memset(s->id[chunk], 0, STORE_ID_LEN);
 		return 0;
 	}
 	/*
@@ -832,17 +676,12 @@ int store_mark_local(struct store *s, uint32_t chunk)
 	 * manifest's version holding other data.
 	 */
 	pending_remove(s, chunk);
-	put_le64(buf, rec);
-	if (write_at(s->state_fd, buf, sizeof(buf),
-	             STORE_HDR_LEN + (uint64_t)STORE_REC_LEN * chunk) < 0 ||
-	    fdatasync(s->state_fd) < 0) {
-		log_error("store: marking chunk %u local in %s: %s", chunk, s->state_path,
-		          strerror(errno));
+	if (store_state_write_rec(s, chunk, rec, "local") < 0)
 		return -1;
-	}
 	if (st == STORE_MISSING)
 		s->present_bytes += store_chunk_len(s, chunk);
 	s->rec[chunk] = rec;
+	memset(s->id[chunk], 0, STORE_ID_LEN);
 	return 0;
 }
 
@@ -889,9 +728,29 @@ int store_forget(struct store *s, uint32_t chunk)
 	}
 	/* A pending write of an outdated generation must not be marked later. */
 	pending_remove(s, chunk);
+	memset(s->id[chunk], 0, STORE_ID_LEN);
 	if (!batch_withdraw(s, chunk) && store_state_of(s, chunk) == STORE_MISSING)
 		return 0;
 	return mark_missing(s, chunk);
+}
+
+int store_holds(const struct store *s, uint32_t chunk, const uint8_t hash[VCRYPTO_HASH_LEN])
+{
+	/* An all-zero id means "none"; a hash that begins with 16 zero bytes is
+	 * never matched (it is only fetched again). */
+	return chunk < s->chunk_count && !id_is_none(s->id[chunk]) &&
+	       memcmp(s->id[chunk], hash, STORE_ID_LEN) == 0;
+}
+
+void store_relabel(struct store *s, uint32_t chunk, uint64_t gen)
+{
+	long i = pending_find(s, chunk);
+
+	if (gen > STORE_GEN_MAX)
+		return;
+	s->rec[chunk] = gen << 8 | (s->rec[chunk] & 0xff);
+	if (i >= 0)
+		s->pending_gen[i] = gen;
 }
 
 int store_read(struct store *s, uint64_t offset, void *buf, size_t len)
@@ -930,5 +789,7 @@ void store_close(struct store *s)
 	if (s->img_fd >= 0 && s->npending > 0 && store_commit(s) < 0)
 		log_warn("store: closing %s with uncommitted chunks; they will be fetched again",
 		         s->img_path);
+	if (s->state_fd >= 0 && s->root_dirty && fdatasync(s->state_fd) < 0)
+		log_warn("store: syncing %s: %s", s->state_path, strerror(errno));
 	store_free(s);
 }

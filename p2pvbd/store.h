@@ -9,8 +9,15 @@
  * two loses only the marks, never leaves a mark without its data.
  *
  * State file (PATH.p2pvbd-state, format in PROTOCOL.md "State file"): a
- * 64-byte header naming the volume, then one little-endian u64 record per
- * chunk: (generation << 8) | state. One aligned 8-byte write per record.
+ * 64-byte header naming the volume and the newest root generation verified
+ * for it, then one little-endian u64 record per chunk, (generation << 8) |
+ * state, one aligned 8-byte write each; then one content id per chunk.
+ *
+ * Identity is content (DESIGN rule 7): a chunk held PRESENT or ZERO is the
+ * chunk of an entry only if its content id, the first STORE_ID_LEN bytes of
+ * the hash it was verified against, equals that entry's (store_holds). The
+ * generation in a record says when the bytes were written; it is never
+ * enough to trust them.
  */
 #ifndef P2PVBD_STORE_H
 #define P2PVBD_STORE_H
@@ -23,6 +30,8 @@
 #define STORE_STATE_SUFFIX ".p2pvbd-state"
 #define STORE_STATE_MAGIC  "P2PVSTA1"
 #define STORE_HDR_LEN      64
+/* Bytes of a chunk's BLAKE2b-256 hash kept as its content id. */
+#define STORE_ID_LEN 16
 
 enum store_state {
 	STORE_MISSING = 0, /* not here (or an older generation) */
@@ -45,10 +54,16 @@ struct store {
 	uint64_t image_size;
 	uint32_t chunk_size;
 	uint32_t chunk_count;
-	uint64_t *rec;     /* chunk_count records as in the file: (gen << 8) | state */
+	uint64_t *rec; /* chunk_count records as in the file: (gen << 8) | state */
+	/* Content id of each chunk's bytes in the image (pending ones too); all
+	 * zero where none is known (MISSING, LOCAL, or being rewritten). */
+	uint8_t (*id)[STORE_ID_LEN];
+	uint64_t root_gen; /* newest root generation verified for the volume (kept in the header) */
+	int root_dirty;    /* root_gen was written: the state file is synced again at close */
 	uint32_t *pending; /* chunks written by store_put and not yet committed */
 	uint8_t *pending_state;
-	uint64_t *pending_gen; /* generation each pending chunk will be marked with */
+	uint64_t *pending_gen;               /* generation each pending chunk will be marked with */
+	uint8_t (*pending_id)[STORE_ID_LEN]; /* and its content id */
 	uint32_t npending, pending_cap;
 	uint64_t pending_bytes;       /* data bytes in pending chunks */
 	uint64_t present_bytes;       /* bytes of chunks PRESENT, ZERO or LOCAL */
@@ -91,8 +106,40 @@ static inline uint64_t store_gen_of(const struct store *s, uint32_t chunk)
 }
 uint32_t store_chunk_len(const struct store *s, uint32_t chunk);
 
-/* Write a verified chunk's data (len = chunk length). Durable only after store_commit. */
-int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, size_t len);
+/*
+ * 1 if the image holds, for chunk, the bytes whose BLAKE2b-256 hash is hash
+ * (PRESENT or ZERO, committed or pending, with that content id); else 0.
+ */
+int store_holds(const struct store *s, uint32_t chunk, const uint8_t hash[VCRYPTO_HASH_LEN]);
+/*
+ * A held chunk (store_holds) is the chunk of an entry of generation gen:
+ * serve it at gen. Only the mirror changes; the record follows with the
+ * chunk's next commit (a restart compares content ids, not generations).
+ */
+void store_relabel(struct store *s, uint32_t chunk, uint64_t gen);
+
+/*
+ * The newest root generation this destination verified for the volume
+ * (0 if none), and raising it: a destination never goes back to an older
+ * root, across restarts too. store_note_root writes the header (synced with
+ * the next commit or at close); 0 or -1.
+ */
+uint64_t store_root_gen(const struct store *s);
+int store_note_root(struct store *s, uint64_t gen);
+/*
+ * The same from the state file at sidecar + STORE_STATE_SUFFIX without
+ * opening the store: 0 with *gen set (0 if there is no state file or it
+ * names another volume), -1 if it cannot be read.
+ */
+int store_peek_root_gen(const char *sidecar, const uint8_t volume_id[MANIFEST_ID_LEN],
+                        uint64_t *gen);
+
+/*
+ * Write a verified chunk's data (len = chunk length); hash is the entry's
+ * hash it was verified against. Durable only after store_commit.
+ */
+int store_put(struct store *s, uint32_t chunk, uint64_t gen, const uint8_t *hash, const void *data,
+              size_t len);
 /*
  * store_put in three steps, so that the data can be written by a worker
  * thread: store_put_begin (loop thread: checks; clears a committed mark
@@ -101,10 +148,13 @@ int store_put(struct store *s, uint32_t chunk, uint64_t gen, const void *data, s
  */
 int store_put_begin(struct store *s, uint32_t chunk, uint64_t gen, size_t len);
 int store_write(const struct store *s, uint32_t chunk, const void *data, size_t len);
-void store_put_end(struct store *s, uint32_t chunk, uint64_t gen);
+void store_put_end(struct store *s, uint32_t chunk, uint64_t gen, const uint8_t *hash);
 
-/* Record a zero chunk: punches a hole if the range may hold data. Pending like store_put. */
-int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen);
+/*
+ * Record a zero chunk (hash: its entry's, that of the zero bytes): punches a
+ * hole if the range may hold data. Pending like store_put.
+ */
+int store_put_zero(struct store *s, uint32_t chunk, uint64_t gen, const uint8_t *hash);
 /* Make pending chunks durable and mark them. Returns the number marked, or -1. */
 int store_commit(struct store *s);
 /*

@@ -65,6 +65,8 @@ struct swarm_stats {
 	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
 };
 
+struct seedgen;
+
 struct swarm_opts {
 	enum swarm_role role;
 	struct event_base *base;
@@ -90,6 +92,8 @@ struct swarm_opts {
 	const char *image_path;  /* the image's path, for status (borrowed; may be NULL) */
 	/* Seed without -e: the image must not change; a chunk a peer reports corrupt is checked. */
 	int image_fixed;
+	/* The durable generation record (seed -e): raised before each delta; not owned. */
+	struct seedgen *seedgen;
 
 	/* SWARM_FETCH */
 	const char *out_path;

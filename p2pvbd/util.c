@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -313,4 +314,27 @@ int zero_at(int fd, uint64_t off, uint64_t len, int punch)
 		len -= n;
 	}
 	return 0;
+}
+
+int fsync_dir_of(const char *path)
+{
+	char *copy = xstrdup(path);
+	const char *dir = dirname(copy);
+	int fd, ret = -1;
+
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		log_error("opening directory %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (fsync(fd) < 0) {
+		log_error("syncing directory %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(copy);
+	return ret;
 }

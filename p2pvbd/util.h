@@ -92,6 +92,9 @@ int hex_decode(const char *in, size_t in_len, uint8_t *out, size_t n);
 ssize_t read_at(int fd, void *buf, size_t len, uint64_t off);
 int write_at(int fd, const void *buf, size_t len, uint64_t off);
 int zero_at(int fd, uint64_t off, uint64_t len, int punch);
+/* fsync the directory that holds path, so that a name made in it survives a crash. 0 or -1
+ * (logged). */
+int fsync_dir_of(const char *path);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);

@@ -216,3 +216,27 @@ void cli_signals_free(struct event *ev[CLI_NSIGNALS])
 		if (ev[i] != NULL)
 			event_free(ev[i]);
 }
+
+char *cli_sidecar(const char *out, const char *state_dir)
+{
+	struct stat st;
+	char *copy, *r;
+	const char *dir = state_dir;
+
+	if (dir == NULL && stat(out, &st) == 0 && S_ISBLK(st.st_mode))
+		dir = CLI_BLOCKDEV_STATE_DIR;
+	if (dir == NULL)
+		return xstrdup(out);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		log_error("state directory %s: %s", dir, strerror(errno));
+		return NULL;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
+		log_error("state directory %s: not a writable directory", dir);
+		return NULL;
+	}
+	copy = xstrdup(out);
+	r = xasprintf("%s/%s", dir, basename(copy));
+	free(copy);
+	return r;
+}

@@ -70,4 +70,15 @@ void cli_signals_add(struct event_base *base, event_callback_fn fn, void *arg,
                      struct event *ev[CLI_NSIGNALS]);
 void cli_signals_free(struct event *ev[CLI_NSIGNALS]);
 
+/* Where a block device's sidecar files go unless --state-dir says otherwise (never /dev). */
+#define CLI_BLOCKDEV_STATE_DIR "/var/lib/p2pvbd"
+/*
+ * Where the sidecar files of an image (fetch's OUT.p2pvbd-state, -key,
+ * -pages; seed's IMAGE.p2pvbd-seed) go, as a path prefix: the image's path
+ * itself, or DIR/basename with --state-dir DIR; a block device's in
+ * CLI_BLOCKDEV_STATE_DIR unless --state-dir says otherwise. The directory is
+ * made (0700) if missing. NULL (logged) if it cannot be. Caller frees.
+ */
+char *cli_sidecar(const char *path, const char *state_dir);
+
 #endif

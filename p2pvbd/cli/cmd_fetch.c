@@ -31,7 +31,6 @@
 #define FETCH_GIVE_UP_DEFAULT 300
 #define KEY_SUFFIX            ".p2pvbd-key"
 /* Sidecar files of a block-device OUT, unless --state-dir says otherwise (never /dev). */
-#define FETCH_BLOCKDEV_STATE_DIR "/var/lib/p2pvbd"
 /* Option bounds, in seconds: --timeout, --give-up. */
 #define FETCH_TIMEOUT_MAX 3600
 #define FETCH_GIVE_UP_MAX 1000000
@@ -66,7 +65,7 @@ static const char usage_fetch[] =
     "                       made on first use)\n"
     "      --state-dir DIR  keep the sidecar files (OUT.p2pvbd-state, -key, -pages)\n"
     "                       in DIR, named after OUT's file name; default: beside OUT,\n"
-    "                       or " FETCH_BLOCKDEV_STATE_DIR " for a block device\n"
+    "                       or " CLI_BLOCKDEV_STATE_DIR " for a block device\n"
     "      --stats PATH     write counters as JSON to PATH at exit\n"
     "      --ctl PATH       control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
     "                       p2pvbd-fetch-PID.ctl; logged at start): p2pvbd status\n"
@@ -366,37 +365,6 @@ static void fetch_opts_free(struct fetch_opts *o)
 /* ---- before anything is made or dialled -------------------------------- */
 
 /*
- * Where OUT's sidecar files (state, key, pages) go, as a path prefix: OUT
- * itself, or DIR/basename(OUT) with --state-dir DIR. A block device's never
- * go beside it in /dev: FETCH_BLOCKDEV_STATE_DIR unless --state-dir says
- * otherwise. The directory is made (0700) if missing. NULL (logged) if it
- * cannot be. Caller frees.
- */
-static char *fetch_sidecar(const char *out, const char *state_dir)
-{
-	struct stat st;
-	char *copy, *r;
-	const char *dir = state_dir;
-
-	if (dir == NULL && stat(out, &st) == 0 && S_ISBLK(st.st_mode))
-		dir = FETCH_BLOCKDEV_STATE_DIR;
-	if (dir == NULL)
-		return xstrdup(out);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		log_error("state directory %s: %s", dir, strerror(errno));
-		return NULL;
-	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
-		log_error("state directory %s: not a writable directory", dir);
-		return NULL;
-	}
-	copy = xstrdup(out);
-	r = xasprintf("%s/%s", dir, basename(copy));
-	free(copy);
-	return r;
-}
-
-/*
  * OUT can be written: not a directory; an existing file or device without
  * our state file only with --force (as store_open will insist), and not in
  * use (image locks, said before any peer is dialled); else its directory is
@@ -451,7 +419,7 @@ static int fetch_check(struct fetch *f)
 {
 	const struct fetch_opts *o = f->o;
 
-	f->sidecar = fetch_sidecar(o->out, o->state_dir);
+	f->sidecar = cli_sidecar(o->out, o->state_dir);
 	if (f->sidecar == NULL || check_output(o->out, f->sidecar, o->force) != 0)
 		return -1;
 	if (o->listen_spec != NULL &&

@@ -27,6 +27,7 @@
 #include "scan.h"
 #include "sockpath.h"
 #include "swarm.h"
+#include "seedgen.h"
 #include "uri.h"
 #include "util.h"
 #include "vcrypto.h"
@@ -69,7 +70,11 @@ static const char usage_seed[] =
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI)\n"
     "      --rate-limit RATE        cap the upload rate; default unlimited\n"
-    "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart\n"
+    "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart:\n"
+    "                               the seed goes on above every generation it published\n"
+    "                               (kept in IMAGE.p2pvbd-seed) and hashes IMAGE again\n"
+    "      --state-dir DIR          keep IMAGE.p2pvbd-seed in DIR (default: beside IMAGE;\n"
+    "                               " CLI_BLOCKDEV_STATE_DIR " for a block device)\n"
     "      --secret HEX             reuse a join secret (64 hex digits)\n"
     "      --threads N              hashing threads (default: one per core)\n"
     "      --timeout SECS           drop a peer silent this long (default 30)\n"
@@ -92,7 +97,7 @@ static const char usage_seed[] =
 /* The command line, parsed and checked for syntax (seed_parse). */
 struct seed_opts {
 	const char *image, *key_path, *uri_file, *export_spec, *ctl_path, *metrics_spec;
-	const char *listen_spec;
+	const char *listen_spec, *state_dir;
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers;
 	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
@@ -117,6 +122,7 @@ struct seed {
 	uint16_t port;
 	struct nbd_server *srv;
 	struct cmd_ctl_server cs;
+	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
 	uint8_t volume_id[MANIFEST_ID_LEN],
 	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
 };
@@ -129,6 +135,7 @@ enum {
 	O_RECEIPTS,
 	O_RATE,
 	O_VOLID,
+	O_STATE_DIR,
 	O_SECRET,
 	O_THREADS,
 	O_TIMEOUT,
@@ -157,6 +164,7 @@ static const struct option seed_options[] = {
     {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
     {"rate-limit", required_argument, NULL, O_RATE},
     {"volume-id", required_argument, NULL, O_VOLID},
+    {"state-dir", required_argument, NULL, O_STATE_DIR},
     {"secret", required_argument, NULL, O_SECRET},
     {"threads", required_argument, NULL, O_THREADS},
     {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -244,6 +252,9 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 		break;
 	case O_CTL:
 		o->ctl_path = optarg;
+		break;
+	case O_STATE_DIR:
+		o->state_dir = optarg;
 		break;
 	case O_FREEZE_DISC:
 		o->freeze_on_disc = 1;
@@ -421,12 +432,75 @@ static void seed_print_timing(const struct seed *s)
 	       manifest_chunk_count(s->image_size, (uint32_t)s->o->chunk_size));
 }
 
-/* Sign the manifest of the hashed image (it takes s->entries); 0 or -1 (logged). */
+/*
+ * The generation record (seedgen.h): *known says whether it names this
+ * volume, info what it holds. Without -e the record is only a safeguard
+ * (the image is fixed while served): one that cannot be kept is a warning
+ * (s->gen stays NULL); with -e it is an error. 0 or -1 (logged).
+ */
+static int seed_record(struct seed *s, int *known, struct seedgen_info *info)
+{
+	const struct seed_opts *o = s->o;
+	char *prefix = cli_sidecar(o->image, o->state_dir), *path;
+	int rc;
+
+	*known = 0;
+	if (prefix == NULL)
+		return o->export_spec != NULL ? -1 : 0;
+	path = xasprintf("%s%s", prefix, SEEDGEN_SUFFIX);
+	rc = seedgen_open(path, s->volume_id, o->export_spec != NULL ? SEEDGEN_STEP_LIVE : 0,
+	                  &s->gen, known, info);
+	if (rc != 0 && o->export_spec != NULL) {
+		log_error("seed -e keeps its generations in %s (use --state-dir DIR to keep them "
+		          "elsewhere)",
+		          path);
+	} else if (rc != 0) {
+		log_warn("no generation record (%s): if this volume is seeded again after IMAGE "
+		         "changed, destinations refuse it",
+		         path);
+		rc = 0;
+	}
+	free(path);
+	free(prefix);
+	return rc;
+}
+
+/* Build and sign the manifest of s->entries at generation gen (it takes them); 0 or -1. */
+static int seed_build(struct seed *s, uint64_t gen, struct manifest_entry *entries)
+{
+	const struct seed_opts *o = s->o;
+
+	/* After a restart every chunk may differ from what was published: all
+	 * of them are (re)published at the new generation (PROTOCOL.md §9.4). */
+	for (uint32_t i = 0; i < manifest_chunk_count(s->image_size, (uint32_t)o->chunk_size); i++)
+		entries[i].gen = gen;
+	if (manifest_build(&s->m, s->volume_id, s->image_size, (uint32_t)o->chunk_size, gen,
+	                   entries, s->id.sk) != 0) {
+		log_error("cannot build the manifest");
+		return -1;
+	}
+	/* Without a VM here the image never changes: its generation is final. */
+	if (o->export_spec == NULL)
+		manifest_set_flags(&s->m, MANIFEST_ROOT_F_FINAL, s->id.sk);
+	return 0;
+}
+
+/*
+ * Sign the manifest of the hashed image (it takes s->entries) at the right
+ * generation: 0 for a volume new here; else above every generation the
+ * record says may have been published, except that a fixed image whose
+ * bytes are those of the root last published publishes that root again
+ * (its receipts stay good). 0 or -1 (logged).
+ */
 static int seed_sign(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
-	uint32_t zero = 0;
-	char sz[16];
+	static const uint8_t none[VCRYPTO_HASH_LEN];
+	struct seedgen_info info;
+	uint32_t n = manifest_chunk_count(s->image_size, (uint32_t)o->chunk_size), zero = 0;
+	uint64_t gen;
+	int known;
+	char sz[16], hex[2 * MANIFEST_ID_LEN + 1];
 
 	if (o->have_volid)
 		memcpy(s->volume_id, o->volume_id, sizeof(s->volume_id));
@@ -436,12 +510,44 @@ static int seed_sign(struct seed *s)
 		memcpy(s->secret, o->secret, sizeof(s->secret));
 	else
 		vcrypto_random(s->secret, sizeof(s->secret));
-	if (manifest_build(&s->m, s->volume_id, s->image_size, (uint32_t)o->chunk_size, 0,
-	                   s->entries, s->id.sk) != 0) {
-		log_error("cannot build the manifest");
+	hex_encode(s->volume_id, MANIFEST_ID_LEN, hex);
+	memset(&info, 0, sizeof(info));
+	if (seed_record(s, &known, &info) != 0)
 		return -1;
+	gen = known ? info.reserved + 1 : 0;
+	if (known && o->export_spec == NULL && info.root_gen == info.reserved &&
+	    memcmp(info.root_hash, none, sizeof(none)) != 0) {
+		/* The last root published, and nothing after it: is it this image's? */
+		struct manifest_entry *copy = xmalloc((size_t)n * sizeof(*copy));
+
+		memcpy(copy, s->entries, (size_t)n * sizeof(*copy));
+		if (seed_build(s, info.root_gen, copy) != 0)
+			return -1;
+		if (memcmp(s->m.root.root_hash, info.root_hash, VCRYPTO_HASH_LEN) == 0)
+			gen = info.root_gen;
+		else
+			manifest_free(&s->m);
 	}
-	s->entries = NULL; /* owned by m */
+	if (gen > info.root_gen || !known) {
+		if (seed_build(s, gen, s->entries) != 0)
+			return -1;
+		s->entries = NULL; /* owned by m */
+	}
+	if (s->gen != NULL &&
+	    (o->export_spec != NULL ? seedgen_reserve(s->gen, gen)
+	                            : seedgen_set_root(s->gen, gen, s->m.root.root_hash)) != 0)
+		return -1;
+	if (known && gen > info.root_gen)
+		log_info("volume %s: going on at generation %llu, above every generation "
+		         "published before",
+		         hex, (unsigned long long)gen);
+	else if (known)
+		log_info("volume %s: the image is as published at generation %llu", hex,
+		         (unsigned long long)gen);
+	else if (o->have_volid)
+		log_info("volume %s: no generation of it was published from here: starting at "
+		         "generation 0",
+		         hex);
 	for (uint32_t i = 0; i < s->m.root.chunk_count; i++)
 		zero += (s->m.entries[i].flags & MANIFEST_F_ZERO) != 0;
 	log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s", o->image,
@@ -476,10 +582,8 @@ static int seed_swarm(struct seed *s)
 	so.image_path = o->image;
 	so.trackers = o->trackers;
 	so.ntrackers = o->ntrackers;
-	/* Without a VM here the image never changes: generation 0 is final. */
-	if (o->export_spec == NULL)
-		manifest_set_flags(&s->m, MANIFEST_ROOT_F_FINAL, s->id.sk);
 	so.image_fixed = o->export_spec == NULL;
+	so.seedgen = s->gen;
 	s->sw = swarm_new(&so);
 	return swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port);
 }
@@ -582,6 +686,7 @@ static void seed_free(struct seed *s)
 	manifest_free(&s->m);
 	free(s->entries);
 	imglock_release(s->ilock);
+	seedgen_close(s->gen);
 	if (s->fd >= 0)
 		close(s->fd);
 	vcrypto_identity_wipe(&s->id);

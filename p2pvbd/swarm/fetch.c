@@ -137,6 +137,10 @@ static void root_adopt(struct swarm *sw, struct speer *sp, struct manifest_root 
 	}
 	sw->store_open = 1;
 	sw->have_root = 1;
+	if (store_note_root(&sw->store, sw->root.generation) != 0) {
+		finish_run(sw, -1);
+		return;
+	}
 	{
 		char *path = xasprintf("%s.p2pvbd-pages", sidecar_of(sw));
 
@@ -175,10 +179,31 @@ static void root_adopt(struct swarm *sw, struct speer *sp, struct manifest_root 
 	         peer_name(sp->p));
 }
 
+/*
+ * r (verified) is older than generation floor, which we verified before:
+ * never go back to it (DESIGN rule 7). A source that does so lost its
+ * generation record (PROTOCOL.md §9.4); a destination is merely behind.
+ */
+static void root_log_older(struct speer *sp, const struct manifest_root *r, uint64_t floor)
+{
+	if (peer_is_source(sp->p))
+		log_error("the source (%s) offers generation %llu, older than generation %llu "
+		          "verified here: not taking it (was the seed restarted without its "
+		          "generation record, IMAGE.p2pvbd-seed?)",
+		          peer_name(sp->p), (unsigned long long)r->generation,
+		          (unsigned long long)floor);
+	else
+		log_info("peer %s holds generation %llu, older than generation %llu verified "
+		         "here: not taking it",
+		         peer_name(sp->p), (unsigned long long)r->generation,
+		         (unsigned long long)floor);
+}
+
 void on_root(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	struct manifest_root r;
+	uint64_t floor;
 
 	if (manifest_root_decode(m->u.blob.data, m->u.blob.len, &r) != 0) {
 		peer_close_error(sp->p, WIRE_E_PROTOCOL, "malformed manifest root");
@@ -201,9 +226,15 @@ void on_root(struct speer *sp, const struct wire_msg *m)
 		if (r.generation > sw->root.generation) {
 			root_catch_up(sw, sp, &r);
 		} else if (r.generation < sw->root.generation) {
-			/* It is behind: our newest delta tells it (and it asks us for our root). */
+			/*
+			 * It is behind: our newest delta tells it (and it asks us for
+			 * our root). A source behind us is never followed back; what it
+			 * serves of an older generation is refused by generation.
+			 */
 			struct wire_msg d = {.type = WIRE_DELTA};
 
+			if (peer_is_source(sp->p))
+				root_log_older(sp, &r, sw->root.generation);
 			if (sw->gens.last_delta != NULL) {
 				d.u.blob.data = sw->gens.last_delta;
 				d.u.blob.len = (uint32_t)sw->gens.last_delta_len;
@@ -224,6 +255,20 @@ void on_root(struct speer *sp, const struct wire_msg *m)
 			return; /* asked again (we were behind): its have-map follows */
 		}
 	} else {
+		if (store_peek_root_gen(sidecar_of(sw), sw->o.volume_id, &floor) != 0) {
+			manifest_root_free(&r);
+			finish_run(sw, -1);
+			return;
+		}
+		if (r.generation < floor) {
+			/* A restart after we verified a later one: wait for a newer root. */
+			root_log_older(sp, &r, floor);
+			peer_close_error(
+			    sp->p, WIRE_E_GENERATION, "generation %llu is older than %llu",
+			    (unsigned long long)r.generation, (unsigned long long)floor);
+			manifest_root_free(&r);
+			return;
+		}
 		root_adopt(sw, sp, &r);
 		if (sw->finished)
 			return;
@@ -319,20 +364,25 @@ void on_page(struct speer *sp, const struct wire_msg *m)
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t c = page * MANIFEST_PAGE_ENTRIES + i;
 		enum store_state s = store_state_of(&sw->store, c);
-		uint64_t g = store_gen_of(&sw->store, c);
+		/* Identity is content (DESIGN rule 7): what the image holds of c is
+		 * the chunk of this entry only if it was verified against its hash;
+		 * the generation alone proves nothing (a restarted source). */
+		int same = store_holds(&sw->store, c, e[i].hash);
 
+		if (same && store_gen_of(&sw->store, c) != e[i].gen)
+			store_relabel(&sw->store, c, e[i].gen);
 		if (s == STORE_LOCAL || bit_get(sw->chunks.local, c)) {
 			/* The local VM's data: never fetched again. */
 			bit_set(sw->chunks.local, c);
 			avail_set(sw, c);
-		} else if (bit_get(sw->chunks.avail, c) && g == e[i].gen) {
+		} else if (bit_get(sw->chunks.avail, c) && same) {
 			/* Held already (the page came back after a delta changed another chunk). */
 		} else if (bit_get(sw->pipe.verifying, c)) {
 			left++; /* verify_done settles it against this entry */
 		} else if (e[i].flags & MANIFEST_F_ZERO) {
 			sw->st.chunks_zero++;
-			if (!(s == STORE_ZERO && g == e[i].gen) &&
-			    store_put_zero(&sw->store, c, e[i].gen) != 0) {
+			if (!(s == STORE_ZERO && same) &&
+			    store_put_zero(&sw->store, c, e[i].gen, e[i].hash) != 0) {
 				finish_run(sw, -1);
 				return;
 			}
@@ -347,9 +397,9 @@ void on_page(struct speer *sp, const struct wire_msg *m)
 			 * changed: peers cleared their bit for it. */
 			serve_add(sw, c, e[i].gen, bit_get(sw->gens.changed, c));
 			bit_clear(sw->gens.changed, c);
-		} else if (s == STORE_PRESENT && g == e[i].gen) {
+		} else if (s == STORE_PRESENT && same) {
 			sw->st.chunks_resumed++;
-			serve_add(sw, c, g, 1);
+			serve_add(sw, c, e[i].gen, 1);
 			chunk_now_available(sw, c);
 		} else {
 			if (sw->pipe.basis_fd >= 0) {

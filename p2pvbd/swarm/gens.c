@@ -51,7 +51,7 @@ int chunk_put_zero(struct swarm *sw, uint32_t c, const struct manifest_entry *e)
 {
 	uint32_t page = c / MANIFEST_PAGE_ENTRIES;
 
-	if (store_put_zero(&sw->store, c, e->gen) != 0)
+	if (store_put_zero(&sw->store, c, e->gen, e->hash) != 0)
 		return -1;
 	chunk_now_available(sw, c);
 	bit_clear(sw->gens.changed, c);
@@ -82,6 +82,10 @@ static void page_reopen(struct swarm *sw, uint32_t pg, int all)
 /* The root changed (a delta or a newer root): everything that depends on it follows. */
 static void root_changed(struct swarm *sw, int was_final)
 {
+	if (store_note_root(&sw->store, sw->root.generation) != 0) {
+		finish_run(sw, -1);
+		return;
+	}
 	free(sw->serve.root_blob);
 	if (manifest_root_encode(&sw->root, &sw->serve.root_blob, &sw->serve.root_blob_len) != 0)
 		fatal("cannot encode the manifest root");
@@ -186,6 +190,8 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 	check_pages(sw, "a delta");
 }
 
+static void root_broadcast(struct swarm *sw, const struct speer *from);
+
 /* Our root is older than r (signed, same volume): take r; changed pages are fetched again. */
 void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 {
@@ -205,6 +211,26 @@ void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 	sw->gens.last_delta_len = 0;
 	root_changed(sw, was_final);
 	check_pages(sw, "a newer root");
+	root_broadcast(sw, sp);
+}
+
+/*
+ * We caught up from a ROOT: no DELTA leads our peers there (a restarted
+ * source, §9.4), so they get the ROOT itself, except sp, which sent it. A
+ * peer that holds it already ignores it; one behind catches up in turn.
+ */
+static void root_broadcast(struct swarm *sw, const struct speer *from)
+{
+	struct wire_msg m = {.type = WIRE_ROOT};
+
+	if (sw->finished)
+		return;
+	m.u.blob.data = sw->serve.root_blob;
+	m.u.blob.len = (uint32_t)sw->serve.root_blob_len;
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
+		if (sp != from && peer_is_ready(sp->p) && !peer_is_source(sp->p) &&
+		    (sp->map_sent || sp->root_seen))
+			peer_send(sp->p, &m);
 }
 
 /*

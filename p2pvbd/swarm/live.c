@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "scan.h"
+#include "seedgen.h"
 #include "workq.h"
 
 /*
@@ -137,6 +138,9 @@ static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32
 	uint8_t *blob;
 	size_t len;
 
+	/* Never publish a generation a restart could publish again (rule 7). */
+	if (sw->o.seedgen != NULL && seedgen_reserve(sw->o.seedgen, m->root.generation + 1) != 0)
+		return -1;
 	if (manifest_delta_make(m, ch, n, flags, sw->o.identity->sk, &blob, &len) != 0) {
 		log_error("cannot make the delta of generation %llu",
 		          (unsigned long long)m->root.generation + 1);

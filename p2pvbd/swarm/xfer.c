@@ -183,7 +183,7 @@ static void verify_done(void *arg)
 			pick_want_push(&sw->want, j->chunk);
 		}
 	} else if (j->result == 0) {
-		store_put_end(&sw->store, j->chunk, j->gen);
+		store_put_end(&sw->store, j->chunk, j->gen, j->hash);
 		chunk_now_available(sw, j->chunk);
 		serve_add(sw, j->chunk, j->gen, 1);
 		if (j->basis_fd >= 0) {

@@ -292,15 +292,22 @@ check_stats() {
 	done
 }
 
-# state_present PATH: number of chunks marked present in PATH's state file
-# (64-byte header, then one little-endian u64 per chunk, state in the low byte).
+# state_records PATH: the records of PATH's state file, one line per chunk, its state first
+# (PROTOCOL.md §12: a 64-byte header, one little-endian u64 per chunk with the state in the low
+# byte, then a 16-byte content id per chunk).
+state_records() {
+	local sf=$1.p2pvbd-state n
+	n=$((($(stat -c %s "$sf") - 64) / 24))
+	od -An -v -tu1 -j64 -N$((8 * n)) -w8 "$sf"
+}
+
+# state_present PATH: number of chunks marked present in PATH's state file.
 state_present() {
-	local sf=$1.p2pvbd-state
-	[[ -f $sf ]] || {
+	[[ -f $1.p2pvbd-state ]] || {
 		echo 0
 		return
 	}
-	od -An -v -tu1 -j64 -w8 "$sf" | awk '$1 == 1 { n++ } END { print n + 0 }'
+	state_records "$1" | awk '$1 == 1 { n++ } END { print n + 0 }'
 }
 
 # apparent and allocated sizes of a file, in KiB.

@@ -32,7 +32,7 @@ start_export "$SOCK"
 
 # chunks_missing: chunks not yet in the image.
 chunks_missing() {
-	od -An -v -tu1 -j64 -w8 "$T/out.img.p2pvbd-state" | awk '$1 == 0 { n++ } END { print n + 0 }'
+	state_records "$T/out.img" | awk '$1 == 0 { n++ } END { print n + 0 }'
 }
 complete() { grep -q 'volume complete and verified' "$T/fetch.log"; }
 

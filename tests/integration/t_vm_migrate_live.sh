@@ -102,7 +102,7 @@ same_but_local() {
 import sys
 src, dst, state, cs = open(sys.argv[1], "rb"), open(sys.argv[2], "rb"), open(sys.argv[3], "rb"), int(sys.argv[4])
 st = state.read()[64:]
-n = len(st) // 8
+n = len(st) // 24  # records (8 bytes each), then content ids (16 bytes each)
 local = 0
 for c in range(n):
     if st[c * 8] == 3:

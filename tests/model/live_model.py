@@ -407,16 +407,19 @@ def capabilities(binpath):
     if freeze:
         r = subprocess.run([binpath, "ctl", "--help"], capture_output=True, text=True, timeout=20)
         thaw = re.search(r"^\s+thaw\b", r.stdout + r.stderr, re.M) is not None
-    return {"freeze": freeze, "thaw": thaw}
+    # A seed that keeps a generation record (--state-dir) may be killed and restarted.
+    r = subprocess.run([binpath, "seed", "--help"], capture_output=True, text=True, timeout=20)
+    restart = "--state-dir" in r.stdout + r.stderr
+    return {"freeze": freeze, "thaw": thaw, "restart": restart}
 
 
 def state_records(out_path, nchunks):
     """Chunk states from OUT.p2pvbd-state (PROTOCOL.md §12): the low byte of each u64."""
     with open(out_path + ".p2pvbd-state", "rb") as f:
         data = f.read()
-    if len(data) != 64 + 8 * nchunks:
+    if len(data) != 64 + 24 * nchunks:
         raise Failure("%s.p2pvbd-state is %d bytes, expected %d"
-                      % (out_path, len(data), 64 + 8 * nchunks))
+                      % (out_path, len(data), 64 + 24 * nchunks))
     return [data[64 + 8 * c] for c in range(nchunks)]
 
 
@@ -479,13 +482,21 @@ def body(run, rng, caps):
     nops = rng.randint(0, 30)
     race = freeze and rng.random() < 0.3
     thaw = caps["thaw"] and rng.random() < 0.2
+    # Seed crashes draw from their own generator, so that every other choice of a seed stays
+    # what it was before they existed (the regression seeds below).
+    crng = random.Random("seed crashes %d" % run.seed)
+    crashes = crng.choice([0, 1, 1, 2]) if caps.get("restart") and freeze and nops > 0 else 0
+    crash_at = set(crng.sample(range(nops), min(crashes, nops)))
+    crashes = len(crash_at)
     print("seed %d: %d bytes (%d chunks), rate %s, %d destinations%s, %d source ops%s%s, %s"
           % (run.seed, size, nchunks, "%dM" % rate if rate else "unlimited", ndest,
              "".join(" (%d via %d)" % (d.i, d.via) for d in dests if d.via is not None),
              nops, ", writes racing the freeze" if race else "",
              ", a late destination" if any(d.late for d in dests) else "",
              ("freeze, thaw, more writes, freeze" if thaw else "freeze") if freeze
-             else "prefreeze (no ctl freeze in this binary)"),
+             else "prefreeze (no ctl freeze in this binary)")
+          + (", %d seed crash%s (kill -9, restart)" % (crashes, "es" if crashes > 1 else "")
+             if crashes else ""),
           flush=True)
     if run.args.describe:
         return
@@ -526,6 +537,34 @@ def body(run, rng, caps):
     run.conns.append(src)
     if src.size() != size:
         raise Failure("the source export's size is %d, expected %d" % (src.size(), size))
+
+    def seed_crash():
+        """kill -9 the seed at a random moment of its rounds and restart it as the README
+        says (same key, port, --volume-id and --secret): it must go on above every generation
+        it published, and no destination may keep or serve what the VM overwrote."""
+        nonlocal seed_proc
+        m = re.match(r"^p2pvbd://([0-9a-f]{32})\?", uri)
+        secret = re.search(r"[?&]secret=([0-9a-f]{64})", uri)
+        port = re.search(r"[?&]peer=127\.0\.0\.1:(\d+)", uri)
+        if not (m and secret and port):
+            raise Failure("cannot take the volume id, secret and port from %s" % uri)
+        time.sleep(crng.uniform(0, 0.25))
+        run.at("seed crash")
+        run.log("kill -9 the seed (pid %d)" % seed_proc.p.pid)
+        seed_proc.p.kill()
+        seed_proc.p.wait()
+        n = sum(1 for p in run.procs if p.name.startswith("seed"))
+        rargv = list(argv)
+        rargv[rargv.index("-l") + 1] = "127.0.0.1:" + port.group(1)
+        rargv += ["--volume-id", m.group(1), "--secret", secret.group(1)]
+        seed_proc = Proc(run, "seed%d" % n, rargv + [img])
+        seed_proc.wait_line(r"^exporting on unix:%s$" % re.escape(src_sock))
+        if seed_proc.wait_line(r"^(p2pvbd://\S+)$").group(1) != uri:
+            raise Failure("the restarted seed prints another URI")
+        with open(seed_proc.err_path, errors="replace") as f:
+            if "going on at generation" not in f.read():
+                raise Failure("the restarted seed did not go on above its generations")
+        src.__init__("source", src_sock)
 
     # ---- destinations ----
     def start_dest(d, uri):
@@ -622,6 +661,8 @@ def body(run, rng, caps):
             else:
                 run.log("source flush")
                 src.flush()
+            if not phase and k in crash_at:
+                seed_crash()
             if pending and rng.random() < 0.2:
                 d = pending.pop(0)
                 start_dest(d, uri)
