@@ -64,10 +64,12 @@ static const char usage_text[] =
     "                  loopback (127.0.0.0/8, ::1) and ignored otherwise.\n"
     "  GET /scrape     BEP 48; info_hash may repeat (64 at most); without one, the\n"
     "                  first 1000 swarms.\n"
-    "  POST /receipt   a p2pvbd completion receipt (168 bytes); its signature is\n"
-    "                  verified and it is kept (4096 in all, 256 per volume).\n"
+    "  POST /receipt   a p2pvbd completion receipt (200 bytes); its signature is\n"
+    "                  verified and it is kept (4096 in all, 256 per volume). Its\n"
+    "                  MAC needs the volume's join secret, which the tracker does\n"
+    "                  not have: the volume's source checks it.\n"
     "  GET /receipts   ?volume=<32 hex digits>: that volume's receipts, bencoded\n"
-    "                  (d8:receipts<168 bytes each>e), for its source.\n"
+    "                  (d8:receipts<200 bytes each>e), for its source.\n"
     "  GET /status     per swarm (one per volume) the counts a scrape gives and the\n"
     "                  receipts kept, as JSON; no addresses, volume ids or receipts.\n"
     "  GET /metrics    counters and gauges in Prometheus' text format (0.0.4).\n"
@@ -283,9 +285,15 @@ static void handle_scrape(struct server *sv, struct evhttp_request *req, const c
 	free(e);
 }
 
+/*
+ * POST /receipt: keep a receipt whose structure and signature verify. The
+ * tracker has no join secret, so it cannot check the receipt's MAC: the
+ * source does, and counts only receipts whose signer proved the secret.
+ */
 static void handle_receipt(struct server *sv, struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
 	uint8_t raw[MANIFEST_RECEIPT_LEN];
 	struct manifest_receipt rc;
 	char signer[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1];
@@ -293,13 +301,14 @@ static void handle_receipt(struct server *sv, struct evhttp_request *req)
 	static const char ok[] = "d2:oki1ee";
 
 	sv->metrics.receipts_received++;
-	if (evbuffer_get_length(in) != MANIFEST_RECEIPT_LEN) {
-		reply_failure(sv, req, 400, "a receipt is 168 bytes");
+	if (len > sizeof(raw)) {
+		reply_failure(sv, req, 400, "a receipt is 200 bytes");
 		return;
 	}
-	evbuffer_copyout(in, raw, sizeof(raw));
-	if (manifest_receipt_decode(raw, sizeof(raw), &rc) < 0) {
-		reply_failure(sv, req, 400, "malformed receipt or bad signature");
+	evbuffer_copyout(in, raw, len);
+	if (manifest_receipt_decode(raw, len, NULL, &rc, &why) < 0) {
+		log_debug("receipt refused: %s", why);
+		reply_failure(sv, req, 400, why);
 		return;
 	}
 	if (tracker_receipt_add(sv->tracker, &rc, (uint64_t)time(NULL), &why) < 0) {
@@ -315,8 +324,11 @@ static void handle_receipt(struct server *sv, struct evhttp_request *req)
 
 /*
  * GET /receipts?volume=<32 hex digits>: the receipts kept for a volume, for
- * its source (seed --exit-after-receipts), as d8:receipts<168n bytes>e. The
+ * its source (seed --exit-after-receipts), as d8:receipts<200n bytes>e. The
  * source verifies every one itself; the tracker is not trusted with them.
+ * They are handed to whoever names the volume id, which /status never shows:
+ * a receipt's MAC (keyed from the join secret) and signature make it useless
+ * for forging, since neither another signer nor other contents can be put on it.
  */
 static void handle_receipts(struct server *sv, struct evhttp_request *req, const char *query)
 {
