@@ -296,6 +296,17 @@ void serve_page(struct speer *sp, uint32_t page)
 	peer_send(sp->p, &m);
 }
 
+/* Whether the operator named pk with --receipt-from (or named nobody: every member counts). */
+static int receipt_signer_wanted(const struct swarm *sw, const uint8_t pk[VCRYPTO_PK_LEN])
+{
+	if (sw->o.nreceipt_from == 0)
+		return 1;
+	for (int i = 0; i < sw->o.nreceipt_from; i++)
+		if (memcmp(sw->o.receipt_from[i], pk, VCRYPTO_PK_LEN) == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * Check a receipt (from a peer, or relayed by a tracker: `via` names it) and
  * count its signer once (PROTOCOL.md §7.6). NULL if it was good, else why not;
@@ -323,6 +334,9 @@ const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, cons
 		return "receipt for another generation of the volume";
 	if (!(r->flags & MANIFEST_ROOT_F_FINAL))
 		return "the source is not frozen yet: no generation is final";
+	if (!receipt_signer_wanted(sw, rc.signer))
+		return "its signer is not one of the destinations named by --receipt-from: not "
+		       "counted";
 	/* Count distinct signers: a list is fine, N is small. */
 	for (uint64_t i = 0; i < sw->receipts.nsigners; i++)
 		if (memcmp(sw->receipts.signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
