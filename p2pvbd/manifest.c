@@ -18,12 +18,14 @@ _Static_assert(WIRE_PAGE_MAX_ENTRIES == MANIFEST_PAGE_ENTRIES,
 
 #define MAGIC_LEN          8
 #define ROOT_SIG_LEN       VCRYPTO_SIG_LEN
-#define RECEIPT_SIGNED_LEN (MANIFEST_RECEIPT_LEN - VCRYPTO_SIG_LEN) /* 104 */
-#define RECEIPT_MAGIC      "P2PVRCP1"
+#define RECEIPT_SIGNED_LEN 104 /* the signature covers bytes 0..103 */
+#define RECEIPT_MACED_LEN  168 /* the MAC covers bytes 0..167 (with the signature) */
+#define RECEIPT_MAGIC      "P2PVRCP2"
+#define RECEIPT_MAGIC_V1   "P2PVRCP1" /* retired: no MAC */
 
 _Static_assert(sizeof(MANIFEST_MAGIC) - 1 == MAGIC_LEN, "manifest magic length");
 _Static_assert(sizeof(RECEIPT_MAGIC) - 1 == MAGIC_LEN, "receipt magic length");
-_Static_assert(RECEIPT_SIGNED_LEN == 104, "receipt layout");
+_Static_assert(sizeof(RECEIPT_MAGIC_V1) - 1 == MAGIC_LEN, "receipt magic length");
 /* A root of MANIFEST_MAX_PAGES pages must fit one ROOT message (type byte + blob). */
 _Static_assert(1 + MANIFEST_ROOT_HDR_LEN + (uint64_t)MANIFEST_MAX_PAGES * VCRYPTO_HASH_LEN +
                        ROOT_SIG_LEN <=
@@ -66,10 +68,14 @@ enum {
 	RC_TIMESTAMP = 64,
 	RC_SIGNER = 72,
 	RC_SIG = 104,
-	RC_END = 168,
+	RC_MAC = 168,
+	RC_END = 200,
 };
 _Static_assert(RC_END == MANIFEST_RECEIPT_LEN, "receipt layout");
 _Static_assert(RC_SIG == RECEIPT_SIGNED_LEN, "receipt layout");
+_Static_assert(RC_MAC == RECEIPT_MACED_LEN && RC_MAC == MANIFEST_RECEIPT_V1_LEN, "receipt layout");
+_Static_assert(RC_END - RC_MAC == VCRYPTO_MAC_LEN, "receipt layout");
+_Static_assert(MANIFEST_RECEIPT_LEN == 200, "the length in manifest_receipt_decode's reason");
 
 int manifest_chunk_size_valid(uint32_t chunk_size)
 {
@@ -452,7 +458,12 @@ int manifest_page_decode(const struct manifest_root *r, uint32_t page, const uin
 	return 0;
 }
 
-/* The 104 signed bytes followed by the signature. */
+void manifest_receipt_key(uint8_t key[VCRYPTO_KEY_LEN], const uint8_t secret[VCRYPTO_SECRET_LEN])
+{
+	vcrypto_derive(key, secret, MANIFEST_RECEIPT_MAC_LABEL);
+}
+
+/* The 104 signed bytes, the signature, then the MAC. */
 void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANIFEST_RECEIPT_LEN])
 {
 	memcpy(out + RC_MAGIC, RECEIPT_MAGIC, MAGIC_LEN);
@@ -462,31 +473,50 @@ void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANI
 	wire_put64(out + RC_TIMESTAMP, rc->timestamp);
 	memcpy(out + RC_SIGNER, rc->signer, VCRYPTO_PK_LEN);
 	memcpy(out + RC_SIG, rc->sig, VCRYPTO_SIG_LEN);
+	memcpy(out + RC_MAC, rc->mac, VCRYPTO_MAC_LEN);
 }
 
-void manifest_receipt_sign(struct manifest_receipt *rc, const struct vcrypto_identity *id)
+void manifest_receipt_sign(struct manifest_receipt *rc, const struct vcrypto_identity *id,
+                           const uint8_t key[VCRYPTO_KEY_LEN])
 {
 	uint8_t buf[MANIFEST_RECEIPT_LEN];
 
 	memcpy(rc->signer, id->pk, VCRYPTO_PK_LEN);
 	manifest_receipt_encode(rc, buf);
 	vcrypto_sign(rc->sig, MANIFEST_RECEIPT_DOMAIN, buf, RECEIPT_SIGNED_LEN, id->sk);
+	memcpy(buf + RC_SIG, rc->sig, VCRYPTO_SIG_LEN);
+	vcrypto_mac(rc->mac, key, buf, RECEIPT_MACED_LEN);
 }
 
-int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_receipt *rc)
+int manifest_receipt_decode(const uint8_t *in, size_t len, const uint8_t *key,
+                            struct manifest_receipt *rc, const char **why)
 {
+	const char *dummy;
+
+	if (why == NULL)
+		why = &dummy;
 	memset(rc, 0, sizeof(*rc));
+	if (len == MANIFEST_RECEIPT_V1_LEN && memcmp(in, RECEIPT_MAGIC_V1, MAGIC_LEN) == 0) {
+		*why = "receipt in the retired format P2PVRCP1, which does not prove membership of "
+		       "the volume: upgrade p2pvbd on the destination";
+		return -1;
+	}
 	if (len != MANIFEST_RECEIPT_LEN) {
-		log_warn("manifest: receipt is %zu bytes, expected %u", len, MANIFEST_RECEIPT_LEN);
+		*why = "a receipt is 200 bytes"; /* MANIFEST_RECEIPT_LEN */
 		return -1;
 	}
 	if (memcmp(in + RC_MAGIC, RECEIPT_MAGIC, MAGIC_LEN) != 0) {
-		log_warn("manifest: receipt has bad magic");
+		*why = "not a receipt (bad magic)";
 		return -1;
 	}
 	if (vcrypto_verify(in + RC_SIG, MANIFEST_RECEIPT_DOMAIN, in, RECEIPT_SIGNED_LEN,
 	                   in + RC_SIGNER) < 0) {
-		log_warn("manifest: receipt signature is not valid");
+		*why = "the receipt's signature does not verify under its signer";
+		return -1;
+	}
+	if (key != NULL && vcrypto_mac_verify(in + RC_MAC, key, in, RECEIPT_MACED_LEN) < 0) {
+		*why = "the receipt's MAC does not verify: its signer did not prove the volume's "
+		       "join secret";
 		return -1;
 	}
 	memcpy(rc->volume_id, in + RC_VOLUME_ID, MANIFEST_ID_LEN);
@@ -495,6 +525,7 @@ int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_recei
 	rc->timestamp = wire_get64(in + RC_TIMESTAMP);
 	memcpy(rc->signer, in + RC_SIGNER, VCRYPTO_PK_LEN);
 	memcpy(rc->sig, in + RC_SIG, VCRYPTO_SIG_LEN);
+	memcpy(rc->mac, in + RC_MAC, VCRYPTO_MAC_LEN);
 	return 0;
 }
 

@@ -35,7 +35,7 @@
 
 /* Signature domains (see vcrypto_sign). */
 #define MANIFEST_ROOT_DOMAIN    "p2pvbd-manifest-root-v1"
-#define MANIFEST_RECEIPT_DOMAIN "p2pvbd-receipt-v1"
+#define MANIFEST_RECEIPT_DOMAIN "p2pvbd-receipt-v2"
 
 /* Entry flags */
 #define MANIFEST_F_ZERO 0x1u /* chunk is all zero bytes: never transferred */
@@ -116,9 +116,18 @@ int manifest_page_decode(const struct manifest_root *r, uint32_t page, const uin
 
 /*
  * Completion receipt: the holder `signer` states that it holds volume
- * `volume_id` complete at `generation`, whose root hash is `root_hash`.
+ * `volume_id` complete at `generation`, whose root hash is `root_hash`. The
+ * signature proves who says so; the MAC, keyed by a value derived from the
+ * volume's join secret (manifest_receipt_key), proves that the signer is a
+ * member of the volume: whoever lacks the secret (a tracker, an eavesdropper)
+ * can neither make a receipt nor put another signer on a genuine one.
+ * Layout: PROTOCOL.md §10.
  */
-#define MANIFEST_RECEIPT_LEN 168 /* magic 8, id 16, gen 8, root 32, time 8, signer 32, sig 64 */
+/* magic 8, id 16, gen 8, root 32, time 8, signer 32, sig 64, mac 32 */
+#define MANIFEST_RECEIPT_LEN    200
+#define MANIFEST_RECEIPT_V1_LEN 168 /* the retired format without the MAC: refused */
+/* The vcrypto_derive label of the receipt MAC key. */
+#define MANIFEST_RECEIPT_MAC_LABEL "p2pvbd-receipt-mac-v2"
 struct manifest_receipt {
 	uint8_t volume_id[MANIFEST_ID_LEN];
 	uint64_t generation;
@@ -126,11 +135,22 @@ struct manifest_receipt {
 	uint64_t timestamp; /* seconds since the epoch, informational */
 	uint8_t signer[VCRYPTO_PK_LEN];
 	uint8_t sig[VCRYPTO_SIG_LEN];
+	uint8_t mac[VCRYPTO_MAC_LEN];
 };
-void manifest_receipt_sign(struct manifest_receipt *rc, const struct vcrypto_identity *id);
+/* The MAC key of a volume's receipts, derived from its join secret. */
+void manifest_receipt_key(uint8_t key[VCRYPTO_KEY_LEN], const uint8_t secret[VCRYPTO_SECRET_LEN]);
+/* Set signer, sig and mac: signed by id, MACed with key (manifest_receipt_key). */
+void manifest_receipt_sign(struct manifest_receipt *rc, const struct vcrypto_identity *id,
+                           const uint8_t key[VCRYPTO_KEY_LEN]);
 void manifest_receipt_encode(const struct manifest_receipt *rc, uint8_t out[MANIFEST_RECEIPT_LEN]);
-/* Structure and signature; 0 or -1. */
-int manifest_receipt_decode(const uint8_t *in, size_t len, struct manifest_receipt *rc);
+/*
+ * Structure and signature, and the MAC if key is not NULL (a tracker has no
+ * key: it cannot check the MAC). 0, or -1 with a reason for humans in *why
+ * (static text; why may be NULL). The retired format (P2PVRCP1, no MAC) is
+ * refused with a reason saying so.
+ */
+int manifest_receipt_decode(const uint8_t *in, size_t len, const uint8_t *key,
+                            struct manifest_receipt *rc, const char **why);
 
 /*
  * Deltas: the source moves its manifest from generation G to G + 1 (the

@@ -87,6 +87,9 @@ struct swarm_opts {
 	struct manifest *manifest;
 	int image_fd;
 	int exit_after_receipts; /* 0 = serve until stopped */
+	/* Count receipts only from these signers (--receipt-from; borrowed); 0: from any member. */
+	const uint8_t (*receipt_from)[VCRYPTO_PK_LEN];
+	int nreceipt_from;
 	uint64_t max_dirty_rate; /* seed -e: cap on the VM's write rate, bytes/s (0: none) */
 	int write_through;       /* seed -e: a write is done once a destination holds it */
 	const char *image_path;  /* the image's path, for status (borrowed; may be NULL) */

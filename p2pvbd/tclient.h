@@ -22,8 +22,10 @@
 #include "manifest.h"
 #include "treply.h"
 
-/* Bound on a reply body: 200 peers of 18 bytes, or 256 receipts of 168 bytes. */
+/* Bound on a reply body: 200 peers of 18 bytes, or 256 receipts of 200 bytes. */
 #define TCLIENT_MAX_BODY (64u * 1024u)
+_Static_assert(256u * MANIFEST_RECEIPT_LEN + 64u <= TCLIENT_MAX_BODY,
+               "a tracker's 256 receipts of a volume fit a reply");
 /* A request the tracker has not answered in this long has failed. */
 #define TCLIENT_TIMEOUT_S 10
 /* Interval bounds: a tracker cannot make us announce more often than this... */

@@ -37,6 +37,10 @@ _Static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == 12, "AEAD nonce le
 _Static_assert(VCRYPTO_PK_LEN == crypto_kx_PUBLICKEYBYTES, "X25519 public key length");
 _Static_assert(sizeof(((struct vcrypto_kx *)0)->sk) == crypto_kx_SECRETKEYBYTES, "X25519 sk");
 _Static_assert(crypto_kx_SESSIONKEYBYTES == 32, "kx session key length");
+_Static_assert(VCRYPTO_MAC_LEN >= crypto_generichash_BYTES_MIN &&
+                   VCRYPTO_MAC_LEN <= crypto_generichash_BYTES_MAX &&
+                   VCRYPTO_KEY_LEN >= crypto_generichash_KEYBYTES_MIN,
+               "keyed BLAKE2b lengths");
 
 #define SECRET_PREFIX "p2pvbd-secret-key-v1 "
 #define PUBLIC_PREFIX "p2pvbd-public-key-v1 "
@@ -502,6 +506,33 @@ int vcrypto_session_keys(uint8_t rx[VCRYPTO_KEY_LEN], uint8_t tx[VCRYPTO_KEY_LEN
 	sodium_memzero(krx, sizeof(krx));
 	sodium_memzero(ktx, sizeof(ktx));
 	return 0;
+}
+
+void vcrypto_derive(uint8_t out[VCRYPTO_KEY_LEN], const uint8_t secret[VCRYPTO_SECRET_LEN],
+                    const char *label)
+{
+	crypto_generichash(out, VCRYPTO_KEY_LEN, (const uint8_t *)label, strlen(label), secret,
+	                   VCRYPTO_SECRET_LEN);
+}
+
+void vcrypto_mac(uint8_t mac[VCRYPTO_MAC_LEN], const uint8_t key[VCRYPTO_KEY_LEN], const void *data,
+                 size_t len)
+{
+	static const uint8_t empty;
+
+	crypto_generichash(mac, VCRYPTO_MAC_LEN, len ? data : &empty, len, key, VCRYPTO_KEY_LEN);
+}
+
+int vcrypto_mac_verify(const uint8_t mac[VCRYPTO_MAC_LEN], const uint8_t key[VCRYPTO_KEY_LEN],
+                       const void *data, size_t len)
+{
+	uint8_t want[VCRYPTO_MAC_LEN];
+	int rc;
+
+	vcrypto_mac(want, key, data, len);
+	rc = sodium_memcmp(want, mac, VCRYPTO_MAC_LEN) == 0 ? 0 : -1;
+	sodium_memzero(want, sizeof(want));
+	return rc;
 }
 
 /* Nonce: 4 zero bytes || u64 big-endian counter. */

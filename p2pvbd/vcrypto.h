@@ -19,6 +19,7 @@
 #define VCRYPTO_KEY_LEN    32 /* symmetric session key */
 #define VCRYPTO_TAG_LEN    16
 #define VCRYPTO_SECRET_LEN 32 /* a volume's join secret (the URI's secret=) */
+#define VCRYPTO_MAC_LEN    32 /* keyed BLAKE2b-256 */
 
 /* Call once before anything else; 0 or -1. */
 int vcrypto_init(void);
@@ -96,6 +97,25 @@ int vcrypto_session_keys(uint8_t rx[VCRYPTO_KEY_LEN], uint8_t tx[VCRYPTO_KEY_LEN
                          const struct vcrypto_kx *mine, const uint8_t peer_pk[VCRYPTO_PK_LEN],
                          int initiator, const uint8_t transcript[VCRYPTO_HASH_LEN],
                          const uint8_t join_secret[VCRYPTO_SECRET_LEN]);
+
+/*
+ * A key for one purpose, derived from a volume's join secret: BLAKE2b-256
+ * keyed with the secret over the ASCII label (no NUL). Each purpose has its
+ * own label, none equal to the session label, so that one derived value
+ * never serves as another (PROTOCOL.md §1). Whoever lacks the secret cannot
+ * compute it.
+ */
+void vcrypto_derive(uint8_t out[VCRYPTO_KEY_LEN], const uint8_t secret[VCRYPTO_SECRET_LEN],
+                    const char *label);
+
+/*
+ * MAC: BLAKE2b-256 keyed with key over data. vcrypto_mac_verify compares in
+ * constant time: 0 if mac is right, -1 if not.
+ */
+void vcrypto_mac(uint8_t mac[VCRYPTO_MAC_LEN], const uint8_t key[VCRYPTO_KEY_LEN], const void *data,
+                 size_t len);
+int vcrypto_mac_verify(const uint8_t mac[VCRYPTO_MAC_LEN], const uint8_t key[VCRYPTO_KEY_LEN],
+                       const void *data, size_t len);
 
 /*
  * AEAD (ChaCha20-Poly1305 IETF) with a 64-bit message counter as the nonce.

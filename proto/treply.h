@@ -8,7 +8,7 @@
  *   d8:intervali1800e5:peers<6n bytes>6:peers6<18n bytes>e
  * or, on failure, d14:failure reason<text>e. The peer list may also be the
  * non-compact form (a list of dictionaries with "ip" and "port"). The reply
- * of GET /receipts (p2pvbd-tracker) is d8:receipts<168n bytes>e.
+ * of GET /receipts (p2pvbd-tracker) is d8:receipts<200n bytes>e.
  */
 #ifndef P2PVBD_TREPLY_H
 #define P2PVBD_TREPLY_H

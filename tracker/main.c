@@ -64,12 +64,14 @@ static const char usage_text[] =
     "                  loopback (127.0.0.0/8, ::1) and ignored otherwise.\n"
     "  GET /scrape     BEP 48; info_hash may repeat (64 at most); without one, the\n"
     "                  first 1000 swarms.\n"
-    "  POST /receipt   a p2pvbd completion receipt (168 bytes); its signature is\n"
-    "                  verified and it is kept (4096 in all, 256 per volume).\n"
+    "  POST /receipt   a p2pvbd completion receipt (200 bytes); its signature is\n"
+    "                  verified and it is kept (4096 in all, 256 per volume). Its\n"
+    "                  MAC needs the volume's join secret, which the tracker does\n"
+    "                  not have: the volume's source checks it.\n"
     "  GET /receipts   ?volume=<32 hex digits>: that volume's receipts, bencoded\n"
-    "                  (d8:receipts<168 bytes each>e), for its source.\n"
-    "  GET /status     swarms (one per volume), their peers and the receipts, as\n"
-    "                  JSON (peers: 2000 at most).\n"
+    "                  (d8:receipts<200 bytes each>e), for its source.\n"
+    "  GET /status     per swarm (one per volume) the counts a scrape gives and the\n"
+    "                  receipts kept, as JSON; no addresses, volume ids or receipts.\n"
     "  GET /metrics    counters and gauges in Prometheus' text format (0.0.4).\n"
     "\n"
     "A p2pvbd volume's info_hash is the first 20 bytes of\n"
@@ -283,9 +285,15 @@ static void handle_scrape(struct server *sv, struct evhttp_request *req, const c
 	free(e);
 }
 
+/*
+ * POST /receipt: keep a receipt whose structure and signature verify. The
+ * tracker has no join secret, so it cannot check the receipt's MAC: the
+ * source does, and counts only receipts whose signer proved the secret.
+ */
 static void handle_receipt(struct server *sv, struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
 	uint8_t raw[MANIFEST_RECEIPT_LEN];
 	struct manifest_receipt rc;
 	char signer[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1];
@@ -293,13 +301,14 @@ static void handle_receipt(struct server *sv, struct evhttp_request *req)
 	static const char ok[] = "d2:oki1ee";
 
 	sv->metrics.receipts_received++;
-	if (evbuffer_get_length(in) != MANIFEST_RECEIPT_LEN) {
-		reply_failure(sv, req, 400, "a receipt is 168 bytes");
+	if (len > sizeof(raw)) {
+		reply_failure(sv, req, 400, "a receipt is 200 bytes");
 		return;
 	}
-	evbuffer_copyout(in, raw, sizeof(raw));
-	if (manifest_receipt_decode(raw, sizeof(raw), &rc) < 0) {
-		reply_failure(sv, req, 400, "malformed receipt or bad signature");
+	evbuffer_copyout(in, raw, len);
+	if (manifest_receipt_decode(raw, len, NULL, &rc, &why) < 0) {
+		log_debug("receipt refused: %s", why);
+		reply_failure(sv, req, 400, why);
 		return;
 	}
 	if (tracker_receipt_add(sv->tracker, &rc, (uint64_t)time(NULL), &why) < 0) {
@@ -313,32 +322,13 @@ static void handle_receipt(struct server *sv, struct evhttp_request *req)
 	reply(sv, req, 200, "text/plain", ok, sizeof(ok) - 1);
 }
 
-static void status_peers(struct evbuffer *o, const struct tracker_swarm *s, uint64_t now,
-                         unsigned *budget)
-{
-	char where[INET6_ADDRSTRLEN + 8], id[2 * ANNOUNCE_PEER_ID_LEN + 1];
-
-	evbuffer_add_printf(o, "[");
-	for (unsigned i = 0; i<s->npeer && * budget> 0; i++, (*budget)--) {
-		const struct tracker_peer *p = &s->peer[i];
-
-		addr_format(&p->addr, where, sizeof(where));
-		hex_encode(p->peer_id, ANNOUNCE_PEER_ID_LEN, id);
-		evbuffer_add_printf(
-		    o,
-		    "%s{\"address\": \"%s\", \"peer_id\": \"%s\", \"state\": \"%s\", "
-		    "\"left\": %" PRIu64 ", \"uploaded\": %" PRIu64 ", \"downloaded\": %" PRIu64
-		    ", \"last_seen_s_ago\": %" PRIu64 "}",
-		    i ? ", " : "", where, id, p->left == 0 ? "seeding" : "leeching", p->left,
-		    p->uploaded, p->downloaded, now - p->last_seen);
-	}
-	evbuffer_add_printf(o, "]");
-}
-
 /*
  * GET /receipts?volume=<32 hex digits>: the receipts kept for a volume, for
- * its source (seed --exit-after-receipts), as d8:receipts<168n bytes>e. The
+ * its source (seed --exit-after-receipts), as d8:receipts<200n bytes>e. The
  * source verifies every one itself; the tracker is not trusted with them.
+ * They are handed to whoever names the volume id, which /status never shows:
+ * a receipt's MAC (keyed from the join secret) and signature make it useless
+ * for forging, since neither another signer nor other contents can be put on it.
  */
 static void handle_receipts(struct server *sv, struct evhttp_request *req, const char *query)
 {
@@ -374,7 +364,7 @@ static void handle_receipts(struct server *sv, struct evhttp_request *req, const
 	free(all);
 }
 
-/* A kept receipt by the info_hash of its volume, to find a swarm's volume id. */
+/* A kept receipt by the info_hash of its volume, to count a swarm's receipts. */
 struct receipt_ref {
 	uint8_t info_hash[MANIFEST_INFOHASH_LEN]; /* first: receipt_ref_cmp compares it */
 	unsigned i;                               /* index in tracker->receipt */
@@ -419,19 +409,17 @@ static unsigned receipts_of(const struct receipt_ref *r, unsigned n, const uint8
 }
 
 /*
- * GET /status: one entry per swarm, that is per volume, with its peers. The
- * tracker knows a volume only by its info_hash, a one-way hash of the id; the
- * id itself ("volume_id") is known once a receipt for the volume arrived, and
- * null before.
+ * GET /status: one entry per swarm with the counts a BitTorrent scrape gives
+ * (seeders, leechers, completed downloads) and the number of receipts kept.
+ * It needs no secret, so it shows no more than a scrape does: no peer
+ * addresses or ids, no volume ids, no receipts or signer keys.
  */
 static void handle_status(struct server *sv, struct evhttp_request *req)
 {
 	const struct tracker *t = sv->tracker;
 	struct evbuffer *o = evbuffer_new();
-	uint64_t now = mono_s();
-	unsigned budget = TRACKER_STATUS_MAX_PEERS, first = 1, nrc, rc0;
-	char hex[2 * VCRYPTO_PK_LEN + 1], vol[2 * MANIFEST_ID_LEN + 1],
-	    root[2 * VCRYPTO_HASH_LEN + 1];
+	unsigned first = 1, nrc, rc0;
+	char hex[2 * ANNOUNCE_HASH_LEN + 1];
 	struct receipt_ref *refs = receipt_refs(t);
 	struct tracker_iter it;
 
@@ -447,33 +435,13 @@ static void handle_status(struct server *sv, struct evhttp_request *req)
 	     s = tracker_next(t, &it)) {
 		hex_encode(s->info_hash, ANNOUNCE_HASH_LEN, hex);
 		nrc = receipts_of(refs, t->nreceipt, s->info_hash, &rc0);
-		if (nrc > 0)
-			hex_encode(t->receipt[refs[rc0].i].rc.volume_id, MANIFEST_ID_LEN, vol);
-		evbuffer_add_printf(
-		    o,
-		    "%s\n  {\"info_hash\": \"%s\", \"volume_id\": %s%s%s, "
-		    "\"complete\": %" PRIu64 ", \"incomplete\": %" PRIu64
-		    ", \"downloaded\": %" PRIu64 ", \"receipt_count\": %u, \"peers\": ",
-		    first ? "" : ",", hex, nrc ? "\"" : "", nrc ? vol : "null", nrc ? "\"" : "",
-		    s->complete, s->npeer - s->complete, s->downloaded, nrc);
-		status_peers(o, s, now, &budget);
-		evbuffer_add_printf(o, "}");
-		first = 0;
-	}
-	evbuffer_add_printf(o, "],\n \"peers_truncated\": %s,\n \"receipts\": [",
-	                    budget == 0 && t->npeer > TRACKER_STATUS_MAX_PEERS ? "true" : "false");
-	for (unsigned i = 0; i < t->nreceipt; i++) {
-		const struct tracker_receipt *r = &t->receipt[i];
-
-		hex_encode(r->rc.signer, VCRYPTO_PK_LEN, hex);
-		hex_encode(r->rc.volume_id, MANIFEST_ID_LEN, vol);
-		hex_encode(r->rc.root_hash, VCRYPTO_HASH_LEN, root);
 		evbuffer_add_printf(o,
-		                    "%s\n  {\"volume_id\": \"%s\", \"signer\": \"%s\", "
-		                    "\"generation\": %" PRIu64 ", \"root_hash\": \"%s\", "
-		                    "\"time\": %" PRIu64 ", \"received\": %" PRIu64 "}",
-		                    i ? "," : "", vol, hex, r->rc.generation, root, r->rc.timestamp,
-		                    r->received);
+		                    "%s\n  {\"info_hash\": \"%s\", \"complete\": %" PRIu64
+		                    ", \"incomplete\": %" PRIu64 ", \"downloaded\": %" PRIu64
+		                    ", \"receipt_count\": %u}",
+		                    first ? "" : ",", hex, s->complete, s->npeer - s->complete,
+		                    s->downloaded, nrc);
+		first = 0;
 	}
 	evbuffer_add_printf(o, "]}\n");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

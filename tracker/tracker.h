@@ -29,8 +29,6 @@
 #define TRACKER_MAX_RECEIPTS_VOL 256
 /* A scrape without info_hash lists at most this many swarms (~100 KiB of reply). */
 #define TRACKER_SCRAPE_ALL_MAX 1000
-/* /status lists the peers of at most this many peers in total (counts are always complete). */
-#define TRACKER_STATUS_MAX_PEERS 2000
 
 struct tracker_config {
 	unsigned interval;   /* seconds between announces that we ask for */

@@ -68,7 +68,11 @@ static const char usage_seed[] =
     "                               never fall behind)\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
-    "                               (directly, or through a tracker of the URI)\n"
+    "                               (directly, or through a tracker of the URI); a receipt\n"
+    "                               counts only if it proves the volume's join secret\n"
+    "      --receipt-from KEY       count receipts only from this destination (repeatable):\n"
+    "                               its public key as 64 hex digits (as p2pvbd keygen\n"
+    "                               prints it) or its PATH.pub file; others are logged\n"
     "      --rate-limit RATE        cap the upload rate; default unlimited\n"
     "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart:\n"
     "                               the seed goes on above every generation it published\n"
@@ -94,6 +98,9 @@ static const char usage_seed[] =
 #define SEED_THREADS_MAX  64
 #define SEED_TIMEOUT_MAX  3600
 
+/* --receipt-from names at most this many destinations: a bound for a list read by hand. */
+#define SEED_RECEIPT_FROM_MAX 256
+
 /* The command line, parsed and checked for syntax (seed_parse). */
 struct seed_opts {
 	const char *image, *key_path, *uri_file, *export_spec, *ctl_path, *metrics_spec;
@@ -106,6 +113,8 @@ struct seed_opts {
 	int hash_only, loglvl, freeze_on_disc, write_through;
 	uint8_t volume_id[MANIFEST_ID_LEN], secret[VCRYPTO_SECRET_LEN]; /* secret: wiped at exit */
 	int have_volid, have_secret;
+	const char *receipt_from[SEED_RECEIPT_FROM_MAX]; /* --receipt-from: keys or .pub files */
+	int nreceipt_from;
 };
 
 /* A running seed: what seed_free releases. */
@@ -125,6 +134,7 @@ struct seed {
 	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
 	uint8_t volume_id[MANIFEST_ID_LEN],
 	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
+	uint8_t receipt_from[SEED_RECEIPT_FROM_MAX][VCRYPTO_PK_LEN]; /* --receipt-from, read */
 };
 
 /* ---- the command line -------------------------------------------------- */
@@ -145,7 +155,8 @@ enum {
 	O_FREEZE_DISC,
 	O_MAX_DIRTY,
 	O_WRITE_THROUGH,
-	O_METRICS
+	O_METRICS,
+	O_RECEIPT_FROM
 };
 
 static const struct option seed_options[] = {
@@ -162,6 +173,7 @@ static const struct option seed_options[] = {
     {"uri-file", required_argument, NULL, O_URI_FILE},
     {"chunk-size", required_argument, NULL, O_CHUNK},
     {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
+    {"receipt-from", required_argument, NULL, O_RECEIPT_FROM},
     {"rate-limit", required_argument, NULL, O_RATE},
     {"volume-id", required_argument, NULL, O_VOLID},
     {"state-dir", required_argument, NULL, O_STATE_DIR},
@@ -211,6 +223,15 @@ static int seed_option_value(struct seed_opts *o, int c, const char *arg, char *
 	case O_RECEIPTS:
 		if (parse_uint(arg, 1, SEED_RECEIPTS_MAX, &o->receipts) != 0)
 			return cli_usage_error(SEED_WHO, "bad --exit-after-receipts %s", arg);
+		break;
+	case O_RECEIPT_FROM:
+		if (o->nreceipt_from == SEED_RECEIPT_FROM_MAX)
+			return cli_usage_error(SEED_WHO, "at most %d --receipt-from",
+			                       SEED_RECEIPT_FROM_MAX);
+		if (*arg == '\0')
+			return cli_usage_error(SEED_WHO, "--receipt-from needs a public key (64 "
+			                                 "hex digits) or a PATH.pub file");
+		o->receipt_from[o->nreceipt_from++] = arg;
 		break;
 	case O_RATE:
 		if (parse_rate(arg, &o->rate) != 0)
@@ -310,6 +331,11 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 	if ((o->freeze_on_disc || o->max_dirty || o->write_through) && o->export_spec == NULL)
 		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate and "
 		                                 "--write-through need -e (a VM)");
+	if (o->nreceipt_from > 0 && o->receipts > (uint64_t)o->nreceipt_from)
+		return cli_usage_error(SEED_WHO,
+		                       "--exit-after-receipts %llu can never be reached with %d "
+		                       "--receipt-from destinations",
+		                       (unsigned long long)o->receipts, o->nreceipt_from);
 	if (cli_parse_listen(o->listen_spec, &o->listen_at) != 0)
 		return cli_usage_error(SEED_WHO, "bad --listen %s (HOST:PORT, numeric host)",
 		                       o->listen_spec);
@@ -334,6 +360,30 @@ static int seed_check(const struct seed_opts *o)
 	for (int i = 0; i < o->ntrackers; i++)
 		if (cli_check_tracker(o->trackers[i]) != 0)
 			return -1;
+	return 0;
+}
+
+/*
+ * The --receipt-from keys into s->receipt_from: 64 hex digits are the key,
+ * anything else is the path of a public key file (PATH.pub). 0 or -1 (logged).
+ */
+static int seed_receipt_from(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+
+	for (int i = 0; i < o->nreceipt_from; i++) {
+		const char *a = o->receipt_from[i];
+
+		if (strlen(a) == 2 * VCRYPTO_PK_LEN &&
+		    hex_decode(a, strlen(a), s->receipt_from[i], VCRYPTO_PK_LEN) == 0)
+			continue;
+		if (vcrypto_pubkey_load(a, s->receipt_from[i]) != 0) {
+			log_error("--receipt-from %s is neither a public key (64 hex digits) nor a "
+			          "readable public key file",
+			          a);
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -577,6 +627,8 @@ static int seed_swarm(struct seed *s)
 	so.manifest = &s->m;
 	so.image_fd = s->fd;
 	so.exit_after_receipts = (int)o->receipts;
+	so.receipt_from = (const uint8_t(*)[VCRYPTO_PK_LEN])s->receipt_from;
+	so.nreceipt_from = o->nreceipt_from;
 	so.max_dirty_rate = o->max_dirty;
 	so.write_through = o->write_through;
 	so.image_path = o->image;
@@ -700,7 +752,8 @@ static int seed_run(struct seed *s)
 
 	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
 		return 1;
-	if ((!o->hash_only && seed_check(o) != 0) || seed_open_image(s) != 0 || seed_hash(s) != 0)
+	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0)) ||
+	    seed_open_image(s) != 0 || seed_hash(s) != 0)
 		return 1;
 	if (o->hash_only) {
 		seed_print_timing(s);

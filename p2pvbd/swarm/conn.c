@@ -408,6 +408,31 @@ static void on_tracker_counters(void *arg, uint64_t *up, uint64_t *down, uint64_
 		*left = total ? total - done : 1; /* unknown yet, but not complete */
 }
 
+/*
+ * A receipt a tracker relayed was refused: say so once per receipt (a tracker
+ * sends the same ones at every poll), at most SWARM_RECEIPTS_REFUSED_MAX of them.
+ */
+static void receipt_refused_relayed(struct swarm *sw, const uint8_t *blob, const char *signer,
+                                    const char *why)
+{
+	uint8_t h[VCRYPTO_HASH_LEN];
+
+	vcrypto_hash(h, blob, MANIFEST_RECEIPT_LEN);
+	for (unsigned i = 0; i < sw->receipts.nrefused; i++)
+		if (memcmp(sw->receipts.refused[i], h, sizeof(h)) == 0)
+			return;
+	if (sw->receipts.nrefused == SWARM_RECEIPTS_REFUSED_MAX) {
+		log_debug("a tracker relayed a receipt we do not count: %s", why);
+		return;
+	}
+	if (sw->receipts.refused == NULL)
+		sw->receipts.refused =
+		    xcalloc(SWARM_RECEIPTS_REFUSED_MAX, sizeof(*sw->receipts.refused));
+	memcpy(sw->receipts.refused[sw->receipts.nrefused++], h, sizeof(h));
+	log_warn("receipt relayed by a tracker refused%s%s%s: %s", *signer ? " (signer " : "",
+	         signer, *signer ? ")" : "", why);
+}
+
 static void on_tracker_receipts(void *arg, const uint8_t *blob, size_t len)
 {
 	struct swarm *sw = arg;
@@ -417,11 +442,12 @@ static void on_tracker_receipts(void *arg, const uint8_t *blob, size_t len)
 		return;
 	}
 	for (size_t off = 0; off < len && !sw->finished; off += MANIFEST_RECEIPT_LEN) {
+		char signer[2 * VCRYPTO_PK_LEN + 1];
 		const char *why =
-		    receipt_take(sw, blob + off, MANIFEST_RECEIPT_LEN, "via a tracker");
+		    receipt_take(sw, blob + off, MANIFEST_RECEIPT_LEN, "via a tracker", signer);
 
 		if (why != NULL)
-			log_debug("a tracker relayed a receipt we do not count: %s", why);
+			receipt_refused_relayed(sw, blob + off, signer, why);
 	}
 	receipts_check_enough(sw);
 }

@@ -662,7 +662,7 @@ static const uint8_t *receipt_blob(struct swarm *sw)
 		rc.generation = sw->root.generation;
 		memcpy(rc.root_hash, sw->root.root_hash, VCRYPTO_HASH_LEN);
 		rc.timestamp = (uint64_t)time(NULL);
-		manifest_receipt_sign(&rc, sw->o.identity);
+		manifest_receipt_sign(&rc, sw->o.identity, sw->receipts.key);
 		manifest_receipt_encode(&rc, sw->receipts.blob);
 		sw->receipts.made = 1;
 	}

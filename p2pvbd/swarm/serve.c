@@ -296,25 +296,47 @@ void serve_page(struct speer *sp, uint32_t page)
 	peer_send(sp->p, &m);
 }
 
+/* Whether the operator named pk with --receipt-from (or named nobody: every member counts). */
+static int receipt_signer_wanted(const struct swarm *sw, const uint8_t pk[VCRYPTO_PK_LEN])
+{
+	if (sw->o.nreceipt_from == 0)
+		return 1;
+	for (int i = 0; i < sw->o.nreceipt_from; i++)
+		if (memcmp(sw->o.receipt_from[i], pk, VCRYPTO_PK_LEN) == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * Check a receipt (from a peer, or relayed by a tracker: `via` names it) and
- * count its signer once. NULL if it was good, else why not.
+ * count its signer once (PROTOCOL.md §7.6). NULL if it was good, else why not;
+ * *signer (2 * VCRYPTO_PK_LEN + 1 bytes) gets the signer in hex once the
+ * signature verified, "" before.
  */
-const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, const char *via)
+const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, const char *via,
+                         char *signer)
 {
 	struct manifest_receipt rc;
 	const struct manifest_root *r = root_of(sw);
-	char who[2 * VCRYPTO_PK_LEN + 1];
+	const char *why;
 	int known = 0;
 
-	if (manifest_receipt_decode(blob, len, &rc) != 0)
-		return "malformed or badly signed receipt";
+	signer[0] = '\0';
+	if (manifest_receipt_decode(blob, len, NULL, &rc, &why) != 0)
+		return why;
+	hex_encode(rc.signer, VCRYPTO_PK_LEN, signer);
+	/* The MAC apart, so that a refusal can name the signer it claims. */
+	if (manifest_receipt_decode(blob, len, sw->receipts.key, &rc, &why) != 0)
+		return why;
 	if (memcmp(rc.volume_id, r->volume_id, MANIFEST_ID_LEN) != 0)
 		return "receipt for another volume";
 	if (rc.generation != r->generation || memcmp(rc.root_hash, r->root_hash, 32) != 0)
 		return "receipt for another generation of the volume";
 	if (!(r->flags & MANIFEST_ROOT_F_FINAL))
 		return "the source is not frozen yet: no generation is final";
+	if (!receipt_signer_wanted(sw, rc.signer))
+		return "its signer is not one of the destinations named by --receipt-from: not "
+		       "counted";
 	/* Count distinct signers: a list is fine, N is small. */
 	for (uint64_t i = 0; i < sw->receipts.nsigners; i++)
 		if (memcmp(sw->receipts.signers[i], rc.signer, VCRYPTO_PK_LEN) == 0)
@@ -325,8 +347,7 @@ const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, cons
 	                                                          sizeof(*sw->receipts.signers));
 	memcpy(sw->receipts.signers[sw->receipts.nsigners++], rc.signer, VCRYPTO_PK_LEN);
 	sw->st.receipts = sw->receipts.nsigners;
-	hex_encode(rc.signer, VCRYPTO_PK_LEN, who);
-	log_info("receipt from %s (%s): holds generation %llu complete", who, via,
+	log_info("receipt from %s (%s): holds generation %llu complete", signer, via,
 	         (unsigned long long)rc.generation);
 	return NULL;
 }
@@ -346,13 +367,14 @@ void serve_receipt(struct speer *sp, const struct wire_msg *m)
 {
 	struct swarm *sw = sp->sw;
 	struct wire_msg ack = {.type = WIRE_RECEIPT_ACK};
-	char via[100];
+	char via[100], signer[2 * VCRYPTO_PK_LEN + 1];
 	const char *why;
 
 	snprintf(via, sizeof(via), "peer %s", peer_name(sp->p));
-	why = receipt_take(sw, m->u.blob.data, m->u.blob.len, via);
+	why = receipt_take(sw, m->u.blob.data, m->u.blob.len, via, signer);
 	if (why != NULL) {
-		log_warn("peer %s: %s", peer_name(sp->p), why);
+		log_warn("peer %s: receipt refused%s%s%s: %s", peer_name(sp->p),
+		         *signer ? " (signer " : "", signer, *signer ? ")" : "", why);
 		ack.u.error.code = WIRE_E_BAD_RECEIPT;
 		ack.u.error.text = why;
 		ack.u.error.text_len = (uint16_t)strlen(why);

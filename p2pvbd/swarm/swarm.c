@@ -195,6 +195,7 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 	sw->o = *o;
 	sw->check = getenv("P2PVBD_CHECK") != NULL;
 	conn_init(sw);
+	manifest_receipt_key(sw->receipts.key, o->join_secret);
 	sw->serve.page_buf = xmalloc(MANIFEST_PAGE_ENTRIES * MANIFEST_ENTRY_LEN);
 	if (o->role == SWARM_SEED) {
 		struct manifest *m = o->manifest;
@@ -547,6 +548,8 @@ void swarm_free(struct swarm *sw)
 	free(sw->serve.page_buf);
 	free(sw->conn.addrs);
 	free(sw->receipts.signers);
+	free(sw->receipts.refused);
+	vcrypto_wipe(sw->receipts.key, sizeof(sw->receipts.key));
 	if (sw->store_open)
 		store_close(&sw->store);
 	if (sw->have_root)

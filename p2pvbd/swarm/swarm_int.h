@@ -183,6 +183,13 @@ struct serving {
 	int nrecheck;
 };
 
+/*
+ * A tracker hands the source the same receipts every poll: each refused one
+ * is logged once (remembered by its hash), up to this many; past that, refusals
+ * are logged at debug level, so that junk posted to a tracker cannot flood the log.
+ */
+#define SWARM_RECEIPTS_REFUSED_MAX 64
+
 /* Receipts: our own at a destination (fetch.c), those taken at the source (serve.c). */
 struct receipts {
 	uint8_t blob[MANIFEST_RECEIPT_LEN]; /* ours, for the current generation */
@@ -192,6 +199,10 @@ struct receipts {
 	uint64_t deadline_ns;               /* acknowledged by then, or warned */
 	uint8_t (*signers)[VCRYPTO_PK_LEN]; /* the source: distinct receipt signers */
 	uint64_t nsigners;
+	uint8_t key[VCRYPTO_KEY_LEN]; /* MAC key of the volume's receipts (join secret); wiped */
+	/* The source: hashes of the receipts a tracker relayed that were refused (logged once). */
+	uint8_t (*refused)[VCRYPTO_HASH_LEN];
+	unsigned nrefused;
 };
 
 /* fetch.c: the pages of the chunk table at a destination. */
@@ -417,7 +428,8 @@ void serve_pump(struct speer *sp);
 void serve_request(struct speer *sp, const struct wire_msg *m);
 void serve_cancel(struct speer *sp, const struct wire_block *b);
 void serve_page(struct speer *sp, uint32_t page);
-const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, const char *via);
+const char *receipt_take(struct swarm *sw, const uint8_t *blob, size_t len, const char *via,
+                         char *signer);
 void receipts_check_enough(struct swarm *sw);
 void serve_receipt(struct speer *sp, const struct wire_msg *m);
 void serve_add(struct swarm *sw, uint32_t c, uint64_t gen, int announce);

@@ -2,7 +2,9 @@
 /*
  * libFuzzer harness for the manifest decoders: roots, pages and receipts all
  * arrive from peers. Invariants: a root that decodes re-encodes to the same
- * bytes; a page that decodes holds only entries the root allows.
+ * bytes; a page that decodes holds only entries the root allows; a receipt
+ * that decodes re-encodes to the same bytes, and one made and then changed in
+ * any byte does not decode.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,6 +16,9 @@
 /* A fixed root of one page with three entries, built once with a fixed key. */
 static struct manifest fz_m;
 static struct manifest_root fz_root;
+/* A receipt signer and a receipt MAC key (of a fixed join secret). */
+static struct vcrypto_identity fz_signer;
+static uint8_t fz_receipt_key[VCRYPTO_KEY_LEN];
 
 static void fz_init(void)
 {
@@ -27,6 +32,12 @@ static void fz_init(void)
 		abort();
 	log_init("fuzz", -1);
 	vcrypto_identity_generate(&id);
+	vcrypto_identity_generate(&fz_signer);
+	{
+		static const uint8_t secret[VCRYPTO_SECRET_LEN] = {9};
+
+		manifest_receipt_key(fz_receipt_key, secret);
+	}
 	for (int i = 0; i < 3; i++) {
 		e[i].gen = (uint64_t)i;
 		e[i].flags = i == 1 ? MANIFEST_F_ZERO : 0;
@@ -49,6 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct manifest_entry out[MANIFEST_PAGE_ENTRIES];
 	struct manifest_root r;
 	struct manifest_receipt rc;
+	const char *why = NULL;
 	uint8_t *enc;
 	size_t len;
 
@@ -88,11 +100,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)manifest_page_decode(&fz_root, page, data + 4, size - 4, out);
 	}
 
-	if (manifest_receipt_decode(data, size, &rc) == 0) {
+	/*
+	 * Receipts: one that decodes re-encodes to the same bytes; one whose MAC
+	 * verifies under a key also decodes without it (what a tracker checks).
+	 */
+	if (manifest_receipt_decode(data, size, NULL, &rc, &why) == 0) {
 		uint8_t buf[MANIFEST_RECEIPT_LEN];
 
 		manifest_receipt_encode(&rc, buf);
 		if (size != MANIFEST_RECEIPT_LEN || memcmp(buf, data, size) != 0)
+			abort();
+	} else if (why == NULL ||
+	           manifest_receipt_decode(data, size, fz_receipt_key, &rc, &why) == 0) {
+		abort();
+	}
+	/* Past the signature and the MAC: the fields of a receipt made from the input. */
+	if (size >= 40) {
+		struct manifest_receipt mk = {0}, back;
+		uint8_t buf[MANIFEST_RECEIPT_LEN];
+
+		memcpy(mk.volume_id, data, MANIFEST_ID_LEN);
+		memcpy(&mk.generation, data + 16, 8);
+		memcpy(mk.root_hash, data + 8, 32);
+		memcpy(&mk.timestamp, data + 32, 8);
+		manifest_receipt_sign(&mk, &fz_signer, fz_receipt_key);
+		manifest_receipt_encode(&mk, buf);
+		if (manifest_receipt_decode(buf, sizeof(buf), fz_receipt_key, &back, &why) != 0 ||
+		    back.generation != mk.generation || back.timestamp != mk.timestamp)
+			abort();
+		buf[data[0] % sizeof(buf)] ^= (uint8_t)(data[1] | 1);
+		if (manifest_receipt_decode(buf, sizeof(buf), fz_receipt_key, &back, &why) == 0)
 			abort();
 	}
 	return 0;

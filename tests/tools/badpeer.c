@@ -387,11 +387,12 @@ static void live_receipt(struct peer *p, const struct wire_msg *m)
 	struct manifest_receipt rc;
 	struct wire_msg a = {.type = WIRE_RECEIPT_ACK};
 	const char *why = NULL;
+	uint8_t key[VCRYPTO_KEY_LEN];
 
-	if (manifest_receipt_decode(m->u.blob.data, m->u.blob.len, &rc) != 0)
-		why = "does not verify";
-	else if (rc.generation != man.root.generation ||
-	         memcmp(rc.root_hash, man.root.root_hash, VCRYPTO_HASH_LEN) != 0)
+	manifest_receipt_key(key, ctx.join_secret);
+	if (manifest_receipt_decode(m->u.blob.data, m->u.blob.len, key, &rc, &why) == 0 &&
+	    (rc.generation != man.root.generation ||
+	     memcmp(rc.root_hash, man.root.root_hash, VCRYPTO_HASH_LEN) != 0))
 		why = "not for the current root";
 	fprintf(stderr, "badpeer: receipt for generation %llu: %s\n",
 	        (unsigned long long)rc.generation, why ? why : "ok");

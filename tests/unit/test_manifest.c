@@ -405,47 +405,179 @@ Test(manifest, encode_rejects_inconsistent_root)
 	manifest_free(&m);
 }
 
-Test(manifest, receipt_round_trip_and_tamper)
+static uint8_t mf_secret[VCRYPTO_SECRET_LEN] = {7, 7, 7};
+
+/* A receipt of mf_vol signed by mf_other and MACed with the key of mf_secret, encoded into buf. */
+static void mk_receipt(struct manifest_receipt *rc, uint8_t key[VCRYPTO_KEY_LEN],
+                       uint8_t buf[MANIFEST_RECEIPT_LEN])
 {
-	struct manifest_receipt rc = {0}, back;
-	uint8_t buf[MANIFEST_RECEIPT_LEN + 1];
+	memset(rc, 0, sizeof(*rc));
+	memcpy(rc->volume_id, mf_vol, sizeof(mf_vol));
+	rc->generation = 0x0102030405060708ull;
+	memset(rc->root_hash, 0x33, sizeof(rc->root_hash));
+	rc->timestamp = 1700000000;
+	manifest_receipt_key(key, mf_secret);
+	manifest_receipt_sign(rc, &mf_other, key);
+	manifest_receipt_encode(rc, buf);
+}
 
-	memcpy(rc.volume_id, mf_vol, sizeof(mf_vol));
-	rc.generation = 0x0102030405060708ull;
-	memset(rc.root_hash, 0x33, sizeof(rc.root_hash));
-	rc.timestamp = 1700000000;
-	manifest_receipt_sign(&rc, &mf_other);
+Test(manifest, receipt_layout_and_round_trip)
+{
+	struct manifest_receipt rc, back;
+	uint8_t key[VCRYPTO_KEY_LEN], want[VCRYPTO_KEY_LEN], buf[MANIFEST_RECEIPT_LEN];
+	const char *why = NULL;
+
+	mk_receipt(&rc, key, buf);
 	cr_assert_arr_eq(rc.signer, mf_other.pk, 32);
-	manifest_receipt_encode(&rc, buf);
+	/* The key: BLAKE2b-256 keyed with the join secret over the label (PROTOCOL.md §10). */
+	vcrypto_derive(want, mf_secret, "p2pvbd-receipt-mac-v2");
+	cr_assert_arr_eq(key, want, 32);
 
-	cr_assert(memcmp(buf, "P2PVRCP1", 8) == 0);
+	cr_assert(memcmp(buf, "P2PVRCP2", 8) == 0);
 	cr_assert_arr_eq(buf + 8, mf_vol, 16);
 	cr_assert_eq(wire_get64(buf + 24), rc.generation);
+	cr_assert_arr_eq(buf + 32, rc.root_hash, 32);
 	cr_assert_eq(wire_get64(buf + 64), 1700000000);
 	cr_assert_arr_eq(buf + 72, mf_other.pk, 32);
-	cr_assert_eq(vcrypto_verify(buf + 104, MANIFEST_RECEIPT_DOMAIN, buf, 104, mf_other.pk), 0);
+	cr_assert_eq(vcrypto_verify(buf + 104, "p2pvbd-receipt-v2", buf, 104, mf_other.pk), 0);
+	cr_assert_eq(vcrypto_mac_verify(buf + 168, key, buf, 168), 0);
 
-	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, &back), 0);
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, key, &back, &why), 0);
 	cr_assert_arr_eq(back.volume_id, rc.volume_id, 16);
 	cr_assert_eq(back.generation, rc.generation);
 	cr_assert_arr_eq(back.root_hash, rc.root_hash, 32);
 	cr_assert_eq(back.timestamp, rc.timestamp);
 	cr_assert_arr_eq(back.signer, rc.signer, 32);
 	cr_assert_arr_eq(back.sig, rc.sig, 64);
+	cr_assert_arr_eq(back.mac, rc.mac, 32);
+	/* Without a key (a tracker): structure and signature only. */
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, NULL, &back, NULL), 0);
+	/* Encoding what was decoded gives the same bytes (a tracker relays them so). */
+	{
+		uint8_t again[MANIFEST_RECEIPT_LEN];
 
-	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN - 1, &back), -1);
+		manifest_receipt_encode(&back, again);
+		cr_assert_arr_eq(again, buf, MANIFEST_RECEIPT_LEN);
+	}
+}
+
+Test(manifest, receipt_malformed_lengths)
+{
+	struct manifest_receipt rc, back;
+	uint8_t key[VCRYPTO_KEY_LEN], buf[MANIFEST_RECEIPT_LEN + 1];
+	const char *why;
+
+	mk_receipt(&rc, key, buf);
 	buf[MANIFEST_RECEIPT_LEN] = 0;
-	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN + 1, &back), -1);
+	for (size_t len = 0; len <= MANIFEST_RECEIPT_LEN + 1; len++) {
+		if (len == MANIFEST_RECEIPT_LEN)
+			continue;
+		why = NULL;
+		cr_assert_eq(manifest_receipt_decode(buf, len, key, &back, &why), -1, "length %zu",
+		             len);
+		cr_assert(why != NULL && strstr(why, "200 bytes") != NULL, "length %zu: %s", len,
+		          why ? why : "(none)");
+	}
+	/* Bad magic, and the magic of another record. */
+	buf[7] = '3';
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, key, &back, &why), -1);
+	cr_assert(strstr(why, "magic") != NULL, "%s", why);
+	memcpy(buf, "P2PVDLT1", 8);
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, key, &back, &why), -1);
+}
+
+Test(manifest, receipt_bad_signature_and_mac)
+{
+	struct manifest_receipt rc, back;
+	uint8_t key[VCRYPTO_KEY_LEN], buf[MANIFEST_RECEIPT_LEN];
+	const char *why;
+
+	mk_receipt(&rc, key, buf);
+	/* Every byte matters: 0..167 to the signature or the MAC, 168..199 to the MAC. */
 	for (size_t i = 0; i < MANIFEST_RECEIPT_LEN; i++) {
 		buf[i] ^= 0x10;
-		cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, &back), -1,
-		             "byte %zu", i);
+		why = NULL;
+		cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, key, &back, &why),
+		             -1, "byte %zu", i);
+		cr_assert(why != NULL);
+		if (i >= 104)
+			cr_assert(strstr(why, i < 168 ? "signature" : "MAC") != NULL,
+			          "byte %zu: %s", i, why);
 		buf[i] ^= 0x10;
 	}
+	/* A tracker (no key) cannot tell a bad MAC: the source must. */
+	buf[MANIFEST_RECEIPT_LEN - 1] ^= 1;
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, NULL, &back, &why), 0);
+	buf[MANIFEST_RECEIPT_LEN - 1] ^= 1;
 
 	/* Signed under the root domain instead: refused, so one cannot pass for the other. */
 	vcrypto_sign(buf + 104, MANIFEST_ROOT_DOMAIN, buf, 104, mf_other.sk);
-	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, &back), -1);
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, NULL, &back, &why), -1);
+	cr_assert(strstr(why, "signature") != NULL, "%s", why);
+}
+
+Test(manifest, receipt_wrong_volume_secret)
+{
+	/* The MAC key of another volume (another join secret) does not verify it. */
+	struct manifest_receipt rc, back;
+	uint8_t key[VCRYPTO_KEY_LEN], other[VCRYPTO_KEY_LEN], buf[MANIFEST_RECEIPT_LEN];
+	uint8_t secret2[VCRYPTO_SECRET_LEN];
+	const char *why;
+
+	mk_receipt(&rc, key, buf);
+	memcpy(secret2, mf_secret, sizeof(secret2));
+	secret2[31] ^= 0x80;
+	manifest_receipt_key(other, secret2);
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, other, &back, &why), -1);
+	cr_assert(strstr(why, "join secret") != NULL, "%s", why);
+	/* The volume id is MACed and signed: moved to another volume, it is refused. */
+	buf[8] ^= 1;
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, key, &back, &why), -1);
+}
+
+Test(manifest, receipt_resigned_by_another_key_is_refused)
+{
+	/*
+	 * The attack of issue 14: take a genuine receipt, put a fresh key in
+	 * signer and sign again. The signature verifies (a tracker keeps it),
+	 * but the MAC, which covers the signer and needs the join secret, does not.
+	 */
+	struct manifest_receipt rc, back;
+	struct vcrypto_identity fresh;
+	uint8_t key[VCRYPTO_KEY_LEN], buf[MANIFEST_RECEIPT_LEN];
+	const char *why;
+
+	mk_receipt(&rc, key, buf);
+	vcrypto_identity_generate(&fresh);
+	memcpy(buf + 72, fresh.pk, 32);
+	vcrypto_sign(buf + 104, MANIFEST_RECEIPT_DOMAIN, buf, 104, fresh.sk);
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, NULL, &back, &why), 0);
+	cr_assert_eq(manifest_receipt_decode(buf, MANIFEST_RECEIPT_LEN, key, &back, &why), -1);
+	cr_assert(strstr(why, "MAC") != NULL, "%s", why);
+	vcrypto_identity_wipe(&fresh);
+}
+
+Test(manifest, receipt_retired_format_refused_with_reason)
+{
+	/* A 168-byte P2PVRCP1 receipt, validly signed as v1 receipts were: refused, saying why. */
+	struct manifest_receipt back;
+	uint8_t v1[168] = "P2PVRCP1";
+	const char *why = NULL;
+
+	memcpy(v1 + 8, mf_vol, 16);
+	memcpy(v1 + 72, mf_other.pk, 32);
+	vcrypto_sign(v1 + 104, "p2pvbd-receipt-v1", v1, 104, mf_other.sk);
+	cr_assert_eq(manifest_receipt_decode(v1, sizeof(v1), NULL, &back, &why), -1);
+	cr_assert(why != NULL && strstr(why, "P2PVRCP1") != NULL && strstr(why, "upgrade"), "%s",
+	          why ? why : "(none)");
+	/* A v1 receipt padded to the new length is still not a receipt. */
+	{
+		uint8_t pad[MANIFEST_RECEIPT_LEN] = {0};
+
+		memcpy(pad, v1, sizeof(v1));
+		cr_assert_eq(manifest_receipt_decode(pad, sizeof(pad), NULL, &back, &why), -1);
+		cr_assert(strstr(why, "magic") != NULL, "%s", why);
+	}
 }
 
 /* ---- Deltas -------------------------------------------------------------- */

@@ -486,3 +486,35 @@ Test(vcrypto, aead_matches_agreed_nonce)
 	cr_assert_eq(wlen, sizeof(want));
 	cr_assert_arr_eq(got, want, sizeof(want));
 }
+
+Test(vcrypto, derive_and_mac_match_agreed_blake2b)
+{
+	/* derive = BLAKE2b-256 keyed with the secret over the label; mac = keyed BLAKE2b-256. */
+	uint8_t secret[32], other[32], k[32], k2[32], want[32], mac[32];
+	static const uint8_t data[] = "some bytes";
+
+	vcrypto_random(secret, sizeof(secret));
+	memcpy(other, secret, sizeof(other));
+	other[0] ^= 1;
+	vcrypto_derive(k, secret, "label-a");
+	crypto_generichash(want, 32, (const uint8_t *)"label-a", 7, secret, 32);
+	cr_assert_arr_eq(k, want, 32);
+	vcrypto_derive(k2, secret, "label-b");
+	cr_assert(memcmp(k, k2, 32) != 0, "another label gives another key");
+	vcrypto_derive(k2, other, "label-a");
+	cr_assert(memcmp(k, k2, 32) != 0, "another secret gives another key");
+
+	vcrypto_mac(mac, k, data, sizeof(data));
+	crypto_generichash(want, 32, data, sizeof(data), k, 32);
+	cr_assert_arr_eq(mac, want, 32);
+	cr_assert_eq(vcrypto_mac_verify(mac, k, data, sizeof(data)), 0);
+	cr_assert_eq(vcrypto_mac_verify(mac, k, data, sizeof(data) - 1), -1);
+	cr_assert_eq(vcrypto_mac_verify(mac, k2, data, sizeof(data)), -1);
+	for (size_t i = 0; i < 8 * sizeof(mac); i++) {
+		mac[i / 8] ^= (uint8_t)(1u << (i % 8));
+		cr_assert_eq(vcrypto_mac_verify(mac, k, data, sizeof(data)), -1, "MAC bit %zu", i);
+		mac[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+	vcrypto_mac(mac, k, NULL, 0);
+	cr_assert_eq(vcrypto_mac_verify(mac, k, NULL, 0), 0);
+}
