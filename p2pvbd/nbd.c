@@ -29,6 +29,8 @@
 #define NBD_OUT_HIGH (64u * 1024u * 1024u)
 /* Chunks after a sequential read that are fetched early. */
 #define NBD_READAHEAD_CHUNKS 2
+/* Unconsumed input before reading stops: the largest request (a 32 MiB WRITE) and then some. */
+#define NBD_IN_HIGH (NBDW_MAX_PAYLOAD + 1024 * 1024)
 
 static void conn_on_data(void *arg);
 static void conn_on_end(void *arg, int err);
@@ -37,7 +39,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_try(struct nbd_req *q);
 static void req_start(struct nbd_conn *c, struct nbd_req *q);
 
-static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TRANS", "CLOSING", "DEAD"};
+static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TLS",
+                                         "TRANS",  "CLOSING", "DEAD"};
 
 void nbd_conn_set_state(struct nbd_conn *c, enum conn_state st)
 {
@@ -103,6 +106,8 @@ void nbd_conn_close(struct nbd_conn *c, const char *why)
 		}
 	if (c->srv->conns == NULL && c->srv->nconns_seen > 0 && c->srv->idle_cb != NULL)
 		c->srv->idle_cb(c->srv->idle_arg);
+	if (c->tls != NULL)
+		nbd_tls_stop(c->tls);
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	netio_reader_pause(&c->rd);
@@ -113,11 +118,22 @@ void nbd_conn_close(struct nbd_conn *c, const char *why)
 		event_base_once(c->srv->base, -1, EV_TIMEOUT, conn_free_cb, c, &now);
 }
 
+static void conn_tls_drained(void *arg)
+{
+	nbd_conn_close(arg, "done");
+}
+
 /* Close once the output is flushed (after ABORT, DISC, a fatal reply). */
 void nbd_conn_close_after_flush(struct nbd_conn *c)
 {
 	nbd_conn_set_state(c, NC_CLOSING);
 	netio_reader_pause(&c->rd);
+	if (c->tls != NULL) {
+		/* The last replies, then TLS's close_notify; then the socket must drain. */
+		if (nbd_tls_finish(c->tls, conn_tls_drained, c))
+			nbd_conn_close(c, "done");
+		return;
+	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 		nbd_conn_close(c, "done");
 	else
@@ -535,14 +551,52 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 
 /* ---- Connection events -------------------------------------------------- */
 
+void nbd_conn_start_tls(struct nbd_conn *c)
+{
+	/* The NBD_REP_ACK is already queued on the socket's bufferevent, in plaintext. */
+	c->tls = nbd_tls_start(c->srv->tls, c->bev, c->rd.in, c->name);
+	c->bev = nbd_tls_bev(c->tls);
+	bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
+	nbd_conn_set_state(c, NC_TLS);
+}
+
+/*
+ * With TLS: the handshake, or decrypt what came in; 0, or -1 if c closed.
+ * Decrypted input stops at NBD_IN_HIGH like plain input (the rest waits as
+ * ciphertext, and then in the socket).
+ */
+static int conn_tls_read(struct nbd_conn *c)
+{
+	int r = nbd_tls_read(c->tls, NBD_IN_HIGH);
+
+	if (r == NBD_TLS_ERROR) {
+		/* Closed once a TLS alert saying why, if any, is sent. */
+		log_warn("nbd %s: %s", c->name, nbd_tls_error(c->tls));
+		nbd_conn_close_after_flush(c);
+		return -1;
+	}
+	/* Like a socket's EOF: what arrived before it is still taken (conn_on_data). */
+	if (r == NBD_TLS_EOF)
+		c->tls_eof = 1;
+	if (c->state == NC_TLS && nbd_tls_established(c->tls))
+		nbd_conn_set_state(c, NC_OPTIONS);
+	return 0;
+}
+
 static void conn_on_data(void *arg)
 {
 	struct nbd_conn *c = arg;
-	struct evbuffer *in = c->rd.in;
 
 	for (;;) {
+		struct evbuffer *in = c->rd.in;
 		int progressed;
 
+		/* Each time round: NBD_OPT_STARTTLS may have just turned TLS on. */
+		if (c->tls != NULL) {
+			if (conn_tls_read(c) != 0)
+				return;
+			in = nbd_tls_input(c->tls);
+		}
 		if (c->state == NC_TRANS) {
 			if (c->read_paused || c->disc)
 				break;
@@ -554,6 +608,10 @@ static void conn_on_data(void *arg)
 		}
 		if (!progressed)
 			break;
+	}
+	if (c->tls_eof && c->state != NC_DEAD) {
+		nbd_conn_close(c, c->state == NC_CLOSING ? "done" : "client closed TLS");
+		return;
 	}
 	if (c->state != NC_DEAD)
 		netio_reader_consumed(&c->rd);
@@ -574,7 +632,8 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	struct nbd_conn *c = arg;
 
 	if (c->state == NC_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		/* With TLS the filter is empty before the socket is: conn_tls_drained closes. */
+		if (c->tls == NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			nbd_conn_close(c, "done");
 		return;
 	}
@@ -594,7 +653,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_EOF)
 		nbd_conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
 	else if (what & BEV_EVENT_ERROR)
-		nbd_conn_close(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		nbd_conn_close(c, c->tls != NULL && nbd_tls_error(c->tls)[0] != '\0'
+		                      ? nbd_tls_error(c->tls)
+		                      : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -635,9 +696,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_enable(c->bev, EV_WRITE);
-	/* Room for the largest request (a 32 MiB WRITE) and then some. */
-	if (netio_reader_init(&c->rd, s->base, fd, NBDW_MAX_PAYLOAD + 1024 * 1024, NULL,
-	                      conn_on_data, conn_on_end, c) != 0) {
+	if (netio_reader_init(&c->rd, s->base, fd, NBD_IN_HIGH, NULL, conn_on_data, conn_on_end,
+	                      c) != 0) {
 		bufferevent_free(c->bev);
 		free(c);
 		return;
@@ -653,7 +713,22 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* ---- Server ------------------------------------------------------------- */
 
-struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec)
+/* Is the listening address ss a loopback one (127/8, ::1, ::ffff:127/104)? */
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 0;
+}
+
+struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec,
+                                  const struct nbd_tls_creds *tls)
 {
 	struct nbd_server *s = xcalloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
@@ -661,6 +736,7 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 
 	s->base = base;
 	s->sw = sw;
+	s->tls = tls;
 	s->size = swarm_volume_size(sw);
 	s->chunk_size = swarm_chunk_size(sw);
 	memset(&ss, 0, sizeof(ss));
@@ -725,6 +801,10 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 		sockpath_release(&s->sock);
 		goto fail;
 	}
+	if (s->unix_path == NULL && tls == NULL && !addr_is_loopback(&ss))
+		log_warn("export %s: plaintext NBD on an address other hosts can reach: anyone who "
+		         "gets to it can read and write the disk; use --tls-psk or --tls-creds",
+		         spec);
 	if (s->unix_path == NULL) {
 		char host[INET6_ADDRSTRLEN];
 

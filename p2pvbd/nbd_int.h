@@ -16,6 +16,7 @@
 
 #include "nbd.h"
 #include "nbd_wire.h"
+#include "nbd_tls.h"
 #include "netio.h"
 #include "sockpath.h"
 
@@ -23,6 +24,7 @@ enum conn_state {
 	NC_CFLAGS,  /* greeting sent, waiting for the client flags */
 	NC_OPTIONS, /* option haggling */
 	NC_SKIP,    /* discarding the data of an oversized option */
+	NC_TLS,     /* NBD_OPT_STARTTLS acknowledged: TLS handshake */
 	NC_TRANS,   /* transmission */
 	NC_CLOSING, /* flushing the last bytes, then close */
 	NC_DEAD,
@@ -44,8 +46,10 @@ struct nbd_req {
 
 struct nbd_conn {
 	struct nbd_server *srv;
-	struct bufferevent *bev; /* output */
-	struct netio_reader rd;  /* input */
+	struct bufferevent *bev; /* output (with TLS: the plaintext filter, nbd_tls.h) */
+	struct netio_reader rd;  /* input (with TLS: ciphertext) */
+	struct nbd_tls *tls;     /* after NBD_OPT_STARTTLS; freed with bev */
+	int tls_eof;             /* the client's TLS close_notify came */
 	enum conn_state state;
 	char name[64];
 	uint32_t cflags;
@@ -68,8 +72,9 @@ struct nbd_server {
 	struct swarm *sw;
 	struct evconnlistener *listener;
 	char address[300];
-	char *unix_path;      /* unix:PATH's path, or NULL */
-	struct sockpath sock; /* the socket made there, removed at exit if still ours */
+	char *unix_path;                 /* unix:PATH's path, or NULL */
+	struct sockpath sock;            /* the socket made there, removed at exit if still ours */
+	const struct nbd_tls_creds *tls; /* TLS required (FORCEDTLS), or NULL: none */
 	struct nbd_conn *conns;
 	struct nbd_req *parked;
 	uint64_t epoch;
@@ -90,6 +95,8 @@ void nbd_conn_close(struct nbd_conn *c, const char *why);
 void nbd_conn_close_after_flush(struct nbd_conn *c);
 /* Queue bytes for the client. */
 void nbd_conn_write(struct nbd_conn *c, const void *data, size_t len);
+/* NBD_OPT_STARTTLS was acknowledged: everything after is TLS (state NC_TLS). */
+void nbd_conn_start_tls(struct nbd_conn *c);
 
 /* nbd_opts.c */
 

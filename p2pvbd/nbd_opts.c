@@ -133,6 +133,47 @@ static void opt_meta(struct nbd_conn *c, uint32_t option, const uint8_t *data, u
 	rep_ack(c, option);
 }
 
+/*
+ * FORCEDTLS (the spec's "TLS support"): until TLS is up, only STARTTLS and
+ * ABORT are answered; anything else gets NBD_REP_ERR_TLS_REQD, and
+ * NBD_OPT_EXPORT_NAME, which cannot fail, closes the connection. Returns 1
+ * if the option was refused so.
+ */
+static int opt_needs_tls(struct nbd_conn *c, uint32_t option)
+{
+	if (c->srv->tls == NULL || c->tls != NULL || option == NBD_OPT_STARTTLS ||
+	    option == NBD_OPT_ABORT)
+		return 0;
+	if (option == NBD_OPT_EXPORT_NAME) {
+		nbd_conn_close(c, "NBD_OPT_EXPORT_NAME before TLS (this export requires TLS)");
+		return 1;
+	}
+	log_info("nbd %s: %s before TLS: refused (this export requires NBD_OPT_STARTTLS first)",
+	         c->name, nbdw_opt_name(option));
+	rep_err(c, option, NBD_REP_ERR_TLS_REQD,
+	        "this export requires TLS: NBD_OPT_STARTTLS first");
+	return 1;
+}
+
+static void opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+	if (c->srv->tls == NULL) {
+		rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+		        "TLS is not configured on this export (--tls-psk or --tls-creds)");
+		return;
+	}
+	if (c->tls != NULL) {
+		rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already on");
+		return;
+	}
+	if (nbdw_opt_nodata_check(NBD_OPT_STARTTLS, len) != 0) {
+		rep_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+		return;
+	}
+	rep_ack(c, NBD_OPT_STARTTLS);
+	nbd_conn_start_tls(c);
+}
+
 /* One complete option (header and data): answer it. */
 static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
 {
@@ -141,6 +182,8 @@ static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data,
 	struct nbdw_str name;
 
 	log_debug("nbd %s: option %s (%u bytes)", c->name, nbdw_opt_name(option), len);
+	if (opt_needs_tls(c, option))
+		return;
 	switch (option) {
 	case NBD_OPT_EXPORT_NAME:
 		if (nbdw_opt_export_name_parse(data, len, &name) != 0) {
@@ -183,7 +226,7 @@ static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data,
 		opt_meta(c, option, data, len);
 		return;
 	case NBD_OPT_STARTTLS:
-		rep_err(c, option, NBD_REP_ERR_POLICY, "TLS is not offered (use a Unix socket)");
+		opt_starttls(c, len);
 		return;
 	default:
 		rep_err(c, option, NBD_REP_ERR_UNSUP, "option not supported");
@@ -221,8 +264,11 @@ int nbd_opts_read(struct nbd_conn *c, struct evbuffer *in)
 		evbuffer_drain(in, n);
 		c->skip_left -= (uint32_t)n;
 		if (c->skip_left == 0) {
-			rep_err(c, c->skip_option, NBD_REP_ERR_TOO_BIG, "option data too large");
-			nbd_conn_set_state(c, NC_OPTIONS);
+			if (!opt_needs_tls(c, c->skip_option))
+				rep_err(c, c->skip_option, NBD_REP_ERR_TOO_BIG,
+				        "option data too large");
+			if (c->state == NC_SKIP)
+				nbd_conn_set_state(c, NC_OPTIONS);
 		}
 		return 1;
 	}
