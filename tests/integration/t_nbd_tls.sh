@@ -21,6 +21,16 @@ for tool in qemu-io qemu-img nbdinfo nbdcopy psktool certtool; do
 	command -v "$tool" >/dev/null || fail "$tool missing (tools/install-deps.sh)"
 done
 
+# stop_clean NAME PID LOG: SIGTERM; it must exit 0 (under the sanitizers: no leak, no error at
+# exit); its log is kept as NAME.log.
+stop_clean() {
+	kill -TERM "$2" 2>/dev/null || true
+	wait_exit "$2" 30 || fail "$1 did not stop within 30 s of SIGTERM"
+	cp "$3" "$T/$1.log"
+	((EXIT_STATUS == 0)) || fail "$1 exited $EXIT_STATUS after SIGTERM: $(tail -5 "$3")"
+	! grep -q 'Sanitizer\|runtime error' "$3" || fail "$1: the sanitizers reported: $(grep -m3 'Sanitizer\|runtime error' "$3")"
+}
+
 MIB=8
 make_image "$T/src.img" "$MIB"
 cp "$T/src.img" "$T/model.img"
@@ -58,7 +68,7 @@ wait_for_line "$T/wild.log" '^exporting on 0\.0\.0\.0:[0-9]+$' 60 "$WILD_PID" \
 	"seed -e 0.0.0.0:0 --tls=off exited" "seed -e 0.0.0.0:0 --tls=off did not export"
 grep -q 'plaintext NBD on an address other hosts can reach' "$T/wild.log" ||
 	fail "no warning for a plaintext export on 0.0.0.0"
-stop_pid "$WILD_PID"
+stop_clean seed-wild "$WILD_PID" "$T/wild.log"
 
 # ---- PSK on TCP: seed -e --tls-psk --------------------------------------------------------
 # start_tls_seed NAME TLS-OPTIONS...: seed -e 127.0.0.1:0 with them; sets PORT.
@@ -177,7 +187,7 @@ while True:
 assert rest == b"", "the server sent %r after NBD_OPT_EXPORT_NAME without TLS" % rest
 PY
 grep -q 'NBD_OPT_EXPORT_NAME before TLS' "$T/seed.log" || fail "the seed did not log closing EXPORT_NAME before TLS"
-stop_pid "$SEED_PID"
+stop_clean seed-psk "$SEED_PID" "$T/seed.log"
 cmp "$T/src.img" "$T/model.img" || fail "the refused clients changed the image"
 
 # ---- X.509 with client certificates -------------------------------------------------------
@@ -232,7 +242,7 @@ run_cmd x509_compare qemu-img compare --object "$X509_OBJ" --image-opts \
 ((RC == 0)) || fail "qemu-img compare over X.509 TLS: $(cat "$T/x509_compare.out" "$T/x509_compare.err")"
 qio_refused x509_nocert "tls-creds-x509,id=tls0,endpoint=client,dir=$T/x509anon"
 qio_refused x509_plain ""
-stop_pid "$SEED_PID"
+stop_clean seed-x509 "$SEED_PID" "$T/seed.log"
 cmp "$T/src.img" "$T/model.img" || fail "the image is not the model after the X.509 writes"
 
 # ---- fetch -e unix:SOCK with TLS ----------------------------------------------------------
@@ -249,5 +259,6 @@ run_cmd fetch_copy nbdcopy "nbds+unix://alice@/?socket=$SOCK&tls-psk-file=$T/psk
 cmp "$T/copy2.img" "$T/model.img" || fail "nbdcopy over TLS from fetch -e read other bytes"
 expect_rc 1 fetch_plain nbdinfo "nbd+unix:///?socket=$SOCK"
 grep -q 'NBD_OPT_GO before TLS: refused' "$T/fetch.log" || fail "fetch -e did not refuse a plaintext client"
-stop_pid "$FETCH_PID"
+stop_clean fetch-psk "$FETCH_PID" "$T/fetch.log"
+stop_clean seed-plain "$SEED_PID" "$T/seed.log"
 note "ok"
