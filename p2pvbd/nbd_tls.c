@@ -50,11 +50,12 @@
 /* Non-fatal GnuTLS results (warning alerts) handled in one call, at most. */
 #define TLS_RETRIES_MAX 64
 /*
- * Cipher suites: GnuTLS's defaults with the PSK key exchanges added (ECDHE
- * first, for forward secrecy; plain PSK last, for old clients), and never
- * TLS 1.0 or 1.1 (the NBD spec: 1.2 at least, older only by configuration).
+ * Cipher suites: GnuTLS's defaults with the PSK key exchanges added, as QEMU
+ * does: only those with (EC)DHE, for forward secrecy (plain PSK, which has
+ * none, is left out), and never TLS 1.0 or 1.1 (the NBD spec: 1.2 at least,
+ * older only by configuration).
  */
-#define TLS_PRIORITY_PSK  "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK:-VERS-TLS1.1:-VERS-TLS1.0"
+#define TLS_PRIORITY_PSK  "NORMAL:+ECDHE-PSK:+DHE-PSK:-VERS-TLS1.1:-VERS-TLS1.0"
 #define TLS_PRIORITY_X509 "NORMAL:-VERS-TLS1.1:-VERS-TLS1.0"
 
 struct nbd_tls_creds {
@@ -428,8 +429,13 @@ static void log_established(struct nbd_tls *t)
 	if (t->cr->psk) {
 		char user[PSKFILE_NAME_MAX + 1];
 
+		const char *group = gnutls_group_get_name(gnutls_group_get(t->sess));
+
+		/* TLS 1.3's description leaves out the key exchange: it says (EC)DHE. */
 		printable(gnutls_psk_server_get_username(t->sess), user, sizeof(user));
-		snprintf(who, sizeof(who), ", PSK user %s", user);
+		snprintf(who, sizeof(who), ", %s%s%s, PSK user %s",
+		         gnutls_kx_get_name(gnutls_kx_get(t->sess)), group ? " " : "",
+		         group ? group : "", user);
 	} else if (t->cr->verify_peer) {
 		unsigned n = 0;
 		const gnutls_datum_t *certs = gnutls_certificate_get_peers(t->sess, &n);
