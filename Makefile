@@ -17,6 +17,8 @@ CFLAGS	:= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Werror $(OP
 LDLIBS	:= -levent -lsodium -pthread
 # sd_notify: readiness and shutdown under systemd (a no-op elsewhere).
 LDLIBS	+= -lsystemd
+# GnuTLS: TLS on the NBD export (nbd_tls.c), as QEMU, nbdkit and libnbd do it.
+LDLIBS	+= -lgnutls
 ifneq ($(SAN),)
 CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS	+= -fsanitize=address,undefined

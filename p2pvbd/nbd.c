@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * nbd: NBD server connections (handshake, options, transmission) on
- * libevent bufferevents, and the glue that parks requests until their
- * chunks are readable. The wire format is proto/nbd_wire.c; see nbd.h.
+ * nbd: NBD server connections (transmission; the handshake is nbd_opts.c)
+ * on libevent bufferevents, the glue that parks requests until their chunks
+ * are readable, and the listener. The wire format is proto/nbd_wire.c; see
+ * nbd.h and nbd_int.h.
  */
-#include "nbd.h"
+#include "nbd_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,14 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/listener.h>
-
-#include "nbd_wire.h"
-#include "netio.h"
 #include "parse.h"
-#include "sockpath.h"
 #include "swarm_export.h"
 #include "util.h"
 
@@ -33,75 +27,10 @@
 #define NBD_CONN_MAX_REQS 128
 /* Stop reading a connection's requests while this much reply data waits. */
 #define NBD_OUT_HIGH (64u * 1024u * 1024u)
-/* The only metadata context: base:allocation gets this id. */
-#define NBD_CTX_BASE_ALLOCATION 1
 /* Chunks after a sequential read that are fetched early. */
 #define NBD_READAHEAD_CHUNKS 2
-/* Preferred block size advertised: the guest's page size. */
-#define NBD_PREF_BLOCK 4096u
-
-enum conn_state {
-	NC_CFLAGS,  /* greeting sent, waiting for the client flags */
-	NC_OPTIONS, /* option haggling */
-	NC_SKIP,    /* discarding the data of an oversized option */
-	NC_TRANS,   /* transmission */
-	NC_CLOSING, /* flushing the last bytes, then close */
-	NC_DEAD,
-};
-
-static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TRANS", "CLOSING", "DEAD"};
-
-struct nbd_conn;
-
-/* One transmission request, from decoding to its reply. */
-struct nbd_req {
-	struct nbd_conn *c;
-	struct nbdw_request r;
-	uint8_t *data;       /* WRITE payload (owned) */
-	uint32_t next_check; /* first chunk not yet known to be ready */
-	int parked;
-	int held;                    /* waits for a final generation (not yet started) */
-	uint64_t seen;               /* on_chunk epoch it was last tried in */
-	struct nbd_req *next, *prev; /* in the server's parked list */
-};
-
-struct nbd_conn {
-	struct nbd_server *srv;
-	struct bufferevent *bev; /* output */
-	struct netio_reader rd;  /* input */
-	enum conn_state state;
-	char name[64];
-	uint32_t cflags;
-	int structured;
-	uint32_t meta_id; /* base:allocation selected for BLOCK_STATUS, or 0 */
-	uint32_t skip_left;
-	uint32_t skip_option;
-	struct nbdw_limits lim;
-	int nreqs; /* requests not yet replied to */
-	int disc;  /* client sent DISC: close when nreqs reaches 0 */
-	int read_paused;
-	uint64_t last_read_end; /* for readahead */
-	int nflushing;          /* requests waiting in swarm_flush (they point to c) */
-	int free_on_flush;      /* closed while nflushing > 0: the last flush_done frees c */
-	struct nbd_conn *next;
-};
-
-struct nbd_server {
-	struct event_base *base;
-	struct swarm *sw;
-	struct evconnlistener *listener;
-	char address[300];
-	char *unix_path;      /* unix:PATH's path, or NULL */
-	struct sockpath sock; /* the socket made there, removed at exit if still ours */
-	struct nbd_conn *conns;
-	struct nbd_req *parked;
-	uint64_t epoch;
-	uint64_t size;
-	uint32_t chunk_size;
-	int nconns_seen;            /* clients that reached transmission, ever */
-	void (*idle_cb)(void *arg); /* the last client left */
-	void *idle_arg;
-};
+/* Unconsumed input before reading stops: the largest request (a 32 MiB WRITE) and then some. */
+#define NBD_IN_HIGH (NBDW_MAX_PAYLOAD + 1024 * 1024)
 
 static void conn_on_data(void *arg);
 static void conn_on_end(void *arg, int err);
@@ -110,19 +39,10 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void req_try(struct nbd_req *q);
 static void req_start(struct nbd_conn *c, struct nbd_req *q);
 
-/*
- * Transmission flags. CAN_MULTI_CONN holds because every connection writes
- * the same image on the same thread, and a flush syncs all of it. DF only
- * with structured replies (the flag is meaningless without them).
- */
-static uint16_t export_tflags(const struct nbd_conn *c)
-{
-	return NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM |
-	       NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_CACHE |
-	       (c->structured ? NBD_FLAG_SEND_DF : 0);
-}
+static const char *conn_state_names[] = {"CFLAGS", "OPTIONS", "SKIP", "TLS",
+                                         "TRANS",  "CLOSING", "DEAD"};
 
-static void conn_set_state(struct nbd_conn *c, enum conn_state st)
+void nbd_conn_set_state(struct nbd_conn *c, enum conn_state st)
 {
 	log_debug("nbd %s: %s -> %s", c->name, conn_state_names[c->state], conn_state_names[st]);
 	c->state = st;
@@ -165,7 +85,7 @@ static void req_free(struct nbd_req *q)
 }
 
 /* Close now: parked requests of the connection are dropped (never answered). */
-static void conn_close(struct nbd_conn *c, const char *why)
+void nbd_conn_close(struct nbd_conn *c, const char *why)
 {
 	struct timeval now = {0, 0};
 	struct nbd_req *q, *next;
@@ -173,7 +93,7 @@ static void conn_close(struct nbd_conn *c, const char *why)
 	if (c->state == NC_DEAD)
 		return;
 	log_info("nbd %s: closed: %s", c->name, why);
-	conn_set_state(c, NC_DEAD);
+	nbd_conn_set_state(c, NC_DEAD);
 	for (q = c->srv->parked; q; q = next) {
 		next = q->next;
 		if (q->c == c)
@@ -186,6 +106,8 @@ static void conn_close(struct nbd_conn *c, const char *why)
 		}
 	if (c->srv->conns == NULL && c->srv->nconns_seen > 0 && c->srv->idle_cb != NULL)
 		c->srv->idle_cb(c->srv->idle_arg);
+	if (c->tls != NULL)
+		nbd_tls_stop(c->tls);
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	netio_reader_pause(&c->rd);
@@ -196,256 +118,31 @@ static void conn_close(struct nbd_conn *c, const char *why)
 		event_base_once(c->srv->base, -1, EV_TIMEOUT, conn_free_cb, c, &now);
 }
 
-/* Close once the output is flushed (after ABORT, DISC, a fatal reply). */
-static void conn_close_after_flush(struct nbd_conn *c)
+static void conn_tls_drained(void *arg)
 {
-	conn_set_state(c, NC_CLOSING);
+	nbd_conn_close(arg, "done");
+}
+
+/* Close once the output is flushed (after ABORT, DISC, a fatal reply). */
+void nbd_conn_close_after_flush(struct nbd_conn *c)
+{
+	nbd_conn_set_state(c, NC_CLOSING);
 	netio_reader_pause(&c->rd);
+	if (c->tls != NULL) {
+		/* The last replies, then TLS's close_notify; then the socket must drain. */
+		if (nbd_tls_finish(c->tls, conn_tls_drained, c))
+			nbd_conn_close(c, "done");
+		return;
+	}
 	if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		conn_close(c, "done");
+		nbd_conn_close(c, "done");
 	else
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 }
 
-static void conn_write(struct nbd_conn *c, const void *data, size_t len)
+void nbd_conn_write(struct nbd_conn *c, const void *data, size_t len)
 {
 	bufferevent_write(c->bev, data, len);
-}
-
-/* ---- Option haggling ---------------------------------------------------- */
-
-static void rep_ack(struct nbd_conn *c, uint32_t option)
-{
-	uint8_t buf[NBDW_REP_HEADER_LEN];
-
-	conn_write(c, buf, nbdw_rep_ack_encode(buf, sizeof(buf), option));
-}
-
-static void rep_err(struct nbd_conn *c, uint32_t option, uint32_t type, const char *msg)
-{
-	uint8_t buf[NBDW_REP_HEADER_LEN + 256];
-	size_t n = nbdw_rep_err_encode(buf, sizeof(buf), option, type, msg, strlen(msg));
-
-	log_debug("nbd %s: %s: %s (%s)", c->name, nbdw_opt_name(option), nbdw_rep_name(type), msg);
-	conn_write(c, buf, n);
-}
-
-static void enter_transmission(struct nbd_conn *c)
-{
-	struct nbd_server *s = c->srv;
-
-	memset(&c->lim, 0, sizeof(c->lim));
-	c->lim.export_size = s->size;
-	c->lim.min_block = 1;
-	c->lim.max_payload = NBDW_MAX_PAYLOAD;
-	c->lim.tflags = export_tflags(c);
-	c->lim.structured = c->structured != 0;
-	c->lim.meta_base_allocation = c->meta_id;
-	conn_set_state(c, NC_TRANS);
-	s->nconns_seen++;
-	log_info("nbd %s: transmission (%s replies%s)", c->name,
-	         c->structured ? "structured" : "simple", c->meta_id ? ", base:allocation" : "");
-}
-
-static void opt_info_go(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
-{
-	struct nbd_server *s = c->srv;
-	struct nbdw_opt_go go;
-	uint8_t buf[NBDW_REP_HEADER_LEN + 64];
-	static const char desc[] = "p2pvbd volume";
-	size_t n;
-
-	if (nbdw_opt_go_parse(data, len, &go) != 0) {
-		rep_err(c, option, NBD_REP_ERR_INVALID, "malformed option data");
-		return;
-	}
-	n = nbdw_rep_info_export_encode(buf, sizeof(buf), option, s->size, export_tflags(c));
-	conn_write(c, buf, n);
-	if (go.info_mask & (1u << NBD_INFO_DESCRIPTION)) {
-		n = nbdw_rep_info_description_encode(buf, sizeof(buf), option, desc,
-		                                     sizeof(desc) - 1);
-		conn_write(c, buf, n);
-	}
-	/* Sent whether asked or not: any alignment works, 4 KiB is best. */
-	n = nbdw_rep_info_block_size_encode(buf, sizeof(buf), option, 1, NBD_PREF_BLOCK,
-	                                    NBDW_MAX_PAYLOAD);
-	conn_write(c, buf, n);
-	rep_ack(c, option);
-	if (option == NBD_OPT_GO)
-		enter_transmission(c);
-}
-
-/* Does query select base:allocation? (LIST also takes the namespace alone.) */
-static int query_matches(const struct nbdw_str *q, int list)
-{
-	static const char full[] = NBDW_CONTEXT_BASE_ALLOCATION;
-
-	if (q->len == sizeof(full) - 1 && memcmp(q->ptr, full, q->len) == 0)
-		return 1;
-	return list && q->len == 5 && memcmp(q->ptr, "base:", 5) == 0;
-}
-
-static void opt_meta(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
-{
-	static const char full[] = NBDW_CONTEXT_BASE_ALLOCATION;
-	int list = option == NBD_OPT_LIST_META_CONTEXT, match = 0;
-	struct nbdw_opt_meta m;
-	struct nbdw_meta_iter it;
-	struct nbdw_str q;
-	uint8_t buf[NBDW_REP_HEADER_LEN + 64];
-
-	if (nbdw_opt_meta_parse(data, len, &m) != 0) {
-		rep_err(c, option, NBD_REP_ERR_INVALID, "malformed option data");
-		return;
-	}
-	if (!c->structured) {
-		rep_err(c, option, NBD_REP_ERR_INVALID,
-		        "metadata contexts need structured replies first");
-		return;
-	}
-	if (list && m.n_queries == 0)
-		match = 1;
-	nbdw_meta_iter_init(&it, &m);
-	while (nbdw_meta_next(&it, &q))
-		if (query_matches(&q, list))
-			match = 1;
-	/* LIST replies carry id 0 (the spec: ids only mean something after SET). */
-	if (match)
-		conn_write(c, buf,
-		           nbdw_rep_meta_context_encode(buf, sizeof(buf), option,
-		                                        list ? 0 : NBD_CTX_BASE_ALLOCATION, full,
-		                                        sizeof(full) - 1));
-	if (!list)
-		c->meta_id = match ? NBD_CTX_BASE_ALLOCATION : 0;
-	rep_ack(c, option);
-}
-
-/* One complete option (header and data): answer it. */
-static void opt_handle(struct nbd_conn *c, uint32_t option, const uint8_t *data, uint32_t len)
-{
-	struct nbd_server *s = c->srv;
-	uint8_t buf[NBDW_EXPORT_REPLY_LEN + NBDW_REP_HEADER_LEN + 16];
-	struct nbdw_str name;
-
-	log_debug("nbd %s: option %s (%u bytes)", c->name, nbdw_opt_name(option), len);
-	switch (option) {
-	case NBD_OPT_EXPORT_NAME:
-		if (nbdw_opt_export_name_parse(data, len, &name) != 0) {
-			conn_close(c, "malformed NBD_OPT_EXPORT_NAME");
-			return;
-		}
-		conn_write(c, buf,
-		           nbdw_export_name_reply_encode(buf, sizeof(buf), s->size,
-		                                         export_tflags(c),
-		                                         c->cflags & NBD_FLAG_C_NO_ZEROES));
-		enter_transmission(c);
-		return;
-	case NBD_OPT_ABORT:
-		rep_ack(c, option);
-		conn_close_after_flush(c);
-		return;
-	case NBD_OPT_LIST:
-		if (nbdw_opt_nodata_check(option, len) != 0) {
-			rep_err(c, option, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
-			return;
-		}
-		conn_write(c, buf,
-		           nbdw_rep_server_encode(buf, sizeof(buf), option, "", 0, NULL, 0));
-		rep_ack(c, option);
-		return;
-	case NBD_OPT_INFO:
-	case NBD_OPT_GO:
-		opt_info_go(c, option, data, len);
-		return;
-	case NBD_OPT_STRUCTURED_REPLY:
-		if (nbdw_opt_nodata_check(option, len) != 0) {
-			rep_err(c, option, NBD_REP_ERR_INVALID, "takes no data");
-			return;
-		}
-		c->structured = 1;
-		rep_ack(c, option);
-		return;
-	case NBD_OPT_LIST_META_CONTEXT:
-	case NBD_OPT_SET_META_CONTEXT:
-		opt_meta(c, option, data, len);
-		return;
-	case NBD_OPT_STARTTLS:
-		rep_err(c, option, NBD_REP_ERR_POLICY, "TLS is not offered (use a Unix socket)");
-		return;
-	default:
-		rep_err(c, option, NBD_REP_ERR_UNSUP, "option not supported");
-	}
-}
-
-/* Handshake input; returns 1 if it consumed something, 0 if it needs more bytes. */
-static int conn_read_handshake(struct nbd_conn *c, struct evbuffer *in)
-{
-	uint8_t hdr[NBDW_OPT_HEADER_LEN];
-	struct nbdw_opt_header h;
-	size_t have = evbuffer_get_length(in);
-	int r;
-
-	switch (c->state) {
-	case NC_CFLAGS:
-		if (have < NBDW_CLIENT_FLAGS_LEN)
-			return 0;
-		evbuffer_remove(in, hdr, NBDW_CLIENT_FLAGS_LEN);
-		if (nbdw_client_flags_decode(hdr, NBDW_CLIENT_FLAGS_LEN, &c->cflags) != 0) {
-			conn_close(c, "unknown client flags");
-			return 1;
-		}
-		if (!(c->cflags & NBD_FLAG_C_FIXED_NEWSTYLE)) {
-			conn_close(c, "client does not speak fixed newstyle");
-			return 1;
-		}
-		conn_set_state(c, NC_OPTIONS);
-		return 1;
-	case NC_SKIP: {
-		size_t n = have < c->skip_left ? have : c->skip_left;
-
-		if (n == 0)
-			return 0;
-		evbuffer_drain(in, n);
-		c->skip_left -= (uint32_t)n;
-		if (c->skip_left == 0) {
-			rep_err(c, c->skip_option, NBD_REP_ERR_TOO_BIG, "option data too large");
-			conn_set_state(c, NC_OPTIONS);
-		}
-		return 1;
-	}
-	case NC_OPTIONS:
-		if (have < NBDW_OPT_HEADER_LEN)
-			return 0;
-		evbuffer_copyout(in, hdr, NBDW_OPT_HEADER_LEN);
-		r = nbdw_opt_header_decode(hdr, NBDW_OPT_HEADER_LEN, NBDW_MAX_OPTION_LEN, &h);
-		if (r == NBDW_INVALID) {
-			conn_close(c, "bad option magic (not an NBD client?)");
-			return 1;
-		}
-		if (r == NBDW_TOO_BIG) {
-			evbuffer_drain(in, NBDW_OPT_HEADER_LEN);
-			if (h.option == NBD_OPT_EXPORT_NAME) {
-				conn_close(c, "oversized NBD_OPT_EXPORT_NAME");
-				return 1;
-			}
-			c->skip_left = h.len;
-			c->skip_option = h.option;
-			conn_set_state(c, NC_SKIP);
-			return 1;
-		}
-		if (have < NBDW_OPT_HEADER_LEN + (size_t)h.len)
-			return 0;
-		{
-			uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(NBDW_OPT_HEADER_LEN + h.len));
-
-			opt_handle(c, h.option, p + NBDW_OPT_HEADER_LEN, h.len);
-			/* opt_handle may have closed c; the input buffer lives on until freed. */
-			evbuffer_drain(in, NBDW_OPT_HEADER_LEN + h.len);
-		}
-		return 1;
-	default:
-		return 0;
-	}
 }
 
 /* ---- Transmission: replies --------------------------------------------- */
@@ -464,17 +161,17 @@ static void reply_status(struct nbd_req *q, uint32_t err)
 	if (c->structured && (q->r.type == NBD_CMD_READ || q->r.type == NBD_CMD_BLOCK_STATUS)) {
 		if (err == 0) {
 			nbdw_chunk_none_encode(buf, q->r.cookie);
-			conn_write(c, buf, NBDW_CHUNK_HEADER_LEN);
+			nbd_conn_write(c, buf, NBDW_CHUNK_HEADER_LEN);
 		} else {
 			const char *msg = nbdw_err_name(err);
 			size_t n = nbdw_chunk_error_encode(buf, sizeof(buf), NBD_REPLY_FLAG_DONE,
 			                                   q->r.cookie, err, msg, strlen(msg));
 
-			conn_write(c, buf, n);
+			nbd_conn_write(c, buf, n);
 		}
 	} else {
 		nbdw_simple_reply_encode(buf, err, q->r.cookie);
-		conn_write(c, buf, NBDW_SIMPLE_REPLY_LEN);
+		nbd_conn_write(c, buf, NBDW_SIMPLE_REPLY_LEN);
 	}
 }
 
@@ -490,7 +187,7 @@ static void req_done(struct nbd_req *q)
 		netio_reader_resume(&c->rd);
 	}
 	if (c->disc && c->nreqs == 0 && c->state == NC_TRANS)
-		conn_close_after_flush(c);
+		nbd_conn_close_after_flush(c);
 }
 
 static void reply_read(struct nbd_req *q)
@@ -557,7 +254,7 @@ static void reply_block_status(struct nbd_req *q)
 		n++;
 	}
 	nbdw_chunk_block_status_hdr_encode(buf, NBD_REPLY_FLAG_DONE, q->r.cookie, c->meta_id, n);
-	conn_write(c, buf, NBDW_BLOCK_STATUS_HDR_LEN + (size_t)n * NBDW_BLOCK_DESC_LEN);
+	nbd_conn_write(c, buf, NBDW_BLOCK_STATUS_HDR_LEN + (size_t)n * NBDW_BLOCK_DESC_LEN);
 	free(buf);
 }
 
@@ -801,13 +498,13 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 		return 0;
 	evbuffer_copyout(in, hdr, NBDW_REQUEST_LEN);
 	if (nbdw_request_decode(hdr, NBDW_REQUEST_LEN, &r) != 0) {
-		conn_close(c, "bad request magic");
+		nbd_conn_close(c, "bad request magic");
 		return 1;
 	}
 	payload = nbdw_request_payload_len(&r);
 	if (payload > NBDW_MAX_PAYLOAD) {
 		/* The spec allows dropping a client that sends this much unasked. */
-		conn_close(c, "write payload beyond 32 MiB");
+		nbd_conn_close(c, "write payload beyond 32 MiB");
 		return 1;
 	}
 	if (evbuffer_get_length(in) < NBDW_REQUEST_LEN + (size_t)payload)
@@ -832,7 +529,7 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 		free(q);
 		netio_reader_pause(&c->rd);
 		if (c->nreqs == 0)
-			conn_close_after_flush(c);
+			nbd_conn_close_after_flush(c);
 		return 1;
 	}
 	if (err != 0) {
@@ -854,25 +551,67 @@ static int conn_read_request(struct nbd_conn *c, struct evbuffer *in)
 
 /* ---- Connection events -------------------------------------------------- */
 
+void nbd_conn_start_tls(struct nbd_conn *c)
+{
+	/* The NBD_REP_ACK is already queued on the socket's bufferevent, in plaintext. */
+	c->tls = nbd_tls_start(c->srv->tls, c->bev, c->rd.in, c->name);
+	c->bev = nbd_tls_bev(c->tls);
+	bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
+	nbd_conn_set_state(c, NC_TLS);
+}
+
+/*
+ * With TLS: the handshake, or decrypt what came in; 0, or -1 if c closed.
+ * Decrypted input stops at NBD_IN_HIGH like plain input (the rest waits as
+ * ciphertext, and then in the socket).
+ */
+static int conn_tls_read(struct nbd_conn *c)
+{
+	int r = nbd_tls_read(c->tls, NBD_IN_HIGH);
+
+	if (r == NBD_TLS_ERROR) {
+		/* Closed once a TLS alert saying why, if any, is sent. */
+		log_warn("nbd %s: %s", c->name, nbd_tls_error(c->tls));
+		nbd_conn_close_after_flush(c);
+		return -1;
+	}
+	/* Like a socket's EOF: what arrived before it is still taken (conn_on_data). */
+	if (r == NBD_TLS_EOF)
+		c->tls_eof = 1;
+	if (c->state == NC_TLS && nbd_tls_established(c->tls))
+		nbd_conn_set_state(c, NC_OPTIONS);
+	return 0;
+}
+
 static void conn_on_data(void *arg)
 {
 	struct nbd_conn *c = arg;
-	struct evbuffer *in = c->rd.in;
 
 	for (;;) {
+		struct evbuffer *in = c->rd.in;
 		int progressed;
 
+		/* Each time round: NBD_OPT_STARTTLS may have just turned TLS on. */
+		if (c->tls != NULL) {
+			if (conn_tls_read(c) != 0)
+				return;
+			in = nbd_tls_input(c->tls);
+		}
 		if (c->state == NC_TRANS) {
 			if (c->read_paused || c->disc)
 				break;
 			progressed = conn_read_request(c, in);
 		} else if (c->state == NC_CFLAGS || c->state == NC_OPTIONS || c->state == NC_SKIP) {
-			progressed = conn_read_handshake(c, in);
+			progressed = nbd_opts_read(c, in);
 		} else {
 			break;
 		}
 		if (!progressed)
 			break;
+	}
+	if (c->tls_eof && c->state != NC_DEAD) {
+		nbd_conn_close(c, c->state == NC_CLOSING ? "done" : "client closed TLS");
+		return;
 	}
 	if (c->state != NC_DEAD)
 		netio_reader_consumed(&c->rd);
@@ -883,9 +622,9 @@ static void conn_on_end(void *arg, int err)
 	struct nbd_conn *c = arg;
 
 	if (err == 0)
-		conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
+		nbd_conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
 	else
-		conn_close(c, strerror(err));
+		nbd_conn_close(c, strerror(err));
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -893,8 +632,9 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 	struct nbd_conn *c = arg;
 
 	if (c->state == NC_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			conn_close(c, "done");
+		/* With TLS the filter is empty before the socket is: conn_tls_drained closes. */
+		if (c->tls == NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			nbd_conn_close(c, "done");
 		return;
 	}
 	if (c->state == NC_TRANS && c->read_paused && c->nreqs < NBD_CONN_MAX_REQS &&
@@ -911,9 +651,11 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_EOF)
-		conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
+		nbd_conn_close(c, c->state == NC_CLOSING ? "done" : "client disconnected");
 	else if (what & BEV_EVENT_ERROR)
-		conn_close(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		nbd_conn_close(c, c->tls != NULL && nbd_tls_error(c->tls)[0] != '\0'
+		                      ? nbd_tls_error(c->tls)
+		                      : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
@@ -954,9 +696,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_setcb(c->bev, NULL, conn_write_cb, conn_event_cb, c);
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_enable(c->bev, EV_WRITE);
-	/* Room for the largest request (a 32 MiB WRITE) and then some. */
-	if (netio_reader_init(&c->rd, s->base, fd, NBDW_MAX_PAYLOAD + 1024 * 1024, NULL,
-	                      conn_on_data, conn_on_end, c) != 0) {
+	if (netio_reader_init(&c->rd, s->base, fd, NBD_IN_HIGH, NULL, conn_on_data, conn_on_end,
+	                      c) != 0) {
 		bufferevent_free(c->bev);
 		free(c);
 		return;
@@ -966,13 +707,28 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->next = s->conns;
 	s->conns = c;
 	nbdw_greeting_encode(greeting);
-	conn_write(c, greeting, sizeof(greeting));
+	nbd_conn_write(c, greeting, sizeof(greeting));
 	log_debug("nbd %s: connected", c->name);
 }
 
 /* ---- Server ------------------------------------------------------------- */
 
-struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec)
+/* Is the listening address ss a loopback one (127/8, ::1, ::ffff:127/104)? */
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 0;
+}
+
+struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec,
+                                  const struct nbd_tls_creds *tls)
 {
 	struct nbd_server *s = xcalloc(1, sizeof(*s));
 	struct sockaddr_storage ss;
@@ -980,6 +736,7 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 
 	s->base = base;
 	s->sw = sw;
+	s->tls = tls;
 	s->size = swarm_volume_size(sw);
 	s->chunk_size = swarm_chunk_size(sw);
 	memset(&ss, 0, sizeof(ss));
@@ -1044,6 +801,10 @@ struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, con
 		sockpath_release(&s->sock);
 		goto fail;
 	}
+	if (s->unix_path == NULL && tls == NULL && !addr_is_loopback(&ss))
+		log_warn("export %s: plaintext NBD on an address other hosts can reach: anyone who "
+		         "gets to it can read and write the disk; use --tls-psk or --tls-creds",
+		         spec);
 	if (s->unix_path == NULL) {
 		char host[INET6_ADDRSTRLEN];
 
@@ -1086,7 +847,7 @@ void nbd_server_free(struct nbd_server *s)
 		return;
 	swarm_set_chunk_cb(s->sw, NULL, NULL);
 	while (s->conns != NULL)
-		conn_close(s->conns, "server stopping");
+		nbd_conn_close(s->conns, "server stopping");
 	if (s->listener)
 		evconnlistener_free(s->listener);
 	sockpath_release(&s->sock);

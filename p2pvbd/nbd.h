@@ -9,7 +9,8 @@
  * Other requests, on this and other connections, are served meanwhile.
  * Writes make chunks local (never overwritten by fetched data); a write that
  * covers part of a missing chunk waits for the chunk first. FLUSH and FUA
- * reply once everything written before is durable. See proto/NBD.md.
+ * reply once everything written before is durable. TLS, when configured, is
+ * required before anything else (nbd_tls.h). See proto/NBD.md.
  */
 #ifndef P2PVBD_NBD_H
 #define P2PVBD_NBD_H
@@ -20,12 +21,18 @@
 
 struct nbd_server;
 
+struct nbd_tls_creds;
+
 /*
  * Serve the volume of sw on spec: "unix:PATH" or "HOST:PORT" (numeric host;
  * port 0 picks one). Listening starts at once; the volume must be known
- * (swarm_volume_size > 0). Returns NULL on error (logged).
+ * (swarm_volume_size > 0). With tls (nbd_tls.h; borrowed, it must outlive
+ * the server) every client must start TLS first (NBD_OPT_STARTTLS); without
+ * it, a TCP address other than loopback gets a warning. Returns NULL on
+ * error (logged).
  */
-struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec);
+struct nbd_server *nbd_server_new(struct event_base *base, struct swarm *sw, const char *spec,
+                                  const struct nbd_tls_creds *tls);
 
 /* The address clients connect to ("unix:PATH" or "HOST:PORT", the real port). */
 const char *nbd_server_address(const struct nbd_server *s);

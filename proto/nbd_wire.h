@@ -86,7 +86,7 @@
 #define NBD_OPT_ABORT             2  /* client ends the session; reply NBD_REP_ACK */
 #define NBD_OPT_LIST              3  /* list exports: NBD_REP_SERVER each, then NBD_REP_ACK */
 #define NBD_OPT_PEEK_EXPORT       4  /* withdrawn; unused */
-#define NBD_OPT_STARTTLS          5  /* upgrade to TLS (p2pvbd: NBD_REP_ERR_POLICY, NOTLS mode) */
+#define NBD_OPT_STARTTLS          5  /* upgrade to TLS (p2pvbd: FORCEDTLS or NOTLS, NBD.md) */
 #define NBD_OPT_INFO              6  /* describe an export (NBD_REP_INFO...) without entering it */
 #define NBD_OPT_GO                7  /* like INFO, then enter transmission on NBD_REP_ACK */
 #define NBD_OPT_STRUCTURED_REPLY  8  /* enable structured replies */
@@ -109,7 +109,7 @@
 #define NBD_REP_ERR_POLICY   (NBD_REP_FLAG_ERROR + 2) /* known and valid, but forbidden */
 #define NBD_REP_ERR_INVALID  (NBD_REP_FLAG_ERROR + 3) /* syntactically/semantically bad */
 #define NBD_REP_ERR_PLATFORM (NBD_REP_FLAG_ERROR + 4) /* not supported on this platform */
-#define NBD_REP_ERR_TLS_REQD (NBD_REP_FLAG_ERROR + 5) /* TLS first (never sent: NOTLS) */
+#define NBD_REP_ERR_TLS_REQD (NBD_REP_FLAG_ERROR + 5) /* TLS first (FORCEDTLS) */
 #define NBD_REP_ERR_UNKNOWN  (NBD_REP_FLAG_ERROR + 6) /* no such export */
 #define NBD_REP_ERR_SHUTDOWN (NBD_REP_FLAG_ERROR + 7) /* server is shutting down */
 #define NBD_REP_ERR_BLOCK_SIZE_REQD                                                                \

@@ -11,6 +11,9 @@ PACKAGES=(
 	libevent-dev libsodium-dev libcriterion-dev
 	# sd_notify (readiness under systemd).
 	libsystemd-dev
+	# TLS on the NBD export (nbd_tls.c); psktool and certtool make keys and certificates
+	# for t_nbd_tls.sh.
+	libgnutls28-dev gnutls-bin
 	# clang for the libFuzzer harnesses; the fuzzer and sanitizer runtimes.
 	clang libclang-rt-14-dev
 	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat; script(1) gives

@@ -51,6 +51,17 @@ static const char usage_fetch[] =
     "serving after completion until SIGINT/SIGTERM (everything flushed on exit).\n"
     "\n"
     "  -e, --export ADDR    export over NBD on unix:PATH or HOST:PORT (numeric host)\n"
+    "      --tls-psk FILE   with -e: require TLS with pre-shared keys; FILE has\n"
+    "                       USERNAME:HEXKEY lines (psktool -u NAME -p FILE)\n"
+    "      --tls-creds DIR  with -e: require TLS with X.509 certificates:\n"
+    "                       DIR/server-cert.pem and server-key.pem, as QEMU's\n"
+    "                       tls-creds-x509 endpoint=server lays them out\n"
+    "      --tls-verify-peer\n"
+    "                       with --tls-creds: clients need a certificate signed by\n"
+    "                       DIR/ca-cert.pem\n"
+    "      --tls MODE       off or require (implied by --tls-psk, --tls-creds);\n"
+    "                       -e HOST:PORT needs TLS or --tls=off (plaintext: anyone\n"
+    "                       who reaches the port can read and write the disk)\n"
     "  -l, --listen ADDR    also serve verified chunks to other destinations on\n"
     "                       HOST:PORT (port 0 picks one; printed as 'listening on').\n"
     "                       Default with a tracker in the URI: 0.0.0.0:0\n"
@@ -88,6 +99,7 @@ struct fetch_opts {
 	const char *key_path, *stats_path, *export_spec, *metrics_spec, *basis, *progress_log;
 	const char *ctl_path, *state_dir, *listen_spec, *out;
 	struct uri_peer listen_at, metrics_at;
+	struct nbd_tls_opts tls;
 	int no_boost, lazy, mirror, no_listen, force, show_progress, loglvl;
 	uint64_t timeout_s, give_up;
 	char *uri_text; /* owned, URI_MAX_LEN + 1 bytes; wiped */
@@ -99,6 +111,7 @@ struct export_ctx {
 	struct event_base *base;
 	struct swarm *sw;
 	const char *spec;
+	struct nbd_tls_creds *tls; /* owned; NULL without TLS */
 	struct nbd_server *srv;
 };
 
@@ -158,6 +171,7 @@ static const struct option fetch_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
+    EXPORT_TLS_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -241,6 +255,11 @@ static int fetch_option(struct fetch_opts *o, int c, char **argv)
 	case 'h':
 		fputs(usage_fetch, stdout);
 		return 0;
+	case EXPORT_O_TLS:
+	case EXPORT_O_TLS_PSK:
+	case EXPORT_O_TLS_CREDS:
+	case EXPORT_O_TLS_VERIFY_PEER:
+		return export_tls_option(&o->tls, c, optarg, FETCH_WHO);
 	default:
 		return fetch_option_value(o, c, optarg, argv);
 	}
@@ -303,6 +322,7 @@ static const char *fetch_cut_hint(const char *uri)
 static int fetch_parse_uri(struct fetch_opts *o, const char *arg)
 {
 	char err[256];
+	int rc;
 
 	if (fetch_uri_arg(arg, o->uri_text, URI_MAX_LEN + 1) != 0)
 		return 1;
@@ -312,6 +332,9 @@ static int fetch_parse_uri(struct fetch_opts *o, const char *arg)
 	if (o->lazy && o->export_spec == NULL)
 		return cli_usage_error(FETCH_WHO,
 		                       "--lazy needs -e (nothing would ever be fetched)");
+	rc = export_tls_check(&o->tls, o->export_spec, FETCH_WHO);
+	if (rc != CMD_PROCEED)
+		return rc;
 	if (o->listen_spec != NULL && o->no_listen)
 		return cli_usage_error(FETCH_WHO, "--listen and --no-listen contradict each other");
 	if (o->listen_spec == NULL && !o->no_listen && o->u->ntrackers > 0)
@@ -495,7 +518,7 @@ static void export_start(void *arg)
 {
 	struct export_ctx *ex = arg;
 
-	ex->srv = nbd_server_new(ex->base, ex->sw, ex->spec);
+	ex->srv = nbd_server_new(ex->base, ex->sw, ex->spec, ex->tls);
 	if (ex->srv == NULL) {
 		swarm_shutdown(ex->sw);
 		return;
@@ -625,7 +648,7 @@ static int fetch_run(struct fetch *f)
 	const struct fetch_opts *o = f->o;
 	int rc;
 
-	if (fetch_check(f) != 0 ||
+	if (fetch_check(f) != 0 || export_tls_load(&o->tls, &f->ex.tls) != 0 ||
 	    fetch_identity(o->key_path, f->sidecar, &f->id, &f->made_key) != 0)
 		return 1;
 	if (fetch_swarm(f) != 0 || fetch_attach(f) != 0)
@@ -645,6 +668,7 @@ static int fetch_run(struct fetch *f)
 static void fetch_free(struct fetch *f, int rc)
 {
 	nbd_server_free(f->ex.srv);
+	nbd_tls_creds_free(f->ex.tls);
 	cmd_ctl_server_stop(&f->cs);
 	progress_log_free(f->pl);
 	progress_free(f->pr);

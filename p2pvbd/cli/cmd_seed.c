@@ -58,6 +58,16 @@ static const char usage_seed[] =
     "                               hashed again and published as signed deltas (new\n"
     "                               generations) every 100 ms; destinations answer their\n"
     "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
+    "      --tls-psk FILE           with -e: require TLS with pre-shared keys; FILE has\n"
+    "                               USERNAME:HEXKEY lines (psktool -u NAME -p FILE)\n"
+    "      --tls-creds DIR          with -e: require TLS with X.509 certificates:\n"
+    "                               DIR/server-cert.pem and server-key.pem, as QEMU's\n"
+    "                               tls-creds-x509 endpoint=server lays them out\n"
+    "      --tls-verify-peer        with --tls-creds: clients need a certificate signed\n"
+    "                               by DIR/ca-cert.pem\n"
+    "      --tls MODE               off or require (implied by --tls-psk, --tls-creds);\n"
+    "                               -e HOST:PORT needs TLS or --tls=off (plaintext:\n"
+    "                               anyone who reaches the port can write the disk)\n"
     "      --freeze-on-disconnect   with -e: freeze when the last NBD client leaves (the\n"
     "                               hypervisor finished migrating the VM)\n"
     "      --max-dirty-rate RATE    with -e: cap the VM's write rate (e.g. 20M), so that\n"
@@ -109,6 +119,7 @@ struct seed_opts {
 	int ntrackers;
 	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
 	int nadvertise;
+	struct nbd_tls_opts tls;
 	uint64_t receipts, threads, timeout_s, chunk_size, rate, max_dirty;
 	int hash_only, loglvl, freeze_on_disc, write_through;
 	uint8_t volume_id[MANIFEST_ID_LEN], secret[VCRYPTO_SECRET_LEN]; /* secret: wiped at exit */
@@ -130,6 +141,7 @@ struct seed {
 	struct swarm *sw;
 	uint16_t port;
 	struct nbd_server *srv;
+	struct nbd_tls_creds *tls; /* -e with TLS */
 	struct cmd_ctl_server cs;
 	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
 	uint8_t volume_id[MANIFEST_ID_LEN],
@@ -184,6 +196,7 @@ static const struct option seed_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
+    EXPORT_TLS_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -304,6 +317,11 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 	case 'h':
 		fputs(usage_seed, stdout);
 		return 0;
+	case EXPORT_O_TLS:
+	case EXPORT_O_TLS_PSK:
+	case EXPORT_O_TLS_CREDS:
+	case EXPORT_O_TLS_VERIFY_PEER:
+		return export_tls_option(&o->tls, c, optarg, SEED_WHO);
 	default:
 		return seed_option_value(o, c, optarg, argv);
 	}
@@ -336,6 +354,8 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 		                       "--exit-after-receipts %llu can never be reached with %d "
 		                       "--receipt-from destinations",
 		                       (unsigned long long)o->receipts, o->nreceipt_from);
+	if ((rc = export_tls_check(&o->tls, o->export_spec, SEED_WHO)) != CMD_PROCEED)
+		return rc;
 	if (cli_parse_listen(o->listen_spec, &o->listen_at) != 0)
 		return cli_usage_error(SEED_WHO, "bad --listen %s (HOST:PORT, numeric host)",
 		                       o->listen_spec);
@@ -687,7 +707,7 @@ static int seed_write_uri(const struct seed *s)
 /* -e: the NBD export for the VM at the source; 0 or -1 (logged). */
 static int seed_export(struct seed *s)
 {
-	s->srv = nbd_server_new(s->base, s->sw, s->o->export_spec);
+	s->srv = nbd_server_new(s->base, s->sw, s->o->export_spec, s->tls);
 	if (s->srv == NULL)
 		return -1;
 	printf("exporting on %s\n", nbd_server_address(s->srv));
@@ -731,6 +751,7 @@ static void seed_summary(const struct seed *s)
 static void seed_free(struct seed *s)
 {
 	nbd_server_free(s->srv);
+	nbd_tls_creds_free(s->tls);
 	cmd_ctl_server_stop(&s->cs);
 	swarm_free(s->sw);
 	if (s->base)
@@ -752,7 +773,8 @@ static int seed_run(struct seed *s)
 
 	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
 		return 1;
-	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0)) ||
+	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0 ||
+	                       export_tls_load(&o->tls, &s->tls) != 0)) ||
 	    seed_open_image(s) != 0 || seed_hash(s) != 0)
 		return 1;
 	if (o->hash_only) {

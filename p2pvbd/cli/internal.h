@@ -11,6 +11,8 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "nbd_tls.h"
+#include "util.h"
 
 struct ctl;
 struct metrics;
@@ -70,6 +72,32 @@ int cmd_ctl_server_start(struct cmd_ctl_server *cs, struct event_base *base, str
 void cmd_ctl_server_stop(struct cmd_ctl_server *cs);
 /* --freeze-on-disconnect: an nbd_server_set_idle_cb callback; arg is the swarm. */
 void cmd_ctl_freeze_on_idle(void *arg);
+
+/* export_tls.c: the NBD export's TLS options, shared by seed and fetch. */
+enum {
+	EXPORT_O_TLS = 512, /* getopt values, above every command's own */
+	EXPORT_O_TLS_PSK,
+	EXPORT_O_TLS_CREDS,
+	EXPORT_O_TLS_VERIFY_PEER
+};
+/* The entries of a command's struct option table. */
+#define EXPORT_TLS_LONG_OPTIONS                                                                    \
+	{"tls", required_argument, NULL, EXPORT_O_TLS},                                            \
+	    {"tls-psk", required_argument, NULL, EXPORT_O_TLS_PSK},                                \
+	    {"tls-creds", required_argument, NULL, EXPORT_O_TLS_CREDS},                            \
+	{                                                                                          \
+		"tls-verify-peer", no_argument, NULL, EXPORT_O_TLS_VERIFY_PEER                     \
+	}
+/* One EXPORT_O_* option c with value arg into t: CMD_PROCEED or the exit code (who: usage). */
+int export_tls_option(struct nbd_tls_opts *t, int c, const char *arg, const char *who);
+/*
+ * Once every option is parsed: the TLS options against -e (export_spec, or
+ * NULL): with credentials TLS is required; a TCP export needs TLS or
+ * --tls=off. Sets t->mode. CMD_PROCEED or the exit code.
+ */
+int export_tls_check(struct nbd_tls_opts *t, const char *export_spec, const char *who);
+/* The credentials t names (*cr = NULL without TLS); 0 or -1 (logged). */
+int export_tls_load(const struct nbd_tls_opts *t, struct nbd_tls_creds **cr);
 
 /* progress.c: a fetch's progress, for people (stdout) and for plots (--progress-log). */
 struct progress;

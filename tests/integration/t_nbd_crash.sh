@@ -92,7 +92,7 @@ note "after kill -9 the image holds every flushed write"
 
 # Resume, exporting over TCP this time: the fetch completes without overwriting the local
 # writes, and a client on TCP sees the model.
-bg_start "$T/resume.log" "$P2PVBD" fetch --no-progress -e 127.0.0.1:0 "$URI" "$T/out.img"
+bg_start "$T/resume.log" "$P2PVBD" fetch --no-progress -e 127.0.0.1:0 --tls=off "$URI" "$T/out.img"
 FETCH_PID=$BG_PID
 wait_for_line "$T/resume.log" 'volume complete and verified' 120 "$FETCH_PID" "the resumed fetch exited before completing" "the resumed fetch did not complete within 120 s"
 addr=$(sed -n 's/^exporting on \(127\.0\.0\.1:[0-9][0-9]*\)$/\1/p' "$T/resume.log")
