@@ -192,6 +192,16 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 
 static void root_broadcast(struct swarm *sw, const struct speer *from);
 
+/* m to every ready peer but the source and except that knows the volume (our map or its root). */
+static void send_to_volume_peers(struct swarm *sw, const struct speer *except,
+                                 const struct wire_msg *m)
+{
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
+		if (sp != except && peer_is_ready(sp->p) && !peer_is_source(sp->p) &&
+		    (sp->map_sent || sp->root_seen))
+			peer_send(sp->p, m);
+}
+
 /* Our root is older than r (signed, same volume): take r; changed pages are fetched again. */
 void root_catch_up(struct swarm *sw, struct speer *sp, struct manifest_root *r)
 {
@@ -227,10 +237,7 @@ static void root_broadcast(struct swarm *sw, const struct speer *from)
 		return;
 	m.u.blob.data = sw->serve.root_blob;
 	m.u.blob.len = (uint32_t)sw->serve.root_blob_len;
-	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		if (sp != from && peer_is_ready(sp->p) && !peer_is_source(sp->p) &&
-		    (sp->map_sent || sp->root_seen))
-			peer_send(sp->p, &m);
+	send_to_volume_peers(sw, from, &m);
 }
 
 /*
@@ -305,10 +312,7 @@ void delta_broadcast(struct swarm *sw, const struct speer *except)
 
 	m.u.blob.data = sw->gens.last_delta;
 	m.u.blob.len = (uint32_t)sw->gens.last_delta_len;
-	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
-		if (sp != except && peer_is_ready(sp->p) && !peer_is_source(sp->p) &&
-		    (sp->map_sent || sp->root_seen))
-			peer_send(sp->p, &m);
+	send_to_volume_peers(sw, except, &m);
 }
 
 /* Keep blob (ours now) as the newest delta, and the current root's encoding. */
