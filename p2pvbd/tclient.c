@@ -43,6 +43,7 @@ struct tclient {
 	uint8_t volume_id[MANIFEST_ID_LEN];
 	uint8_t info_hash[MANIFEST_INFOHASH_LEN];
 	uint8_t peer_id[TCLIENT_PEER_ID_LEN];
+	char key[TCLIENT_KEY_HEX + 1]; /* tclient_announce_key */
 	uint16_t listen_port;
 
 	struct treq req[TREQ_KINDS];
@@ -128,10 +129,10 @@ static char *announce_query(struct tclient *t, const char *event)
 	url_escape(ih, t->info_hash, sizeof(t->info_hash));
 	url_escape(pid, t->peer_id, sizeof(t->peer_id));
 	return xasprintf("%s%cinfo_hash=%s&peer_id=%s&port=%u&uploaded=%llu&downloaded=%llu"
-	                 "&left=%llu&compact=1&numwant=%d%s",
+	                 "&left=%llu&compact=1&numwant=%d&key=%s%s",
 	                 t->announce_path, strchr(t->announce_path, '?') ? '&' : '?', ih, pid,
 	                 t->listen_port, (unsigned long long)up, (unsigned long long)down,
-	                 (unsigned long long)left, TCLIENT_NUMWANT, event);
+	                 (unsigned long long)left, TCLIENT_NUMWANT, t->key, event);
 }
 
 static void announce_now(struct tclient *t)
@@ -315,8 +316,26 @@ static char *sibling_path(const char *path, const char *leaf)
 	return xasprintf("%.*s/%s", (int)dir, path, leaf);
 }
 
+void tclient_announce_key(const uint8_t volume_id[MANIFEST_ID_LEN],
+                          const uint8_t join_secret[VCRYPTO_SECRET_LEN],
+                          char out[TCLIENT_KEY_HEX + 1])
+{
+	static const char domain[] = TCLIENT_KEY_TOKEN_DOMAIN;
+	uint8_t msg[sizeof(domain) - 1 + VCRYPTO_SECRET_LEN + MANIFEST_ID_LEN];
+	uint8_t h[VCRYPTO_HASH_LEN];
+
+	memcpy(msg, domain, sizeof(domain) - 1);
+	memcpy(msg + sizeof(domain) - 1, join_secret, VCRYPTO_SECRET_LEN);
+	memcpy(msg + sizeof(domain) - 1 + VCRYPTO_SECRET_LEN, volume_id, MANIFEST_ID_LEN);
+	vcrypto_hash(h, msg, sizeof(msg));
+	hex_encode(volume_id, MANIFEST_ID_LEN, out);
+	hex_encode(h, (TCLIENT_KEY_HEX - 2 * MANIFEST_ID_LEN) / 2, out + 2 * MANIFEST_ID_LEN);
+	vcrypto_wipe(msg, sizeof(msg));
+}
+
 struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, const char *url,
                             const uint8_t volume_id[MANIFEST_ID_LEN],
+                            const uint8_t join_secret[VCRYPTO_SECRET_LEN],
                             const uint8_t peer_id[TCLIENT_PEER_ID_LEN], uint16_t port,
                             const struct tclient_ops *ops, void *arg)
 {
@@ -360,6 +379,7 @@ struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, con
 	evhttp_uri_free(u);
 	memcpy(t->volume_id, volume_id, MANIFEST_ID_LEN);
 	manifest_infohash(volume_id, t->info_hash);
+	tclient_announce_key(volume_id, join_secret, t->key);
 	memcpy(t->peer_id, peer_id, sizeof(t->peer_id));
 	t->listen_port = port;
 	for (int k = 0; k < TREQ_KINDS; k++) {

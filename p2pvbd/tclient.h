@@ -21,6 +21,7 @@
 
 #include "manifest.h"
 #include "treply.h"
+#include "vcrypto.h"
 
 /* Bound on a reply body: 200 peers of 18 bytes, or 256 receipts of 200 bytes. */
 #define TCLIENT_MAX_BODY (64u * 1024u)
@@ -64,13 +65,29 @@ struct tclient;
 /*
  * A client for the tracker at url ("http://host[:port]/path"; the path is
  * usually /announce). port: where we accept peers (reported to the tracker).
- * Returns NULL (logged) if the URL is unusable. Nothing is sent before
- * tclient_start. ops and arg are borrowed.
+ * join_secret: the volume's, for the announce key (not kept). Returns NULL
+ * (logged) if the URL is unusable. Nothing is sent before tclient_start.
+ * ops and arg are borrowed.
  */
 struct tclient *tclient_new(struct event_base *base, struct evdns_base *dns, const char *url,
                             const uint8_t volume_id[MANIFEST_ID_LEN],
+                            const uint8_t join_secret[VCRYPTO_SECRET_LEN],
                             const uint8_t peer_id[TCLIENT_PEER_ID_LEN], uint16_t port,
                             const struct tclient_ops *ops, void *arg);
+
+/*
+ * The key every member of a volume sends with its announces (BEP 3's key;
+ * PROTOCOL.md §7.8): 64 lower-case hex digits, the volume id then the
+ * first 16 bytes of BLAKE2b-256("p2pvbd-announce-v1" || join secret ||
+ * volume id). The tracker admits to a volume's swarm only announces with
+ * this key and hands each only the peers that sent the same one; the token
+ * proves nothing else (it does not reveal the secret).
+ */
+#define TCLIENT_KEY_HEX          64
+#define TCLIENT_KEY_TOKEN_DOMAIN "p2pvbd-announce-v1"
+void tclient_announce_key(const uint8_t volume_id[MANIFEST_ID_LEN],
+                          const uint8_t join_secret[VCRYPTO_SECRET_LEN],
+                          char out[TCLIENT_KEY_HEX + 1]);
 void tclient_free(struct tclient *t);
 
 /* Announce now (event=started), then keep announcing. */

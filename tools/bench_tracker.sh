@@ -144,11 +144,14 @@ wait_ready() {
 
 # start_ours: sets SRV_PID and PORT. Caps far above the load; the interval is
 # as long as opentracker's (~30 min), so neither expires a peer during a round.
+# All the load comes from 127.0.0.1, so the per-address caps are lifted too.
 start_ours() {
 	local i
 	PORT=
 	taskset -c "$TRACKER_CPU" "$TRACKER" -q -l 127.0.0.1:0 --interval 1800 \
-		--max-swarms $((SWARMS * 2)) --max-peers $((PEERS * 2)) >"$T/ours.log" 2>&1 &
+		--max-swarms $((SWARMS * 2)) --max-peers $((PEERS * 2)) \
+		--max-swarms-per-address $((SWARMS * 2)) --max-peers-per-address $((PEERS * 2)) \
+		--max-connections-per-address $((CONNS * 2)) >"$T/ours.log" 2>&1 &
 	SRV_PID=$!
 	for ((i = 0; i < START_TENTHS; i++)); do
 		PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/ours.log")

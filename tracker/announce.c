@@ -11,6 +11,9 @@
 #include "util.h"
 #include "vcrypto.h"
 
+_Static_assert(ANNOUNCE_ID_LEN + ANNOUNCE_TOKEN_LEN == ANNOUNCE_MAX_KEY,
+               "a p2pvbd key is kept in announce_req.key");
+
 /* The parameters the announce parser knows; each may appear once. */
 enum param {
 	P_INFO_HASH,
@@ -248,8 +251,18 @@ static int announce_pair(void *vctx, const char *k, size_t klen, const char *v, 
 		r->ip[n] = '\0';
 		return 0;
 	case P_KEY:
+		if (n == ANNOUNCE_P2PVBD_KEY_HEX &&
+		    hex_decode((const char *)val, (size_t)n, r->key, ANNOUNCE_MAX_KEY) == 0) {
+			/* A p2pvbd member's key: volume id || token (PROTOCOL.md §7.8). */
+			r->p2pvbd = 1;
+			r->key_len = ANNOUNCE_MAX_KEY;
+			memcpy(r->p2pvbd_volume, r->key, ANNOUNCE_ID_LEN);
+			memcpy(r->p2pvbd_token, r->key + ANNOUNCE_ID_LEN, ANNOUNCE_TOKEN_LEN);
+			return 0;
+		}
 		if (n > ANNOUNCE_MAX_KEY) {
-			set_err(err, errlen, "%s too long (32 bytes at most)", name);
+			set_err(err, errlen,
+			        "%s too long (32 bytes, or a p2pvbd key of 64 hex digits)", name);
 			return -1;
 		}
 		memcpy(r->key, val, (size_t)n);

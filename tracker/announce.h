@@ -29,6 +29,13 @@
 #define ANNOUNCE_MAX_PARAMS 64
 /* The "key" parameter, decoded; clients send 4 to 8 bytes. */
 #define ANNOUNCE_MAX_KEY 32
+/*
+ * A p2pvbd member's key (PROTOCOL.md §7.8): exactly 64 hex digits, the
+ * volume id then the announce token derived from the join secret. It is
+ * kept as those 32 bytes (ANNOUNCE_MAX_KEY).
+ */
+#define ANNOUNCE_P2PVBD_KEY_HEX 64
+#define ANNOUNCE_TOKEN_LEN      16
 /* The "ip" parameter: the longest textual IPv6 address (INET6_ADDRSTRLEN - 1). */
 #define ANNOUNCE_MAX_IP          45
 #define ANNOUNCE_NUMWANT_DEFAULT 50
@@ -60,6 +67,10 @@ struct announce_req {
 	char ip[ANNOUNCE_MAX_IP + 1]; /* "" if absent; not validated as an address */
 	uint8_t key[ANNOUNCE_MAX_KEY];
 	size_t key_len; /* 0 if absent */
+	/* The key has the p2pvbd form: key[] holds volume || token, also here. */
+	int p2pvbd;
+	uint8_t p2pvbd_volume[ANNOUNCE_ID_LEN];
+	uint8_t p2pvbd_token[ANNOUNCE_TOKEN_LEN];
 };
 
 /* A validated scrape: 0 info hashes means "every swarm". Duplicates are kept. */

@@ -32,6 +32,8 @@
 #include "cli/cli.h"
 #include "manifest.h"
 #include "parse.h"
+#include "ratelim.h"
+#include "tconn.h"
 #include "tmetrics.h"
 #include "tracker.h"
 #include "util.h"
@@ -42,12 +44,12 @@
 #define MAX_HEADERS_SIZE (16 * 1024)
 /* Request bodies: only POST /receipt has one (MANIFEST_RECEIPT_LEN bytes). */
 #define MAX_BODY_SIZE 4096
-/* Seconds a client may take to send its request before the connection is closed. */
-#define HTTP_TIMEOUT_S 10
 /* Option bounds: keep the configured worst case within reason. */
 #define MAX_INTERVAL     86400
 #define MAX_SWARMS_LIMIT 10000000u
 #define MAX_PEERS_LIMIT  100000u
+#define MAX_CONNS_LIMIT  1000000u
+#define MAX_TIMEOUT_S    3600
 /* The longest expiry sweep period; a dropped peer lingers at most this much past its timeout. */
 #define SWEEP_MAX_S 5
 
@@ -75,7 +77,19 @@ static const char usage_text[] =
     "  GET /metrics    counters and gauges in Prometheus' text format (0.0.4).\n"
     "\n"
     "A p2pvbd volume's info_hash is the first 20 bytes of\n"
-    "BLAKE2b-256(\"p2pvbd-infohash-v1\" || volume id).\n"
+    "BLAKE2b-256(\"p2pvbd-infohash-v1\" || volume id). Its members announce with\n"
+    "key=<volume id><token from the join secret> (64 hex digits); once one has, the\n"
+    "swarm admits only announces with such a key and hands each only the peers that\n"
+    "sent the same key, so a client without the join secret cannot join or fill it.\n"
+    "Ordinary torrents are unaffected.\n"
+    "\n"
+    "Limits per source address (IPv6: per /64): connections open at once, swarms\n"
+    "created, peers in one swarm. A connection is closed --request-timeout seconds\n"
+    "after it was accepted, however busy. At --max-connections, or when accept()\n"
+    "runs out of file descriptors, the tracker stops accepting until a connection\n"
+    "closes. At start the soft file descriptor limit is raised as far as the hard\n"
+    "one allows, up to what --max-connections needs. Repeated log lines are\n"
+    "suppressed after 5 in 10 s, and counted.\n"
     "\n"
     "Malformed requests get HTTP 400 and a bencoded \"failure reason\". A valid\n"
     "announce past a cap gets HTTP 200 and a \"failure reason\" saying which.\n"
@@ -90,7 +104,18 @@ static const char usage_text[] =
     "                          1 to 86400); \"min interval\" is half of it\n"
     "      --max-swarms N      swarms at once (default 10000)\n"
     "      --max-peers N       peers per swarm (default 1000); memory is about\n"
-    "                          120 bytes per peer\n"
+    "                          140 bytes per peer\n"
+    "      --max-swarms-per-address N\n"
+    "                          swarms one address may create (default 256)\n"
+    "      --max-peers-per-address N\n"
+    "                          peers one address may hold in one swarm (default 32)\n"
+    "      --max-connections N connections open at once (default 16384, or fewer\n"
+    "                          if the file descriptor limit allows fewer)\n"
+    "      --max-connections-per-address N\n"
+    "                          connections open at once from one address (default 32)\n"
+    "      --request-timeout SECS\n"
+    "                          seconds from accepting a connection until it is closed,\n"
+    "                          request or not (default 10, 1 to 3600)\n"
     "  -q, --quiet             only log errors\n"
     "  -v, --verbose           log every request\n"
     "  -V, --version           print the version and exit\n"
@@ -103,6 +128,7 @@ struct server {
 	struct event_base *base;
 	struct evhttp *http;
 	struct tracker *tracker;
+	struct tconn *tconn; /* which connections are taken, and for how long */
 	struct event *sweep;
 	struct event *sigs[CLI_NSIGNALS]; /* SIGINT, SIGTERM, SIGHUP: stop */
 	struct tmetrics metrics;
@@ -196,7 +222,7 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 {
 	struct announce_req rq;
 	struct announce_reply rep;
-	struct tracker_addr from;
+	struct tracker_addr from, src;
 	char err[128], hex[2 * ANNOUNCE_HASH_LEN + 1], where[INET6_ADDRSTRLEN + 8];
 	uint8_t peers4[ANNOUNCE_NUMWANT_MAX * ANNOUNCE_PEER4_LEN];
 	uint8_t peers6[ANNOUNCE_NUMWANT_MAX * ANNOUNCE_PEER6_LEN];
@@ -214,6 +240,7 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 		reply_failure(sv, req, 400, "unknown remote address");
 		return;
 	}
+	src = from; /* the per-address caps count the connection's address, not ip= */
 	if (rq.ip[0] != '\0' && addr_is_loopback(&from)) {
 		/* Only a local client may name another address (tests, NAT helpers on the host). */
 		struct tracker_addr alt = {0};
@@ -226,12 +253,16 @@ static void handle_announce(struct server *sv, struct evhttp_request *req, const
 			from = alt;
 	}
 	from.port = rq.port;
+	src.port = rq.port; /* for the log */
 
 	npeer = sv->tracker->npeer;
-	if (tracker_announce(sv->tracker, &rq, &from, mono_s(), &rep, peers4, peers6, &why) < 0) {
+	if (tracker_announce_src(sv->tracker, &rq, &from, &src, mono_s(), &rep, peers4, peers6,
+	                         &why) < 0) {
 		sv->metrics.announces[rq.event][TMETRICS_REFUSED]++;
 		hex_encode(rq.info_hash, ANNOUNCE_HASH_LEN, hex);
-		log_warn("announce for %s refused: %s", hex, why);
+		addr_format(&src, where, sizeof(where));
+		/* Limited: anyone can send refused announces as fast as they like. */
+		log_limited(LOG_LEVEL_WARN, "announce for %s from %s refused: %s", hex, where, why);
 		reply_failure(sv, req, 200, why);
 		return;
 	}
@@ -533,12 +564,26 @@ static int opt_uint(const char *s, int duration, uint64_t min, uint64_t max, uns
 
 int main(int argc, char **argv)
 {
-	enum { OPT_INTERVAL = 256, OPT_MAX_SWARMS, OPT_MAX_PEERS };
+	enum {
+		OPT_INTERVAL = 256,
+		OPT_MAX_SWARMS,
+		OPT_MAX_PEERS,
+		OPT_SWARMS_PER_ADDR,
+		OPT_PEERS_PER_ADDR,
+		OPT_MAX_CONNS,
+		OPT_CONNS_PER_ADDR,
+		OPT_TIMEOUT,
+	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"interval", required_argument, NULL, OPT_INTERVAL},
 	    {"max-swarms", required_argument, NULL, OPT_MAX_SWARMS},
 	    {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+	    {"max-swarms-per-address", required_argument, NULL, OPT_SWARMS_PER_ADDR},
+	    {"max-peers-per-address", required_argument, NULL, OPT_PEERS_PER_ADDR},
+	    {"max-connections", required_argument, NULL, OPT_MAX_CONNS},
+	    {"max-connections-per-address", required_argument, NULL, OPT_CONNS_PER_ADDR},
+	    {"request-timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -549,7 +594,16 @@ int main(int argc, char **argv)
 	    .interval = TRACKER_INTERVAL_DEFAULT,
 	    .max_swarms = TRACKER_MAX_SWARMS_DEFAULT,
 	    .max_peers = TRACKER_MAX_PEERS_DEFAULT,
+	    .max_swarms_per_addr = TRACKER_MAX_SWARMS_PER_ADDR_DEFAULT,
+	    .max_peers_per_addr = TRACKER_MAX_PEERS_PER_ADDR_DEFAULT,
 	};
+	struct tconn_config ccfg = {
+	    .max_conns = TCONN_MAX_DEFAULT,
+	    .max_per_addr = TCONN_PER_ADDR_DEFAULT,
+	    .timeout_s = TCONN_TIMEOUT_DEFAULT_S,
+	};
+	unsigned budget;
+	int conns_set = 0;
 	const char *listen_addr = "0.0.0.0:6969";
 	int level = LOG_LEVEL_INFO, c, rc = 1;
 	char host[256], shown[300];
@@ -583,6 +637,33 @@ int main(int argc, char **argv)
 				return cli_usage_error("p2pvbd-tracker", "bad --max-peers: %s",
 				                       optarg);
 			break;
+		case OPT_SWARMS_PER_ADDR:
+			if (opt_uint(optarg, 0, 1, MAX_SWARMS_LIMIT, &cfg.max_swarms_per_addr) < 0)
+				return cli_usage_error("p2pvbd-tracker",
+				                       "bad --max-swarms-per-address: %s", optarg);
+			break;
+		case OPT_PEERS_PER_ADDR:
+			if (opt_uint(optarg, 0, 1, MAX_PEERS_LIMIT, &cfg.max_peers_per_addr) < 0)
+				return cli_usage_error("p2pvbd-tracker",
+				                       "bad --max-peers-per-address: %s", optarg);
+			break;
+		case OPT_MAX_CONNS:
+			if (opt_uint(optarg, 0, 1, MAX_CONNS_LIMIT, &ccfg.max_conns) < 0)
+				return cli_usage_error("p2pvbd-tracker",
+				                       "bad --max-connections: %s", optarg);
+			conns_set = 1;
+			break;
+		case OPT_CONNS_PER_ADDR:
+			if (opt_uint(optarg, 0, 1, MAX_CONNS_LIMIT, &ccfg.max_per_addr) < 0)
+				return cli_usage_error("p2pvbd-tracker",
+				                       "bad --max-connections-per-address: %s",
+				                       optarg);
+			break;
+		case OPT_TIMEOUT:
+			if (opt_uint(optarg, 1, 1, MAX_TIMEOUT_S, &ccfg.timeout_s) < 0)
+				return cli_usage_error("p2pvbd-tracker",
+				                       "bad --request-timeout: %s", optarg);
+			break;
 		case 'q':
 			level = LOG_LEVEL_ERROR;
 			break;
@@ -612,6 +693,19 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	ratelim_route_libevent();
+
+	/* Connections are capped below the descriptor limit, so that accept() never runs out. */
+	budget = tconn_fd_budget(ccfg.max_conns);
+	if (budget < ccfg.max_conns) {
+		if (conns_set)
+			log_warn("--max-connections %u is more than the file descriptor limit "
+			         "allows (%u); accepting pauses whenever descriptors run out "
+			         "(raise it with ulimit -n or LimitNOFILE=)",
+			         ccfg.max_conns, budget);
+		else
+			ccfg.max_conns = budget;
+	}
 
 	/*
 	 * evhttp adds and deletes read and write events several times for every
@@ -634,7 +728,7 @@ int main(int argc, char **argv)
 	evhttp_set_allowed_methods(sv.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
 	evhttp_set_max_headers_size(sv.http, MAX_HEADERS_SIZE);
 	evhttp_set_max_body_size(sv.http, MAX_BODY_SIZE);
-	evhttp_set_timeout(sv.http, HTTP_TIMEOUT_S);
+	evhttp_set_timeout(sv.http, (int)ccfg.timeout_s);
 	evhttp_set_gencb(sv.http, on_request, &sv);
 
 	bound = evhttp_bind_socket_with_handle(sv.http, host, (ev_uint16_t)port);
@@ -648,6 +742,7 @@ int main(int argc, char **argv)
 	}
 	port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 	                                      : ((struct sockaddr_in *)&ss)->sin_port);
+	sv.tconn = tconn_new(sv.base, sv.http, bound, &ccfg);
 
 	sv.tracker = tracker_new(&cfg);
 	sv.metrics.start_wall = (uint64_t)time(NULL);
@@ -663,8 +758,10 @@ int main(int argc, char **argv)
 	snprintf(shown, sizeof(shown), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 	printf("listening on %s\n", shown);
 	fflush(stdout);
-	log_info("listening on %s (interval %u s, max %u swarms of %u peers)", shown, cfg.interval,
-	         cfg.max_swarms, cfg.max_peers);
+	log_info("listening on %s (interval %u s, max %u swarms of %u peers; per address: %u "
+	         "swarms, %u peers per swarm, %u connections; %u connections, %u s each)",
+	         shown, cfg.interval, cfg.max_swarms, cfg.max_peers, cfg.max_swarms_per_addr,
+	         cfg.max_peers_per_addr, ccfg.max_per_addr, ccfg.max_conns, ccfg.timeout_s);
 
 	/* Under systemd (Type=notify): the socket is bound and listening. */
 	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", shown);
@@ -678,7 +775,9 @@ out:
 	if (sv.sweep)
 		event_free(sv.sweep);
 	cli_signals_free(sv.sigs);
+	tconn_closing(sv.tconn);
 	evhttp_free(sv.http);
+	tconn_free(sv.tconn);
 	tracker_free(sv.tracker);
 	event_base_free(sv.base);
 	return rc;

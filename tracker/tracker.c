@@ -15,6 +15,7 @@
 
 #include "tracker.h"
 #include "util.h"
+#include "vcrypto.h"
 
 /* The largest bucket array we allocate (8 MiB of pointers); beyond it chains get longer. */
 #define MAX_BUCKETS (1u << 20)
@@ -75,6 +76,7 @@ struct tracker *tracker_new(const struct tracker_config *cfg)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	t->rng_seed = mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)t);
 	t->rng = t->rng_seed | 1;
+	t->created = addrtab_new(cfg->max_swarms / 4, mix(t->rng_seed + 1));
 	return t;
 }
 
@@ -98,6 +100,7 @@ void tracker_free(struct tracker *t)
 	}
 	free(t->bucket);
 	free(t->receipt);
+	addrtab_free(t->created);
 	free(t);
 }
 
@@ -123,6 +126,7 @@ static void swarm_unlink(struct tracker *t, struct tracker_swarm *s)
 		pp = &(*pp)->next;
 	*pp = s->next;
 	t->nswarm--;
+	addrtab_sub(t->created, &s->creator);
 	swarm_free(s);
 }
 
@@ -163,6 +167,12 @@ static void reply_add(struct announce_reply *rep, uint8_t *peers4, uint8_t *peer
 	o[1] = (uint8_t)p->addr.port;
 }
 
+/* Both peers sent the same key (for a p2pvbd swarm: the same volume and token). */
+static int same_key(const struct tracker_peer *a, const struct tracker_peer *b)
+{
+	return b != NULL && a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
 /*
  * Pick up to want peers of s other than `self`, starting at a random
  * index so that every peer gets handed out. A seed is not sent other
@@ -184,26 +194,80 @@ static void pick_peers(struct tracker *t, const struct tracker_swarm *s,
 			continue;
 		if (self != NULL && self->left == 0 && p->left == 0)
 			continue;
+		if (s->p2pvbd && !same_key(p, self))
+			continue; /* another token: not a member of the volume we know */
 		reply_add(rep, peers4, peers6, p);
 	}
+}
+
+int tracker_is_p2pvbd(const struct announce_req *rq)
+{
+	uint8_t ih[MANIFEST_INFOHASH_LEN];
+
+	if (!rq->p2pvbd)
+		return 0;
+	manifest_infohash(rq->p2pvbd_volume, ih);
+	return memcmp(ih, rq->info_hash, ANNOUNCE_HASH_LEN) == 0;
+}
+
+/*
+ * s has just become a p2pvbd volume's swarm: drop the peers that did not
+ * announce with a key of that volume. None of them can be a member (every
+ * member sends the key); they are what a non-member put there first.
+ */
+static void swarm_seal(struct tracker *t, struct tracker_swarm *s)
+{
+	s->p2pvbd = 1;
+	for (unsigned i = 0; i < s->npeer;) {
+		if (!s->peer[i].p2pvbd)
+			peer_remove(t, s, i);
+		else
+			i++;
+	}
+}
+
+/* Peers of s whose announces come from k. */
+static unsigned peers_from(const struct tracker_swarm *s, const struct addrtab_key *k)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < s->npeer; i++)
+		n += memcmp(s->peer[i].src.b, k->b, ADDRTAB_KEY_LEN) == 0;
+	return n;
 }
 
 int tracker_announce(struct tracker *t, const struct announce_req *rq,
                      const struct tracker_addr *from, uint64_t now, struct announce_reply *rep,
                      uint8_t *peers4, uint8_t *peers6, const char **why)
 {
+	return tracker_announce_src(t, rq, from, from, now, rep, peers4, peers6, why);
+}
+
+int tracker_announce_src(struct tracker *t, const struct announce_req *rq,
+                         const struct tracker_addr *from, const struct tracker_addr *src,
+                         uint64_t now, struct announce_reply *rep, uint8_t *peers4, uint8_t *peers6,
+                         const char **why)
+{
 	struct tracker_swarm *s = tracker_find(t, rq->info_hash);
 	struct tracker_peer *p = s ? peer_find(s, rq->peer_id) : NULL;
+	int member = tracker_is_p2pvbd(rq);
+	struct addrtab_key srck;
 
 	memset(rep, 0, sizeof(*rep));
 	rep->interval = t->cfg.interval;
 	rep->min_interval = t->cfg.interval / 2 > 0 ? t->cfg.interval / 2 : 1;
 	rep->peers4 = peers4;
 	rep->peers6 = peers6;
+	addrtab_key(src->family, src->ip, &srck);
 
 	if (p != NULL && p->key_len > 0 &&
 	    (p->key_len != rq->key_len || memcmp(p->key, rq->key, p->key_len) != 0)) {
 		*why = "this peer_id is registered with another key";
+		return -1;
+	}
+	if (s != NULL && s->p2pvbd && !member) {
+		*why = "this swarm is a p2pvbd volume's: announces need the key derived from its "
+		       "join secret (p2pvbd fetch and seed send it)";
 		return -1;
 	}
 
@@ -229,17 +293,35 @@ int tracker_announce(struct tracker *t, const struct announce_req *rq,
 			*why = "tracker full: too many swarms (--max-swarms)";
 			return -1;
 		}
+		if (t->cfg.max_swarms_per_addr > 0 &&
+		    addrtab_count(t->created, &srck) >= t->cfg.max_swarms_per_addr) {
+			*why = "too many swarms created from your address "
+			       "(--max-swarms-per-address)";
+			return -1;
+		}
 		s = xcalloc(1, sizeof(*s));
 		memcpy(s->info_hash, rq->info_hash, ANNOUNCE_HASH_LEN);
+		s->creator = srck;
+		addrtab_add(t->created, &srck);
 		b = bucket_of(t, s->info_hash);
 		s->next = t->bucket[b];
 		t->bucket[b] = s;
 		t->nswarm++;
 	}
+	if (member && !s->p2pvbd) {
+		swarm_seal(t, s);
+		p = peer_find(s, rq->peer_id); /* peers moved */
+	}
 	if (p == NULL) {
 		if (s->npeer >= t->cfg.max_peers) {
 			*why = "swarm full: too many peers (--max-peers)";
-			return -1;
+			goto refused;
+		}
+		if (t->cfg.max_peers_per_addr > 0 &&
+		    peers_from(s, &srck) >= t->cfg.max_peers_per_addr) {
+			*why = "too many peers from your address in this swarm "
+			       "(--max-peers-per-address)";
+			goto refused;
 		}
 		if (s->npeer == s->cap) {
 			s->cap = s->cap ? s->cap * 2 : 4;
@@ -252,6 +334,8 @@ int tracker_announce(struct tracker *t, const struct announce_req *rq,
 		memcpy(p->peer_id, rq->peer_id, ANNOUNCE_PEER_ID_LEN);
 		memcpy(p->key, rq->key, rq->key_len);
 		p->key_len = (uint8_t)rq->key_len;
+		p->p2pvbd = (uint8_t)member;
+		p->src = srck;
 		p->left = UINT64_MAX; /* not a seed until it says so, below */
 		t->npeer++;
 	}
@@ -265,6 +349,7 @@ int tracker_announce(struct tracker *t, const struct announce_req *rq,
 		s->downloaded++;
 	}
 	p->addr = *from;
+	p->src = srck;
 	p->uploaded = rq->uploaded;
 	p->downloaded = rq->downloaded;
 	p->left = rq->left;
@@ -274,6 +359,12 @@ int tracker_announce(struct tracker *t, const struct announce_req *rq,
 	rep->incomplete = s->npeer - s->complete;
 	pick_peers(t, s, p, rq->numwant, rep, peers4, peers6);
 	return 0;
+
+refused:
+	/* A swarm this announce just created (or emptied, by sealing it) holds no one. */
+	if (s->npeer == 0)
+		swarm_unlink(t, s);
+	return -1;
 }
 
 static void scrape_fill(const struct tracker_swarm *s, struct announce_scrape_entry *e)

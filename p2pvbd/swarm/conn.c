@@ -551,9 +551,10 @@ void swarm_start(struct swarm *sw)
 	if (sw->o.ntrackers > 0) {
 		sw->conn.trackers = xcalloc((size_t)sw->o.ntrackers, sizeof(*sw->conn.trackers));
 		for (int i = 0; i < sw->o.ntrackers; i++) {
-			struct tclient *t = tclient_new(
-			    sw->o.base, sw->conn.ctx.dns, sw->o.trackers[i], sw->o.volume_id,
-			    sw->conn.peer_id, sw->conn.listen_port, &on_tracker_ops, sw);
+			struct tclient *t =
+			    tclient_new(sw->o.base, sw->conn.ctx.dns, sw->o.trackers[i],
+			                sw->o.volume_id, sw->o.join_secret, sw->conn.peer_id,
+			                sw->conn.listen_port, &on_tracker_ops, sw);
 
 			if (t == NULL)
 				continue; /* logged; the other trackers and peers may do */

@@ -4,7 +4,8 @@
  * announce_parse_scrape): query strings come from anyone who can reach the
  * tracker. Invariants: every refusal says why; what parses is within its
  * documented bounds; the bencoded reply built from a parsed request (through
- * a small, persistent tracker table), the failure reply and the scrape reply
+ * a small, persistent tracker table with per-address caps and p2pvbd keys),
+ * the failure reply and the scrape reply
  * are well-formed bencode with sorted dictionary keys and no trailing bytes.
  */
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "announce.h"
+#include "manifest.h"
 #include "tracker.h"
 #include "util.h"
 #include "vcrypto.h"
@@ -122,12 +124,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *q = (const char *)data;
 	struct announce_benc b;
 	struct announce_reply rep;
-	struct tracker_addr from = {.family = 4, .ip = {127, 0, 0, 1}};
+	struct tracker_addr from = {.family = 4, .ip = {127, 0, 0, 1}}, src;
 	const char *why = NULL;
 	char err[128];
 
 	if (t == NULL) {
-		struct tracker_config cfg = {.interval = 1, .max_swarms = 8, .max_peers = 8};
+		struct tracker_config cfg = {.interval = 1,
+		                             .max_swarms = 8,
+		                             .max_peers = 8,
+		                             .max_swarms_per_addr = 4,
+		                             .max_peers_per_addr = 3};
 
 		if (vcrypto_init() < 0)
 			abort();
@@ -152,10 +158,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(from.ip, r.peer_id, 16);
 		}
 		from.port = r.port;
+		/* The connection's address: one of four, so that the per-address caps bite. */
+		src = from;
+		src.ip[3] ^= r.peer_id[19] & 3;
+		/* A p2pvbd key: half the time for its own volume's swarm (a member, or not). */
+		if (r.p2pvbd && (r.info_hash[2] & 1))
+			manifest_infohash(r.p2pvbd_volume, r.info_hash);
 		now += r.info_hash[1] & 3;
 		tracker_expire(t, now);
 		announce_benc_init(&b, buf, sizeof(buf));
-		if (tracker_announce(t, &r, &from, now, &rep, p4, p6, &why) < 0) {
+		if (tracker_announce_src(t, &r, &from, &src, now, &rep, p4, p6, &why) < 0) {
 			if (why == NULL)
 				abort();
 			announce_encode_failure(&b, why);
