@@ -395,3 +395,26 @@ need_qemu_system() {
 		exit 0
 	fi
 }
+
+# start_tracker [ARGS...]: start "p2pvbd-tracker -l 127.0.0.1:0 ARGS" (the tracker beside
+# $P2PVBD) in the background, log in $T/tracker.log, and wait (10 s at most) until it says its
+# port. Sets TRACKER, TPID, TPORT and TURL (http://127.0.0.1:TPORT).
+TRACKER=$(dirname "$P2PVBD")/p2pvbd-tracker
+TPID=
+TPORT=
+TURL=
+start_tracker() {
+	local i
+	[[ -x $TRACKER ]] || fail "tracker binary not found: $TRACKER"
+	bg_start "$T/tracker.log" "$TRACKER" -l 127.0.0.1:0 "$@"
+	TPID=$BG_PID
+	TPORT=
+	for ((i = 0; i < 100; i++)); do
+		TPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/tracker.log")
+		[[ -n $TPORT ]] && break
+		kill -0 "$TPID" 2>/dev/null || fail "the tracker exited at start: $(tail -3 "$T/tracker.log")"
+		sleep 0.1
+	done
+	[[ -n $TPORT ]] || fail "the tracker printed no 'listening on' line"
+	TURL=http://127.0.0.1:$TPORT
+}

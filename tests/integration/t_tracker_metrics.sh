@@ -12,8 +12,6 @@
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
 
-TRACKER=$(dirname "$P2PVBD")/p2pvbd-tracker
-[[ -x $TRACKER ]] || fail "tracker binary not found: $TRACKER"
 PY=/usr/bin/python3
 "$PY" -c 'import prometheus_client.parser' 2>/dev/null ||
 	fail "python3-prometheus-client is missing (tools/install-deps.sh)"
@@ -111,16 +109,7 @@ get() { # get URL: HTTP status code
 
 # ---- the tracker, with curl --------------------------------------------------
 # A long interval: nothing expires during the test, so whatever leaves does so by event=stopped.
-bg_start "$T/tracker.log" "$TRACKER" -l 127.0.0.1:0 --interval 60 -v
-TPID=$BG_PID
-for ((i = 0; i < 100; i++)); do
-	TPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/tracker.log")
-	[[ -n $TPORT ]] && break
-	kill -0 "$TPID" 2>/dev/null || fail "the tracker exited at start"
-	sleep 0.1
-done
-[[ -n $TPORT ]] || fail "the tracker printed no 'listening on' line"
-TURL=http://127.0.0.1:$TPORT
+start_tracker --interval 60 -v
 
 metrics m0
 for ev in none started completed stopped; do
