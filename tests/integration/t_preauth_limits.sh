@@ -11,6 +11,8 @@
 #   (c) 10 idle connections from one address (127.0.0.3): the last 6 are refused at once
 #       (PREAUTH_PER_ADDR is 4) while the first 4 stay, status --json counts 6 refused, and a
 #       real fetch from 127.0.0.1 completes meanwhile.
+#   (d) the same against a fetch's own listener (a --mirror fetch with -l): 10 idle connections
+#       from 127.0.0.4, the last 6 refused, while another fetch gets chunks from the mirror.
 # fast
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
@@ -89,6 +91,34 @@ status s1
 refused=$(jget "$T/s1.st" 'd["handshakes_refused"]')
 ((refused == 6)) || fail "(c) status counts $refused handshakes refused, not 6: $(cat "$T/s1.st")"
 stop_pid "$PERADDR_PID"
+
+# (d) A fetch's own listener (-l) is guarded alike: a mirror of s1, then (c) against it.
+note "(d) 10 idle connections from 127.0.0.4 to a mirror fetch's listener; a fetch from it"
+bg_start "$T/mirror.log" "$P2PVBD" fetch --no-progress --mirror -l 127.0.0.1:0 \
+	--ctl "$T/mirror.ctl" "$URI1" "$T/mirror.img"
+MIRROR_PID=$BG_PID
+wait_for_line "$T/mirror.log" '^listening on 127\.0\.0\.1:[0-9]+$' 30 "$MIRROR_PID" \
+	"(d) the mirror fetch exited" "(d) the mirror fetch did not listen within 30 s"
+MPORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/mirror.log" | head -n 1)
+bg_start "$T/peraddr-m.log" python3 "$HALFOPEN" idle --port "$MPORT" --src 127.0.0.4 --count 10 \
+	--seconds 8 --state "$T/peraddr-m.json"
+PERADDR_PID=$BG_PID
+wait_state "$T/peraddr-m.json" 'd["closed"] >= 6' 6 ||
+	fail "(d) of 10 connections to the mirror, $(jget "$T/peraddr-m.json" 'd["closed"]') were refused, not 6"
+# A fetch that knows the mirror and the seed: destinations are asked before the source, so the
+# mirror serves through its listener (its receipt still goes to the seed, which answers at once).
+expect_rc 0 fetch-d "$P2PVBD" fetch -q --give-up 15 --stats "$T/d.stats" \
+	"$URI1&peer=127.0.0.1:$MPORT" "$T/out-d.img"
+cmp "$T/src.img" "$T/out-d.img" || fail "(d) the fetched image differs"
+from_mirror=$(stat_get "$T/d.stats" bytes_from_peers)
+((from_mirror > 0)) || fail "(d) the mirror served nothing through its listener: $(cat "$T/d.stats")"
+[[ $(jget "$T/peraddr-m.json" 'sorted(d["closed_idx"])') == "[4, 5, 6, 7, 8, 9]" ]] ||
+	fail "(d) closed were not the last 6 of 10: $(cat "$T/peraddr-m.json")"
+status mirror
+refused=$(jget "$T/mirror.st" 'd["handshakes_refused"]')
+((refused == 6)) || fail "(d) the mirror counts $refused handshakes refused, not 6: $(cat "$T/mirror.st")"
+stop_pid "$PERADDR_PID"
+stop_pid "$MIRROR_PID"
 
 # (b) Slow loris: a HELLO a byte a second, from 24 addresses, against a 3 s deadline.
 seed_up s2 "$T/src2.img" --timeout 3
