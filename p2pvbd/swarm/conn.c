@@ -354,7 +354,7 @@ static void refuse_socket(evutil_socket_t fd, uint16_t code, const char *text)
 }
 
 /* Make room for, or refuse, a handshake from a; 0 if it may go on. */
-static int preauth_admit(struct swarm *sw, const struct preauth_addr *a, const char *who)
+static int conn_admit(struct swarm *sw, const struct preauth_addr *a, const char *who)
 {
 	void *victim;
 	struct speer *v;
@@ -400,7 +400,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, who, sizeof(who));
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, who, sizeof(who));
-	if (preauth_admit(sw, &a, who) != 0) {
+	if (conn_admit(sw, &a, who) != 0) {
 		refuse_socket(fd, WIRE_E_BUSY,
 		              "too many handshakes from your address; try again later");
 		return;
