@@ -159,6 +159,18 @@ void metrics_render(struct evbuffer *o, const struct swarm_status *st,
 	        st->receipts);
 	counter(o, "p2pvbd_deltas_total", "Deltas published (seed) or applied (fetch).",
 	        stats->deltas);
+	gauge(o, "p2pvbd_handshakes_in_progress", "Accepted connections not authenticated yet.",
+	      st->handshakes);
+	counter(o, "p2pvbd_handshakes_refused_total",
+	        "Accepted connections closed at once: too many handshakes from their address.",
+	        st->handshakes_refused);
+	counter(o, "p2pvbd_handshakes_dropped_total",
+	        "Handshakes closed to make room for a newer one: too many in progress.",
+	        st->handshakes_dropped);
+	counter(o, "p2pvbd_handshakes_late_total", "Handshakes not done within their deadline.",
+	        st->handshakes_late);
+	counter(o, "p2pvbd_frames_late_total", "Peers dropped for a frame that arrived too slowly.",
+	        st->frames_late);
 
 	gauge(o, "p2pvbd_generation", "Generation of the manifest in use.", (double)st->generation);
 	gauge(o, "p2pvbd_final", "1 if the generation in use is final (the source froze).",
@@ -260,6 +272,12 @@ void metrics_status_json(struct evbuffer *o, const struct swarm_status *st,
 	    st->faults_waiting);
 	if (st->seed)
 		put(o, ",\"receipts\":%llu", (unsigned long long)st->receipts);
+	put(o,
+	    ",\"handshakes_in_progress\":%d,\"handshakes_refused\":%llu,"
+	    "\"handshakes_dropped\":%llu,\"handshakes_late\":%llu,\"frames_late\":%llu",
+	    st->handshakes, (unsigned long long)st->handshakes_refused,
+	    (unsigned long long)st->handshakes_dropped, (unsigned long long)st->handshakes_late,
+	    (unsigned long long)st->frames_late);
 	put(o, ",\"peers\":[");
 	for (int i = 0; i < npeers; i++) {
 		const struct swarm_peer_info *p = &peers[i];

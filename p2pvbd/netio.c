@@ -126,3 +126,10 @@ void netio_reader_consumed(struct netio_reader *r)
 			netio_update(r);
 	}
 }
+
+void netio_reader_set_high(struct netio_reader *r, size_t high)
+{
+	r->high = high;
+	if (r->in != NULL)
+		netio_reader_consumed(r);
+}

@@ -51,5 +51,7 @@ void netio_reader_pause(struct netio_reader *r);
 void netio_reader_resume(struct netio_reader *r);
 /* The owner consumed input: reading restarts if it had stopped at `high`. */
 void netio_reader_consumed(struct netio_reader *r);
+/* Change `high` (e.g. once a connection is trusted with more); reading restarts if below it. */
+void netio_reader_set_high(struct netio_reader *r, size_t high);
 
 #endif

@@ -31,6 +31,16 @@
  */
 #define PEER_IN_HIGH (2u * (WIRE_MAX_MSG + WIRE_TAG_LEN + WIRE_FRAME_HDR_LEN))
 
+/*
+ * Before authentication, input is read until this many bytes wait: the
+ * handshake needs 96 bytes (HELLO) and then 121 (the AUTH frame), so a
+ * stranger cannot make us buffer more than one read's worth.
+ */
+#define PEER_HANDSHAKE_IN_HIGH 4096u
+
+/* The first frame each way is AUTH (PROTOCOL.md §6.1): its ciphertext length, exactly. */
+#define PEER_AUTH_CT_LEN (1u + WIRE_KEY_LEN + 4u + WIRE_SIG_LEN + WIRE_TAG_LEN)
+
 /* Most bytes moved by one read or write system call. */
 #define PEER_IO_MAX (1024u * 1024u)
 
@@ -41,11 +51,23 @@ static void peer_process_input(struct peer *p, struct evbuffer *in);
 static void peer_on_end(void *arg, int err);
 static void peer_write_cb(struct bufferevent *bev, void *arg);
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg);
+static void peer_timed_out(struct peer *p, const char *what);
 
 static void peer_set_state(struct peer *p, enum peer_state st)
 {
 	log_debug("peer %s: %s -> %s", p->name, state_names[p->state], state_names[st]);
 	p->state = st;
+}
+
+/* Stop the deadlines (a closing or dead peer). */
+static void peer_stop_clocks(struct peer *p)
+{
+	if (p->keepalive != NULL)
+		event_del(p->keepalive);
+	if (p->handshake_ev != NULL)
+		event_del(p->handshake_ev);
+	if (p->frame_ev != NULL)
+		event_del(p->frame_ev);
 }
 
 /* Deferred free: runs from the event loop, after every callback of p returned. */
@@ -60,6 +82,10 @@ static void peer_free_cb(evutil_socket_t fd, short what, void *arg)
 		bufferevent_free(p->bev);
 	if (p->keepalive != NULL)
 		event_free(p->keepalive);
+	if (p->handshake_ev != NULL)
+		event_free(p->handshake_ev);
+	if (p->frame_ev != NULL)
+		event_free(p->frame_ev);
 	vcrypto_wipe(p->rx_key, sizeof(p->rx_key));
 	vcrypto_wipe(p->tx_key, sizeof(p->tx_key));
 	vcrypto_wipe(&p->kx, sizeof(p->kx));
@@ -95,8 +121,7 @@ static void peer_close_fatal(struct peer *p, int fatal_err, const char *reason)
 		bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
 	}
 	netio_reader_pause(&p->rd);
-	if (p->keepalive != NULL)
-		event_del(p->keepalive);
+	peer_stop_clocks(p);
 	peer_notify_close(p, fatal_err, reason);
 	peer_schedule_free(p);
 }
@@ -118,20 +143,128 @@ static void peer_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 		peer_send(p, &m);
 }
 
+int peer_handshake_s(const struct peer_ctx *ctx)
+{
+	return ctx->timeout_s > 0 && ctx->timeout_s < PEER_HANDSHAKE_MAX_S ? ctx->timeout_s
+	                                                                   : PEER_HANDSHAKE_MAX_S;
+}
+
+/* The handshake's deadline passed before the peer was READY: drop it. */
+static void peer_handshake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	char reason[160];
+
+	(void)fd;
+	(void)what;
+	if (p->state == PEER_READY || p->state == PEER_CLOSING || p->state == PEER_DEAD)
+		return;
+	p->ctx->handshakes_late++;
+	snprintf(reason, sizeof(reason), "handshake not done within %d s (in state %s)",
+	         peer_handshake_s(p->ctx), state_names[p->state]);
+	/* In AUTH the keys are up: tell the peer (E_TIMEOUT); before, just close. */
+	if (p->state == PEER_AUTH)
+		peer_close_error(p, WIRE_E_TIMEOUT, "%s", reason);
+	else
+		peer_close(p, reason);
+}
+
+/* Bytes of the frame at the head of in: all of it once its header is there, else 0. */
+static uint64_t peer_head_frame_len(struct evbuffer *in)
+{
+	uint8_t hdr[WIRE_FRAME_HDR_LEN];
+	int64_t ct_len;
+
+	if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
+		return 0;
+	ct_len = wire_frame_len(hdr);
+	return ct_len < 0 ? 0 : WIRE_FRAME_HDR_LEN + (uint64_t)ct_len;
+}
+
+/* How long the frame at the head of in may take to arrive, nanoseconds. */
+static uint64_t peer_frame_allowance_ns(const struct peer *p, struct evbuffer *in)
+{
+	return (uint64_t)p->ctx->timeout_s * NS_PER_S +
+	       peer_head_frame_len(in) * NS_PER_S / PEER_FRAME_MIN_RATE;
+}
+
+/*
+ * After input was processed: start, extend or stop the deadline of the frame
+ * that has begun to arrive. Only a READY peer that we read has one (before,
+ * the handshake's deadline covers everything; while we do not read, the
+ * frame's slowness would be ours).
+ */
+static void peer_frame_clock(struct peer *p)
+{
+	struct evbuffer *in = p->rd.in;
+	uint64_t now, due;
+	struct timeval tv;
+
+	if (p->state != PEER_READY || p->read_paused || in == NULL ||
+	    evbuffer_get_length(in) == 0) {
+		p->frame_start_ns = 0;
+		event_del(p->frame_ev);
+		return;
+	}
+	now = now_ns();
+	if (p->frame_start_ns == 0)
+		p->frame_start_ns = now;
+	due = p->frame_start_ns + peer_frame_allowance_ns(p, in);
+	due = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(due / NS_PER_S);
+	tv.tv_usec = (suseconds_t)(due % NS_PER_S / 1000);
+	event_add(p->frame_ev, &tv);
+}
+
+/* A frame began to arrive and is not complete by its deadline. */
+static void peer_frame_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+	uint64_t now = now_ns(), have, len;
+
+	(void)fd;
+	(void)what;
+	if (p->state != PEER_READY || p->read_paused || p->frame_start_ns == 0 || p->rd.in == NULL)
+		return;
+	/* The loop's clock may run a little ahead of ours: not due yet, wait again. */
+	if (now < p->frame_start_ns + peer_frame_allowance_ns(p, p->rd.in)) {
+		peer_frame_clock(p);
+		return;
+	}
+	/* Nothing at all for the timeout is the silence the reader reports too. */
+	if (now - p->last_recv_ns >= (uint64_t)p->ctx->timeout_s * NS_PER_S) {
+		peer_timed_out(p, "peer silent");
+		return;
+	}
+	have = evbuffer_get_length(p->rd.in);
+	len = peer_head_frame_len(p->rd.in);
+	p->ctx->frames_late++;
+	peer_close_error(p, WIRE_E_TIMEOUT,
+	                 "a frame took more than %llu s to arrive (%llu of %llu bytes so far)",
+	                 (unsigned long long)((now - p->frame_start_ns) / NS_PER_S),
+	                 (unsigned long long)(len && have > len ? len : have),
+	                 (unsigned long long)len);
+}
+
 static struct peer *peer_new(struct peer_ctx *ctx, void *owner)
 {
 	struct peer *p = xcalloc(1, sizeof(*p));
-	struct timeval ka;
+	struct timeval ka, hs = {peer_handshake_s(ctx), 0};
 
 	p->ctx = ctx;
 	p->owner = owner;
-	p->rx_plain = xmalloc(WIRE_MAX_MSG + WIRE_TAG_LEN);
-	p->tx_plain = xmalloc(WIRE_MAX_MSG);
+	/* The 2 MiB of scratch wait for the key exchange: a stranger costs less. */
 	p->keepalive = event_new(ctx->base, -1, EV_PERSIST, peer_keepalive_cb, p);
+	p->handshake_ev = event_new(ctx->base, -1, 0, peer_handshake_cb, p);
+	p->frame_ev = event_new(ctx->base, -1, 0, peer_frame_cb, p);
+	if (p->keepalive == NULL || p->handshake_ev == NULL || p->frame_ev == NULL)
+		fatal("event_new failed");
 	ka.tv_sec = ctx->timeout_s / 3 > 0 ? ctx->timeout_s / 3 : 1;
 	ka.tv_usec = 0;
 	event_add(p->keepalive, &ka);
+	event_add(p->handshake_ev, &hs);
 	p->last_send_ns = now_ns();
+	p->last_recv_ns = p->last_send_ns;
 	return p;
 }
 
@@ -156,8 +289,8 @@ static int peer_start_reading(struct peer *p)
 {
 	struct timeval tmo = {p->ctx->timeout_s, 0};
 
-	return netio_reader_init(&p->rd, p->ctx->base, bufferevent_getfd(p->bev), PEER_IN_HIGH,
-	                         &tmo, peer_on_data, peer_on_end, p);
+	return netio_reader_init(&p->rd, p->ctx->base, bufferevent_getfd(p->bev),
+	                         PEER_HANDSHAKE_IN_HIGH, &tmo, peer_on_data, peer_on_end, p);
 }
 
 static void peer_set_sockopts(struct peer *p)
@@ -350,6 +483,7 @@ void peer_pause_read(struct peer *p)
 		return;
 	p->read_paused = 1;
 	netio_reader_pause(&p->rd);
+	peer_frame_clock(p); /* stops it: the wait is ours now */
 }
 
 void peer_resume_read(struct peer *p)
@@ -370,7 +504,7 @@ static void peer_finish_closing(struct peer *p)
 	bufferevent_disable(p->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
 	netio_reader_pause(&p->rd);
-	event_del(p->keepalive);
+	peer_stop_clocks(p);
 	peer_schedule_free(p);
 }
 
@@ -395,6 +529,10 @@ static void peer_close_flush(struct peer *p, int fatal_err, const char *reason)
 {
 	peer_set_state(p, PEER_CLOSING);
 	netio_reader_pause(&p->rd);
+	if (p->handshake_ev != NULL)
+		event_del(p->handshake_ev);
+	if (p->frame_ev != NULL)
+		event_del(p->frame_ev);
 	peer_notify_close(p, fatal_err, reason);
 	if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0) {
 		peer_finish_closing(p);
@@ -509,6 +647,10 @@ static int peer_keys(struct peer *p, const uint8_t *their_hello, const struct wi
 	                         p->transcript, p->ctx->join_secret) != 0)
 		return -1;
 	vcrypto_wipe(p->kx.sk, sizeof(p->kx.sk));
+	if (p->rx_plain == NULL)
+		p->rx_plain = xmalloc(WIRE_MAX_MSG + WIRE_TAG_LEN);
+	if (p->tx_plain == NULL)
+		p->tx_plain = xmalloc(WIRE_MAX_MSG);
 	peer_set_state(p, PEER_AUTH);
 	peer_send_auth(p);
 	return 0;
@@ -604,6 +746,9 @@ static void peer_handle_auth(struct peer *p, const struct wire_msg *m)
 	memcpy(p->identity, m->u.auth.identity, WIRE_KEY_LEN);
 	p->is_source = (m->u.auth.flags & WIRE_AUTH_SOURCE) != 0;
 	peer_set_state(p, PEER_READY);
+	event_del(p->handshake_ev);
+	/* Authenticated: read whole frames now (netio_reader_consumed follows on_data). */
+	netio_reader_set_high(&p->rd, PEER_IN_HIGH);
 	log_debug("peer %s: authenticated%s", p->name, p->is_source ? " (source)" : "");
 	if (p->ctx->ops->on_ready != NULL)
 		p->ctx->ops->on_ready(p);
@@ -679,6 +824,7 @@ static void peer_on_data(void *arg)
 	struct peer *p = arg;
 	struct evbuffer *in = p->rd.in;
 
+	p->last_recv_ns = now_ns();
 	peer_process_input(p, in);
 	if (p->state != PEER_DEAD && p->rd.in != NULL)
 		netio_reader_consumed(&p->rd);
@@ -721,7 +867,7 @@ static void peer_on_end(void *arg, int err)
 	peer_close(p, reason);
 }
 
-/* Process every complete record or frame in the input. */
+/* Process every complete record or frame in the input; then time the partial one. */
 static void peer_process_input(struct peer *p, struct evbuffer *in)
 {
 	while (!p->read_paused) {
@@ -736,7 +882,7 @@ static void peer_process_input(struct peer *p, struct evbuffer *in)
 		if (p->state != PEER_AUTH && p->state != PEER_READY)
 			return;
 		if (evbuffer_get_length(in) < WIRE_FRAME_HDR_LEN)
-			return;
+			break;
 		evbuffer_copyout(in, hdr, sizeof(hdr));
 		ct_len = wire_frame_len(hdr);
 		if (ct_len < 0) {
@@ -744,10 +890,19 @@ static void peer_process_input(struct peer *p, struct evbuffer *in)
 			                 wire_get32(hdr));
 			return;
 		}
-		if (evbuffer_get_length(in) < WIRE_FRAME_HDR_LEN + (size_t)ct_len)
+		/* Before authentication nothing but the AUTH frame is buffered. */
+		if (p->state == PEER_AUTH && ct_len != PEER_AUTH_CT_LEN) {
+			peer_close_error(p, WIRE_E_PROTOCOL,
+			                 "the first frame is %lld bytes, not an AUTH (%u)",
+			                 (long long)ct_len, PEER_AUTH_CT_LEN);
 			return;
+		}
+		if (evbuffer_get_length(in) < WIRE_FRAME_HDR_LEN + (size_t)ct_len)
+			break;
 		peer_read_frame(p, in, (uint32_t)ct_len);
+		p->frame_start_ns = 0; /* the next frame's clock starts when it shows */
 	}
+	peer_frame_clock(p);
 }
 
 static void peer_write_cb(struct bufferevent *bev, void *arg)
@@ -811,6 +966,11 @@ const char *peer_name(const struct peer *p)
 int peer_is_ready(const struct peer *p)
 {
 	return p->state == PEER_READY;
+}
+
+int peer_hello_done(const struct peer *p)
+{
+	return p->state == PEER_AUTH || p->state == PEER_READY;
 }
 
 int peer_is_dead(const struct peer *p)

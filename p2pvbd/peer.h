@@ -44,6 +44,23 @@
 #define PEER_KERNEL_UNSENT (32u * 1024u)
 /* Default silence after which a peer is dropped, seconds. */
 #define PEER_TIMEOUT_DEFAULT 30
+/*
+ * The whole handshake (connecting, both HELLOs, both AUTHs) must be done
+ * within this many seconds, or within the session timeout if that is
+ * shorter: one deadline from the start, not a timeout that each byte
+ * restarts (a HELLO sent a byte at a time would otherwise hold a connection
+ * for 96 timeouts). A real handshake takes two or three round trips; 10 s
+ * leaves room for a loaded host across a slow WAN link.
+ */
+#define PEER_HANDSHAKE_MAX_S 10
+/*
+ * After authentication, a frame that has begun to arrive must be complete
+ * within the session timeout plus its length at this rate (a 64 KiB piece:
+ * 4 s more; the largest, 1 MiB: 64 s more). A peer that trickles a frame
+ * in a byte at a time, each byte just before the silence timeout, is
+ * dropped; a real peer on a slow link sends far faster than this.
+ */
+#define PEER_FRAME_MIN_RATE (16u * 1024u)
 
 enum peer_state {
 	PEER_CONNECTING,
@@ -80,7 +97,13 @@ struct peer_ctx {
 	int is_source;                           /* we are the volume's source */
 	int timeout_s;
 	struct bufferevent_rate_limit_group *upload_limit; /* optional */
+	/* Counted by the peers, read by the owner (status). */
+	uint64_t handshakes_late; /* handshakes not done by their deadline */
+	uint64_t frames_late;     /* peers dropped for a frame that arrived too slowly */
 };
+
+/* The handshake's deadline for ctx, seconds: PEER_HANDSHAKE_MAX_S or the timeout if shorter. */
+int peer_handshake_s(const struct peer_ctx *ctx);
 
 /* A connection; its insides are peer.c's (peer_int.h), read through the accessors below. */
 struct peer;
@@ -101,6 +124,7 @@ struct peer *peer_start(struct peer_ctx *ctx, int fd, int initiator, const char 
 /* What other modules may read of a peer. */
 const char *peer_name(const struct peer *p); /* "host:port", for logs */
 int peer_is_ready(const struct peer *p);     /* authenticated, messages flow */
+int peer_hello_done(const struct peer *p);   /* its HELLO named our volume and key (or READY) */
 int peer_is_dead(const struct peer *p);      /* closed; freed from the loop */
 int peer_is_source(const struct peer *p);    /* it proved it holds the source key */
 int peer_initiator(const struct peer *p);    /* we opened the connection */

@@ -26,9 +26,13 @@ struct peer {
 	uint8_t identity[WIRE_KEY_LEN]; /* the peer's, once authenticated */
 	int is_source;                  /* the peer proved it holds the source key */
 
-	uint8_t *rx_plain; /* WIRE_MAX_MSG + WIRE_TAG_LEN scratch */
-	uint8_t *tx_plain; /* WIRE_MAX_MSG scratch */
+	uint8_t *rx_plain; /* WIRE_MAX_MSG + WIRE_TAG_LEN scratch (from AUTH on) */
+	uint8_t *tx_plain; /* WIRE_MAX_MSG scratch (from AUTH on) */
 	struct event *keepalive;
+	struct event *handshake_ev; /* the handshake's deadline (PEER_HANDSHAKE_MAX_S) */
+	struct event *frame_ev;     /* the deadline of the frame arriving (PEER_FRAME_MIN_RATE) */
+	uint64_t frame_start_ns;    /* when that frame began to arrive (0: none partial) */
+	uint64_t last_recv_ns;      /* when bytes last arrived */
 	uint64_t last_send_ns;
 	int close_notified;
 	int read_paused;

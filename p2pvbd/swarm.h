@@ -169,6 +169,12 @@ struct swarm_status {
 	uint64_t bytes_left; /* fetch: bytes still to travel (swarm_travel's total - done) */
 	uint32_t faults_waiting; /* fetch -e: chunks the VM's reads wait for now */
 	struct swarm_fault_hist fault_latency;
+	/* Connections before authentication (DESIGN.md rule 9, PROTOCOL.md §4.6). */
+	int handshakes;              /* accepted connections in their handshake now */
+	uint64_t handshakes_refused; /* closed at once: PREAUTH_PER_ADDR from that address */
+	uint64_t handshakes_dropped; /* closed to make room: PREAUTH_MAX were in progress */
+	uint64_t handshakes_late;    /* not done by the handshake's deadline (either side) */
+	uint64_t frames_late;        /* peers dropped for a frame that arrived too slowly */
 };
 void swarm_status(const struct swarm *s, struct swarm_status *st);
 

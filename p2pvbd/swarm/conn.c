@@ -36,6 +36,7 @@
 /* Output to one peer above which we stop reading its requests for roots and pages. */
 #define SWARM_REPLY_OUT_MAX (4u * 1024u * 1024u)
 
+/* A new connection: dialled by us (addr >= 0), or accepted and half-open (addr -1). */
 static struct speer *speer_new(struct swarm *sw, int addr)
 {
 	struct speer *sp = xcalloc(1, sizeof(*sp));
@@ -44,9 +45,11 @@ static struct speer *speer_new(struct swarm *sw, int addr)
 	sp->addr = addr;
 	sp->id = ++sw->conn.next_id;
 	sp->cur_chunk = -1;
+	sp->halfopen = addr < 0;
 	sp->next = sw->conn.peers;
 	sw->conn.peers = sp;
-	sw->conn.npeers++;
+	if (!sp->halfopen)
+		sw->conn.npeers++;
 	return sp;
 }
 
@@ -55,7 +58,10 @@ void speer_unlink_free(struct swarm *sw, struct speer *sp)
 	for (struct speer **pp = &sw->conn.peers; *pp; pp = &(*pp)->next)
 		if (*pp == sp) {
 			*pp = sp->next;
-			sw->conn.npeers--;
+			if (sp->halfopen)
+				preauth_remove(&sw->conn.pre, sp);
+			else
+				sw->conn.npeers--;
 			break;
 		}
 	free(sp->pk.have);
@@ -108,6 +114,12 @@ static void on_ready(struct peer *p)
 	struct wire_msg m = {.type = WIRE_GET_ROOT};
 
 	sp->pk.is_source = peer_is_source(p);
+	if (sp->halfopen) {
+		/* Authenticated: from the handshake table to the peers. */
+		preauth_remove(&sp->sw->conn.pre, sp);
+		sp->halfopen = 0;
+		sp->sw->conn.npeers++;
+	}
 	if (sp->addr >= 0) {
 		struct addr *a = &sp->sw->conn.addrs[sp->addr];
 
@@ -118,6 +130,12 @@ static void on_ready(struct peer *p)
 	}
 	if (drop_duplicate(sp->sw, sp))
 		return;
+	/* The places of authenticated peers are never given to a newcomer. */
+	if (sp->sw->conn.npeers > SWARM_PEERS_MAX) {
+		peer_close_error(p, WIRE_E_BUSY, "too many peers (%d); try again later",
+		                 SWARM_PEERS_MAX);
+		return;
+	}
 	log_info("peer %s: connected%s", peer_name(p), peer_is_source(p) ? " (source)" : "");
 	if (sp->sw->o.role == SWARM_FETCH) {
 		peer_send(p, &m);
@@ -243,6 +261,8 @@ static void on_close(struct peer *p, int fatal_err, const char *reason)
 			log_error("peer %s: %s", peer_name(p), reason);
 		else
 			log_info("peer %s: disconnected: %s", peer_name(p), reason);
+	} else if (sp->evicted) {
+		log_debug("peer %s: disconnected: %s", peer_name(p), reason);
 	} else {
 		log_info("peer %s: disconnected: %s", peer_name(p), reason);
 	}
@@ -315,22 +335,116 @@ void conn_log_errors(const struct swarm *sw)
 		          sw->conn.addrs[i].last_error[0] ? sw->conn.addrs[i].last_error : "?");
 }
 
+/*
+ * Refuse an accepted socket at once, before anything is allocated for it:
+ * a REFUSAL (PROTOCOL.md §4.2) if it fits the socket buffer, then close.
+ * Bytes it already sent are read and dropped first, so that the close is a
+ * FIN (the refusal is read) rather than a reset.
+ */
+static void refuse_socket(evutil_socket_t fd, uint16_t code, const char *text)
+{
+	uint8_t rec[WIRE_MAGIC_LEN + 4 + WIRE_MAX_TEXT], junk[512];
+	size_t n = wire_refuse_encode(code, text, rec, sizeof(rec));
+
+	for (int i = 0; i < 4 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		;
+	if (n > 0 && send(fd, rec, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("refusal not sent: %s", strerror(errno));
+	evutil_closesocket(fd);
+}
+
+/* Make room for, or refuse, a handshake from a; 0 if it may go on. */
+static int conn_admit(struct swarm *sw, const struct preauth_addr *a, const char *who)
+{
+	void *victim;
+	struct speer *v;
+
+	/* Handshakes that got past HELLO are the last to be dropped. */
+	for (struct speer *sp = sw->conn.peers; sp; sp = sp->next)
+		if (sp->halfopen && peer_hello_done(sp->p))
+			preauth_hello_ok(&sw->conn.pre, sp);
+	switch (preauth_check(&sw->conn.pre, a, &victim)) {
+	case PREAUTH_ADMIT:
+		return 0;
+	case PREAUTH_REFUSE:
+		sw->conn.hs_refused++;
+		log_debug("refusing %s: %d handshakes from that address already", who,
+		          PREAUTH_PER_ADDR);
+		return -1;
+	case PREAUTH_EVICT:
+		v = victim;
+		sw->conn.hs_dropped++;
+		v->evicted = 1;
+		log_debug("peer %s: dropped to make room for %s (%d handshakes in progress)",
+		          peer_name(v->p), who, PREAUTH_MAX);
+		peer_close(v->p, "dropped: too many handshakes in progress");
+		return 0;
+	}
+	return -1;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
 	struct swarm *sw = arg;
+	struct preauth_addr a;
 	struct speer *sp;
+	char who[INET6_ADDRSTRLEN + 8] = "?";
 
 	(void)l;
-	if (sw->conn.npeers >= SWARM_PEERS_MAX || sw->finished) {
-		log_debug("refusing a connection: %d peers already", sw->conn.npeers);
+	if (sw->finished || preauth_addr_of(sa, &a) != 0) {
 		evutil_closesocket(fd);
+		return;
+	}
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, who, sizeof(who));
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, who, sizeof(who));
+	if (conn_admit(sw, &a, who) != 0) {
+		refuse_socket(fd, WIRE_E_BUSY,
+		              "too many handshakes from your address; try again later");
 		return;
 	}
 	sp = speer_new(sw, -1);
 	sp->p = peer_accept(&sw->conn.ctx, fd, sa, salen, sp);
-	if (sp->p == NULL)
+	if (sp->p == NULL) {
 		speer_unlink_free(sw, sp);
+		return;
+	}
+	if (preauth_add(&sw->conn.pre, &a, now_ns(), sp) != 0)
+		fatal("the handshake table is full after making room");
+}
+
+/*
+ * Once a minute at most, say how many handshakes were refused, dropped or
+ * too slow since the last summary: one line however hard we are hammered.
+ */
+void conn_report(struct swarm *sw, uint64_t now)
+{
+	uint64_t cur[3] = {sw->conn.hs_refused, sw->conn.hs_dropped, sw->conn.ctx.handshakes_late};
+	uint64_t *last = sw->conn.hs_reported;
+
+	if (now - sw->conn.hs_report_ns < (uint64_t)SWARM_PREAUTH_REPORT_S * NS_PER_S)
+		return;
+	sw->conn.hs_report_ns = now;
+	if (cur[0] == last[0] && cur[1] == last[1] && cur[2] == last[2])
+		return;
+	log_warn("handshakes in the last %d s: %llu refused (%d from one address already), "
+	         "%llu dropped for room (%d in progress), %llu not done within %d s",
+	         SWARM_PREAUTH_REPORT_S, (unsigned long long)(cur[0] - last[0]), PREAUTH_PER_ADDR,
+	         (unsigned long long)(cur[1] - last[1]), PREAUTH_MAX,
+	         (unsigned long long)(cur[2] - last[2]), peer_handshake_s(&sw->conn.ctx));
+	memcpy(last, cur, sizeof(cur));
+}
+
+/* The handshake counters of status (swarm_status). */
+void conn_status(const struct swarm *sw, struct swarm_status *st)
+{
+	st->handshakes = sw->conn.pre.n;
+	st->handshakes_refused = sw->conn.hs_refused;
+	st->handshakes_dropped = sw->conn.hs_dropped;
+	st->handshakes_late = sw->conn.ctx.handshakes_late;
+	st->frames_late = sw->conn.ctx.frames_late;
 }
 
 /* Remember a peer address; forgets dead learned ones to make room. 0, or -1 if full. */

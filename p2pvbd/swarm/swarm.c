@@ -127,6 +127,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	rates_update(sw, now);
 	rotate_slots(sw, now);
+	conn_report(sw, now);
 	if (sw->o.role != SWARM_FETCH)
 		return;
 	if (store_npending(&sw->store) > 0 &&
@@ -422,6 +423,7 @@ static void status_monitoring(const struct swarm *sw, struct swarm_status *st)
 	}
 	st->faults_waiting = sw->faults.ntable;
 	st->fault_latency = sw->faults.hist;
+	conn_status(sw, st);
 }
 
 void swarm_status(const struct swarm *sw, struct swarm_status *st)

@@ -15,14 +15,22 @@
 
 #include "manifest.h"
 #include "peer.h"
+#include "preauth.h"
 #include "store.h"
 #include "swarm.h"
 #include "tclient.h"
 #include "util.h"
 #include "wire.h"
 
-/* All connections at once (ours and accepted); beyond it, new ones are refused. */
+/*
+ * Authenticated peers and our own connections being made, at once; an
+ * accepted connection that authenticates beyond it is closed with E_BUSY.
+ * Accepted connections still in their handshake are counted apart
+ * (preauth.h: PREAUTH_MAX, PREAUTH_PER_ADDR) and never take these places.
+ */
 #define SWARM_PEERS_MAX 64
+/* How often a summary of the handshakes refused, dropped or too slow is logged, seconds. */
+#define SWARM_PREAUTH_REPORT_S 60
 /* Most chunks being assembled at once (all peers together). */
 #define SWARM_XFER_MAX 256
 /*
@@ -84,6 +92,8 @@ struct speer {
 	double mon_out_rate;       /* piece bytes/s to it, likewise (for swarm_peer_list) */
 	struct upreq upq[SWARM_UPQ_MAX];
 	int nupq;
+	int halfopen; /* accepted, not authenticated yet: in conn.pre, not in conn.npeers */
+	int evicted;  /* closed by us to make room for a newer handshake */
 	struct speer *next;
 };
 
@@ -158,7 +168,7 @@ struct conns {
 	struct peer_ops ops;
 	struct evconnlistener *listener;
 	struct speer *peers;
-	int npeers;         /* in the list, connecting or connected */
+	int npeers;         /* in the list, authenticated or dialled by us (not halfopen) */
 	uint64_t next_id;   /* the last speer id given out */
 	struct addr *addrs; /* the address book: from the URI and from trackers */
 	int naddrs;
@@ -167,6 +177,13 @@ struct conns {
 	int ntrackers;
 	uint16_t listen_port;                 /* 0 if not listening */
 	uint8_t peer_id[TCLIENT_PEER_ID_LEN]; /* ours at the trackers */
+
+	/* Accepted connections in their handshake (preauth.h), and what became of some. */
+	struct preauth pre;
+	uint64_t hs_refused;     /* refused at once: PREAUTH_PER_ADDR from that address */
+	uint64_t hs_dropped;     /* closed to make room: PREAUTH_MAX in progress */
+	uint64_t hs_reported[3]; /* refused, dropped, late at the last summary (conn_report) */
+	uint64_t hs_report_ns;   /* when the last summary was considered */
 };
 
 /* serve.c: what this process serves, and its upload slots. */
@@ -420,6 +437,8 @@ int conn_redial(struct swarm *sw, uint64_t now);
 void conn_log_errors(const struct swarm *sw);
 int addr_add(struct swarm *sw, const struct uri_peer *where, int learned);
 void conn_init(struct swarm *sw);
+void conn_report(struct swarm *sw, uint64_t now);
+void conn_status(const struct swarm *sw, struct swarm_status *st);
 
 /* serve.c */
 int serve_fill(void *arg, uint8_t *dst, size_t len, uint64_t off);

@@ -69,6 +69,11 @@ static void sample_snapshot(struct swarm_status *st, struct swarm_stats *stats,
 	st->fault_latency.bucket[SWARM_FAULT_BUCKETS] = 3; /* slower than every bound */
 	st->fault_latency.count = 10;
 	st->fault_latency.sum_s = 55.25;
+	st->handshakes = 3;
+	st->handshakes_refused = 6;
+	st->handshakes_dropped = 7;
+	st->handshakes_late = 8;
+	st->frames_late = 9;
 	stats->bytes_fetched = 1 << 29;
 	stats->chunks_fetched = 2048;
 	stats->bytes_served = 12345;
@@ -338,6 +343,11 @@ Test(metrics, every_family_once_and_well_formed)
 	cr_assert_eq(value_of(&pg, "p2pvbd_peers_connected"), 2);
 	cr_assert_eq(value_of(&pg, "p2pvbd_image_size_bytes"), (double)(1 << 30));
 	cr_assert_eq(value_of(&pg, "p2pvbd_fetch_bytes_per_second"), 12.5e6);
+	cr_assert_eq(value_of(&pg, "p2pvbd_handshakes_in_progress"), 3);
+	cr_assert_eq(value_of(&pg, "p2pvbd_handshakes_refused_total"), 6);
+	cr_assert_eq(value_of(&pg, "p2pvbd_handshakes_dropped_total"), 7);
+	cr_assert_eq(value_of(&pg, "p2pvbd_handshakes_late_total"), 8);
+	cr_assert_eq(value_of(&pg, "p2pvbd_frames_late_total"), 9);
 	free(text);
 }
 
@@ -482,6 +492,10 @@ Test(metrics, status_json_members)
 	                   "%s", s);
 	cr_assert_not_null(strstr(s, ",\"eta_s\":21.5,"), "2^28 / 12.5e6 = 21.47: %s", s);
 	cr_assert_null(strstr(s, "\"receipts\""), "receipts only at a seed");
+	cr_assert_not_null(strstr(s, ",\"handshakes_in_progress\":3,\"handshakes_refused\":6,"
+	                             "\"handshakes_dropped\":7,\"handshakes_late\":8,"
+	                             "\"frames_late\":9,"),
+	                   "%s", s);
 	cr_assert_not_null(strstr(s, ",\"peers\":[{\"address\":\"127.0.0.1:7001\",\"role\":"
 	                             "\"source\",\"fetch_rate\":1000000,\"serve_rate\":0,"
 	                             "\"chunks\":4000,"),

@@ -753,3 +753,108 @@ Test(peer, close_error_fatal_code)
 	cr_assert_not_null(strstr(B.reason, "E_WRONG_VOLUME: volume retired"), "B's reason: %s",
 	                   B.reason);
 }
+
+/*
+ * 9. Limits before authentication (DESIGN.md rule 9, PROTOCOL.md §4.6): one
+ * deadline for the whole handshake, not a timeout that each byte restarts.
+ * A HELLO sent a byte every 250 ms never lets the 1 s silence timeout fire;
+ * the handshake's deadline (the timeout, 1 s, being below
+ * PEER_HANDSHAKE_MAX_S) drops it long before the 96 bytes are in.
+ */
+Test(peer, handshake_deadline_not_per_byte)
+{
+	struct wire_hello h;
+	uint8_t hello[WIRE_HELLO_LEN];
+	struct vcrypto_kx kx;
+	size_t sent = 0;
+	uint64_t dl;
+
+	B.ctx.timeout_s = 1;
+	cr_assert_eq(peer_handshake_s(&B.ctx), 1);
+	start_acceptor();
+	memset(&h, 0, sizeof(h));
+	h.min_version = h.max_version = WIRE_VERSION;
+	memcpy(h.volume_id, vol_id, WIRE_ID_LEN);
+	memcpy(h.source_key, src_id.pk, WIRE_KEY_LEN);
+	vcrypto_kx_generate(&kx);
+	memcpy(h.kx_key, kx.pk, WIRE_KEY_LEN);
+	wire_hello_encode(&h, hello);
+	/* A stranger's connection holds no session scratch. */
+	cr_assert_null(B.p->rx_plain);
+	cr_assert_null(B.p->tx_plain);
+	dl = ms_now() + 8000; /* 32 bytes at most: a third of the HELLO */
+	while (!B.closed && sent < WIRE_HELLO_LEN && ms_now() < dl) {
+		raw_write(sv[0], hello + sent, 1);
+		sent++;
+		run_for(250);
+	}
+	cr_assert_eq(B.closed, 1, "a HELLO trickled in for %zu bytes was not dropped", sent);
+	cr_assert_lt(sent, WIRE_HELLO_LEN);
+	cr_assert_not_null(strstr(B.reason, "handshake not done within 1 s"), "B's reason: %s",
+	                   B.reason);
+	cr_assert_eq(B.ctx.handshakes_late, 1);
+	cr_assert_eq(B.ready, 0);
+}
+
+/* 9a. Before AUTH, a frame of any other length than an AUTH's is refused at once. */
+Test(peer, first_frame_must_be_auth_sized)
+{
+	struct wire_hello h;
+	uint8_t hello[WIRE_HELLO_LEN], theirs[WIRE_HELLO_LEN], hdr[WIRE_FRAME_HDR_LEN];
+	struct vcrypto_kx kx;
+
+	start_acceptor();
+	memset(&h, 0, sizeof(h));
+	h.min_version = h.max_version = WIRE_VERSION;
+	memcpy(h.volume_id, vol_id, WIRE_ID_LEN);
+	memcpy(h.source_key, src_id.pk, WIRE_KEY_LEN);
+	vcrypto_kx_generate(&kx);
+	memcpy(h.kx_key, kx.pk, WIRE_KEY_LEN);
+	wire_hello_encode(&h, hello);
+	raw_write(sv[0], hello, sizeof(hello));
+	cr_assert_eq(raw_read(sv[0], theirs, sizeof(theirs), 3000), 0, "no hello from B");
+	/* The largest frame there is, announced but not sent: B must not wait for it. */
+	wire_put32(hdr, WIRE_MAX_MSG + WIRE_TAG_LEN);
+	raw_write(sv[0], hdr, sizeof(hdr));
+	RUN_UNTIL(B.closed, 3000);
+	cr_assert_eq(B.closed, 1, "B waits for a 1 MiB frame from a stranger");
+	cr_assert_not_null(strstr(B.reason, "not an AUTH"), "B's reason: %s", B.reason);
+	cr_assert_eq(B.ready, 0);
+}
+
+/*
+ * 9b. After authentication, a frame whose bytes trickle in (each just before
+ * the silence timeout) is dropped once the timeout plus its length at
+ * PEER_FRAME_MIN_RATE has passed since its first byte.
+ */
+Test(peer, frame_deadline_not_per_byte)
+{
+	struct wire_msg m = {.type = WIRE_HAVE};
+	uint8_t plain[64], *f;
+	size_t n, total, sent = 0;
+	uint64_t dl;
+
+	B.ctx.timeout_s = 1;
+	manual_handshake();
+	m.u.have.chunk = 11;
+	n = wire_msg_encode(&m, plain, sizeof(plain));
+	cr_assert_gt(n, 0);
+	total = WIRE_FRAME_HDR_LEN + n + WIRE_TAG_LEN;
+	f = xmalloc(total);
+	wire_put32(f, (uint32_t)(n + WIRE_TAG_LEN));
+	vcrypto_seal(f + WIRE_FRAME_HDR_LEN, plain, n, f, WIRE_FRAME_HDR_LEN, mp.tx_ctr++, mp.tx);
+	dl = ms_now() + 8000;
+	while (!B.closed && sent < total - 1 && ms_now() < dl) {
+		raw_write(mp.fd, f + sent, 1);
+		sent++;
+		run_for(250);
+	}
+	free(f);
+	cr_assert_eq(B.closed, 1, "a frame trickled in for %zu of %zu bytes was not dropped", sent,
+	             total);
+	cr_assert_not_null(strstr(B.reason, "a frame took more than"), "B's reason: %s", B.reason);
+	cr_assert_eq(B.ctx.frames_late, 1);
+	cr_assert_eq(B.nmsg, 1, "only the HAVE of manual_handshake was delivered");
+	/* The peer is told (ERROR E_TIMEOUT, best effort). */
+	cr_assert_eq(manual_read_until_eof(), WIRE_E_TIMEOUT);
+}
