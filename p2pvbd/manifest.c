@@ -324,7 +324,7 @@ int manifest_root_decode(const uint8_t *in, size_t len, struct manifest_root *r)
 		log_warn("manifest: root version %u not supported", version);
 		return -1;
 	}
-	if (flags & ~MANIFEST_ROOT_F_FINAL) {
+	if (flags & ~MANIFEST_ROOT_F_ALL) {
 		log_warn("manifest: root has unknown flags 0x%x", flags);
 		return -1;
 	}
@@ -584,7 +584,7 @@ int manifest_delta_make(struct manifest *m, const struct manifest_change *ch, ui
 	uint8_t *out, *p;
 	size_t total;
 
-	if (n > MANIFEST_DELTA_MAX_CHANGES || (root_flags & ~MANIFEST_ROOT_F_FINAL))
+	if (n > MANIFEST_DELTA_MAX_CHANGES || (root_flags & ~MANIFEST_ROOT_F_ALL))
 		return -1;
 	for (uint32_t i = 0; i < n; i++) {
 		if (ch[i].chunk >= r->chunk_count || (i > 0 && ch[i].chunk <= ch[i - 1].chunk) ||
@@ -666,7 +666,7 @@ int manifest_delta_decode(const uint8_t *in, size_t len, struct manifest_delta *
 	d->new_gen = wire_get64(in + DH_NEW_GEN);
 	d->root_flags = wire_get16(in + DH_FLAGS);
 	if (d->old_gen == UINT64_MAX || d->new_gen != d->old_gen + 1 ||
-	    (d->root_flags & ~MANIFEST_ROOT_F_FINAL) || wire_get16(in + DH_RESERVED) != 0)
+	    (d->root_flags & ~MANIFEST_ROOT_F_ALL) || wire_get16(in + DH_RESERVED) != 0)
 		return -1;
 	memcpy(d->new_root_hash, in + DH_ROOT_HASH, VCRYPTO_HASH_LEN);
 	d->changes = xcalloc(n, sizeof(*d->changes));

@@ -46,6 +46,13 @@
  * its own publishes a final root at once.
  */
 #define MANIFEST_ROOT_F_FINAL 0x1u
+/*
+ * The source acknowledges a VM write only once a destination holds it
+ * (seed -e --write-through): destinations fetch changed chunks at once,
+ * not after the stable ones (PROTOCOL.md §7.2).
+ */
+#define MANIFEST_ROOT_F_WRITE_THROUGH 0x2u
+#define MANIFEST_ROOT_F_ALL           (MANIFEST_ROOT_F_FINAL | MANIFEST_ROOT_F_WRITE_THROUGH)
 
 struct manifest_entry {
 	uint64_t gen;

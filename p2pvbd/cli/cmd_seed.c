@@ -553,6 +553,8 @@ static int seed_build(struct seed *s, uint64_t gen, struct manifest_entry *entri
 	/* Without a VM here the image never changes: its generation is final. */
 	if (o->export_spec == NULL)
 		manifest_set_flags(&s->m, MANIFEST_ROOT_F_FINAL, s->id.sk);
+	else if (o->write_through)
+		manifest_set_flags(&s->m, MANIFEST_ROOT_F_WRITE_THROUGH, s->id.sk);
 	return 0;
 }
 

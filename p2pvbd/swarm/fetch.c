@@ -163,6 +163,9 @@ static void root_adopt(struct swarm *sw, struct speer *sp, struct manifest_root 
 	sw->pipe.verifying = bitmap_new(sw->root.chunk_count);
 	sw->gens.stale = bitmap_new(sw->root.chunk_count);
 	sw->gens.changed = bitmap_new(sw->root.chunk_count);
+	sw->gens.changes = xcalloc(sw->root.chunk_count, 1);
+	sw->gens.changed_tick = xcalloc(sw->root.chunk_count, sizeof(uint32_t));
+	sw->gens.heat_t0_ns = now_ns();
 	sw->faults.urgent = bitmap_new(sw->root.chunk_count);
 	sw->pipe.fetching = bitmap_new(sw->root.chunk_count);
 	sw->chunks.holders = xcalloc(sw->root.chunk_count, 1);
@@ -494,6 +497,12 @@ static void ask_pages(struct swarm *sw)
 }
 
 /* The picker's view of the swarm now (pick_view). */
+/* The heat clock (gens.changed_tick): SWARM_HEAT_TICK_MS ticks since the root came, from 1. */
+uint32_t heat_now(const struct swarm *sw)
+{
+	return (uint32_t)((now_ns() - sw->gens.heat_t0_ns) / (SWARM_HEAT_TICK_MS * NS_PER_MS)) + 1;
+}
+
 struct pick_view pick_view_of(const struct swarm *sw)
 {
 	struct pick_view v = {
@@ -507,6 +516,12 @@ struct pick_view pick_view_of(const struct swarm *sw)
 	    .nxfers = sw->pipe.nxfers,
 	    .nverifying = sw->pipe.nverifying,
 	    .pages_unasked = sw->pages.next < sw->root.page_count,
+	    .changes = sw->gens.changes,
+	    .changed_tick = sw->gens.changed_tick,
+	    .now_tick = heat_now(sw),
+	    /* After the freeze everything left is postcopy; write-through
+	     * writes wait for changed chunks: nothing is deferred then. */
+	    .defer_hot = !root_final(sw) && !(sw->root.flags & MANIFEST_ROOT_F_WRITE_THROUGH),
 	};
 
 	return v;
@@ -643,10 +658,12 @@ void on_have(struct speer *sp, const struct wire_msg *m)
 	if (!peer_is_source(sp->p))
 		source_offload(sw, m->u.have.chunk);
 	if (bit_get(sw->gens.changed, m->u.have.chunk)) {
-		/* Changed by the source's VM: ahead of the background, so that
-		 * the copy converges (and write-through writes complete). */
+		/* Changed by the source's VM. Only where a write waits for it
+		 * (write-through) is it worth more than the background: otherwise
+		 * the picker takes it after the cold chunks (PROTOCOL.md §7.2). */
 		bit_clear(sw->gens.changed, m->u.have.chunk);
-		swarm_fault(sw, m->u.have.chunk, 1);
+		if (sw->root.flags & MANIFEST_ROOT_F_WRITE_THROUGH)
+			swarm_fault(sw, m->u.have.chunk, 1);
 	}
 	fetch_schedule(sw);
 }

@@ -151,6 +151,9 @@ static void delta_adopt(struct swarm *sw, const struct manifest_delta *d)
 		chunk_stale(sw, c);
 		if (!bit_get(sw->chunks.local, c))
 			bit_set(sw->gens.changed, c);
+		if (sw->gens.changes[c] < UINT8_MAX)
+			sw->gens.changes[c]++;
+		sw->gens.changed_tick[c] = heat_now(sw);
 		if (sw->pages.status[pg] != PAGE_LOADED) {
 			if (!bit_get(sw->chunks.local, c))
 				page_reopen(sw, pg,

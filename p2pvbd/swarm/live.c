@@ -26,6 +26,12 @@
 static void seed_round_end(struct swarm *sw);
 static void seed_round_schedule(struct swarm *sw);
 
+/* The root flags every generation of this source carries (not FINAL: that one is the freeze's). */
+static uint16_t seed_root_flags(const struct swarm *sw)
+{
+	return sw->o.write_through ? MANIFEST_ROOT_F_WRITE_THROUGH : 0;
+}
+
 /*
  * Every chunk the VM writes becomes dirty (never served at its old hash).
  * Rounds, at most every SWARM_ROUND_MS, hash the dirty chunks again on the
@@ -175,9 +181,11 @@ static void seed_publish(struct swarm *sw, const struct manifest_change *ch, uin
 		uint32_t k =
 		    n - done < MANIFEST_DELTA_MAX_CHANGES ? n - done : MANIFEST_DELTA_MAX_CHANGES;
 		int last = done + k == n;
-		uint16_t flags = last && final_due ? MANIFEST_ROOT_F_FINAL : 0;
+		uint16_t flags =
+		    (last && final_due ? MANIFEST_ROOT_F_FINAL : 0) | seed_root_flags(sw);
 
-		if (k == 0 && (!flags || (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL)))
+		if (k == 0 && (!(flags & MANIFEST_ROOT_F_FINAL) ||
+		               (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL)))
 			break; /* nothing to say */
 		if (seed_delta(sw, ch + done, k, flags) != 0) {
 			waiters_call(&sw->live.freeze_waiters, -1);
@@ -404,7 +412,7 @@ void swarm_thaw(struct swarm *sw)
 	waiters_call(&sw->live.freeze_waiters, -1);
 	log_info("thawed: the VM may write again; the next generation is not final");
 	if (root_of(sw)->flags & MANIFEST_ROOT_F_FINAL) {
-		if (seed_delta(sw, NULL, 0, 0) != 0)
+		if (seed_delta(sw, NULL, 0, seed_root_flags(sw)) != 0)
 			finish_run(sw, -1);
 	}
 	seed_round_schedule(sw);

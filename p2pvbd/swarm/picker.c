@@ -87,18 +87,42 @@ static void want_compact(struct pick_want *w, const struct pick_view *v)
 	w->dead = 0;
 }
 
+int pick_is_hot(const struct pick_view *v, uint32_t c)
+{
+	uint32_t n;
+
+	if (v->changes == NULL || v->changes[c] == 0)
+		return 0;
+	n = v->changes[c] < SWARM_HOT_CHANGES_MAX ? v->changes[c] : SWARM_HOT_CHANGES_MAX;
+	return (uint64_t)(v->now_tick - v->changed_tick[c]) * SWARM_HEAT_TICK_MS <
+	       (uint64_t)n * SWARM_HOT_MS;
+}
+
+/* A transfer of a chunk that is not hot is on its way. */
+static int cold_in_flight(const struct pick_view *v)
+{
+	for (int i = 0; i < v->nxfers; i++)
+		if (!pick_is_hot(v, v->xfers[i].chunk))
+			return 1;
+	return 0;
+}
+
 /*
  * Rarest first: of the wanted chunks that a peer has (have) and nobody is
  * fetching, one held by the fewest connected peers; among equals, the first
- * after a random start, so that destinations pick different chunks. Returns
- * its index in w or -1; *live says whether any wanted chunk is still
- * unrequested.
+ * after a random start, so that destinations pick different chunks. Cold
+ * before hot: with v->defer_hot, a hot chunk (the writable working set,
+ * which the source's VM keeps changing) is asked for only once no cold one
+ * is wanted or on its way, and no page of the chunk table is unasked (it may
+ * name more cold ones). Returns its index in w or -1; *live says whether any
+ * wanted chunk is still unrequested.
  */
 static long pick_rarest(struct pick_want *w, const struct pick_view *v, const uint8_t *have,
                         int *live)
 {
-	uint32_t n = w->n, start, best_n = UINT32_MAX;
-	long best = -1;
+	uint32_t n = w->n, start, best_n[2] = {UINT32_MAX, UINT32_MAX};
+	long best[2] = {-1, -1}; /* [0] cold, [1] hot */
+	int cold_wanted = 0;
 
 	*live = 0;
 	if (n == 0)
@@ -106,22 +130,29 @@ static long pick_rarest(struct pick_want *w, const struct pick_view *v, const ui
 	start = rand_below(w, n);
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t i = start + k < n ? start + k : start + k - n, c = w->list[i];
+		int hot;
 
 		if (settled_or_busy(v, c)) {
 			w->dead++;
 			continue;
 		}
 		*live = 1;
+		hot = v->defer_hot && pick_is_hot(v, c);
+		cold_wanted |= !hot;
 		if (!bit_get(have, c) || !entry_known(v, c))
 			continue;
-		if (v->holders[c] < best_n) {
-			best_n = v->holders[c];
-			best = (long)i;
-			if (best_n <= 1)
+		if (v->holders[c] < best_n[hot]) {
+			best_n[hot] = v->holders[c];
+			best[hot] = (long)i;
+			if (!hot && best_n[0] <= 1)
 				break; /* only this peer has it: none is rarer */
 		}
 	}
-	return best;
+	if (best[0] >= 0 || best[1] < 0)
+		return best[0];
+	if (cold_wanted || v->pages_unasked || cold_in_flight(v))
+		return -1; /* the hot ones wait behind the cold ones */
+	return best[1];
 }
 
 /*

@@ -517,6 +517,8 @@ void swarm_free(struct swarm *sw)
 	free(sw->live.rehash);
 	free(sw->gens.stale);
 	free(sw->gens.changed);
+	free(sw->gens.changes);
+	free(sw->gens.changed_tick);
 	free(sw->gens.last_delta);
 	for (int i = 0; i < sw->pipe.nxfers; i++)
 		free(sw->pipe.xfers[i].buf);

@@ -276,8 +276,14 @@ struct pipeline {
 
 /* gens.c: generations, deltas and newer roots. */
 struct gens {
-	uint8_t *stale;      /* chunk bitmap: changed by a delta while being verified */
-	uint8_t *changed;    /* chunk bitmap: changed by a delta, not yet asked for again */
+	uint8_t *stale;   /* chunk bitmap: changed by a delta while being verified */
+	uint8_t *changed; /* chunk bitmap: changed by a delta, not yet asked for again */
+	/* Per chunk, how often and how recently the source's VM changed it (the
+	 * writable working set, picker.c): changes (saturating) and the tick of
+	 * the last one (SWARM_HEAT_TICK_MS since the swarm started; 0: never). */
+	uint8_t *changes;
+	uint32_t *changed_tick;
+	uint64_t heat_t0_ns;
 	uint8_t *last_delta; /* the newest delta we made (live.c) or applied, for peers behind */
 	size_t last_delta_len;
 };
@@ -348,7 +354,28 @@ struct pick_view {
 	int nxfers;
 	int nverifying;    /* chunks being verified */
 	int pages_unasked; /* a page of the chunk table is not asked for yet */
+	/*
+	 * The writable working set: per chunk, how often (changes) and when
+	 * (changed_tick) the source's VM changed it, and the tick now. With
+	 * defer_hot, a hot chunk (pick_is_hot) is not asked for while a cold one
+	 * is wanted or on its way. NULL changes: nothing is hot.
+	 */
+	const uint8_t *changes;
+	const uint32_t *changed_tick;
+	uint32_t now_tick;
+	int defer_hot;
 };
+
+/* Ticks of the heat clock (gens.changed_tick). */
+#define SWARM_HEAT_TICK_MS 100
+/*
+ * A chunk changed n times stays hot for n x SWARM_HOT_MS (n at most
+ * SWARM_HOT_CHANGES_MAX) after its last change: one the VM writes again and
+ * again is not worth sending until it stops (or until the freeze).
+ */
+#define SWARM_HOT_MS          1000
+#define SWARM_HOT_CHANGES_MAX 8
+int pick_is_hot(const struct pick_view *v, uint32_t c);
 
 /* What to do about a fault (pick_fault). */
 enum pick_act {
@@ -467,6 +494,7 @@ void chunk_now_available(struct swarm *sw, uint32_t c);
 void on_page(struct speer *sp, const struct wire_msg *m);
 void on_receipt_ack(struct speer *sp, const struct wire_msg *m);
 struct pick_view pick_view_of(const struct swarm *sw);
+uint32_t heat_now(const struct swarm *sw);
 struct speer *best_peer_for(struct swarm *sw, uint32_t c);
 void fetch_urgent(struct swarm *sw, uint32_t c);
 void fetch_schedule(struct swarm *sw);

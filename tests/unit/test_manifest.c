@@ -235,10 +235,16 @@ Test(manifest, root_decode_strict)
 	cr_assert_eq(decode_mod(enc, len, 8, v, 2, len), -1, "version 2");
 	wire_put16(v, 0);
 	cr_assert_eq(decode_mod(enc, len, 8, v, 2, len), -1, "version 0");
-	wire_put16(v, 2);
+	wire_put16(v, 4);
+	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), -1, "unknown flags");
+	wire_put16(v, 0x8000);
 	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), -1, "unknown flags");
 	wire_put16(v, MANIFEST_ROOT_F_FINAL);
 	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), 0, "FINAL");
+	wire_put16(v, MANIFEST_ROOT_F_WRITE_THROUGH);
+	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), 0, "WRITE_THROUGH");
+	wire_put16(v, MANIFEST_ROOT_F_ALL);
+	cr_assert_eq(decode_mod(enc, len, 10, v, 2, len), 0, "FINAL | WRITE_THROUGH");
 	wire_put32(v, CS + 1);
 	cr_assert_eq(decode_mod(enc, len, 12, v, 4, len), -1, "chunk size not power of two");
 	wire_put32(v, 32 * 1024);
@@ -751,7 +757,7 @@ Test(manifest, delta_decode_strict)
 	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1, "changes without pages");
 	wire_put32(blob + 48, 3);
 	/* Unknown root flags, reserved bits. */
-	wire_put16(blob + 40, 2);
+	wire_put16(blob + 40, 4);
 	cr_assert_eq(manifest_delta_decode(blob, len, &d), -1);
 	wire_put16(blob + 40, 0);
 	wire_put16(blob + 42, 1);
@@ -767,7 +773,7 @@ Test(manifest, delta_decode_strict)
 	cr_assert_eq(manifest_delta_make(&m, bad, 2, 0, mf_id.sk, &big, &len), -1);
 	bad[0].chunk = 5000;
 	cr_assert_eq(manifest_delta_make(&m, bad, 1, 0, mf_id.sk, &big, &len), -1);
-	cr_assert_eq(manifest_delta_make(&m, bad, 0, 0x2, mf_id.sk, &big, &len), -1,
+	cr_assert_eq(manifest_delta_make(&m, bad, 0, 0x4, mf_id.sk, &big, &len), -1,
 	             "unknown flag");
 	free(blob);
 	manifest_free(&m);
@@ -808,7 +814,7 @@ Test(manifest, delta_final_without_changes)
 	cr_assert_eq(manifest_root_decode(enc, elen, &r2), 0);
 	cr_assert_neq(manifest_root_verify(&r2, mf_id.pk), 0);
 	/* Unknown root flags are refused. */
-	wire_put16(enc + 10, 2);
+	wire_put16(enc + 10, 4);
 	manifest_root_free(&r2);
 	cr_assert_eq(manifest_root_decode(enc, elen, &r2), -1);
 	free(enc);

@@ -10,7 +10,9 @@
  * first; other destinations before the source (and the source first for a
  * fault); a peer's pipeline bound, its BUSY back-off and the global bounds;
  * endgame duplicates only when nothing else is left, at most two copies; no
- * chunk picked twice outside endgame; settled chunks never picked.
+ * chunk picked twice outside endgame; settled chunks never picked; the
+ * writable working set (chunks the source's VM keeps changing) waits behind
+ * every cold chunk, and is hot only for a while after its last change.
  */
 #include <criterion/criterion.h>
 
@@ -33,6 +35,10 @@ static struct world {
 	struct manifest_entry *entries[NCHUNKS / MANIFEST_PAGE_ENTRIES];
 	struct xfer xfers[SWARM_XFER_MAX];
 	int nxfers, nverifying, pages_unasked;
+	uint8_t changes[NCHUNKS]; /* the writable working set (pick_is_hot) */
+	uint32_t changed_tick[NCHUNKS];
+	uint32_t now_tick;
+	int defer_hot;
 	struct pick_want want;
 	struct speer peers[NPEERS];
 } W;
@@ -77,6 +83,10 @@ static struct pick_view view(void)
 	    .nxfers = W.nxfers,
 	    .nverifying = W.nverifying,
 	    .pages_unasked = W.pages_unasked,
+	    .changes = W.changes,
+	    .changed_tick = W.changed_tick,
+	    .now_tick = W.now_tick,
+	    .defer_hot = W.defer_hot,
 	};
 
 	return v;
@@ -577,4 +587,123 @@ Test(picker, nothing_picked_twice_outside_endgame)
 	cr_assert_gt(copies, 0, "the end of the run should have used endgame");
 	/* At most one more copy of each chunk in flight when endgame began (4 pipelines of 4). */
 	cr_assert_leq(copies, 4 * 4, "endgame copies only at the very end");
+}
+
+/* ---- The writable working set: cold first, hot last -------------------- */
+
+/* The source's VM changed chunk c n times, the last at tick t. */
+static void changed(uint32_t c, uint8_t n, uint32_t t)
+{
+	W.changes[c] = n;
+	W.changed_tick[c] = t;
+}
+
+Test(picker, hot_is_how_often_and_how_recently)
+{
+	struct pick_view v;
+
+	W.now_tick = 100;
+	changed(1, 1, 95);  /* once, 0.5 s ago: hot for 1 s */
+	changed(2, 1, 85);  /* once, 1.5 s ago: cooled */
+	changed(3, 5, 70);  /* 5 times, 3 s ago: hot for 5 s */
+	changed(4, 200, 5); /* very often, 9.5 s ago: at most 8 s */
+	v = view();
+	cr_assert(!pick_is_hot(&v, 0), "never changed");
+	cr_assert(pick_is_hot(&v, 1));
+	cr_assert(!pick_is_hot(&v, 2));
+	cr_assert(pick_is_hot(&v, 3));
+	cr_assert(!pick_is_hot(&v, 4));
+}
+
+Test(picker, hot_chunks_wait_behind_every_cold_one)
+{
+	struct speer *src = peer(0, 1, 0, 40);
+	uint32_t picked[40];
+	int n, k;
+
+	W.defer_hot = 1;
+	W.now_tick = 50;
+	want(0, 40);
+	for (uint32_t c = 0; c < 8; c++)
+		changed(c, 3, 49); /* 0..7: the VM keeps writing them */
+	W.holders[3] = 0;          /* rarest, but hot: still last */
+	n = 0;
+	for (k = 0; k < 40; k++) {
+		long c = next(src);
+
+		if (c < 0)
+			break;
+		picked[n++] = (uint32_t)c;
+		start(src, (uint32_t)c, WIRE_PRIO_BACKGROUND);
+		cr_assert_geq(c, 8, "hot chunk %ld asked for while cold ones are wanted", c);
+	}
+	cr_assert_eq(n, 32 > (int)(pick_pipeline_cap(&src->pk) / CHUNK)
+	                    ? (int)(pick_pipeline_cap(&src->pk) / CHUNK)
+	                    : 32);
+	/* All cold ones picked and arrived; until the last arrives, no hot one. */
+	while (W.nxfers > 1)
+		arrive(0);
+	for (; n < 32; n++) {
+		long c = next(src);
+
+		cr_assert_geq(c, 8);
+		start(src, (uint32_t)c, WIRE_PRIO_BACKGROUND);
+		if (W.nxfers > 1)
+			arrive(0);
+	}
+	cr_assert_eq(next(src), -1, "a hot chunk while a cold one is on its way");
+	while (W.nxfers > 0)
+		arrive(0);
+	/* Now the hot ones. */
+	for (k = 0; k < 8; k++) {
+		long c = next(src);
+
+		cr_assert(c >= 0 && c < 8);
+		start(src, (uint32_t)c, WIRE_PRIO_BACKGROUND);
+		arrive(W.nxfers - 1);
+	}
+	(void)picked;
+}
+
+Test(picker, no_hot_chunk_while_pages_are_unasked)
+{
+	struct speer *src = peer(0, 1, 0, 4);
+
+	W.defer_hot = 1;
+	W.now_tick = 10;
+	W.pages_unasked = 1; /* a page not asked for yet may name cold chunks */
+	want(0, 4);
+	for (uint32_t c = 0; c < 4; c++)
+		changed(c, 1, 10);
+	cr_assert_eq(next(src), -1);
+	W.pages_unasked = 0;
+	cr_assert_geq(next(src), 0);
+}
+
+Test(picker, nothing_is_deferred_after_the_freeze_or_with_write_through)
+{
+	struct speer *src = peer(0, 1, 0, 10);
+
+	W.defer_hot = 0; /* final generation (postcopy) or write-through */
+	W.now_tick = 10;
+	want(0, 10);
+	for (uint32_t c = 0; c < 10; c++)
+		changed(c, 4, 10);
+	W.holders[7] = 0;
+	cr_assert_eq(next(src), 7, "rarest first, hot or not");
+}
+
+Test(picker, a_cooled_chunk_is_cold_again)
+{
+	struct speer *src = peer(0, 1, 0, 2);
+
+	W.defer_hot = 1;
+	want(0, 2);
+	changed(0, 2, 10);
+	W.holders[0] = 0;
+	W.now_tick = 20;                     /* 1 s after: still hot (2 changes: 2 s) */
+	start(src, 1, WIRE_PRIO_BACKGROUND); /* chunk 1 (cold) on its way */
+	cr_assert_eq(next(src), -1);
+	W.now_tick = 31; /* 2.1 s after */
+	cr_assert_eq(next(src), 0);
 }
