@@ -132,7 +132,7 @@ fuzz-long: fuzz
 		$$f -merge=1 -max_len=$(FUZZ_MAX_LEN) $$t/min $$c $$t/new >$$f.merge.log 2>&1 \
 		|| { tail -20 $$f.merge.log; rm -rf $$t; exit 1; }; \
 		rm -f $$c/*; cp $$t/min/* $$c/ 2>/dev/null; rm -rf $$t; \
-		echo "$$h: corpus $$(ls $$c | wc -l) inputs, $$(du -sk $$c | cut -f1) KiB"; done
+		echo "$$h: corpus $$(ls $$c | wc -l) inputs, $$(cat $$c/* | wc -c) bytes"; done
 
 # The seed inputs that harnesses write themselves from the real encoders (FUZZ_WRITE_SEEDS).
 FUZZ_SEEDED := fuzz_manifest fuzz_delta fuzz_manifest_signed fuzz_delta_signed
