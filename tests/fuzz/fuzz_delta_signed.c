@@ -20,7 +20,10 @@
  *            list and hashes recomputed from the changes on the base's
  *            entries), bit 3 FIX_ROOT (the new root hash and the root
  *            signature of the root these pages give), bit 4 the base
- *            manifest (fuzz_signed.h)
+ *            manifest (fuzz_signed.h), bit 5 ADD_PAGE and bit 6 DROP_PAGE
+ *            (after FIX_PAGES, before FIX_ROOT: one page record more, an
+ *            untouched page with its old hash, or one fewer: the lies about
+ *            the page list that are hardest to reach by byte mutations)
  *   bytes 1.. the delta (PROTOCOL.md §9.1) up to and including the root
  *            signature; the harness appends the delta's signature
  *
@@ -28,7 +31,8 @@
  * fails and leaves the root as it was, or gives a root of the next
  * generation that verifies with the key, carries exactly the delta's page
  * hashes and re-encodes; it never applies twice nor with another key; a
- * delta with every fix applied and its chunks inside the volume applies;
+ * delta with every fix applied and its chunks inside the volume applies,
+ * and with a page added or dropped it does not;
  * a page the delta changed decodes under the new root exactly when the
  * delta's page hash is that of the changed entries; the source side, given
  * the same changes, makes a delta that applies to the same root and, when
@@ -44,7 +48,15 @@
 #include "vcrypto.h"
 #include "wire.h"
 
-enum { FIX_LEN = 1, FIX_HDR = 2, FIX_PAGES = 4, FIX_ROOT = 8, BASE_BIT = 4 };
+enum {
+	FIX_LEN = 1,
+	FIX_HDR = 2,
+	FIX_PAGES = 4,
+	FIX_ROOT = 8,
+	BASE_BIT = 4,
+	ADD_PAGE = 32,
+	DROP_PAGE = 64
+};
 #define FIX_ALL (FIX_HDR | FIX_PAGES | FIX_ROOT)
 
 /* Delta header offsets (PROTOCOL.md §9.1). */
@@ -157,6 +169,40 @@ static void fix_pages(struct dbuf *b, const struct manifest *bm)
 	free(e);
 }
 
+/*
+ * ADD_PAGE: one more page record after the last (the next page, with its
+ * unchanged hash); DROP_PAGE: the first record removed. 1 if done.
+ */
+static int edit_pages(struct dbuf *b, const struct manifest *bm, int add)
+{
+	uint32_t n = wire_get32(b->p + DH_NCHANGES), m = wire_get32(b->p + DH_NPAGES);
+	uint8_t *sec = b->p + MANIFEST_DELTA_HDR + (size_t)n * MANIFEST_CHANGE_LEN, *rec;
+	uint32_t pg;
+
+	if (add) {
+		if (m == 0 || m >= n)
+			return 0; /* the decoder would refuse the counts, not the lie */
+		pg = wire_get32(sec + (size_t)(m - 1) * MANIFEST_DPAGE_LEN) + 1;
+		if (pg >= bm->root.page_count)
+			return 0;
+		dbuf_resize(b, b->len + MANIFEST_DPAGE_LEN);
+		rec = b->p + MANIFEST_DELTA_HDR + (size_t)n * MANIFEST_CHANGE_LEN +
+		      (size_t)m * MANIFEST_DPAGE_LEN;
+		memmove(rec + MANIFEST_DPAGE_LEN, rec, VCRYPTO_SIG_LEN);
+		wire_put32(rec, pg);
+		memcpy(rec + 4, bm->root.page_hash[pg], VCRYPTO_HASH_LEN);
+		wire_put32(b->p + DH_NPAGES, m + 1);
+		return 1;
+	}
+	if (m <= 1)
+		return 0; /* none left: the decoder would refuse the counts */
+	memmove(sec, sec + MANIFEST_DPAGE_LEN,
+	        (size_t)(m - 1) * MANIFEST_DPAGE_LEN + VCRYPTO_SIG_LEN);
+	dbuf_resize(b, b->len - MANIFEST_DPAGE_LEN);
+	wire_put32(b->p + DH_NPAGES, m - 1);
+	return 1;
+}
+
 /* FIX_ROOT: the new root hash and its signature, for the root the page section gives. */
 static void fix_root(struct dbuf *b, const struct manifest *bm)
 {
@@ -241,6 +287,18 @@ static void check_applied(const struct manifest *bm, const struct manifest_delta
 			if (memcmp(again_page, page, (size_t)n * MANIFEST_ENTRY_LEN) != 0)
 				abort();
 		}
+	}
+	if (k != d->npages)
+		abort();
+	/* The pages it lists are exactly those its changes touch (§9.1), no more, no fewer. */
+	k = 0;
+	for (uint32_t i = 0; i < d->nchanges; i++) {
+		uint32_t pg = d->changes[i].chunk / MANIFEST_PAGE_ENTRIES;
+
+		if (i > 0 && pg == d->changes[i - 1].chunk / MANIFEST_PAGE_ENTRIES)
+			continue;
+		if (k >= d->npages || d->page[k++] != pg)
+			abort();
 	}
 	if (k != d->npages)
 		abort();
@@ -352,6 +410,13 @@ static void write_seeds(void)
 			memcpy(in + 1, blob, len - VCRYPTO_SIG_LEN);
 			snprintf(name, sizeof(name), "base%u-changes%u", b, counts[s]);
 			fz_seed_write(name, in, len - VCRYPTO_SIG_LEN + 1);
+			/* The same with a page too many, or one too few: both must be refused. */
+			if (b == 1 && counts[s] >= 2) {
+				in[0] |= counts[s] == 2 ? ADD_PAGE : DROP_PAGE;
+				snprintf(name, sizeof(name), "base%u-changes%u-%s", b, counts[s],
+				         counts[s] == 2 ? "addpage" : "droppage");
+				fz_seed_write(name, in, len - VCRYPTO_SIG_LEN + 1);
+			}
 			free(in);
 			free(blob);
 			manifest_free(&m);
@@ -406,6 +471,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    b.len >= MANIFEST_DELTA_HDR + (size_t)n * MANIFEST_CHANGE_LEN) {
 			fix_pages(&b, bm);
 			done |= FIX_PAGES;
+			if ((ctl & ADD_PAGE) && edit_pages(&b, bm, 1))
+				done |= ADD_PAGE;
+			else if ((ctl & DROP_PAGE) && edit_pages(&b, bm, 0))
+				done |= DROP_PAGE;
 		}
 		m = wire_get32(b.p + DH_NPAGES);
 		if ((ctl & FIX_ROOT) && n <= CHANGES_CAP && m <= n &&
@@ -435,6 +504,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = manifest_delta_apply_root(&r, &d, fz_key.pk);
 	if (rc != 0 && done == FIX_ALL && in_vol)
 		abort(); /* honest in every part, yet refused */
+	if (rc == 0 && (done & (ADD_PAGE | DROP_PAGE)))
+		abort(); /* a page list that is not the changes' pages, accepted */
 	if (in_vol) {
 		e = changed_entries(bm, b.p + MANIFEST_DELTA_HDR, d.nchanges);
 		consistent = d.npages > 0 && d.page[d.npages - 1] < bm->root.page_count &&
