@@ -39,7 +39,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all deps test unit integration soak fuzz fuzz-smoke demo bench bench-fault bench-live bench-swarm bench-tracker format clean
+.PHONY: all deps test unit integration soak fuzz fuzz-smoke fuzz-long fuzz-seeds demo bench bench-fault bench-live bench-swarm bench-tracker format clean
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
@@ -104,13 +104,43 @@ soak: deps all
 FUZZ_BUILD := build-fuzz
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ip2pvbd -Itracker -fsanitize=fuzzer,address,undefined
 fuzz: $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(TRACKER_LIB_SRC) $(HDRS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(TRACKER_LIB_SRC) $(HDRS) $(wildcard tests/fuzz/*.h)
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(TRACKER_LIB_SRC) $(LDLIBS)
+# Each harness starts from a copy of its corpus (tests/fuzz/corpus/NAME/), so that the
+# tree is not changed; crash inputs go to build-fuzz/.
+FUZZ_CORPUS := tests/fuzz/corpus
+FUZZ_MAX_LEN := 70000
+FUZZ_NAMES = $(or $(FUZZ_ONLY),$(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC)))
 fuzz-smoke: fuzz
-	@for f in $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC)); do \
-		echo "fuzz: $$f"; $$f -max_total_time=$${FUZZ_SECONDS:-10} -max_len=70000 >$$f.log 2>&1 \
-		|| { tail -40 $$f.log; exit 1; }; done
+	@for h in $(FUZZ_NAMES); do f=$(FUZZ_BUILD)/$$h; t=$$(mktemp -d) || exit 1; \
+		echo "fuzz: $$f"; cp -R $(FUZZ_CORPUS)/$$h/. $$t/ 2>/dev/null; \
+		$$f $$t -max_total_time=$${FUZZ_SECONDS:-10} -max_len=$(FUZZ_MAX_LEN) \
+			-artifact_prefix=$(FUZZ_BUILD)/$$h- >$$f.log 2>&1; rc=$$?; rm -rf $$t; \
+		[ $$rc -eq 0 ] || { tail -40 $$f.log; exit 1; }; done
+
+# make fuzz-long [FUZZ_SECONDS=120] [FUZZ_ONLY="fuzz_delta_signed ..."]: each harness in
+# turn (one process: the machine may be shared) for FUZZ_SECONDS, from its corpus; then the
+# corpus is replaced by the minimized union of the old one and what the run found
+# (-merge=1), ready to commit. Prints each run's final line (executions, cov: edges).
+# FUZZ_ARGS adds libFuzzer options (e.g. -print_coverage=1; the log is build-fuzz/NAME.long.log).
+fuzz-long: fuzz
+	@for h in $(FUZZ_NAMES); do f=$(FUZZ_BUILD)/$$h; c=$(FUZZ_CORPUS)/$$h; \
+		t=$$(mktemp -d) || exit 1; mkdir -p $$c $$t/new $$t/min; \
+		$$f $$t/new $$c -max_total_time=$${FUZZ_SECONDS:-120} -max_len=$(FUZZ_MAX_LEN) \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/$$h- $(FUZZ_ARGS) >$$f.long.log 2>&1 \
+		|| { tail -40 $$f.long.log; rm -rf $$t; exit 1; }; \
+		echo "$$h: $$(grep -E '^#[0-9]+' $$f.long.log | tail -1)"; \
+		$$f -merge=1 -max_len=$(FUZZ_MAX_LEN) $$t/min $$c $$t/new >$$f.merge.log 2>&1 \
+		|| { tail -20 $$f.merge.log; rm -rf $$t; exit 1; }; \
+		rm -f $$c/*; cp $$t/min/* $$c/ 2>/dev/null; rm -rf $$t; \
+		echo "$$h: corpus $$(ls $$c | wc -l) inputs, $$(cat $$c/* | wc -c) bytes"; done
+
+# The seed inputs that harnesses write themselves from the real encoders (FUZZ_WRITE_SEEDS).
+FUZZ_SEEDED := fuzz_manifest fuzz_delta fuzz_manifest_signed fuzz_delta_signed
+fuzz-seeds: fuzz
+	@for h in $(FUZZ_SEEDED); do mkdir -p $(FUZZ_CORPUS)/$$h && \
+		FUZZ_WRITE_SEEDS=$(FUZZ_CORPUS)/$$h $(FUZZ_BUILD)/$$h >/dev/null 2>&1 || exit 1; done
 
 demo: deps all
 	tools/demo.sh $(BUILD)/p2pvbd

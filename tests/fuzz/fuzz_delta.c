@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_signed.h"
 #include "manifest.h"
 #include "util.h"
 #include "vcrypto.h"
@@ -40,6 +41,52 @@ static void setup(void)
 	base_root.page_hash = malloc((size_t)m.root.page_count * VCRYPTO_HASH_LEN);
 	memcpy(base_root.page_hash, m.root.page_hash, (size_t)m.root.page_count * VCRYPTO_HASH_LEN);
 	manifest_free(&m);
+}
+
+/* FUZZ_WRITE_SEEDS=DIR: deltas of the fixed volume, from the real encoder. */
+static void write_seeds(void)
+{
+	static const uint32_t chunks[] = {0, 1, 1030, 2099};
+	struct manifest_change ch[4];
+	struct manifest m;
+	struct manifest_entry *e;
+	uint8_t vol[MANIFEST_ID_LEN] = {1, 2, 3}, *blob;
+	size_t len;
+	char name[32];
+
+	setup();
+	for (uint32_t n = 0; n <= 4; n += 2) {
+		e = xcalloc(2100, sizeof(*e));
+		if (manifest_build(&m, vol, 2100ull * MANIFEST_CHUNK_MIN, MANIFEST_CHUNK_MIN, 0, e,
+		                   id.sk) != 0)
+			abort();
+		memset(ch, 0, sizeof(ch));
+		for (uint32_t i = 0; i < n; i++) {
+			ch[i].chunk = chunks[i];
+			ch[i].entry.flags = i == 1 ? MANIFEST_F_ZERO : 0;
+			ch[i].entry.hash[0] = (uint8_t)(i + 1);
+		}
+		if (manifest_delta_make(&m, ch, n, n ? 0 : MANIFEST_ROOT_F_FINAL, id.sk, &blob,
+		                        &len) != 0)
+			abort();
+		snprintf(name, sizeof(name), "changes%u", n);
+		fz_seed_write(name, blob, len);
+		free(blob);
+		manifest_free(&m);
+	}
+	exit(0);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	if (fz_seed_dir() != NULL)
+		write_seeds();
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
