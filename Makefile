@@ -150,12 +150,9 @@ demo: deps all
 # against T_min and libtorrent (bench_swarm.sh), announces/s against
 # opentracker (bench_tracker.sh), live migration: write overhead at the source,
 # switchover downtime and total time against the link (bench_live.sh).
+# tools/bench_all.sh runs them all even when one fails, then names what failed.
 bench: deps all $(BUILD)/annload
-	tools/bench.sh $(BUILD)/p2pvbd
-	tools/bench_fault.sh $(BUILD)/p2pvbd
-	tools/bench_live.sh $(BUILD)/p2pvbd
-	tools/bench_swarm.sh $(BUILD)/p2pvbd $(BUILD)/p2pvbd-tracker
-	tools/bench_tracker.sh $(BUILD)/p2pvbd-tracker $(BUILD)/annload
+	tools/bench_all.sh $(BUILD)
 
 bench-fault: deps all
 	tools/bench_fault.sh $(BUILD)/p2pvbd

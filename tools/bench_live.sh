@@ -48,6 +48,13 @@
 #
 # Parts 2 and 3 need `p2pvbd ctl` (the freeze); without it they are skipped
 # with a message (LIVE_FORCE=1 runs them anyway, to test the script itself).
+#
+# Each part is a case of tools/bench_lib.sh (write, downtime, total), bounded in
+# time (write 300 s + 3 x WRITE_REPS x (WRITE_SECONDS + 60 s); downtime 300 s +
+# 300 s per migration; total 900 s; or BENCH_TIMEOUT for each): a part that
+# fails prints a JSON failure line (also in bench-live.json) and the others
+# still run, with null in the summary line for the failed part; the exit
+# status is 1 if any failed. BENCH_OUTDIR replaces bench-out/.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -89,6 +96,8 @@ export TMPDIR=$LIVE_DIR
 . "$repo/tests/integration/lib.sh" "$1"
 # shellcheck source=tools/lab.sh
 . "$repo/tools/lab.sh"
+# shellcheck source=tools/bench_lib.sh
+. "$repo/tools/bench_lib.sh"
 LAB=bl$$
 lab_trap "$LAB"
 
@@ -105,9 +114,16 @@ CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-10}
 TOTAL_MBIT=${TOTAL_MBIT:-200}
 MIB=1048576
 PY=/usr/bin/python3
-OUTDIR=$repo/bench-out
+OUTDIR=${BENCH_OUTDIR:-$repo/bench-out}
 mkdir -p "$OUTDIR"
+: >"$OUTDIR/bench-live.json"
+bench_init bench-live "$OUTDIR/bench-live.json"
 log() { echo "bench-live: $*" >&2; }
+
+# After each case, whatever its end: the lab of part 3 goes (tools/bench_lib.sh).
+bench_case_cleanup() {
+	lab_down "$LAB" || true
+}
 
 ((SPAN_MIB * 2 <= DATA_MIB && SPAN_MIB >= 1)) || fail "SPAN_MIB must be 1 .. DATA_MIB/2"
 for p in fio qemu-nbd nbdkit "$PY"; do
@@ -173,9 +189,6 @@ GATE='i=0; while [ ! -e "$0" ]; do i=$((i + 1)); [ $i -gt 12000 ] && exit 1; sle
 HAVE_CTL=1
 "$P2PVBD" ctl --help >/dev/null 2>&1 || HAVE_CTL=
 keygen "$T/key"
-WRITE_JSON=null
-DT_JSON=null
-TOTAL_JSON=null
 SKIPPED=()
 
 # ---- 1. write overhead at the source ----------------------------------------
@@ -219,6 +232,7 @@ write_part() {
 		stop_bg "$i"
 	done
 	rm -f "$img"
+	local WRITE_JSON
 	WRITE_JSON=$("$PY" - "$T" "$WRITE_SECONDS" "$WRITE_REPS" "$WRITE_MIB" "$FS" <<'PY'
 import json, statistics, sys
 t, secs, reps, mib, fs = sys.argv[1:]
@@ -234,6 +248,8 @@ print(json.dumps({"fs": fs, "mib": int(mib), "seconds": int(secs), "reps": int(r
 PY
 )
 	log "write: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("p2pvbd %d, qemu-nbd %d, nbdkit %d IOPS (medians): %.3f x qemu-nbd, %.3f x nbdkit; bar >= 0.9 x both: %s" % (d["p2pvbd_iops"], d["qemu_nbd_iops"], d["nbdkit_iops"], d["ratio_vs_qemu_nbd"], d["ratio_vs_nbdkit"], "met" if min(d["ratio_vs_qemu_nbd"], d["ratio_vs_nbdkit"]) >= 0.9 else "NOT met"))' "$WRITE_JSON")"
+	# The case runs in a subshell (tools/bench_lib.sh): its result goes through a file.
+	echo "$WRITE_JSON" >"$T/write.result"
 }
 
 # ---- common to 2 and 3: one migration driven by tools/live_switch.py --------
@@ -286,6 +302,7 @@ downtime_part() {
 		done
 	done
 	rm -f "$T"/dt*.img
+	local DT_JSON
 	DT_JSON=$("$PY" - "$T" "$DT_REPS" "${sizes[@]}" <<'PY'
 import json, statistics, sys
 t, reps, sizes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -313,6 +330,7 @@ print(json.dumps(out))
 PY
 )
 	log "downtime: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); g=d["sizes_gib"]; print(", ".join("%d GiB %.1f ms" % (x, d["gib%d" % x]["downtime_ms"]) for x in g) + " (medians); %d GiB / %d GiB = %s; bar < 50 ms and about equal: %s" % (g[-1], g[0], d["ratio_largest_vs_smallest"], "met" if d["met"] else "NOT met"))' "$DT_JSON")"
+	echo "$DT_JSON" >"$T/downtime.result"
 }
 
 # ---- 3. total migration time against the link --------------------------------
@@ -330,6 +348,7 @@ total_part() {
 	check_stats "$T/tot.stats"
 	cmp -s "$img" "$T/tot.out" && identical=true
 	[[ $identical == true ]] || log "total: the destination's image DIFFERS from the source's"
+	local TOTAL_JSON
 	TOTAL_JSON=$("$PY" - "$T/tot.json" "$T/tot.stats" "$TOTAL_MBIT" "$identical" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -347,22 +366,34 @@ PY
 )
 	rm -f "$img" "$T/tot.out" "$T"/tot.out.p2pvbd-*
 	log "total: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f s from fetch start to complete; %.0f MiB crossed the link = %.2f s at %g Mbit/s: %.3f x the link bound (bar <= 1.05: %s); image identical: %s" % (d["total_s"], d["bytes_fetched"] / 1048576, d["link_bound_s"], d["mbit"], d["ratio_to_link_bound"], "met" if d["ratio_to_link_bound"] <= 1.05 else "NOT met", d["identical"]))' "$TOTAL_JSON")"
+	echo "$TOTAL_JSON" >"$T/total.result"
 }
 
 # ---- run ------------------------------------------------------------------------
 
-want write && write_part
-for p in downtime total; do
+# The limit of each case (BENCH_TIMEOUT replaces them all): generous beside a normal run;
+# every migration is bounded by its own timeouts as well (120 s to start, 400 s to switch).
+read -ra DT_SIZES_A <<<"$DT_SIZES"
+declare -A LIMIT=(
+	[write]=$(bench_timeout $((300 + 3 * WRITE_REPS * (WRITE_SECONDS + 60))))
+	[downtime]=$(bench_timeout $((300 + 300 * DT_REPS * ${#DT_SIZES_A[@]})))
+	[total]=$(bench_timeout 900)
+)
+for p in write downtime total; do
 	want "$p" || continue
-	if [[ -z $HAVE_CTL && -z ${LIVE_FORCE:-} ]]; then
+	if [[ $p != write && -z $HAVE_CTL && -z ${LIVE_FORCE:-} ]]; then
 		log "$p: SKIPPED: this p2pvbd has no 'ctl' command (the freeze); LIVE_FORCE=1 runs it anyway"
 		SKIPPED+=("$p")
 		continue
 	fi
-	"${p}_part"
+	bench_case "$p" "${LIMIT[$p]}" "${p}_part"
 done
 
-json=$("$PY" - "$WRITE_JSON" "$DT_JSON" "$TOTAL_JSON" "${SKIPPED[*]}" <<'PY'
+# result PART: the JSON a part left, or null (not run, or failed).
+result() {
+	if [[ -s $T/$1.result ]]; then cat "$T/$1.result"; else echo null; fi
+}
+json=$("$PY" - "$(result write)" "$(result downtime)" "$(result total)" "${SKIPPED[*]}" <<'PY'
 import json, sys
 w, dt, tot, skipped = sys.argv[1:]
 print(json.dumps({"bench": "live", "write": json.loads(w), "downtime": json.loads(dt),
@@ -370,4 +401,5 @@ print(json.dumps({"bench": "live", "write": json.loads(w), "downtime": json.load
 PY
 )
 echo "$json"
-echo "$json" >"$OUTDIR/bench-live.json"
+echo "$json" >>"$OUTDIR/bench-live.json"
+bench_finish

@@ -17,7 +17,16 @@
 #
 # Writes bench-out/bench-swarm.json, the peers' progress as CSV
 # (time_s,name,fraction) and a plot bench-out/bench-swarm.png.
-# Environment: N (default 8), MIB (256), RATE (100), SKIP_UNICAST=1, SKIP_BT=1.
+# Environment: N (default 8), MIB (256), RATE (100), SKIP_UNICAST=1, SKIP_BT=1,
+# BENCH_OUTDIR (instead of bench-out/).
+#
+# The runs are cases of tools/bench_lib.sh (swarm, unicast, libtorrent, plot), each
+# bounded in time (swarm and unicast: 600 s + 3 x N x T_min + 120 s; libtorrent:
+# BT_LAB_TIMEOUT + 600 s; plot 300 s; or BENCH_TIMEOUT for each): one that fails
+# prints a JSON failure line (also in bench-swarm.json) and the others still run
+# (a failed unicast or libtorrent run is null in the summary line; without the
+# swarm run there is no summary line nor plot; without the plot, "plot" is null);
+# the exit status is 1 if any failed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export TMPDIR=${TMPDIR:-/var/tmp}
@@ -27,12 +36,16 @@ TRACKER_BIN=${2:?usage: $0 PATH-TO-p2pvbd PATH-TO-p2pvbd-tracker}
 . "$repo/tests/integration/lib.sh" "$1"
 # shellcheck source=tools/lab.sh
 . "$repo/tools/lab.sh"
+# shellcheck source=tools/bench_lib.sh
+. "$repo/tools/bench_lib.sh"
 
 N=${N:-8}
 MIB=${MIB:-256}
 RATE=${RATE:-100}
-OUTDIR=$repo/bench-out
+OUTDIR=${BENCH_OUTDIR:-$repo/bench-out}
 mkdir -p "$OUTDIR"
+: >"$OUTDIR/bench-swarm.json"
+bench_init bench-swarm "$OUTDIR/bench-swarm.json"
 log() { echo "bench-swarm: $*" >&2; }
 
 F=$((MIB * 1024 * 1024))
@@ -48,6 +61,11 @@ head -c "$F" /dev/urandom >"$img"
 
 LAB=bsw$$
 lab_trap "$LAB"
+
+# After each case, whatever its end: the lab goes (tools/bench_lib.sh).
+bench_case_cleanup() {
+	lab_down "$LAB" || true
+}
 
 # cpu_busy BEFORE AFTER: percent of the machine's CPU time that was busy
 # between two "cpu" lines of /proc/stat.
@@ -154,47 +172,83 @@ stats_sum() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 log "N=$N, $MIB MiB, every host $RATE Mbit/s up and down: T_min = $T_MIN s"
-run_p2pvbd swarm
-SWARM_S=$ALL_S
-FROM_PEERS=$(stats_sum swarm bytes_from_peers)
-FETCHED=$(stats_sum swarm bytes_fetched)
-DISCARDED=$(stats_sum swarm bytes_discarded)
-log "p2pvbd swarm: all complete after $SWARM_S s ($(ratio "$SWARM_S" "$T_MIN") x T_min); $((FROM_PEERS * 100 / FETCHED))% of the bytes came from other destinations; $((DISCARDED / 1048576)) MiB of pieces arrived twice (endgame); CPU ${CPU_BUSY}% busy"
-cp "$T/swarm.csv" "$OUTDIR/bench-swarm-p2pvbd.csv"
-SWARM_CPU=$CPU_BUSY
 
-UNICAST_S=null
-if [[ -z ${SKIP_UNICAST:-} ]]; then
+# Each case runs in a subshell (tools/bench_lib.sh): its results go through $T/CASE.result.
+swarm_case() {
+	local from_peers fetched discarded
+	run_p2pvbd swarm
+	from_peers=$(stats_sum swarm bytes_from_peers)
+	fetched=$(stats_sum swarm bytes_fetched)
+	discarded=$(stats_sum swarm bytes_discarded)
+	log "p2pvbd swarm: all complete after $ALL_S s ($(ratio "$ALL_S" "$T_MIN") x T_min); $((from_peers * 100 / fetched))% of the bytes came from other destinations; $((discarded / 1048576)) MiB of pieces arrived twice (endgame); CPU ${CPU_BUSY}% busy"
+	cp "$T/swarm.csv" "$OUTDIR/bench-swarm-p2pvbd.csv"
+	printf 'SWARM_S=%s\nFROM_PEERS=%s\nFETCHED=%s\nSWARM_CPU=%s\n' \
+		"$ALL_S" "$from_peers" "$fetched" "$CPU_BUSY" >"$T/swarm.result"
+}
+
+unicast_case() {
 	run_p2pvbd unicast
-	UNICAST_S=$ALL_S
-	log "p2pvbd unicast (each fetcher from the seed alone): all complete after $UNICAST_S s ($(ratio "$UNICAST_S" "$T_MIN") x T_min)"
-fi
+	log "p2pvbd unicast (each fetcher from the seed alone): all complete after $ALL_S s ($(ratio "$ALL_S" "$T_MIN") x T_min)"
+	echo "$ALL_S" >"$T/unicast.result"
+}
 
-BT_S=null
-if [[ -z ${SKIP_BT:-} ]]; then
+libtorrent_case() {
+	local bt_s
 	log "stock BitTorrent (python3-libtorrent, tools/bt_lab.sh) in the same kind of lab ..."
 	BT_LAB_MBIT=$RATE "$repo/tools/bt_lab.sh" "$TRACKER_BIN" "$img" "$N" "$T/bt" >"$T/bt.log" 2>&1 ||
 		fail "tools/bt_lab.sh failed: $(tail -n 20 "$T/bt.log")"
-	BT_S=$(python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["all_complete_s"])' "$T/bt/bt.json")
+	bt_s=$(python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["all_complete_s"])' "$T/bt/bt.json")
 	cp "$T/bt/bt.json" "$OUTDIR/bench-swarm-libtorrent.json"
 	tail -n +2 "$T/bt/bt-progress.csv" | sed 's/,/,bt-/' >"$OUTDIR/bench-swarm-libtorrent.csv"
-	log "libtorrent: all complete after $BT_S s ($(ratio "$BT_S" "$T_MIN") x T_min)"
-fi
+	log "libtorrent: all complete after $bt_s s ($(ratio "$bt_s" "$T_MIN") x T_min)"
+	echo "$bt_s" >"$T/libtorrent.result"
+}
 
 # The plot: every peer's progress, p2pvbd's (p1..pN) and libtorrent's (bt-h3..), if measured.
-cat "$OUTDIR/bench-swarm-p2pvbd.csv" >"$T/all.csv"
-[[ $BT_S == null ]] || cat "$OUTDIR/bench-swarm-libtorrent.csv" >>"$T/all.csv"
-"$repo/tools/plot_progress.sh" "$T/all.csv" "$OUTDIR/bench-swarm.png" \
-	"N=$N destinations, $MIB MiB, $RATE Mbit/s per host: p2pvbd (p*) and libtorrent (bt-*)" \
-	"$T_MIN" >"$T/plot.log" 2>&1 ||
-	fail "plotting failed: $(cat "$T/plot.log")"
+plot_case() {
+	cat "$OUTDIR/bench-swarm-p2pvbd.csv" >"$T/all.csv"
+	[[ $BT_S == null ]] || cat "$OUTDIR/bench-swarm-libtorrent.csv" >>"$T/all.csv"
+	"$repo/tools/plot_progress.sh" "$T/all.csv" "$OUTDIR/bench-swarm.png" \
+		"N=$N destinations, $MIB MiB, $RATE Mbit/s per host: p2pvbd (p*) and libtorrent (bt-*)" \
+		"$T_MIN" >"$T/plot.log" 2>&1 ||
+		fail "plotting failed: $(cat "$T/plot.log")"
+	: >"$T/plot.result"
+}
 
-json=$(printf '{"bench":"swarm","n":%d,"bytes":%d,"mbit":%d,"t_min_s":%s,"p2pvbd_s":%s,"ratio_to_t_min":%s,"bar_ratio":1.15,"bytes_from_peers_pct":%d,"cpu_busy_pct":%s,"unicast_s":%s,"libtorrent_s":%s,"p2pvbd_vs_libtorrent":%s,"plot":"bench-out/bench-swarm.png"}' \
+# result CASE: what a case left, or null (not run, or failed).
+result() {
+	if [[ -s $T/$1.result ]]; then cat "$T/$1.result"; else echo null; fi
+}
+
+# The limits of the cases: run_p2pvbd waits 3 x N x T_min + 120 s for the fetchers, after
+# making the lab and starting the seed.
+P2P_LIMIT=$(bench_timeout "$(awk -v t="$T_MIN" -v n="$N" 'BEGIN { printf "%d", 600 + 3 * n * t + 120 }')")
+bench_case swarm "$P2P_LIMIT" swarm_case
+if [[ -z ${SKIP_UNICAST:-} ]]; then
+	bench_case unicast "$P2P_LIMIT" unicast_case
+fi
+if [[ -z ${SKIP_BT:-} ]]; then
+	bench_case libtorrent "$(bench_timeout $((${BT_LAB_TIMEOUT:-300} + 600)))" libtorrent_case
+fi
+UNICAST_S=$(result unicast)
+BT_S=$(result libtorrent)
+
+if [[ ! -s $T/swarm.result ]]; then
+	log "no summary line and no plot: the swarm run failed"
+	bench_finish
+fi
+# shellcheck source=/dev/null # SWARM_S, FROM_PEERS, FETCHED, SWARM_CPU
+. "$T/swarm.result"
+bench_case plot "$(bench_timeout 300)" plot_case
+PLOT=null
+[[ -e $T/plot.result ]] && PLOT='"bench-out/bench-swarm.png"'
+
+json=$(printf '{"bench":"swarm","n":%d,"bytes":%d,"mbit":%d,"t_min_s":%s,"p2pvbd_s":%s,"ratio_to_t_min":%s,"bar_ratio":1.15,"bytes_from_peers_pct":%d,"cpu_busy_pct":%s,"unicast_s":%s,"libtorrent_s":%s,"p2pvbd_vs_libtorrent":%s,"plot":%s}' \
 	"$N" "$F" "$RATE" "$T_MIN" "$SWARM_S" "$(ratio "$SWARM_S" "$T_MIN")" $((FROM_PEERS * 100 / FETCHED)) \
 	"${SWARM_CPU:-null}" "$UNICAST_S" "$BT_S" \
-	"$([[ $BT_S == null ]] && echo null || ratio "$BT_S" "$SWARM_S")")
+	"$([[ $BT_S == null ]] && echo null || ratio "$BT_S" "$SWARM_S")" "$PLOT")
 echo "$json"
-echo "$json" >"$OUTDIR/bench-swarm.json"
+echo "$json" >>"$OUTDIR/bench-swarm.json"
 verdict=met
 awk -v r="$(ratio "$SWARM_S" "$T_MIN")" 'BEGIN { exit !(r <= 1.15) }' || verdict="NOT met"
 log "bar <= 1.15 x T_min: $verdict"
@@ -203,4 +257,5 @@ if [[ $BT_S != null ]]; then
 	awk -v a="$SWARM_S" -v b="$BT_S" 'BEGIN { exit !(a < b) }' || verdict="NOT met"
 	log "bar faster than libtorrent ($(ratio "$BT_S" "$SWARM_S") x): $verdict"
 fi
-log "plot: bench-out/bench-swarm.png"
+[[ $PLOT == null ]] || log "plot: bench-out/bench-swarm.png"
+bench_finish

@@ -43,6 +43,11 @@
 # warm-up), BENCH_CONNS (64), BENCH_SWARMS (1000), BENCH_PEERS (100),
 # BENCH_OUT (JSON file), BENCH_QUIET_PCT, BENCH_QUIET_WAIT, BENCH_ROUND_TRIES,
 # OPENTRACKER (its path).
+#
+# The rounds are one case of tools/bench_lib.sh, "announces", bounded in time
+# (600 s + 2 x BENCH_ROUNDS x (BENCH_QUIET_WAIT + BENCH_ROUND_TRIES x
+# (BENCH_SECONDS + 30 s)), or BENCH_TIMEOUT): if it fails, a JSON failure line goes
+# to stdout and into the JSON file instead of the results, and the exit status is 1.
 set -euo pipefail
 
 usage() {
@@ -70,6 +75,8 @@ STOP_TENTHS=50
 log() { echo "bench-tracker: $*" >&2; }
 fail() {
 	log "FAILED: $*"
+	# A benchmark case (tools/bench_lib.sh) reports this reason in its JSON failure line.
+	[[ -z ${BENCH_FAIL_FILE:-} ]] || echo "$*" >"$BENCH_FAIL_FILE"
 	exit 1
 }
 
@@ -109,6 +116,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# After the case, whatever its end (tools/bench_lib.sh): no tracker left running.
+bench_case_cleanup() {
+	stop_server
+}
+# shellcheck source=tools/bench_lib.sh
+. "$(dirname "$0")/bench_lib.sh"
+mkdir -p "$(dirname "$OUT")"
+: >"$OUT"
+bench_init bench-tracker "$OUT"
 
 "$ANNLOAD" -s "$SWARMS" --print-hashes >"$T/wl.txt" || fail "annload --print-hashes failed"
 chmod 644 "$T/wl.txt"
@@ -216,7 +232,8 @@ wait_quiet() {
 # measure NAME: start the tracker, run the load, stop it; writes one line
 # "rate errors tracker-cpu% annload-cpu% others-cpu%" to $T/measure.out (CPU
 # in percent of one core over the annload run; others is everything but
-# tracker and annload). Runs in the main shell, so that the traps see SRV_PID.
+# tracker and annload). Runs in the case's shell, not in $(...), so that the
+# case's cleanup sees SRV_PID.
 measure() {
 	local name=$1 c0 c1 m0 m1 t0 t1 line
 	"start_$name"
@@ -265,17 +282,17 @@ run_round() {
 	echo "$best" >>"$T/$name.res"
 }
 
-log "$CONNS concurrent announces over $SWARMS swarms x $PEERS peers, $ROUNDS rounds of $SECS s (+1 s warm-up)"
-: >"$T/ours.res"
-: >"$T/opentracker.res"
-for ((r = 1; r <= ROUNDS; r++)); do
-	run_round ours "$r"
-	run_round opentracker "$r"
-done
+announces_case() {
+	log "$CONNS concurrent announces over $SWARMS swarms x $PEERS peers, $ROUNDS rounds of $SECS s (+1 s warm-up)"
+	: >"$T/ours.res"
+	: >"$T/opentracker.res"
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run_round ours "$r"
+		run_round opentracker "$r"
+	done
 
-mkdir -p "$(dirname "$OUT")"
-python3 - "$T/ours.res" "$T/opentracker.res" "$OUT" "$CONNS" "$SECS" "$SWARMS" "$PEERS" \
-	"$TRACKER_CPU" "$LOAD_CPU" <<'PY'
+	python3 - "$T/ours.res" "$T/opentracker.res" "$OUT" "$CONNS" "$SECS" "$SWARMS" "$PEERS" \
+		"$TRACKER_CPU" "$LOAD_CPU" <<'PY'
 import json, statistics, sys
 ours_f, ot_f, out, conns, secs, swarms, peers, tcpu, lcpu = sys.argv[1:]
 
@@ -342,3 +359,8 @@ if ours["errors"] or ot["errors"]:
     print("warning: some announces failed; see the errors column")
 print("JSON: %s" % out)
 PY
+}
+
+bench_case announces "$(bench_timeout $((600 + 2 * ROUNDS * (QUIET_WAIT_S + ROUND_TRIES * (SECS + 30)))))" \
+	announces_case
+bench_finish

@@ -83,6 +83,8 @@ fail() {
 		tail -n 15 "$f" >&2
 	done
 	echo "FAIL: $T_NAME: $*" >&2
+	# A benchmark case (tools/bench_lib.sh) reports this reason in its JSON failure line.
+	[[ -z ${BENCH_FAIL_FILE:-} ]] || echo "$*" >"$BENCH_FAIL_FILE"
 	exit 1
 }
 
