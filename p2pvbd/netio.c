@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event_struct.h>
 
 #include "util.h"
 
@@ -132,4 +135,70 @@ void netio_reader_set_high(struct netio_reader *r, size_t high)
 	r->high = high;
 	if (r->in != NULL)
 		netio_reader_consumed(r);
+}
+
+/*
+ * Lingering closes in progress, in fixed slots: nothing is allocated, so a
+ * process that exits while one lingers leaks nothing, and descriptors cannot
+ * pile up.
+ */
+static struct linger_close {
+	struct event ev;
+	int fd; /* -1: free slot */
+	uint64_t deadline_ns;
+} lingers[NETIO_LINGER_MAX];
+static int lingering;
+static int lingers_ready;
+
+int netio_lingering(void)
+{
+	return lingering;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct linger_close *l = arg;
+	char buf[16384];
+	ssize_t n;
+
+	if ((what & EV_READ) && now_ns() < l->deadline_ns) {
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+			return; /* discarded; wait for the end */
+	}
+	/* EOF, an error or the time is up: now closing sends no reset. */
+	event_del(&l->ev);
+	close(l->fd);
+	l->fd = -1;
+	lingering--;
+}
+
+void netio_linger_close(struct event_base *base, int fd)
+{
+	struct timeval tv = {NETIO_LINGER_MS / 1000, (NETIO_LINGER_MS % 1000) * 1000};
+	struct linger_close *l = NULL;
+	int dfd;
+
+	if (fd < 0)
+		return;
+	shutdown(fd, SHUT_WR);
+	if (!lingers_ready) {
+		for (int i = 0; i < NETIO_LINGER_MAX; i++)
+			lingers[i].fd = -1;
+		lingers_ready = 1;
+	}
+	for (int i = 0; i < NETIO_LINGER_MAX && l == NULL; i++)
+		if (lingers[i].fd < 0)
+			l = &lingers[i];
+	if (l == NULL || (dfd = dup(fd)) < 0)
+		return;
+	l->fd = dfd;
+	l->deadline_ns = now_ns() + (uint64_t)NETIO_LINGER_MS * NS_PER_MS;
+	if (event_assign(&l->ev, base, dfd, EV_READ | EV_PERSIST, linger_cb, l) != 0 ||
+	    event_add(&l->ev, &tv) != 0) {
+		close(dfd);
+		l->fd = -1;
+		return;
+	}
+	lingering++;
 }

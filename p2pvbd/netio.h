@@ -54,4 +54,20 @@ void netio_reader_consumed(struct netio_reader *r);
 /* Change `high` (e.g. once a connection is trusted with more); reading restarts if below it. */
 void netio_reader_set_high(struct netio_reader *r, size_t high);
 
+/*
+ * A lingering close: the last bytes written to socket fd (an ERROR saying
+ * why we close) must reach the other side. close() on a socket with unread
+ * input sends a reset, and a reset can make the other side's kernel drop
+ * what it had not yet read, our ERROR too. So: shutdown(SHUT_WR) (a FIN after
+ * our bytes), then read and discard until the other side closes, at most
+ * NETIO_LINGER_MS, then close. Takes a dup of fd (the caller closes fd as
+ * usual). At most NETIO_LINGER_MAX at once; beyond, or if dup fails, just
+ * the FIN.
+ */
+#define NETIO_LINGER_MS  2000
+#define NETIO_LINGER_MAX 64
+void netio_linger_close(struct event_base *base, int fd);
+/* Lingering closes in progress (tests). */
+int netio_lingering(void);
+
 #endif

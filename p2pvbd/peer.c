@@ -497,9 +497,15 @@ void peer_resume_read(struct peer *p)
 		peer_on_data(p);
 }
 
-/* After CLOSING has flushed (or failed to): release the connection. */
+/*
+ * After CLOSING has flushed (or failed to): release the connection. What we
+ * sent last says why we close (ERROR, REFUSAL): a lingering close makes sure
+ * the peer reads it (a source learns that a chunk it served is corrupt).
+ */
 static void peer_finish_closing(struct peer *p)
 {
+	if (evbuffer_get_length(bufferevent_get_output(p->bev)) == 0)
+		netio_linger_close(p->ctx->base, bufferevent_getfd(p->bev));
 	peer_set_state(p, PEER_DEAD);
 	bufferevent_disable(p->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(p->bev, NULL, NULL, NULL, NULL);
