@@ -92,7 +92,14 @@ struct swarm_opts {
 	int nreceipt_from;
 	uint64_t max_dirty_rate; /* seed -e: cap on the VM's write rate, bytes/s (0: none) */
 	int write_through;       /* seed -e: a write is done once a destination holds it */
-	const char *image_path;  /* the image's path, for status (borrowed; may be NULL) */
+	/*
+	 * seed -e: the switchover cost to reach (ms; 0: SWARM_DOWNTIME_TARGET_MS)
+	 * and whether to slow the VM's writes by itself when the copy does not
+	 * converge towards it (auto-converge; PROTOCOL.md §9.2).
+	 */
+	uint32_t downtime_target_ms;
+	int no_auto_converge;
+	const char *image_path; /* the image's path, for status (borrowed; may be NULL) */
 	/* Seed without -e: the image must not change; a chunk a peer reports corrupt is checked. */
 	int image_fixed;
 	/* The durable generation record (seed -e): raised before each delta; not owned. */
@@ -162,6 +169,9 @@ struct swarm_status {
 	double serve_rate;    /* piece bytes out */
 	double write_rate;    /* seed -e: bytes the VM writes */
 	uint64_t dirty_bytes; /* seed -e: bytes of the chunks changed since hashed */
+	uint64_t lag_bytes;   /* seed -e: bytes of published chunks no destination holds yet */
+	double auto_rate;     /* seed -e: auto-converge's cap on the VM's writes (0: none) */
+	uint32_t downtime_target_ms; /* seed -e: the switchover cost auto-converge aims at */
 	/* Monitoring (p2pvbd status --json, --metrics). */
 	uint8_t volume_id[MANIFEST_ID_LEN];
 	const char *output;  /* fetch: OUT; seed: the image (borrowed from the options; or NULL) */

@@ -29,8 +29,9 @@ static const char usage_status[] =
     "\n"
     "Ask a running seed or fetch (its control socket CTL: --ctl PATH, or the default\n"
     "it logged at start) what it is doing: volume, progress, peers, rates and, for a\n"
-    "seed whose VM writes (seed -e), the dirty bytes, the dirtying rate and the\n"
-    "estimated cost of a switchover now (dirty bytes / serving rate).\n"
+    "seed whose VM writes (seed -e), the dirty bytes, the dirtying rate, the lag (what\n"
+    "no destination holds yet), the estimated cost of a switchover now ((dirty + lag)\n"
+    "/ serving rate) against --downtime-target, and auto-converge's cap, if any.\n"
     "\n"
     "  --json      one JSON object instead of text\n"
     "  -h, --help  this text\n";
@@ -197,12 +198,14 @@ static void status_json(struct evbuffer *out, const struct swarm_status *st, dou
 	    "\"generation\":%llu,"
 	    "\"image_size\":%llu,\"chunk_size\":%u,\"chunks\":%u,\"bytes_done\":%llu,"
 	    "\"peers_connected\":%d,\"fetch_rate\":%.0f,\"serve_rate\":%.0f,"
-	    "\"write_rate\":%.0f,\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f",
+	    "\"write_rate\":%.0f,\"dirty_bytes\":%llu,\"switchover_cost_s\":%.3f,"
+	    "\"lag_bytes\":%llu,\"downtime_target_ms\":%u,\"auto_converge_rate\":%.0f",
 	    st->seed ? "seed" : "fetch", st->have_root ? "true" : "false",
 	    st->complete ? "true" : "false", st->final ? "true" : "false",
 	    (unsigned long long)st->generation, (unsigned long long)st->image_size, st->chunk_size,
 	    st->chunks_total, (unsigned long long)st->bytes_done, st->peers, st->fetch_rate,
-	    st->serve_rate, st->write_rate, (unsigned long long)st->dirty_bytes, cost);
+	    st->serve_rate, st->write_rate, (unsigned long long)st->dirty_bytes, cost,
+	    (unsigned long long)st->lag_bytes, st->downtime_target_ms, st->auto_rate);
 	metrics_status_json(out, st, peers, npeers);
 	evbuffer_add_printf(out, "}\n");
 }
@@ -227,10 +230,17 @@ static void status_text(struct evbuffer *out, const struct swarm_status *st, dou
 	                    fmt_bytes((uint64_t)st->serve_rate, b1, sizeof(b1)));
 	if (st->seed)
 		evbuffer_add_printf(out,
-		                    "dirty: %s (VM writing at %s/s); switchover now would "
-		                    "cost about %.1f s of transfer\n",
+		                    "dirty: %s (VM writing at %s/s); not yet at a destination: %s; "
+		                    "switchover now would cost about %.1f s of transfer\n",
 		                    fmt_bytes(st->dirty_bytes, b1, sizeof(b1)),
-		                    fmt_bytes((uint64_t)st->write_rate, b2, sizeof(b2)), cost);
+		                    fmt_bytes((uint64_t)st->write_rate, b2, sizeof(b2)),
+		                    fmt_bytes(st->lag_bytes, b3, sizeof(b3)), cost);
+	if (st->seed && st->downtime_target_ms > 0)
+		evbuffer_add_printf(
+		    out, "downtime target: %u ms%s%s%s\n", st->downtime_target_ms,
+		    st->auto_rate > 0 ? "; auto-converge caps the VM's writes at " : "",
+		    st->auto_rate > 0 ? fmt_bytes((uint64_t)st->auto_rate, b1, sizeof(b1)) : "",
+		    st->auto_rate > 0 ? "/s" : "");
 	metrics_status_text(out, st, peers, npeers);
 }
 
@@ -248,8 +258,9 @@ static void on_ctl(void *arg, const char *cmd, struct ctl_reply *r)
 		on_freeze_thaw(arg, &st, cmd, r);
 		return;
 	}
-	cost = st.dirty_bytes > 0 ? (double)st.dirty_bytes / (st.serve_rate > 1 ? st.serve_rate : 1)
-	                          : 0;
+	cost = st.dirty_bytes + st.lag_bytes > 0 ? (double)(st.dirty_bytes + st.lag_bytes) /
+	                                               (st.serve_rate > 1 ? st.serve_rate : 1)
+	                                         : 0;
 	npeers = metrics_peers(arg, &peers);
 	if (strcmp(cmd, "status json") == 0)
 		status_json(out, &st, cost, peers, npeers);

@@ -76,6 +76,11 @@ static const char usage_seed[] =
     "      --write-through          with -e: acknowledge each VM write only once a\n"
     "                               destination holds it (slower writes; the copy can\n"
     "                               never fall behind)\n"
+    "      --downtime-target MS     with -e: the switchover cost to aim at, in ms (default\n"
+    "                               300): when the copy does not converge towards it,\n"
+    "                               the VM's writes are capped, lower and lower, until it\n"
+    "                               does (auto-converge; logged, and in p2pvbd status)\n"
+    "      --no-auto-converge       with -e: never cap the VM's writes by itself\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI); a receipt\n"
@@ -108,6 +113,8 @@ static const char usage_seed[] =
 #define SEED_RECEIPTS_MAX 1000000
 #define SEED_THREADS_MAX  64
 #define SEED_TIMEOUT_MAX  3600
+/* --downtime-target bound, ms: a minute is already no live migration. */
+#define SEED_DOWNTIME_MAX_MS 60000u
 
 /* --receipt-from names at most this many destinations: a bound for a list read by hand. */
 #define SEED_RECEIPT_FROM_MAX 256
@@ -121,8 +128,8 @@ struct seed_opts {
 	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
 	int nadvertise;
 	struct nbd_tls_opts tls;
-	uint64_t receipts, threads, timeout_s, chunk_size, rate, max_dirty;
-	int hash_only, loglvl, freeze_on_disc, write_through;
+	uint64_t receipts, threads, timeout_s, chunk_size, rate, max_dirty, downtime_ms;
+	int hash_only, loglvl, freeze_on_disc, write_through, no_auto_converge;
 	uint8_t volume_id[MANIFEST_ID_LEN], secret[VCRYPTO_SECRET_LEN]; /* secret: wiped at exit */
 	int have_volid, have_secret;
 	const char *receipt_from[SEED_RECEIPT_FROM_MAX]; /* --receipt-from: keys or .pub files */
@@ -168,6 +175,8 @@ enum {
 	O_FREEZE_DISC,
 	O_MAX_DIRTY,
 	O_WRITE_THROUGH,
+	O_DOWNTIME,
+	O_NO_AUTO_CONVERGE,
 	O_METRICS,
 	O_RECEIPT_FROM
 };
@@ -182,6 +191,8 @@ static const struct option seed_options[] = {
     {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
     {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
     {"write-through", no_argument, NULL, O_WRITE_THROUGH},
+    {"downtime-target", required_argument, NULL, O_DOWNTIME},
+    {"no-auto-converge", no_argument, NULL, O_NO_AUTO_CONVERGE},
     {"metrics", required_argument, NULL, O_METRICS},
     {"uri-file", required_argument, NULL, O_URI_FILE},
     {"chunk-size", required_argument, NULL, O_CHUNK},
@@ -211,6 +222,12 @@ static int seed_option_value(struct seed_opts *o, int c, const char *arg, char *
 	case O_MAX_DIRTY:
 		if (parse_rate(arg, &o->max_dirty) != 0)
 			return cli_usage_error(SEED_WHO, "bad --max-dirty-rate %s", arg);
+		break;
+	case O_DOWNTIME:
+		if (parse_uint(arg, 1, SEED_DOWNTIME_MAX_MS, &o->downtime_ms) != 0)
+			return cli_usage_error(SEED_WHO,
+			                       "bad --downtime-target %s (milliseconds, 1..%u)",
+			                       arg, SEED_DOWNTIME_MAX_MS);
 		break;
 	case 't':
 		if (o->ntrackers == URI_MAX_PEERS)
@@ -297,6 +314,9 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 	case O_WRITE_THROUGH:
 		o->write_through = 1;
 		break;
+	case O_NO_AUTO_CONVERGE:
+		o->no_auto_converge = 1;
+		break;
 	case O_METRICS:
 		o->metrics_spec = optarg;
 		break;
@@ -347,9 +367,12 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 	o->image = argv[optind];
 	if (o->key_path == NULL)
 		return cli_usage_error(SEED_WHO, "seed needs -k KEY (make one with p2pvbd keygen)");
-	if ((o->freeze_on_disc || o->max_dirty || o->write_through) && o->export_spec == NULL)
-		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate and "
-		                                 "--write-through need -e (a VM)");
+	if ((o->freeze_on_disc || o->max_dirty || o->write_through || o->downtime_ms ||
+	     o->no_auto_converge) &&
+	    o->export_spec == NULL)
+		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate, "
+		                                 "--write-through, --downtime-target and "
+		                                 "--no-auto-converge need -e (a VM)");
 	if (o->nreceipt_from > 0 && o->receipts > (uint64_t)o->nreceipt_from)
 		return cli_usage_error(SEED_WHO,
 		                       "--exit-after-receipts %llu can never be reached with %d "
@@ -654,6 +677,8 @@ static int seed_swarm(struct seed *s)
 	so.nreceipt_from = o->nreceipt_from;
 	so.max_dirty_rate = o->max_dirty;
 	so.write_through = o->write_through;
+	so.downtime_target_ms = (uint32_t)o->downtime_ms;
+	so.no_auto_converge = o->no_auto_converge;
 	so.image_path = o->image;
 	so.trackers = o->trackers;
 	so.ntrackers = o->ntrackers;

@@ -123,6 +123,92 @@ static void wt_check(struct swarm *sw)
 	}
 }
 
+/*
+ * Auto-converge (PROTOCOL.md §9.2): the copy's lag is the bytes of
+ * published chunks that no destination holds at their generation. Every
+ * SWARM_CONVERGE_WINDOW_MS, if a switchover now would cost more than the
+ * target ((lag + dirty) / serving rate) and the lag did not shrink by a
+ * tenth over the window, the VM's writes are capped, at SWARM_AUTO_STEP of their rate, and
+ * lower at each such window after (as QEMU's auto-converge slows vCPUs);
+ * once the cost is at most half the target, the cap is raised again step by
+ * step and then lifted. --max-dirty-rate, if lower, still holds.
+ */
+#define SWARM_CONVERGE_WINDOW_MS 2000
+#define SWARM_DOWNTIME_TARGET_MS 300
+#define SWARM_AUTO_STEP          0.7
+#define SWARM_AUTO_MIN_RATE      (64.0 * 1024)
+
+uint32_t seed_downtime_target_ms(const struct swarm *sw)
+{
+	return sw->o.downtime_target_ms ? sw->o.downtime_target_ms : SWARM_DOWNTIME_TARGET_MS;
+}
+
+/* Chunk c's part of the lag, after its entry or who holds it changed. */
+static void lag_update(struct swarm *sw, uint32_t c)
+{
+	const struct manifest_entry *e = &sw->o.manifest->entries[c];
+	int lags = !(e->flags & MANIFEST_F_ZERO) && sw->live.carried[c] != e->gen + 1;
+
+	if (lags == bit_get(sw->live.lagging, c))
+		return;
+	if (lags) {
+		bit_set(sw->live.lagging, c);
+		sw->live.lag_bytes += manifest_chunk_len(root_of(sw), c);
+	} else {
+		bit_clear(sw->live.lagging, c);
+		sw->live.lag_bytes -= manifest_chunk_len(root_of(sw), c);
+	}
+}
+
+void seed_lag_init(struct swarm *sw)
+{
+	sw->live.lagging = bitmap_new(chunk_count(sw));
+	for (uint32_t c = 0; c < chunk_count(sw); c++)
+		lag_update(sw, c);
+	sw->live.lag_start = sw->live.lag_bytes;
+	sw->live.converge_ns = now_ns();
+}
+
+void seed_converge(struct swarm *sw, uint64_t now)
+{
+	double target_s = seed_downtime_target_ms(sw) / (double)MS_PER_S, cost_s, serve, was;
+	uint64_t lag = sw->live.lag_bytes,
+	         dirty = (uint64_t)sw->st.chunks_dirty * root_of(sw)->chunk_size;
+	char b1[16], b2[16];
+
+	if (now - sw->live.converge_ns < (uint64_t)SWARM_CONVERGE_WINDOW_MS * NS_PER_MS)
+		return;
+	serve = sw->rates.serve > 1 ? sw->rates.serve : 1;
+	cost_s = (double)(lag + dirty) / serve;
+	was = sw->live.auto_rate;
+	if (sw->o.no_auto_converge || sw->live.frozen || sw->rates.serve < 1) {
+		/* Nothing to aim at without a destination being served. */
+	} else if (cost_s > target_s && lag * 10 >= sw->live.lag_start * 9) {
+		/* Above the target and not 10 % closer over the window: slower. */
+		double base = was > 0 ? was : sw->rates.write;
+
+		if (base >= SWARM_AUTO_MIN_RATE / SWARM_AUTO_STEP) {
+			sw->live.auto_rate = base * SWARM_AUTO_STEP;
+			log_warn(
+			    "auto-converge: the copy does not converge (%s behind; a switchover "
+			    "now would cost %.2f s, the target is %.2f s): the VM's writes are "
+			    "capped at %s/s",
+			    fmt_bytes(lag + dirty, b1, sizeof(b1)), cost_s, target_s,
+			    fmt_bytes((uint64_t)sw->live.auto_rate, b2, sizeof(b2)));
+		}
+	} else if (was > 0 && cost_s <= target_s / 2) {
+		sw->live.auto_rate = was / SWARM_AUTO_STEP;
+		if (sw->live.auto_rate > 4 * sw->rates.write + 1024.0 * 1024) {
+			sw->live.auto_rate = 0;
+			log_info("auto-converge: the copy is within the target (%.2f s): the VM's "
+			         "writes are no longer capped",
+			         cost_s);
+		}
+	}
+	sw->live.lag_start = lag;
+	sw->live.converge_ns = now;
+}
+
 /* A destination announced chunk c at generation gen (it tells the source too). */
 void seed_have(struct swarm *sw, const struct wire_msg *m)
 {
@@ -132,6 +218,7 @@ void seed_have(struct swarm *sw, const struct wire_msg *m)
 	    m->u.have.gen != sw->o.manifest->entries[c].gen)
 		return;
 	sw->live.carried[c] = m->u.have.gen + 1;
+	lag_update(sw, c);
 	if (sw->live.wt_waiters != NULL)
 		wt_check(sw);
 }
@@ -153,6 +240,8 @@ static int seed_delta(struct swarm *sw, const struct manifest_change *ch, uint32
 		return -1;
 	}
 	delta_keep(sw, blob, len);
+	for (uint32_t i = 0; i < n; i++)
+		lag_update(sw, ch[i].chunk);
 	sw->st.deltas++;
 	sw->st.chunks_changed += n;
 	/* Receipts name a generation: those of older ones count no more. */
@@ -320,12 +409,15 @@ static void seed_round_schedule(struct swarm *sw)
  */
 int seed_throttled(struct swarm *sw)
 {
-	double rate = (double)sw->o.max_dirty_rate, burst = rate / 10, wait_s;
+	double rate = (double)sw->o.max_dirty_rate, burst, wait_s;
 	uint64_t now;
 	struct timeval tv;
 
-	if (sw->o.max_dirty_rate == 0)
+	if (sw->live.auto_rate > 0 && (rate == 0 || sw->live.auto_rate < rate))
+		rate = sw->live.auto_rate;
+	if (rate == 0)
 		return 0;
+	burst = rate / 10;
 	now = now_ns();
 	if (burst < 256 * 1024)
 		burst = 256 * 1024;

@@ -128,8 +128,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	rates_update(sw, now);
 	rotate_slots(sw, now);
 	conn_report(sw, now);
-	if (sw->o.role != SWARM_FETCH)
+	if (sw->o.role != SWARM_FETCH) {
+		if (!sw->o.image_fixed)
+			seed_converge(sw, now);
 		return;
+	}
 	if (store_npending(&sw->store) > 0 &&
 	    now - sw->pipe.last_commit_ns >= (uint64_t)SWARM_COMMIT_MS * NS_PER_MS)
 		commit_start(sw);
@@ -215,8 +218,8 @@ struct swarm *swarm_new(const struct swarm_opts *o)
 		sw->live.round_ev = evtimer_new(o->base, seed_round_cb, sw);
 		sw->live.throttle_ev = evtimer_new(o->base, seed_throttle_cb, sw);
 		sw->live.tokens_ns = now_ns();
-		if (o->write_through)
-			sw->live.carried = xcalloc(m->root.chunk_count, sizeof(uint64_t));
+		sw->live.carried = xcalloc(m->root.chunk_count, sizeof(uint64_t));
+		seed_lag_init(sw);
 		for (uint32_t c = 0; c < m->root.chunk_count; c++)
 			if (!(m->entries[c].flags & MANIFEST_F_ZERO))
 				bit_set(sw->serve.map, c);
@@ -450,6 +453,9 @@ void swarm_status(const struct swarm *sw, struct swarm_status *st)
 	st->serve_rate = sw->rates.serve;
 	st->write_rate = sw->rates.write;
 	st->dirty_bytes = sw->st.chunks_dirty * (st->seed ? root_of(sw)->chunk_size : 0);
+	st->lag_bytes = st->seed ? sw->live.lag_bytes : 0;
+	st->auto_rate = st->seed ? sw->live.auto_rate : 0;
+	st->downtime_target_ms = st->seed && !sw->o.image_fixed ? seed_downtime_target_ms(sw) : 0;
 	status_monitoring(sw, st);
 }
 
@@ -514,6 +520,7 @@ void swarm_free(struct swarm *sw)
 	free(sw->live.round);
 	free(sw->live.dirty_list);
 	free(sw->live.carried);
+	free(sw->live.lagging);
 	free(sw->live.rehash);
 	free(sw->gens.stale);
 	free(sw->gens.changed);

@@ -305,7 +305,14 @@ struct live {
 	uint64_t tokens_ns;
 	struct event *throttle_ev; /* wakes writes waiting for tokens */
 	struct workq *hashq;       /* rehashing (a plain seed's rechecks too) */
-	uint64_t *carried; /* --write-through: per chunk, 1 + generation a destination holds */
+	uint64_t *carried;         /* per chunk, 1 + the generation a destination holds (0: none) */
+	/* Auto-converge: bytes of published non-zero chunks that no destination
+	 * holds at their generation (the copy's lag), its smallest value in the
+	 * current window, and the cap on the VM's writes it set (0: none). */
+	uint64_t lag_bytes, lag_start;
+	uint8_t *lagging;     /* chunk bitmap: counted in lag_bytes */
+	uint64_t converge_ns; /* when the current window (SWARM_CONVERGE_WINDOW_MS) began */
+	double auto_rate;
 	struct flush_waiter *wt_waiters; /* --write-through: writes not yet acknowledged */
 };
 
@@ -564,6 +571,9 @@ void rehash_run(void *arg);
 void seed_have(struct swarm *sw, const struct wire_msg *m);
 void seed_round_cb(evutil_socket_t fd, short what, void *arg);
 int seed_throttled(struct swarm *sw);
+void seed_converge(struct swarm *sw, uint64_t now);
+void seed_lag_init(struct swarm *sw);
+uint32_t seed_downtime_target_ms(const struct swarm *sw);
 void seed_throttle_cb(evutil_socket_t fd, short what, void *arg);
 int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, int zero, int punch);
 void seed_flush(struct swarm *sw, struct flush_waiter *w);
