@@ -8,7 +8,10 @@
 # freeze (p2pvbd ctl CTL freeze, sometimes racing with writes; the export must refuse writes
 # after it), reads issued before the freeze that must wait for it, random I/O at every
 # destination against its own model, and finally OUT == model byte for byte once each
-# destination reports complete and final. Until `p2pvbd --help` lists `ctl`, it runs in
+# destination reports complete and final; in some seeds the seed is killed -9 and restarted,
+# and in some a writer rewrites a hot set of 1-3 chunks far faster than the upload cap while
+# every destination that lacks other data must keep getting it. Until `p2pvbd --help` lists
+# `ctl`, it runs in
 # "prefreeze" mode (see the script). `make soak` runs the same over many seeds.
 #
 # LIVE_MODEL_FIRST (default 3) and LIVE_MODEL_SEEDS (default 8) choose the seeds; a failure

@@ -63,6 +63,9 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 # How long a fetch may wait for chunks nobody can serve before giving up (default 300).
 GIVE_UP_S = 120
+# A hot-set writer must not starve the rest of the volume for longer than this (a bound on a
+# hang: at the smallest upload cap, 2 MiB/s, one 64 KiB chunk takes 31 ms).
+HOT_PROGRESS_S = 20
 
 
 class Failure(Exception):
@@ -488,6 +491,16 @@ def body(run, rng, caps):
     crashes = crng.choice([0, 1, 1, 2]) if caps.get("restart") and freeze and nops > 0 else 0
     crash_at = set(crng.sample(range(nops), min(crashes, nops)))
     crashes = len(crash_at)
+    # A writer whose hot set the link cannot keep up with (the writable working set): with an
+    # upload cap, a burst of writes into 1-3 chunks, as fast as the export takes them, until
+    # every destination that still lacked data outside the hot set got some of it. Its own
+    # generator too.
+    hrng = random.Random("hot set %d" % run.seed)
+    hot = None
+    if caps.get("restart") and freeze and rate and hrng.random() < 0.6:
+        hot_chunks = hrng.randint(1, min(3, nchunks))
+        hot_first = hrng.randrange(0, nchunks - hot_chunks + 1)
+        hot = (hot_first * CHUNK, min(size, (hot_first + hot_chunks) * CHUNK))
     print("seed %d: %d bytes (%d chunks), rate %s, %d destinations%s, %d source ops%s%s, %s"
           % (run.seed, size, nchunks, "%dM" % rate if rate else "unlimited", ndest,
              "".join(" (%d via %d)" % (d.i, d.via) for d in dests if d.via is not None),
@@ -496,7 +509,9 @@ def body(run, rng, caps):
              ("freeze, thaw, more writes, freeze" if thaw else "freeze") if freeze
              else "prefreeze (no ctl freeze in this binary)")
           + (", %d seed crash%s (kill -9, restart)" % (crashes, "es" if crashes > 1 else "")
-             if crashes else ""),
+             if crashes else "")
+          + (", a hot set of %d KiB written faster than the link" % ((hot[1] - hot[0]) // 1024)
+             if hot else ""),
           flush=True)
     if run.args.describe:
         return
@@ -680,6 +695,47 @@ def body(run, rng, caps):
         start_dest(d, uri)
         if early_ok and rng.random() < 0.6:
             issue_early(d)
+
+    def hot_phase():
+        """Write the hot set as fast as the source's export takes it, for 0.5-1.5 s at least;
+        every destination that lacked data outside the hot set must get more of it meanwhile
+        (cold first, hot last: PROTOCOL.md §7.2), within HOT_PROGRESS_S."""
+        lo, hi = hot
+        run.at("hot set %d..%d" % (lo, hi))
+        lacking = {}
+        for d in dests:
+            if d.proc is None or not d.proc.alive():
+                continue
+            st = run.status(d.ctl)
+            if st.get("volume_known") and st["image_size"] - st["bytes_done"] > (hi - lo) + CHUNK:
+                lacking[d.name] = (d, st["bytes_done"])
+        t0, n = time.monotonic(), 0
+        least = hrng.uniform(0.5, 1.5)  # the VM writes at least this long, lacking or not
+        while True:
+            for _ in range(16):
+                m = hrng.randrange(4096, 16385, 4096)
+                off = hrng.randrange(lo, max(lo + 1, hi - m + 1))
+                m = min(m, hi - off)
+                data = write_data(hrng, m)
+                src.pwrite(data, off)
+                model[off:off + m] = data
+                touched.update(chunks_of(off, m))
+                n += 1
+            for name in list(lacking):
+                d, before = lacking[name]
+                if run.status(d.ctl)["bytes_done"] > before:
+                    del lacking[name]
+            if not lacking and time.monotonic() - t0 >= least:
+                break
+            if time.monotonic() - t0 > HOT_PROGRESS_S:
+                raise Failure("while the VM wrote its hot set (%d writes in %.1f s), %s got "
+                              "nothing of the rest of the volume"
+                              % (n, time.monotonic() - t0, ", ".join(sorted(lacking))))
+        run.log("hot set: %d writes in %.2f s; the destinations kept getting the rest"
+                % (n, time.monotonic() - t0))
+
+    if hot:
+        hot_phase()
 
     run.at("before the freeze: source image and status")
     time.sleep(rng.uniform(0, 0.5))
