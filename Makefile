@@ -19,6 +19,8 @@ LDLIBS	:= -levent -lsodium -pthread
 LDLIBS	+= -lsystemd
 # GnuTLS: TLS on the NBD export (nbd_tls.c), as QEMU, nbdkit and libnbd do it.
 LDLIBS	+= -lgnutls
+# jansson: JSON for QMP (qmp.c); libnbd: reading NBD sources (seed nbd+unix://...).
+LDLIBS	+= -ljansson -lnbd
 ifneq ($(SAN),)
 CFLAGS	+= -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 LDFLAGS	+= -fsanitize=address,undefined

@@ -14,6 +14,8 @@ PACKAGES=(
 	# TLS on the NBD export (nbd_tls.c); psktool and certtool make keys and certificates
 	# for t_nbd_tls.sh.
 	libgnutls28-dev gnutls-bin
+	# QMP in C (qmp.c: jansson parses QEMU's JSON); libnbd reads NBD sources (seed of an NBD URI).
+	libjansson-dev libnbd-dev
 	# clang for the libFuzzer harnesses; the fuzzer and sanitizer runtimes.
 	clang libclang-rt-14-dev
 	# b2sum (the hashing benchmark's anchor), timeout, od, du, stat; script(1) gives
