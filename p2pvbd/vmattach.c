@@ -538,9 +538,11 @@ int vmattach_clear(struct vmattach *va)
 		return -1;
 	}
 	if (did)
-		log_warn("an earlier seed of this drive did not detach: %s%s%s",
-		         (did & 1) ? "cancelled its mirror job " : "",
-		         (did & 2) ? "deleted its nbd node " : "", va->ours);
+		log_warn(
+		    "an earlier seed of this drive did not detach (killed?): removed its %s%s%s "
+		    "%s from QEMU",
+		    (did & 1) ? "mirror job" : "", did == 3 ? " and its " : "",
+		    (did & 2) ? "nbd node" : "", va->ours);
 	return 0;
 }
 
