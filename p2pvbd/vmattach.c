@@ -242,39 +242,47 @@ static int job_info(struct qmp *q, const char *id, struct vmattach_jobinfo *ji, 
 
 /*
  * Why job id ended, from the events QEMU sent meanwhile (queued by the QMP
- * client): BLOCK_JOB_COMPLETED carries the error, if any.
+ * client): BLOCK_JOB_COMPLETED carries an error, BLOCK_JOB_ERROR says which
+ * operation failed, BLOCK_JOB_CANCELLED a cancel (QEMU also cancels a job
+ * that failed after READY). The most telling one wins.
  */
 static void job_end_reason(struct qmp *q, const char *id, char *why, size_t n)
 {
+	static const char *const names[] = {"BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR",
+	                                    "BLOCK_JOB_CANCELLED"};
+	int best = 0; /* 4 an error, 3 an I/O error, 2 cancelled, 1 completed */
 	json_t *ev;
 	char err[256];
 
 	snprintf(why, n, "the mirror job is gone (cancelled from outside?)");
-	for (;;) {
-		const char *names[] = {"BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"};
-		int got = 0;
-
-		for (int k = 0; k < 2; k++) {
-			if (qmp_wait_event(q, names[k], 0, &ev, err, sizeof(err)) != 0)
-				continue;
+	for (int k = 0; k < 3; k++) {
+		while (qmp_wait_event(q, names[k], 0, &ev, err, sizeof(err)) == 0) {
 			json_t *data = json_object_get(ev, "data");
 			const char *dev = json_string_value(json_object_get(data, "device"));
 			const char *e = json_string_value(json_object_get(data, "error"));
+			const char *op = json_string_value(json_object_get(data, "operation"));
 
-			got = 1;
-			if (dev != NULL && strcmp(dev, id) == 0) {
-				if (k == 1)
-					snprintf(why, n,
-					         "the mirror job was cancelled (not by us)");
-				else if (e != NULL)
-					snprintf(why, n, "the mirror job failed: %s", e);
-				else
-					snprintf(why, n, "the mirror job completed (not by us)");
+			if (dev == NULL || strcmp(dev, id) != 0) {
+				/* another job's */
+			} else if (k == 0 && e != NULL && best < 4) {
+				snprintf(why, n, "the mirror job failed: %s", e);
+				best = 4;
+			} else if (k == 1 && best < 3) {
+				snprintf(
+				    why, n,
+				    "the mirror job failed: a %s into the seed failed (the seed "
+				    "refused it, or its export went away)",
+				    op != NULL ? op : "request");
+				best = 3;
+			} else if (k == 2 && best < 2) {
+				snprintf(why, n, "the mirror job was cancelled (not by us)");
+				best = 2;
+			} else if (k == 0 && best < 1) {
+				snprintf(why, n, "the mirror job completed (not by us)");
+				best = 1;
 			}
 			json_decref(ev);
 		}
-		if (!got)
-			return;
 	}
 }
 

@@ -956,6 +956,15 @@ static void seed_qmp_event(void *arg, enum vmattach_event ev, const char *msg)
 		/* The seed no longer sees every write: what it would publish could miss one. */
 		log_error("drive %s: %s; stopping (the VM runs on, on its own disk)", s->o->drive,
 		          msg);
+		/*
+		 * Frozen, the seed refuses writes; QEMU's mirror then completes the
+		 * guest's write on its own disk all the same, and the job fails.
+		 */
+		swarm_status(s->sw, &st);
+		if (st.final)
+			log_error("the VM wrote after the freeze (it was not stopped): that write is "
+			          "not in the final generation %llu; do not run a VM on it",
+			          (unsigned long long)st.generation);
 		s->va_failed = 1;
 		swarm_shutdown(s->sw);
 		break;

@@ -8,7 +8,10 @@
 #  - a mirror job cancelled from outside stops the seed (exit 1, "not by us") and it deletes its
 #    node: nothing of ours is left in QEMU;
 #  - a seed killed with SIGKILL leaves its job and node; the next seed of that drive removes
-#    them, says so, and serves the drive (a fetch equals the file); stopped, it leaves nothing.
+#    them, says so, and serves the drive: a write to it (HMP qemu-io, as a guest's) reaches the
+#    seed and a fetch equals the file;
+#  - frozen with the VM running, a write fails the job: the seed says the final generation lacks
+#    it, exits 1 and leaves nothing in QEMU.
 # Skips (exit 0) only when qemu-system-x86_64 is missing and cannot be installed.
 # fast
 # shellcheck source=tests/integration/lib.sh
@@ -46,9 +49,10 @@ for ((i = 0; i < 100; i++)); do
 done
 [[ -S $T/test.qmp ]] || fail "QEMU made no QMP socket: $(cat "$T/qemu.log")"
 # qmp_ours ACTION: one QMP session on the test's socket. "count": how many jobs and nodes of ours
-# ("J N"); "cancel": cancel our job (force), as an operator would by hand.
+# ("J N"); "cancel": cancel our job (force), as an operator would by hand; "hmp CMD": an HMP
+# command (qemu-io on drive d0 writes as a guest would, through the mirror).
 qmp_ours() {
-	python3 - "$T/test.qmp" "$1" <<'PY'
+	python3 - "$T/test.qmp" "$@" <<'PY'
 import json, socket, sys
 f = socket.socket(socket.AF_UNIX)
 f.settimeout(30)
@@ -69,6 +73,9 @@ def run(cmd, args=None):
             return m["return"]
 run("qmp_capabilities")
 jobs = [j["device"] for j in run("query-block-jobs") if j["device"].startswith("p2pvbd-")]
+if sys.argv[2] == "hmp":
+    print(run("human-monitor-command", {"command-line": sys.argv[3]}), end="")
+    sys.exit()
 if sys.argv[2] == "cancel":
     if len(jobs) != 1:
         sys.exit("not one job of ours: %s" % jobs)
@@ -122,9 +129,21 @@ start_seed -k "$T/k" --qmp "$T/seed.qmp" --drive d0 --state-dir "$T/st" --ctl "$
 grep -q 'an earlier seed of this drive did not detach (killed?): removed its mirror job and its nbd node p2pvbd-' \
 	"$T/seed.log" || fail "the next seed did not remove what the killed one left: $(head -n 3 "$T/seed.log")"
 [[ $(ours) == "1 1" ]] || fail "restarted: expected one job and one node, found $(ours)"
+# A write to the drive (as a guest's) reaches the seed: in the fetched image.
+out=$(qmp_ours hmp 'qemu-io d0 "write -P 0x5c 1M 100k"') || fail "HMP qemu-io failed"
+[[ -z $out || $out == *wrote* ]] || fail "qemu-io: $out"
 expect_rc 0 freeze "$P2PVBD" ctl "$T/seed.ctl" freeze
 expect_rc 0 fetch_d0 "$P2PVBD" fetch --no-progress "$URI" "$T/d0.out"
 cmp "$T/data.raw" "$T/d0.out" || fail "the drive fetched differs from its file"
-stop_seed "after SIGKILL and restart"
+cmp -s -i $((1024 * 1024)):0 -n $((100 * 1024)) "$T/d0.out" <(head -c $((100 * 1024)) /dev/zero | tr '\0' '\134') ||
+	fail "the write through QEMU is not in the fetched image"
+# Frozen, a write of the still running VM fails the job: the seed says the final generation
+# lacks it, stops (exit 1) and leaves nothing in QEMU.
+out=$(qmp_ours hmp 'qemu-io d0 "write -P 0x5d 2M 4k"') || fail "HMP qemu-io failed"
+wait_exit "$SEED_PID" 30 || fail "a write after the freeze did not stop the seed within 30 s"
+((EXIT_STATUS == 1)) || fail "the seed exited $EXIT_STATUS after a write it missed, not 1"
+grep -q 'the VM wrote after the freeze (it was not stopped): that write is not in the final generation' \
+	"$T/seed.log" || fail "the seed did not say the final generation lacks a write: $(tail -n 3 "$T/seed.log")"
+[[ $(ours) == "0 0" ]] || fail "after the job failed: $(ours) (jobs, nodes) left"
 kill -0 "$QEMU_PID" 2>/dev/null || fail "QEMU exited"
 note "ok"
