@@ -524,10 +524,15 @@ struct vmattach *vmattach_open(const char *qmp_path, const char *tag)
 {
 	char err[512];
 	struct vmattach *va;
-	struct qmp *q = qmp_open(qmp_path, VMATTACH_QMP_TIMEOUT_MS, err, sizeof(err));
+	struct qmp *q = qmp_open(qmp_path, VMATTACH_OPEN_TIMEOUT_MS, err, sizeof(err));
 
 	if (q == NULL) {
-		log_error("--qmp %s: %s", qmp_path, err);
+		/* A client already on the socket: QEMU accepts us only once it leaves. */
+		log_error("--qmp %s: %s%s", qmp_path, err,
+		          strstr(err, "in time") != NULL
+		              ? " (another client on this QMP socket? QEMU serves one client per "
+		                "socket: give the seed a -qmp socket of its own)"
+		              : "");
 		return NULL;
 	}
 	va = xcalloc(1, sizeof(*va));

@@ -35,7 +35,9 @@ struct qmp;
 #define VMATTACH_POLL_COPY_MS  200
 #define VMATTACH_POLL_READY_MS 500
 /* Bounds on QEMU's answers: a command, and the job going away after block-job-cancel. */
-#define VMATTACH_QMP_TIMEOUT_MS    30000
+#define VMATTACH_QMP_TIMEOUT_MS 30000
+/* Connecting: QEMU greets at once, unless another client holds the socket. */
+#define VMATTACH_OPEN_TIMEOUT_MS   10000
 #define VMATTACH_CANCEL_TIMEOUT_MS 30000
 
 /* The drive as QEMU describes it (query-block). */

@@ -548,9 +548,14 @@ static int image_size_of(int fd, const char *path, uint64_t *size)
 
 static int seed_open_scratch(struct seed *s);
 
-/* --qmp: the state directory holds the scratch copy and its socket; made if missing. */
-static int seed_qmp_dir(const struct seed_opts *o)
+/*
+ * --qmp, first of all: the state directory (made if missing), and the
+ * scratch copy opened and locked, so that a second seed of this drive stops
+ * here, before it checks sockets or waits for QMP. 0 or -1 (logged).
+ */
+static int seed_qmp_prepare(struct seed *s)
 {
+	const struct seed_opts *o = s->o;
 	const char *dir = o->state_dir ? o->state_dir : CLI_BLOCKDEV_STATE_DIR;
 	struct stat st;
 
@@ -560,6 +565,15 @@ static int seed_qmp_dir(const struct seed_opts *o)
 	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
 		log_error("state directory %s: not a writable directory", dir);
+		return -1;
+	}
+	s->fd = open(o->image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->fd < 0) {
+		log_error("cannot open the scratch copy %s: %s", o->image, strerror(errno));
+		return -1;
+	}
+	if (imglock_acquire(o->image, s->fd, IMGLOCK_EXCLUSIVE, &s->ilock) != 0) {
+		log_error("is another seed attached to drive %s of this VM?", o->drive);
 		return -1;
 	}
 	return 0;
@@ -867,9 +881,9 @@ static int seed_export(struct seed *s)
 /* ---- seed --qmp: a VM that runs on its own disk (vmattach.h) ------------ */
 
 /*
- * The scratch copy in --state-dir instead of an IMAGE: connect to QEMU,
- * take the copy's lock (one seed per drive), remove what an earlier seed
- * of this drive left in QEMU, learn the drive, and make the copy an empty
+ * The scratch copy in --state-dir instead of an IMAGE (opened and locked by
+ * seed_qmp_prepare): connect to QEMU, remove what an earlier seed of this
+ * drive left in QEMU, learn the drive, and make the copy an empty
  * sparse file of its size: QEMU's mirror fills it, and a copy left by an
  * earlier run is never trusted (the generations go on above it, seedgen.h).
  * 0 or -1 (logged).
@@ -883,15 +897,6 @@ static int seed_open_scratch(struct seed *s)
 	s->va = vmattach_open(o->qmp_path, o->qmp_tag);
 	if (s->va == NULL)
 		return -1;
-	s->fd = open(o->image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->fd < 0) {
-		log_error("cannot open the scratch copy %s: %s", o->image, strerror(errno));
-		return -1;
-	}
-	if (imglock_acquire(o->image, s->fd, IMGLOCK_EXCLUSIVE, &s->ilock) != 0) {
-		log_error("is another seed attached to drive %s of this VM?", o->drive);
-		return -1;
-	}
 	if (vmattach_clear(s->va) != 0 || vmattach_drive(s->va, o->drive, d) != 0)
 		return -1;
 	if (ftruncate(s->fd, 0) != 0 || ftruncate(s->fd, (off_t)d->size) != 0) {
@@ -962,9 +967,10 @@ static void seed_qmp_event(void *arg, enum vmattach_event ev, const char *msg)
 		 */
 		swarm_status(s->sw, &st);
 		if (st.final)
-			log_error("the VM wrote after the freeze (it was not stopped): that write is "
-			          "not in the final generation %llu; do not run a VM on it",
-			          (unsigned long long)st.generation);
+			log_error(
+			    "the VM wrote after the freeze (it was not stopped): that write is "
+			    "not in the final generation %llu; do not run a VM on it",
+			    (unsigned long long)st.generation);
 		s->va_failed = 1;
 		swarm_shutdown(s->sw);
 		break;
@@ -1083,7 +1089,7 @@ static int seed_run(struct seed *s)
 
 	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
 		return 1;
-	if (o->qmp_path != NULL && seed_qmp_dir(o) != 0)
+	if (o->qmp_path != NULL && seed_qmp_prepare(s) != 0)
 		return 1;
 	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0 ||
 	                       export_tls_load(&o->tls, &s->tls) != 0)) ||

@@ -8,7 +8,7 @@
 #  - a mirror job cancelled from outside stops the seed (exit 1, "not by us") and it deletes its
 #    node: nothing of ours is left in QEMU;
 #  - a seed killed with SIGKILL leaves its job and node; the next seed of that drive removes
-#    them, says so, and serves the drive: a write to it (HMP qemu-io, as a guest's) reaches the
+#    them, says so, and serves the drive (a second seed of it is refused at once); a write to it (HMP qemu-io, as a guest's) reaches the
 #    seed and a fetch equals the file;
 #  - frozen with the VM running, a write fails the job: the seed says the final generation lacks
 #    it, exits 1 and leaves nothing in QEMU.
@@ -129,6 +129,9 @@ start_seed -k "$T/k" --qmp "$T/seed.qmp" --drive d0 --state-dir "$T/st" --ctl "$
 grep -q 'an earlier seed of this drive did not detach (killed?): removed its mirror job and its nbd node p2pvbd-' \
 	"$T/seed.log" || fail "the next seed did not remove what the killed one left: $(head -n 3 "$T/seed.log")"
 [[ $(ours) == "1 1" ]] || fail "restarted: expected one job and one node, found $(ours)"
+# A second seed of the same drive stops at the scratch copy's lock, before it waits for QMP.
+expect_rc 1 second "$P2PVBD" seed -k "$T/k" -l 127.0.0.1:0 --qmp "$T/seed.qmp" --drive d0 --state-dir "$T/st" --ctl "$T/second.ctl"
+grep -q 'is another seed attached to drive d0' "$T/second.err" || fail "a second seed: $(cat "$T/second.err")"
 # A write to the drive (as a guest's) reaches the seed: in the fetched image.
 out=$(qmp_ours hmp 'qemu-io d0 "write -P 0x5c 1M 100k"') || fail "HMP qemu-io failed"
 [[ -z $out || $out == *wrote* ]] || fail "qemu-io: $out"
