@@ -219,6 +219,12 @@ void swarm_travel(const struct swarm *s, uint64_t *done, uint64_t *total);
 const struct swarm_stats *swarm_stats(const struct swarm *s);
 /* A destination holds every chunk, verified and durable. */
 int swarm_complete(const struct swarm *s);
+/*
+ * fetch --qmp: release OUT's image lock for QEMU to open OUT itself, and
+ * take it back if the move failed (0, or -1 if it cannot: logged).
+ */
+void swarm_output_unlock(struct swarm *s);
+int swarm_output_relock(struct swarm *s);
 
 /*
  * Live migration, at the source (seed -e). The VM's writes make chunks
