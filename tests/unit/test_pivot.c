@@ -105,6 +105,10 @@ Test(pivot, by_drive_id)
 	cr_assert_eq(p.cache_direct, 1);
 	cr_assert_eq(p.cache_no_flush, 0);
 	cr_assert_str_eq(p.detect_zeroes, "unmap");
+	/* QEMU named the raw node (-drive): QEMU will not reopen it, so the mirror way. */
+	cr_assert_eq(p.mirror, 1);
+	cr_assert_str_eq(p.job, "p2pvbd-pivot-disk0");
+	cr_assert_str_eq(p.drive, "disk0");
 }
 
 Test(pivot, by_device_id_and_qom_path)
@@ -135,6 +139,36 @@ Test(pivot, by_node_name_and_through_a_filter)
 	cr_assert_str_eq(p.fmt, "fmt9");
 	cr_assert_str_eq(p.nbd, "nbd9");
 	cr_assert_str_eq(p.local, "p2pvbd-local-vd9");
+	/* Named by the user (-blockdev): the reopen way. */
+	cr_assert_eq(p.mirror, 0);
+}
+
+/* A filter over a raw node QEMU named: neither way works (the mirror would drop the filter). */
+Test(pivot, filter_over_an_unnamed_raw_node)
+{
+	struct pivot_plan p;
+	char err[512] = "";
+	json_t *b =
+	    json_loads("[{\"device\": \"d1\", \"inserted\": {\"node-name\": \"thr1\"}}]", 0, NULL);
+	json_t *n =
+	    json_loads("[{\"node-name\": \"thr1\", \"drv\": \"throttle\"},"
+	               " {\"node-name\": \"#block7\", \"drv\": \"raw\"},"
+	               " {\"node-name\": \"#block8\", \"drv\": \"nbd\", \"file\": \"nbd://x\"}]",
+	               0, NULL);
+	json_t *g = json_loads(
+	    "{\"nodes\": [{\"id\": 1, \"type\": \"block-driver\", \"name\": \"thr1\"},"
+	    "             {\"id\": 2, \"type\": \"block-driver\", \"name\": \"#block7\"},"
+	    "             {\"id\": 3, \"type\": \"block-driver\", \"name\": \"#block8\"}],"
+	    " \"edges\": [{\"parent\": 1, \"child\": 2, \"name\": \"file\"},"
+	    "             {\"parent\": 2, \"child\": 3, \"name\": \"file\"}]}",
+	    0, NULL);
+
+	cr_assert(b != NULL && n != NULL && g != NULL);
+	cr_assert_eq(pivot_plan_make("d1", b, n, g, NULL, &p, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "name it (node-name=...)") != NULL, "%s", err);
+	json_decref(b);
+	json_decref(n);
+	json_decref(g);
 }
 
 Test(pivot, refused)
