@@ -107,6 +107,12 @@ wait_exit "$FETCH_PID" 10 || fail "fetch is still running"
 ((EXIT_STATUS == 0)) || fail "fetch exited $EXIT_STATUS: $(tail -n 5 "$T/fetch.log")"
 grep -q 'generation [0-9]* is final: the source froze' "$T/fetch.log" ||
 	fail "the destination logged no final generation"
+# The move waited for OUT at the final generation; its receipt reached the source first.
+gen=$(sed -n 's/.*generation \([0-9]*\) is final: the source froze.*/\1/p' "$T/fetch.log" | tail -n 1)
+grep -q "holds generation $gen complete" "$T/seed.log" ||
+	fail "no receipt for the final generation $gen at the source: $(tail -n 5 "$T/seed.log")"
+grep -q "moving QEMU's drive disk0 .*: the mirror way" "$T/fetch.log" ||
+	fail "the move did not take the mirror way (-drive's nodes)"
 
 read -r epoch next ondst atafter < <(python3 - "$T/mig/result.json" <<'PY'
 import json, sys
