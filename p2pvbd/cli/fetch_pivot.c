@@ -177,8 +177,7 @@ static void prepare_done(void *arg)
 	if (!swarm_complete(fp->sw) || !swarm_final(fp->sw))
 		return;
 	log_info("moving QEMU's drive %s (raw node %s, on %s) onto %s: the %s way", fp->drive,
-	         fp->plan.fmt, fp->plan.nbd_file, fp->out,
-	         fp->plan.mirror ? "mirror" : "reopen");
+	         fp->plan.fmt, fp->plan.nbd_file, fp->out, fp->plan.mirror ? "mirror" : "reopen");
 	/* QEMU takes its own lock on OUT; fetch still writes OUT for the VM until the switch. */
 	swarm_output_unlock(fp->sw);
 	fp->state = FP_SWITCH;

@@ -20,7 +20,7 @@
 . "$(dirname "$0")/lib.sh" "$@"
 
 VM=$(cd "$(dirname "$0")/../../tools/vm" && pwd)
-QMPCALL=$VM/qmp-call.py
+QMPCMD=$VM/qmp-cmd.py
 
 need_qemu_system
 
@@ -69,7 +69,7 @@ start_qemu() {
 }
 # hmp NAME QMP CMD: a human-monitor command on QEMU's QMP socket QMP; its output in $T/NAME.out.
 hmp() {
-	expect_rc 0 "$1" python3 "$QMPCALL" "$2" human-monitor-command \
+	expect_rc 0 "$1" python3 "$QMPCMD" "$2" human-monitor-command \
 		"$(python3 -c 'import json,sys; print(json.dumps({"command-line": sys.argv[1]}))' "$3")"
 	! grep -qiE 'error|fail' "$T/$1.out" || fail "$3: $(cat "$T/$1.out")"
 }
@@ -101,11 +101,11 @@ move_case() {
 	grep -q "QEMU's drive $drive now runs on $T/$n.img (node p2pvbd-local-$drive)" "$T/$n.log" ||
 		fail "fetch did not log the move: $(tail -n 3 "$T/$n.log")"
 	[[ ! -e $T/$n.img.p2pvbd-state ]] || fail "OUT's state file is left after the move"
-	expect_rc 0 "$n-nodes" python3 "$QMPCALL" "$T/$n-t.qmp" query-named-block-nodes query-block
-	python3 - "$T/$n-nodes.out" "$T/$n.img" "p2pvbd-local-$drive" <<'PY' ||
+	expect_rc 0 "$n-nodes" python3 "$QMPCMD" "$T/$n-t.qmp" query-named-block-nodes
+	expect_rc 0 "$n-block" python3 "$QMPCMD" "$T/$n-t.qmp" query-block
+	python3 - "$T/$n-nodes.out" "$T/$n.img" "p2pvbd-local-$drive" "$T/$n-block.out" <<'PY' ||
 import json, sys
-lines = open(sys.argv[1]).read().splitlines()
-nodes, block = json.loads(lines[0]), json.loads(lines[1])
+nodes, block = json.load(open(sys.argv[1])), json.load(open(sys.argv[4]))
 drv = {n["node-name"]: n for n in nodes}
 if any(n["drv"] == "nbd" for n in nodes):
     sys.exit("an nbd node is left: %s" % [n["node-name"] for n in nodes if n["drv"] == "nbd"])
@@ -119,7 +119,7 @@ PY
 		fail "QEMU's nodes after the move: $(cat "$T/$n-nodes.out")"
 	hmp "$n-postio" "$T/$n-t.qmp" 'qemu-io -d /machine/peripheral/vd0/virtio-backend "write -P 0xcd 2M 64k"'
 	hmp "$n-readio" "$T/$n-t.qmp" 'qemu-io -d /machine/peripheral/vd0/virtio-backend "read -P 0xab 1M 64k"'
-	expect_rc 0 "$n-quit" python3 "$QMPCALL" "$T/$n-t.qmp" quit
+	run_cmd "$n-quit" python3 "$QMPCMD" "$T/$n-t.qmp" quit # QEMU may close before it answers
 	wait_exit "$QEMU_PID" 10 || fail "QEMU did not quit"
 	pattern_at "$T/$n.img" $((1 << 20)) 65536 ab || fail "the write made before the move is not in OUT"
 	pattern_at "$T/$n.img" $((2 << 20)) 65536 cd || fail "the write made after the move is not in OUT"
@@ -170,7 +170,7 @@ wait_for_line "$T/locker.log" '^locked' 10 "$LOCKER_PID" "the locker exited" "th
 start_qemu c
 wait_for_line "$T/c.log" "could not move QEMU's drive vd0" 30 "$FETCH_PID" \
 	"fetch exited after a failed switch: $(tail -n 3 "$T/c.log")" "fetch logged no failed switch"
-expect_rc 0 cnodes python3 "$QMPCALL" "$T/c-t.qmp" query-named-block-nodes
+expect_rc 0 cnodes python3 "$QMPCMD" "$T/c-t.qmp" query-named-block-nodes
 python3 - "$T/cnodes.out" <<'PY' || fail "QEMU's nodes after the failed switch: $(cat "$T/cnodes.out")"
 import json, sys
 nodes = json.loads(open(sys.argv[1]).read())

@@ -50,7 +50,7 @@ done
 # (within 60 s), and QEMU then has no nbd node and reads OUT.
 cat >"$T/after.py" <<'PY'
 import json, os, subprocess, sys, time
-pid, log, qmpcall, sock, out = sys.argv[1:6]
+pid, log, qmpcmd, sock, out = sys.argv[1:6]
 def gone():
     try:
         with open("/proc/%s/stat" % pid) as f:
@@ -65,11 +65,13 @@ else:
     sys.exit("fetch did not exit within 60 s of the switchover")
 if "QEMU's drive disk0 now runs on %s" % out not in open(log).read():
     sys.exit("fetch exited without moving the drive")
-r = subprocess.run([sys.executable, qmpcall, sock, "query-named-block-nodes", "query-block"],
-                   capture_output=True, text=True, timeout=60)
-if r.returncode != 0:
-    sys.exit("qmp-call: " + r.stderr)
-nodes, block = (json.loads(l) for l in r.stdout.splitlines())
+def qmp(cmd):
+    r = subprocess.run([sys.executable, qmpcmd, sock, cmd], capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 0:
+        sys.exit("qmp-cmd.py %s: %s" % (cmd, r.stderr))
+    return json.loads(r.stdout)
+nodes, block = qmp("query-named-block-nodes"), qmp("query-block")
 nbd = [n["node-name"] for n in nodes if n["drv"] == "nbd"]
 if nbd:
     sys.exit("nbd nodes left after the move: %s" % nbd)
@@ -91,7 +93,7 @@ timeout -k 5 200 python3 "$VM/migrate.py" \
 	--sync-interval 0.2 \
 	--freeze-cmd "'$P2PVBD' ctl '$T/seed.ctl' freeze" \
 	--resume-cmd "'$P2PVBD' ctl '$T/seed.ctl' thaw" \
-	--after-switchover-cmd "python3 '$T/after.py' $FETCH_PID '$T/fetch.log' '$VM/qmp-call.py' \
+	--after-switchover-cmd "python3 '$T/after.py' $FETCH_PID '$T/fetch.log' '$VM/qmp-cmd.py' \
 '$T/mig/dst-pivot.qmp' '$T/out.img'" \
 	>"$T/migrate.log" 2>&1 || rc=$?
 cp "$T/mig/dst-console.log" "$T/dst-console.log" 2>/dev/null || true
