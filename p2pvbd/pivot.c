@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Drivers that only pass I/O on to their "file" child: walked through to the format node. */
 static const char *const pivot_filters[] = {"throttle", "copy-on-read", "preallocate", "compress"};
@@ -364,6 +365,14 @@ static const char *pivot_discard(const struct pivot_plan *p)
 	return strcmp(p->detect_zeroes, "unmap") == 0 ? "unmap" : "ignore";
 }
 
+/* QEMU's protocol driver for image: host_device for a block device ("file" is refused there). */
+static const char *image_driver(const char *image)
+{
+	struct stat st;
+
+	return stat(image, &st) == 0 && S_ISBLK(st.st_mode) ? "host_device" : "file";
+}
+
 /* The reopen's options: the raw node with its settings and the new file child. */
 static json_t *reopen_args(const struct pivot_plan *p)
 {
@@ -381,9 +390,9 @@ static int switch_reopen(struct qmp *q, const struct pivot_plan *p, const char *
 	int nbd_exists;
 
 	if (qmp_execf(q, NULL, PIVOT_QUERY_MS, err, errlen, "blockdev-add",
-	              "{s:s, s:s, s:s, s:b, s:{s:b, s:b}, s:s}", "driver", "file", "node-name",
-	              p->local, "filename", image, "read-only", p->read_only, "cache", "direct",
-	              p->cache_direct, "no-flush", p->cache_no_flush, "discard",
+	              "{s:s, s:s, s:s, s:b, s:{s:b, s:b}, s:s}", "driver", image_driver(image),
+	              "node-name", p->local, "filename", image, "read-only", p->read_only, "cache",
+	              "direct", p->cache_direct, "no-flush", p->cache_no_flush, "discard",
 	              pivot_discard(p)) != 0)
 		return -1;
 	if (qmp_exec(q, "blockdev-reopen", reopen_args(p), NULL, PIVOT_DRAIN_MS, why,
@@ -489,9 +498,9 @@ static int switch_mirror(struct qmp *q, const struct pivot_plan *p, const char *
 	              "s:s}}",
 	              "driver", "raw", "node-name", p->local, "read-only", p->read_only, "cache",
 	              "direct", p->cache_direct, "no-flush", p->cache_no_flush, "detect-zeroes",
-	              p->detect_zeroes, "discard", pivot_discard(p), "file", "driver", "file",
-	              "filename", image, "read-only", p->read_only, "cache", "direct",
-	              p->cache_direct, "no-flush", p->cache_no_flush, "discard",
+	              p->detect_zeroes, "discard", pivot_discard(p), "file", "driver",
+	              image_driver(image), "filename", image, "read-only", p->read_only, "cache",
+	              "direct", p->cache_direct, "no-flush", p->cache_no_flush, "discard",
 	              pivot_discard(p)) != 0)
 		return -1;
 	if (qmp_execf(q, NULL, PIVOT_DRAIN_MS, why, sizeof(why), "blockdev-mirror",
