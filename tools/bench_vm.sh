@@ -58,6 +58,7 @@
 # bench-out/bench-vm.json (BENCH_OUTDIR replaces bench-out/). Work files under VM_DIR
 # (/dev/shm if it has 8 GiB free, else /var/tmp). Environment: RUNS, TWO_RUNS, POSTCOPY=0,
 # RATE, SIZE_GIB, DATA_MIB, GUEST_PAUSE, GUEST_RECORDS (512), VM_SWITCH=auto|ctl|script,
+# P2PVBD_SEED_ARGS (more options for the seed, e.g. "--chunk-size 64K"),
 # CASES (default "one,two"), CASE_TIMEOUT, BENCH_TIMEOUT. Exit 1 if any case failed.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -141,7 +142,7 @@ one_run() {
 		--p2pvbd "$P2PVBD" --tracker "$TRACKER_BIN" --guest "$GUEST" \
 		--template "$T/template.qcow2" --key "$T/src.key" --workdir "$T/$tag" \
 		--records "$GUEST_RECORDS" --pause "$GUEST_PAUSE" --switch "$VM_SWITCH" \
-		--seed $((RANDOM * 32768 + RANDOM)) --timeout $((CASE_TIMEOUT / 2)) \
+		--seed $((RANDOM * 32768 + RANDOM)) --seed-args "${P2PVBD_SEED_ARGS:-}" --timeout $((CASE_TIMEOUT / 2)) \
 		>"$T/$tag.json" 2>"$T/$tag.log" || rc=$?
 	((rc == 0)) || fail "$tag: $(tail -n 1 "$T/$tag.log")"
 	"$PY" - "$T/$tag.json" "$tag" "$round" >>"$T/runs.jsonl" <<'PY'

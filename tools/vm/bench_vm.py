@@ -319,7 +319,8 @@ def flow_p2pvbd(a, src, res):
     seed = start("seed", a.ns[0], [a.p2pvbd, "seed", "-k", a.key, "--qmp", a.seed_qmp,
                                    "--drive", "disk0", "--state-dir", os.path.join(w, "state"),
                                    "-l", "%s:7001" % a.addr[0], "--ctl", seed_ctl,
-                                   "--uri-file", uri_file] + targs, seed_log)
+                                   "--uri-file", uri_file] + targs + a.seed_args.split(),
+                 seed_log)
     wait_for("the seed's URI (QEMU's copy into the seed READY)", a.timeout,
              lambda: os.path.exists(uri_file) and os.path.getsize(uri_file) > 0,
              [("seed", seed), ("source QEMU", src.proc)], interval=0.1)
@@ -356,10 +357,9 @@ def flow_p2pvbd(a, src, res):
         ctl_out = os.path.join(w, "ctl-migrate.log")
         ctl_proc = start("ctl migrate", None, cmd + [seed_ctl, "migrate", uri_mig], ctl_out)
         time.sleep(0.5)
-        if ctl_proc.poll() not in (None, 0) and a.switch == "auto" and \
-                "needs a seed started with -e" in open(ctl_out).read():
-            log("this seed cannot run ctl migrate when attached (--qmp --drive): the script "
-                "runs the switchover")
+        if ctl_proc.poll() not in (None, 0) and a.switch == "auto":
+            log("ctl migrate refused at once (%s): the script runs the switchover"
+                % tail(ctl_out, 1))
             use_ctl, ctl_proc = False, None
     res["switch"] = "ctl migrate" if use_ctl else "script"
     info = {}
@@ -480,6 +480,7 @@ def main():
     ap.add_argument("--sync-bytes", type=int, default=8 * MIB)
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed-args", default="", help="more options for p2pvbd seed")
     a = ap.parse_args()
     a.ns, a.addr = a.ns.split(","), a.addr.split(",")
     w = a.workdir
