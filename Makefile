@@ -42,6 +42,7 @@ UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps test unit integration soak fuzz fuzz-smoke fuzz-long fuzz-seeds demo bench bench-fault bench-live bench-swarm bench-tracker format clean
+.PHONY: bench-vm
 
 all: $(BUILD)/p2pvbd $(BUILD)/badpeer $(BUILD)/p2pvbd-tracker
 
@@ -168,6 +169,11 @@ bench-live: deps all
 # stock BitTorrent (python3-libtorrent); plot in bench-out/bench-swarm.png.
 bench-swarm: deps all
 	tools/bench_swarm.sh $(BUILD)/p2pvbd $(BUILD)/p2pvbd-tracker
+
+# A running VM (TCG, 2 GiB qcow2 with 512 MiB of data, writing) moved in the lab at 100 Mbit/s:
+# p2pvbd (seed --qmp, fetch --qmp) against QEMU's own mirror + migrate (bench-out/bench-vm.json).
+bench-vm: deps all
+	tools/bench_vm.sh $(BUILD)/p2pvbd $(BUILD)/p2pvbd-tracker
 
 # Announces per second of p2pvbd-tracker vs opentracker (build/bench/tracker.json).
 bench-tracker: deps all $(BUILD)/annload
