@@ -30,7 +30,10 @@
 # the destination; p2pvbd: fetch is complete at the final generation and has moved the VM onto
 # OUT, i.e. fetch exited); (c) downtime_ms as the source QEMU's query-migrate reports it; (d)
 # link_bytes, the bytes all lab hosts sent on their eth0 (/sys statistics through `ip -s -j
-# link` in each namespace: every byte that crossed a shaped link, once). The clock starts once
+# link` in each namespace: every byte that crossed a shaped link, once); and the guest's own
+# pace, records written at the source per second until its switchover (p2pvbd's auto-converge
+# may slow the guest down where the copy falls behind; QEMU's write-blocking mirror waits for
+# each write's round trip to the destination). The clock starts once
 # the source VM writes (its boot is not counted). After each run the guest, at its final place,
 # stops and verifies every record it wrote (untimed; a failed check fails the run).
 #
@@ -151,7 +154,7 @@ d = json.load(open(sys.argv[1]))
 d["tag"], d["round"] = sys.argv[2], int(sys.argv[3])
 print(json.dumps(d))
 PY
-	log "$tag: $("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("(a) runs at the destination %.2f s, (b) source discardable %.2f s, (c) downtime %s ms, (d) %.0f MiB on the links (h1 sent %.0f MiB); switchover: %s; CPU %d%% busy; guest check %s" % (d["run_s"], d["discard_s"], d["downtime_ms"], d["link_bytes"] / 1048576, d["h1_tx_bytes"] / 1048576, d["switch"], d["cpu_busy_pct"], d["verify"]))' "$T/$tag.json")"
+	log "$tag: $("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("(a) runs at the destination %.2f s, (b) source discardable %.2f s, (c) downtime %s ms, (d) %.0f MiB on the links (h1 sent %.0f MiB); switchover: %s; CPU %d%% busy; guest wrote %s records/s at the source; guest check %s" % (d["run_s"], d["discard_s"], d["downtime_ms"], d["link_bytes"] / 1048576, d["h1_tx_bytes"] / 1048576, d["switch"], d["cpu_busy_pct"], d.get("guest_records_per_s"), d["verify"]))' "$T/$tag.json")"
 	rm -rf "${T:?}/$tag"
 }
 
@@ -216,7 +219,7 @@ def group(ndst, flow, postcopy=False):
     if not n:
         return None
     g = {k: med(sel, k) for k in ("run_s", "discard_s", "downtime_ms", "link_bytes",
-                                  "h1_tx_bytes", "cpu_busy_pct")}
+                                  "h1_tx_bytes", "cpu_busy_pct", "guest_records_per_s")}
     g["runs"] = n
     g["switch"] = sorted({r["switch"] for r in runs if sel(r)})
     return g
@@ -252,11 +255,12 @@ def f(g, k, unit, scale=1.0):
     return "-" if not g or g.get(k) is None else ("%.2f%s" % (g[k] / scale, unit))
 o = d["one"]
 print("bench-vm: medians; load average at the start %s on %d CPUs" % (d["load_avg_start"], d["cpus"]))
-print("bench-vm: %-22s %10s %12s %10s %10s %6s" % ("one destination", "(a) runs", "(b) discard", "(c) down", "(d) link", "CPU"))
+print("bench-vm: %-22s %10s %12s %10s %12s %6s %9s" % ("one destination", "(a) runs", "(b) discard", "(c) down", "(d) link", "CPU", "guest w/s"))
 for name, g in (("QEMU mirror+migrate", o["qemu"]), ("p2pvbd", o["p2pvbd"]),
                 ("p2pvbd --postcopy", o["p2pvbd_postcopy"])):
-    print("bench-vm: %-22s %10s %12s %10s %10s %6s" % (name, f(g, "run_s", " s"), f(g, "discard_s", " s"),
-          f(g, "downtime_ms", " ms"), f(g, "link_bytes", " MiB", 1048576.0), f(g, "cpu_busy_pct", "%")))
+    print("bench-vm: %-22s %10s %12s %10s %12s %6s %9s" % (name, f(g, "run_s", " s"), f(g, "discard_s", " s"),
+          f(g, "downtime_ms", " ms"), f(g, "link_bytes", " MiB", 1048576.0), f(g, "cpu_busy_pct", "%"),
+          f(g, "guest_records_per_s", "")))
 if "b_ratio" in o:
     print("bench-vm: p2pvbd / QEMU: (a) %s, (b) %s (bar <= 1.05: %s), (c) %s (bar <= 1: %s), (d) %s"
           % (o["a_ratio"], o["b_ratio"], "met" if o["bar_b_met"] else "NOT met", o["c_ratio"],

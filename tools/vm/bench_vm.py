@@ -203,6 +203,16 @@ def boot_source(a):
     return vm
 
 
+def note_guest_writes(src, res):
+    """The records the guest wrote at the source from t = 0 to its switchover (first hop)."""
+    if "guest_records_at_source" in res:
+        return
+    src.console.poll()
+    n = src.console.records - res["_rec0"]
+    res["guest_records_at_source"] = n
+    res["guest_records_per_s"] = round(n / max(0.001, res["migrated_s1"]), 2)
+
+
 # ---- QEMU's own flow --------------------------------------------------------------------
 
 
@@ -271,6 +281,7 @@ def qemu_hop(a, src, hop, dst_ns, dst_addr, res):
     res["cleaned_s%d" % hop] = round(time.monotonic() - res["_t0"], 3)
     log("hop %d: migrated after %.2f s (downtime %s ms), VM runs at the destination after "
         "%.2f s" % (hop, t_done - res["_t0"], info.get("downtime"), t_run - res["_t0"]))
+    note_guest_writes(src, res)
     src.quit()
     return dst
 
@@ -452,6 +463,7 @@ def flow_p2pvbd(a, src, res):
             pass
     log("fetch ended (VM on its own file at h2) after %.2f s" % res["discard_s"])
     stop(seed)
+    note_guest_writes(src, res)
     src.quit()
     return dst
 
@@ -503,6 +515,8 @@ def main():
         hosts = a.ns[:3]
         tx0 = [tx_bytes(ns) for ns in hosts]
         cpu0 = cpu_line()
+        src.console.poll()
+        res["_rec0"] = src.console.records
         res["_t0"] = time.monotonic()
         vm = (flow_qemu if a.flow == "qemu" else flow_p2pvbd)(a, src, res)
         cpu1 = cpu_line()
@@ -511,7 +525,7 @@ def main():
         res["link_bytes"] = sum(res["tx_bytes"])
         res["h1_tx_bytes"] = res["tx_bytes"][0]
         res["cpu_busy_pct"] = cpu_busy(cpu0, cpu1)
-        del res["_t0"]
+        del res["_t0"], res["_rec0"]
         # Not timed: the guest, at its final place, stops and checks every record.
         vm.console.poll()
         base = vm.console.records
