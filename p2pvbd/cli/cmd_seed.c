@@ -21,6 +21,7 @@
 #include "imglock.h"
 #include "internal.h"
 #include "manifest.h"
+#include "migrate.h"
 #include "nbd.h"
 #include "parse.h"
 #include "peer.h"
@@ -81,6 +82,11 @@ static const char usage_seed[] =
     "                               the VM's writes are capped, lower and lower, until it\n"
     "                               does (auto-converge; logged, and in p2pvbd status)\n"
     "      --no-auto-converge       with -e: never cap the VM's writes by itself\n"
+    "      --qmp PATH               with -e: the QMP socket of the QEMU whose VM runs on\n"
+    "                               the export (-qmp unix:PATH,server=on,wait=off; a\n"
+    "                               socket of its own: QMP serves one client at a time);\n"
+    "                               connected when 'p2pvbd ctl CTL migrate URI' runs the\n"
+    "                               switchover\n"
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI); a receipt\n"
@@ -123,6 +129,7 @@ static const char usage_seed[] =
 struct seed_opts {
 	const char *image, *key_path, *uri_file, *export_spec, *ctl_path, *metrics_spec;
 	const char *listen_spec, *state_dir;
+	const char *qmp_path; /* --qmp: the source QEMU's QMP socket (ctl migrate) */
 	const char *trackers[URI_MAX_PEERS];
 	int ntrackers;
 	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
@@ -151,6 +158,7 @@ struct seed {
 	struct nbd_server *srv;
 	struct nbd_tls_creds *tls; /* -e with TLS */
 	struct cmd_ctl_server cs;
+	struct migrate *mig; /* --qmp: ctl migrate */
 	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
 	uint8_t volume_id[MANIFEST_ID_LEN],
 	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
@@ -178,7 +186,8 @@ enum {
 	O_DOWNTIME,
 	O_NO_AUTO_CONVERGE,
 	O_METRICS,
-	O_RECEIPT_FROM
+	O_RECEIPT_FROM,
+	O_QMP
 };
 
 static const struct option seed_options[] = {
@@ -193,6 +202,7 @@ static const struct option seed_options[] = {
     {"write-through", no_argument, NULL, O_WRITE_THROUGH},
     {"downtime-target", required_argument, NULL, O_DOWNTIME},
     {"no-auto-converge", no_argument, NULL, O_NO_AUTO_CONVERGE},
+    {"qmp", required_argument, NULL, O_QMP},
     {"metrics", required_argument, NULL, O_METRICS},
     {"uri-file", required_argument, NULL, O_URI_FILE},
     {"chunk-size", required_argument, NULL, O_CHUNK},
@@ -317,6 +327,9 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 	case O_NO_AUTO_CONVERGE:
 		o->no_auto_converge = 1;
 		break;
+	case O_QMP:
+		o->qmp_path = optarg;
+		break;
 	case O_METRICS:
 		o->metrics_spec = optarg;
 		break;
@@ -373,6 +386,11 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate, "
 		                                 "--write-through, --downtime-target and "
 		                                 "--no-auto-converge need -e (a VM)");
+	if (o->qmp_path != NULL && o->export_spec == NULL)
+		return cli_usage_error(SEED_WHO, "--qmp needs -e (the VM's disk on this seed)");
+	if (o->qmp_path != NULL && (o->qmp_path[0] == '\0' || strlen(o->qmp_path) >= 108))
+		return cli_usage_error(SEED_WHO, "bad --qmp %s (a Unix socket's path)",
+		                       o->qmp_path);
 	if (o->nreceipt_from > 0 && o->receipts > (uint64_t)o->nreceipt_from)
 		return cli_usage_error(SEED_WHO,
 		                       "--exit-after-receipts %llu can never be reached with %d "
@@ -751,6 +769,11 @@ static int seed_serve(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
 
+	if (o->qmp_path != NULL) {
+		if ((s->mig = migrate_new(s->base, s->sw, o->qmp_path)) == NULL)
+			return -1;
+		s->cs.mig = s->mig;
+	}
 	if (cmd_ctl_server_start(&s->cs, s->base, s->sw, "seed", o->ctl_path,
 	                         o->metrics_spec ? &o->metrics_at : NULL) != 0)
 		return -1;
@@ -778,6 +801,7 @@ static void seed_summary(const struct seed *s)
 
 static void seed_free(struct seed *s)
 {
+	migrate_free(s->mig); /* first: it may still answer a ctl client */
 	nbd_server_free(s->srv);
 	nbd_tls_creds_free(s->tls);
 	cmd_ctl_server_stop(&s->cs);
