@@ -113,7 +113,9 @@ struct migrate {
 	atomic_int abort;        /* stopping: jobs give up their waits */
 	int freeing;
 	int busy; /* a job is queued or running */
-	/* The freeze's callback argument while one is pending: it outlives m (swarm_free calls it).
+	/*
+	 * The freeze's callback argument while one is pending; it outlives m,
+	 * since swarm_free may call it after migrate_free.
 	 */
 	struct freeze_tok *tok;
 
@@ -409,16 +411,17 @@ static void job_run(void *arg)
 	case J_MIGRATE:
 		if (q_caps(m, 1, j->err, sizeof(j->err)) != 0 ||
 		    qmp_execf(m->q, NULL, MIGRATE_QMP_MS, j->err, sizeof(j->err), "migrate",
-		              "{s:s}", "uri", j->uri) != 0) {
+		              "{s:s}", "uri", j->uri) != 0)
 			j->rc = -1;
-			break;
-		}
-		q_poll(m, j, 1);
-		if (j->rc == 0 &&
-		    (strcmp(j->status, "failed") == 0 || strcmp(j->status, "cancelled") == 0)) {
+		else
+			q_poll(m, j, 1);
+		if (strcmp(j->status, "pre-switchover") != 0 &&
+		    strcmp(j->status, "completed") != 0) {
 			char scratch[256];
 
-			q_caps(m, 0, scratch, sizeof(scratch)); /* best effort, as in job_recover */
+			/* It ended before the freeze: off again (best effort, as in job_recover).
+			 */
+			q_caps(m, 0, scratch, sizeof(scratch));
 		}
 		break;
 	case J_CONTINUE:

@@ -13,6 +13,7 @@
 #     QEMU pauses the VM, and the seed resumes it with cont), the guest goes on writing there and
 #     verifies every record (P2PVBD-ROLLBACK OK: the refused write was retried, not lost), and
 #     the records check from the host.
+#     Before it, a migration to a port where nobody listens fails in the RAM phase.
 #  2. The same seed and fetch migrate the VM for good: the guest verifies its records at the
 #     destination, `status --json` has the phases (a "migration" object), and the destination
 #     image's records check from the host.
@@ -67,7 +68,9 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# migrate_vm NAME SEED ARGS...: tools/vm/migrate.py with the seed doing the switchover.
+# migrate_vm NAME SEED ARGS...: tools/vm/migrate.py with the seed doing the switchover (after
+# PRE_HOOK, a shell command ending in && if set).
+PRE_HOOK=
 migrate_vm() {
 	local name=$1 seed=$2 port
 	shift 2
@@ -79,7 +82,7 @@ migrate_vm() {
 		--append "p2pvbd.mode=writer p2pvbd.records=$RECORDS p2pvbd.seed=$seed" \
 		--workdir "$T/$name" --src-extra-qmp "$T/seed-qmp.sock" \
 		--incoming "tcp:127.0.0.1:$port" \
-		--switchover-cmd "'$P2PVBD' ctl --timeout 150 '$T/seed.ctl' migrate \"\$P2PVBD_MIG_URI\"" \
+		--switchover-cmd "$PRE_HOOK'$P2PVBD' ctl --timeout 150 '$T/seed.ctl' migrate \"\$P2PVBD_MIG_URI\"" \
 		--sync-timeout 30 --migrate-timeout 150 --min-records 12 "$@" \
 		>"$T/$name.log" 2>&1 || rc=$?
 	((rc == 0)) || fail "migrate.py ($name) exited $rc: $(tail -n 8 "$T/$name.log")"
@@ -91,10 +94,16 @@ epoch_next() {
 		"$1/result.json"
 }
 
-# ---- 1. The destination fails after pre-switchover: roll back.
+# ---- 1. The destination fails after pre-switchover: roll back. Before that, in the same hook, a
+# migration to a port where nobody listens fails in the RAM phase (nothing to undo).
 SEED1=$((RANDOM * 32768 + RANDOM))
 note "a migration that fails after the freeze (seed $SEED1)"
+dead=$(free_port) || fail "no free port"
+PRE_HOOK="! '$P2PVBD' ctl '$T/seed.ctl' migrate tcp:127.0.0.1:$dead >'$T/dead.out' 2>&1 && "
 migrate_vm mig1 "$SEED1" --dst-fault incompatible --expect-failure --after-records 6
+PRE_HOOK=
+grep -q "^error: migration to tcp:127.0.0.1:$dead failed: in the RAM phase: QEMU says failed.*the source VM runs on" \
+	"$T/dead.out" || fail "a migration to a dead port did not fail in the RAM phase: $(cat "$T/dead.out")"
 grep -qx 'P2PVBD-ROLLBACK OK' "$T/mig1.log" || fail "migrate.py did not print P2PVBD-ROLLBACK OK"
 grep -q '^P2PVBD-VERIFY OK ' "$T/mig1/src-console.log" ||
 	fail "the guest did not print P2PVBD-VERIFY OK at the source"
