@@ -63,6 +63,7 @@ struct swarm_stats {
 	uint64_t chunks_changed; /* chunks the deltas changed (fetch: that we then fetched again) */
 	uint64_t deltas_refused; /* fetch: deltas that did not verify (forged, corrupt) */
 	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
+	uint64_t writes_refused; /* seed -e: the VM's writes refused while frozen */
 };
 
 struct seedgen;

@@ -22,6 +22,7 @@
 #include "imglock.h"
 #include "internal.h"
 #include "manifest.h"
+#include "migrate.h"
 #include "nbd.h"
 #include "parse.h"
 #include "peer.h"
@@ -69,9 +70,12 @@ static const char usage_seed[] =
     "                               hashed again and published as signed deltas (new\n"
     "                               generations) every 100 ms; destinations answer their\n"
     "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
-    "      --qmp SOCKET             attach to the QEMU of this QMP socket (QEMU option\n"
+    "      --qmp SOCKET             the QMP socket of the source QEMU (QEMU option\n"
     "                               -qmp unix:SOCKET,server=on,wait=off; a socket of\n"
-    "                               its own: QEMU takes one client per QMP socket)\n"
+    "                               its own: QEMU takes one client per QMP socket):\n"
+    "                               with --drive, attach to its running VM; with -e\n"
+    "                               (a VM booted on the export), only for 'p2pvbd ctl\n"
+    "                               CTL migrate URI', which runs the switchover\n"
     "      --drive DRIVE            with --qmp: the drive to seed: its -drive id, the\n"
     "                               id of its -device, or its top node name\n"
     "      --tls-psk FILE           with -e: require TLS with pre-shared keys; FILE has\n"
@@ -97,6 +101,7 @@ static const char usage_seed[] =
     "                               the VM's writes are capped, lower and lower, until it\n"
     "                               does (auto-converge; logged, and in p2pvbd status)\n"
     "      --no-auto-converge       with -e: never cap the VM's writes by itself\n"
+
     "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
     "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
     "                               (directly, or through a tracker of the URI); a receipt\n"
@@ -177,6 +182,7 @@ struct seed {
 	struct nbd_server *srv;
 	struct nbd_tls_creds *tls; /* -e with TLS */
 	struct cmd_ctl_server cs;
+	struct migrate *mig; /* --qmp: ctl migrate */
 	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
 	uint8_t volume_id[MANIFEST_ID_LEN],
 	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
@@ -400,14 +406,15 @@ static int seed_parse_qmp(struct seed_opts *o, int argc)
 	char cwd[4096];
 
 	if (o->qmp_path == NULL || o->drive == NULL || *o->qmp_path == '\0' || *o->drive == '\0')
-		return cli_usage_error(SEED_WHO, "--qmp SOCKET and --drive DRIVE go together");
+		return cli_usage_error(SEED_WHO, "--qmp SOCKET needs --drive DRIVE (attach to the "
+		                                 "running VM) or -e (a VM booted on the export)");
 	if (optind != argc)
 		return cli_usage_error(SEED_WHO, "--qmp takes no IMAGE: the seed keeps a copy of "
 		                                 "the drive in --state-dir");
 	if (o->export_spec != NULL)
-		return cli_usage_error(SEED_WHO, "--qmp and -e exclude each other (with --qmp the "
-		                                 "seed exports to QEMU itself, on a socket in "
-		                                 "--state-dir)");
+		return cli_usage_error(SEED_WHO, "--drive and -e exclude each other (with --qmp "
+		                                 "--drive the seed exports to QEMU itself, on a "
+		                                 "socket in --state-dir)");
 	if (o->tls.mode != NBD_TLS_UNSET || o->tls.psk_file || o->tls.creds_dir ||
 	    o->tls.verify_peer)
 		return cli_usage_error(SEED_WHO,
@@ -447,7 +454,7 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 	while ((c = getopt_long(argc, argv, "k:l:t:e:qvh", seed_options, NULL)) != -1)
 		if ((rc = seed_option(o, c, argv)) != CMD_PROCEED)
 			return rc;
-	if (o->qmp_path != NULL || o->drive != NULL) {
+	if (o->drive != NULL || (o->qmp_path != NULL && o->export_spec == NULL)) {
 		if ((rc = seed_parse_qmp(o, argc)) != CMD_PROCEED)
 			return rc;
 	} else if (optind + 1 != argc)
@@ -462,6 +469,11 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate, "
 		                                 "--write-through, --downtime-target and "
 		                                 "--no-auto-converge need -e (a VM)");
+	if (o->qmp_path != NULL && o->export_spec == NULL)
+		return cli_usage_error(SEED_WHO, "--qmp needs -e (the VM's disk on this seed)");
+	if (o->qmp_path != NULL && (o->qmp_path[0] == '\0' || strlen(o->qmp_path) >= 108))
+		return cli_usage_error(SEED_WHO, "bad --qmp %s (a Unix socket's path)",
+		                       o->qmp_path);
 	if (o->nreceipt_from > 0 && o->receipts > (uint64_t)o->nreceipt_from)
 		return cli_usage_error(SEED_WHO,
 		                       "--exit-after-receipts %llu can never be reached with %d "
@@ -584,7 +596,7 @@ static int seed_open_image(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
 
-	if (o->qmp_path != NULL)
+	if (o->drive != NULL)
 		return seed_open_scratch(s);
 
 	s->fd = open(o->image, (o->export_spec ? O_RDWR : O_RDONLY) | O_CLOEXEC);
@@ -810,10 +822,10 @@ static int seed_swarm(struct seed *s)
 	so.image_fixed = o->export_spec == NULL;
 	so.seedgen = s->gen;
 	/* --qmp: the bulk copy is not rate-capped; the cap comes with READY. */
-	so.max_dirty_rate = o->qmp_path != NULL ? 0 : o->max_dirty;
+	so.max_dirty_rate = o->drive != NULL ? 0 : o->max_dirty;
 	s->sw = swarm_new(&so);
 	/* --qmp: peers are served only once the VM's disk is copied (seed_qmp_ready). */
-	if (o->qmp_path != NULL)
+	if (o->drive != NULL)
 		return 0;
 	return swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port);
 }
@@ -868,7 +880,7 @@ static int seed_export(struct seed *s)
 	s->srv = nbd_server_new(s->base, s->sw, s->o->export_spec, s->tls);
 	if (s->srv == NULL)
 		return -1;
-	if (s->o->qmp_path == NULL) {
+	if (s->o->drive == NULL) {
 		printf("exporting on %s\n", nbd_server_address(s->srv));
 		fflush(stdout);
 	}
@@ -1030,10 +1042,15 @@ static int seed_serve(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
 
+	if (o->qmp_path != NULL) {
+		if ((s->mig = migrate_new(s->base, s->sw, o->qmp_path, s->va)) == NULL)
+			return -1;
+		s->cs.mig = s->mig;
+	}
 	if (cmd_ctl_server_start(&s->cs, s->base, s->sw, "seed", o->ctl_path,
 	                         o->metrics_spec ? &o->metrics_at : NULL) != 0)
 		return -1;
-	if (o->qmp_path != NULL) {
+	if (o->drive != NULL) {
 		/* The swarm starts once QEMU's copy is READY (seed_qmp_ready). */
 		if (seed_qmp_attach(s) != 0)
 			return -1;
@@ -1064,9 +1081,11 @@ static void seed_summary(const struct seed *s)
 
 static void seed_free(struct seed *s)
 {
-	/* The export first: QMP work still queued then never waits on it. */
+	migrate_stop(s->mig); /* first: it may still answer a ctl client */
+	/* The export next: QMP work still queued then never waits on it. */
 	nbd_server_free(s->srv);
-	vmattach_free(s->va);
+	vmattach_free(s->va); /* runs what is queued, the migration's jobs too */
+	migrate_free(s->mig);
 	nbd_tls_creds_free(s->tls);
 	cmd_ctl_server_stop(&s->cs);
 	swarm_free(s->sw);
@@ -1089,7 +1108,7 @@ static int seed_run(struct seed *s)
 
 	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
 		return 1;
-	if (o->qmp_path != NULL && seed_qmp_prepare(s) != 0)
+	if (o->drive != NULL && seed_qmp_prepare(s) != 0)
 		return 1;
 	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0 ||
 	                       export_tls_load(&o->tls, &s->tls) != 0)) ||
@@ -1099,10 +1118,9 @@ static int seed_run(struct seed *s)
 		seed_print_timing(s);
 		return 0;
 	}
-	if (seed_sign(s) != 0 || seed_swarm(s) != 0 ||
-	    (o->qmp_path == NULL && seed_write_uri(s) != 0))
+	if (seed_sign(s) != 0 || seed_swarm(s) != 0 || (o->drive == NULL && seed_write_uri(s) != 0))
 		return 1;
-	if (o->qmp_path == NULL)
+	if (o->drive == NULL)
 		log_info("serving on %s:%u", o->listen_at.host, s->port);
 	if ((o->export_spec != NULL && seed_export(s) != 0) || seed_serve(s) != 0)
 		return 1;

@@ -539,6 +539,7 @@ int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, i
 		/* Never lose a write: refuse it, the VM sees an I/O error. */
 		log_warn("refusing the VM's write of %llu bytes at %llu: the source is frozen",
 		         (unsigned long long)len, (unsigned long long)off);
+		sw->st.writes_refused++;
 		errno = EROFS;
 		return -1;
 	}
