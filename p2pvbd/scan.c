@@ -2,6 +2,10 @@
 /*
  * scan: hash an image into manifest entries with worker threads.
  *
+ * The image is an imgsrc (a file, or an NBD server read with libnbd). Chunks
+ * the source says read as zeros (an NBD server's block status) are zero
+ * chunks without being read; the bytes actually read are counted.
+ *
  * Hashing a large image is CPU-bound (BLAKE2b runs slower than a disk reads),
  * so each worker takes the next chunk index from a shared atomic counter and
  * reads and hashes whole chunks on its own; entries[i] is written only by
@@ -9,6 +13,7 @@
  * progress.
  */
 #include "scan.h"
+#include "imgsrc.h"
 #include "util.h"
 #include "vcrypto.h"
 
@@ -28,7 +33,8 @@
 #define SCAN_PROGRESS_NS (200 * 1000 * 1000L)
 
 struct scan_job {
-	int fd;
+	struct imgsrc *src; /* borrowed */
+	uint8_t *zero_map;  /* chunks the source says read as zeros (not read), or NULL */
 	uint64_t image_size;
 	uint32_t chunk_size;
 	uint32_t chunk_count;
@@ -39,7 +45,8 @@ struct scan_job {
 	uint8_t zero_hash_last[VCRYPTO_HASH_LEN];
 
 	atomic_uint_fast64_t next;       /* next chunk index to take (may overshoot the count) */
-	atomic_uint_fast64_t done_bytes; /* bytes hashed so far */
+	atomic_uint_fast64_t done_bytes; /* bytes hashed so far (zero chunks known unread too) */
+	atomic_uint_fast64_t read_bytes; /* bytes read from the source */
 	atomic_int failed;               /* set by the first worker that fails */
 
 	pthread_mutex_t lock;
@@ -96,13 +103,42 @@ static void job_fail(struct scan_job *job, uint64_t chunk, uint64_t offset, int 
 static int read_chunk(struct scan_job *job, uint64_t chunk, uint8_t *buf, size_t len)
 {
 	uint64_t off = chunk * job->chunk_size;
-	ssize_t n = read_at(job->fd, buf, len, off);
+	ssize_t n = imgsrc_pread(job->src, buf, len, off);
 
 	if (n != (ssize_t)len) {
 		/* n < 0: an error (errno); else the image ended at off + n. */
 		job_fail(job, chunk, off + (n < 0 ? 0 : (uint64_t)n), n < 0 ? errno : 0);
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * Hash one chunk into e: one the source says reads as zeros without reading
+ * it, any other read into buf. 0, or -1 after job_fail.
+ */
+static int hash_chunk(struct scan_job *job, uint64_t chunk, uint8_t *buf, struct manifest_entry *e)
+{
+	uint32_t len = job_chunk_len(job, chunk);
+	int zero = job->zero_map != NULL && bit_get(job->zero_map, (uint32_t)chunk);
+
+	if (!zero) {
+		if (read_chunk(job, chunk, buf, len) < 0)
+			return -1;
+		atomic_fetch_add_explicit(&job->read_bytes, len, memory_order_relaxed);
+		zero = scan_is_zero(buf, len);
+	}
+	e->gen = job->gen;
+	if (zero) {
+		e->flags = MANIFEST_F_ZERO;
+		memcpy(e->hash,
+		       chunk + 1 < job->chunk_count ? job->zero_hash_full : job->zero_hash_last,
+		       VCRYPTO_HASH_LEN);
+	} else {
+		e->flags = 0;
+		vcrypto_hash(e->hash, buf, len);
+	}
+	atomic_fetch_add_explicit(&job->done_bytes, len, memory_order_relaxed);
 	return 0;
 }
 
@@ -113,27 +149,10 @@ static void *scan_worker(void *arg)
 
 	while (!atomic_load_explicit(&job->failed, memory_order_relaxed)) {
 		uint64_t chunk = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
-		struct manifest_entry *e;
-		uint32_t len;
 
-		if (chunk >= job->chunk_count)
+		if (chunk >= job->chunk_count ||
+		    hash_chunk(job, chunk, buf, &job->entries[chunk]) < 0)
 			break;
-		len = job_chunk_len(job, chunk);
-		if (read_chunk(job, chunk, buf, len) < 0)
-			break;
-		e = &job->entries[chunk];
-		e->gen = job->gen;
-		if (scan_is_zero(buf, len)) {
-			e->flags = MANIFEST_F_ZERO;
-			memcpy(e->hash,
-			       chunk + 1 < job->chunk_count ? job->zero_hash_full
-			                                    : job->zero_hash_last,
-			       VCRYPTO_HASH_LEN);
-		} else {
-			e->flags = 0;
-			vcrypto_hash(e->hash, buf, len);
-		}
-		atomic_fetch_add_explicit(&job->done_bytes, len, memory_order_relaxed);
 	}
 	free(buf);
 
@@ -212,16 +231,19 @@ static int scan_start(struct scan_job *job, pthread_t *tids, int n)
 	return started;
 }
 
-int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, int nthreads,
-               struct manifest_entry *entries, scan_progress_fn progress, void *arg)
+int scan_source(struct imgsrc *src, uint32_t chunk_size, uint64_t gen, int nthreads,
+                struct manifest_entry *entries, scan_progress_fn progress, void *arg,
+                uint64_t *bytes_read)
 {
+	uint64_t image_size = imgsrc_size(src);
 	struct scan_job job;
 	pthread_condattr_t ca;
 	pthread_t tids[SCAN_MAX_THREADS];
 	struct timespec deadline;
 	uint64_t count;
-	int n, started, err, ret = -1;
+	int n, started, ret = -1;
 
+	*bytes_read = 0;
 	if (chunk_size == 0) {
 		log_error("scan: chunk size must not be zero");
 		return -1;
@@ -239,7 +261,7 @@ int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, i
 	}
 
 	memset(&job, 0, sizeof(job));
-	job.fd = fd;
+	job.src = src;
 	job.image_size = image_size;
 	job.chunk_size = chunk_size;
 	job.chunk_count = (uint32_t)count;
@@ -247,13 +269,13 @@ int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, i
 	job.entries = entries;
 	atomic_init(&job.next, 0);
 	atomic_init(&job.done_bytes, 0);
+	atomic_init(&job.read_bytes, 0);
 	atomic_init(&job.failed, 0);
 	scan_zero_hashes(&job);
-
+	/* What the source knows of its zeros (an NBD server's block status) is never read. */
+	job.zero_map = imgsrc_zero_map(src, chunk_size);
 	/* Workers claim chunks in rising order, so the kernel's readahead helps. */
-	err = posix_fadvise(fd, 0, (off_t)image_size, POSIX_FADV_SEQUENTIAL);
-	if (err != 0)
-		log_debug("scan: posix_fadvise: %s", strerror(err));
+	imgsrc_advise_sequential(src);
 
 	pthread_mutex_init(&job.lock, NULL);
 	pthread_condattr_init(&ca);
@@ -288,7 +310,20 @@ int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, i
 		progress(atomic_load(&job.done_bytes), image_size, arg);
 	ret = 0;
 out:
+	*bytes_read = atomic_load(&job.read_bytes);
+	free(job.zero_map);
 	pthread_cond_destroy(&job.cond);
 	pthread_mutex_destroy(&job.lock);
 	return ret;
+}
+
+int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, int nthreads,
+               struct manifest_entry *entries, scan_progress_fn progress, void *arg)
+{
+	struct imgsrc *src = imgsrc_file(fd, image_size);
+	uint64_t bytes_read;
+	int rc = scan_source(src, chunk_size, gen, nthreads, entries, progress, arg, &bytes_read);
+
+	imgsrc_free(src);
+	return rc;
 }
