@@ -177,6 +177,53 @@ ssize_t imgsrc_pread(struct imgsrc *s, void *buf, size_t len, uint64_t off)
 	return (ssize_t)len;
 }
 
+int imgsrc_pipelined(const struct imgsrc *s, size_t len)
+{
+	return s->h != NULL && len <= s->max_request;
+}
+
+/* A pipelined read in flight: whom to tell. */
+struct imgsrc_aio {
+	void (*done)(void *arg, int err);
+	void *arg;
+};
+
+/* libnbd's completion callback: tell the reader; 1 retires the command. */
+static int imgsrc_aio_complete(void *user_data, int *error)
+{
+	struct imgsrc_aio *a = user_data;
+
+	a->done(a->arg, *error);
+	return 1;
+}
+
+int imgsrc_aio_read(struct imgsrc *s, void *buf, size_t len, uint64_t off,
+                    void (*done)(void *arg, int err), void *arg)
+{
+	struct imgsrc_aio *a = xmalloc(sizeof(*a));
+	nbd_completion_callback cb = {
+	    .callback = imgsrc_aio_complete, .user_data = a, .free = free};
+
+	a->done = done;
+	a->arg = arg;
+	/* On failure libnbd never calls back, but frees a (.free). */
+	if (nbd_aio_pread(s->h, buf, len, off, cb, 0) == -1) {
+		log_error("NBD source %s: reading %zu bytes at offset %llu: %s", s->uri, len,
+		          (unsigned long long)off, nbd_get_error());
+		return -1;
+	}
+	return 0;
+}
+
+int imgsrc_aio_wait(struct imgsrc *s, int timeout_ms)
+{
+	if (nbd_poll(s->h, timeout_ms) == -1) {
+		log_error("NBD source %s: %s", s->uri, nbd_get_error());
+		return -1;
+	}
+	return 0;
+}
+
 /* libnbd's extent callback: a reply for base:allocation goes to the map (others are ignored). */
 static int zero_map_extents(void *arg, const char *context, uint64_t off, uint32_t *entries,
                             size_t nr_entries, int *error)

@@ -45,6 +45,24 @@ int imgsrc_is_nbd(const struct imgsrc *s);
 ssize_t imgsrc_pread(struct imgsrc *s, void *buf, size_t len, uint64_t off);
 
 /*
+ * Pipelined reads. An NBD source reads fastest with several requests in
+ * flight on its one connection (a synchronous read waits a round trip with
+ * the handle locked): imgsrc_pipelined says whether s is such a source and a
+ * read of len bytes fits one request. imgsrc_aio_read starts one; done(arg,
+ * err) runs once it has arrived (err 0) or failed (an errno), from
+ * imgsrc_aio_wait, or from another thread's imgsrc_pread on s (keep done
+ * thread-safe). 0, or -1 (logged; done never runs).
+ */
+int imgsrc_pipelined(const struct imgsrc *s, size_t len);
+int imgsrc_aio_read(struct imgsrc *s, void *buf, size_t len, uint64_t off,
+                    void (*done)(void *arg, int err), void *arg);
+/*
+ * Run the completions of the reads started, waiting up to timeout_ms for one
+ * to arrive. 0, or -1 if the connection failed (logged).
+ */
+int imgsrc_aio_wait(struct imgsrc *s, int timeout_ms);
+
+/*
  * The chunks (of chunk_size bytes) that the source says read as zeros, as a
  * bitmap with a bit per chunk (the caller frees it), or NULL if it cannot
  * tell: a file (always read whole), or an NBD server without block status.

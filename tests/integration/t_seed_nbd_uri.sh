@@ -10,8 +10,8 @@
 #     the URI: a restart with the same volume id finds the root it published; a second source
 #     (nbdkit serving the raw copy, nbd+unix:///EXPORT?socket=...) gets its own record, and its
 #     fetch is the same image.
-#  4. Errors: -e with an NBD URI is refused (usage); a URI whose socket is missing is a clear
-#     error.
+#  4. Errors: -e with an NBD URI is refused (usage); a URI whose socket is missing, and a server
+#     whose reads fail, are clear errors.
 # fast
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
@@ -112,4 +112,11 @@ expect_rc 2 export "$P2PVBD" seed -k "$T/src.key" -e "unix:$T/e.sock" "$QURI"
 err_mentions export "-e needs IMAGE to be a file or block device"
 expect_rc 1 nosock "$P2PVBD" seed -k "$T/src.key" --hash-only "nbd+unix:///?socket=$T/none.sock"
 err_mentions nosock "cannot connect to the NBD source"
+# A server whose reads fail (nbdkit's error filter): the hash stops with the error, no hang.
+if command -v nbdkit >/dev/null; then
+	nbd_up nbdkit-eio "$T/eio.sock" nbdkit -f -r -U "$T/eio.sock" --filter=error pattern 16M \
+		error-pread=EIO error-pread-rate=100%
+	expect_rc 1 eio "$P2PVBD" seed -k "$T/src.key" --hash-only "nbd+unix:///?socket=$T/eio.sock"
+	err_mentions eio "reading chunk [0-9]+ at offset [0-9]+: Input/output error"
+fi
 note "ok"
