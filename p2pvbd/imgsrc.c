@@ -64,7 +64,7 @@ struct imgsrc *imgsrc_file(int fd, uint64_t size)
 }
 
 /* Connect h to uri, bounded by IMGSRC_CONNECT_TIMEOUT_S; 0 or -1 (logged). */
-static int nbd_connect_bounded(struct nbd_handle *h, const char *uri)
+static int imgsrc_connect(struct nbd_handle *h, const char *uri)
 {
 	uint64_t deadline = now_ns() + (uint64_t)IMGSRC_CONNECT_TIMEOUT_S * NS_PER_S;
 	int rc;
@@ -109,7 +109,7 @@ int imgsrc_nbd_open(const char *uri, struct imgsrc **out)
 		nbd_close(h);
 		return -1;
 	}
-	if (nbd_connect_bounded(h, uri) != 0) {
+	if (imgsrc_connect(h, uri) != 0) {
 		nbd_close(h);
 		return -1;
 	}

@@ -4,7 +4,10 @@
  *
  * The image is an imgsrc (a file, or an NBD server read with libnbd). Chunks
  * the source says read as zeros (an NBD server's block status) are zero
- * chunks without being read; the bytes actually read are counted.
+ * chunks without being read; the bytes actually read are counted. An NBD
+ * source is one connection on which a synchronous read holds the handle for
+ * a round trip: there the calling thread reads, with SCAN_WINDOW requests in
+ * flight, and the workers only hash what arrived (read_pipelined).
  *
  * Hashing a large image is CPU-bound (BLAKE2b runs slower than a disk reads),
  * so each worker takes the next chunk index from a shared atomic counter and
@@ -483,8 +486,7 @@ int scan_source(struct imgsrc *src, uint32_t chunk_size, uint64_t gen, int nthre
 	job.zero_map = imgsrc_zero_map(src, chunk_size);
 	/* Workers claim chunks in rising order, so the kernel's readahead helps. */
 	imgsrc_advise_sequential(src);
-	/* One NBD connection: read from this thread with requests in flight, hash on the workers.
-	 */
+	/* One NBD connection: read here, requests in flight; hash on the workers. */
 	job.pipelined = imgsrc_pipelined(src, chunk_size);
 	job.ready_tail = &job.ready;
 	pthread_cond_init(&job.ready_cond, NULL);
