@@ -26,6 +26,7 @@ struct qmp {
 	json_t *events[QMP_EVENTS_MAX]; /* queued, oldest first */
 	unsigned nevents;
 	unsigned long long next_id;
+	int broken; /* the connection closed or failed: QEMU exited or dropped us */
 };
 
 static long long now_ms(void)
@@ -111,6 +112,7 @@ static int read_line(struct qmp *q, long long deadline, char **line, char *err, 
 		if (got < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (got <= 0) {
+			q->broken = 1;
 			snprintf(err, errlen, "QMP connection closed (%s)",
 			         got == 0 ? "QEMU exited or dropped us" : strerror(errno));
 			return -1;
@@ -151,13 +153,15 @@ static int read_reply(struct qmp *q, long long deadline, json_t **reply, char *e
 	}
 }
 
-static int write_all(int fd, const char *p, size_t n, char *err, size_t errlen)
+static int write_all(struct qmp *q, const char *p, size_t n, char *err, size_t errlen)
 {
 	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		ssize_t w = send(q->fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
+			if (errno == EPIPE || errno == ECONNRESET)
+				q->broken = 1;
 			snprintf(err, errlen, "QMP write: %s", strerror(errno));
 			return -1;
 		}
@@ -194,7 +198,12 @@ int qmp_exec(struct qmp *q, const char *cmd, json_t *args, json_t **ret, int tim
 	size_t n = strlen(text);
 	text = xrealloc(text, n + 2);
 	memcpy(text + n, "\n", 2);
-	int w = write_all(q->fd, text, n + 1, err, errlen);
+	if (q->broken) {
+		free(text);
+		snprintf(err, errlen, "%s: the QMP connection is closed (QEMU exited?)", cmd);
+		return -1;
+	}
+	int w = write_all(q, text, n + 1, err, errlen);
 	free(text);
 	if (w != 0)
 		return -1;
@@ -334,6 +343,11 @@ fail:
 	json_decref(greeting);
 	qmp_close(q);
 	return NULL;
+}
+
+int qmp_broken(const struct qmp *q)
+{
+	return q->broken;
 }
 
 void qmp_close(struct qmp *q)

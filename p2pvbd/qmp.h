@@ -58,6 +58,12 @@ int qmp_wait_event(struct qmp *q, const char *name, int timeout_ms, json_t **ev,
                    size_t errlen);
 
 /*
+ * 1 once the connection closed or failed (QEMU exited, or dropped us): every
+ * later call fails at once. A timeout alone does not break it.
+ */
+int qmp_broken(const struct qmp *q);
+
+/*
  * One line from QEMU, parsed and classified: 0 a reply (*obj), 1 an event,
  * -1 not a QMP message (err says why). Exposed for the unit tests and the
  * fuzzer; the connection uses it for every line it reads.

@@ -240,6 +240,23 @@ uint64_t store_present_bytes(const struct store *s)
 	return s->present_bytes;
 }
 
+void store_unlock(struct store *s)
+{
+	imglock_release(s->lock);
+	s->lock = NULL;
+	s->unlocked = 1;
+}
+
+int store_relock(struct store *s)
+{
+	if (!s->unlocked)
+		return 0;
+	if (imglock_acquire(s->img_path, s->img_fd, IMGLOCK_EXCLUSIVE, &s->lock) != 0)
+		return -1;
+	s->unlocked = 0;
+	return 0;
+}
+
 /* Index of chunk in the pending list, or -1. */
 static long pending_find(const struct store *s, uint32_t chunk)
 {

@@ -68,6 +68,7 @@ struct store {
 	uint64_t pending_bytes;       /* data bytes in pending chunks */
 	uint64_t present_bytes;       /* bytes of chunks PRESENT, ZERO or LOCAL */
 	struct store_batch *inflight; /* the commit between begin and end, or NULL */
+	int unlocked;                 /* store_unlock gave the lock away */
 };
 
 /*
@@ -77,6 +78,15 @@ struct store {
 uint32_t store_npending(const struct store *s);      /* chunks written, not yet committed */
 uint64_t store_pending_bytes(const struct store *s); /* their data bytes */
 uint64_t store_present_bytes(const struct store *s); /* bytes of PRESENT, ZERO or LOCAL chunks */
+
+/*
+ * fetch --qmp: give the image lock up so that QEMU can open the image
+ * itself (the store still writes it until QEMU has taken it over), and take
+ * it back if QEMU did not. store_relock: 0, or -1 if someone else holds a
+ * conflicting lock now (logged).
+ */
+void store_unlock(struct store *s);
+int store_relock(struct store *s);
 
 #define STORE_F_CREATE 0x1 /* create the image if it does not exist */
 #define STORE_F_FORCE  0x2 /* take over an existing image that has no state file */

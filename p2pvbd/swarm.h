@@ -223,6 +223,12 @@ void swarm_travel(const struct swarm *s, uint64_t *done, uint64_t *total);
 const struct swarm_stats *swarm_stats(const struct swarm *s);
 /* A destination holds every chunk, verified and durable. */
 int swarm_complete(const struct swarm *s);
+/*
+ * fetch --qmp: release OUT's image lock for QEMU to open OUT itself, and
+ * take it back if the move failed (0, or -1 if it cannot: logged).
+ */
+void swarm_output_unlock(struct swarm *s);
+int swarm_output_relock(struct swarm *s);
 
 /*
  * Live migration, at the source (seed -e). The VM's writes make chunks
@@ -234,6 +240,17 @@ int swarm_complete(const struct swarm *s);
  */
 void swarm_freeze(struct swarm *s, void (*fn)(void *arg, int result), void *arg);
 void swarm_thaw(struct swarm *s);
+/*
+ * Set --max-dirty-rate now (bytes/s, 0: none): seed --qmp sets it only
+ * once the bulk copy of the VM's disk is done, which it must not slow.
+ */
+void swarm_set_max_dirty_rate(struct swarm *s, uint64_t rate);
+/*
+ * Lift every cap on the VM's writes for good (--max-dirty-rate and
+ * auto-converge) and let the writes that wait go: seed --qmp detaching,
+ * whose QMP commands drain the guest's I/O through our export.
+ */
+void swarm_unthrottle(struct swarm *s);
 
 /* Stop: tell peers, commit the store. The loop exits. */
 void swarm_shutdown(struct swarm *s);

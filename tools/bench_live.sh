@@ -38,20 +38,26 @@
 #    Mbit/s up and down, a 1 GiB sparse image as in 2. Time from the start of
 #    the fetch until the destination is complete after the freeze, against the
 #    bytes that crossed the link (fetch --stats bytes_fetched) at the link rate.
-#    The destination's image must equal the source's. Bar: <= 1.05 x (the
-#    one-destination bar of DESIGN.md section 5).
+#    The destination's image must equal the source's. TOTAL_REPS (5) migrations,
+#    each printed. Bar (issue 15): every run completes and is <= TOTAL_BAR (1.10)
+#    x the link bound (the writer's hot set must go last, not starve the rest).
+# 4. overrun: as 3, once, with the writer at OVERRUN_FACTOR (2) x the link rate:
+#    the copy can catch up only if the source's writes are capped (auto-converge,
+#    PROTOCOL.md §9.2). Bar: the migration ends, the images are identical; the
+#    lowest cap and how long it held are printed.
 #
-# Catch-up (2 and 3): the freeze waits until the destination lacks at most
+# Catch-up (2, 3 and 4): the freeze waits until the destination lacks at most
 # what the seed has not published and the seed has at most DIRTY_LIMIT_MIB
 # dirty ("strict"), or, when the first has held CATCHUP_TIMEOUT (10) s without
 # the second, on the first alone ("loose"; counted in the JSON).
 #
-# Parts 2 and 3 need `p2pvbd ctl` (the freeze); without it they are skipped
+# Parts 2, 3 and 4 need `p2pvbd ctl` (the freeze); without it they are skipped
 # with a message (LIVE_FORCE=1 runs them anyway, to test the script itself).
 #
-# Each part is a case of tools/bench_lib.sh (write, downtime, total), bounded in
-# time (write 300 s + 3 x WRITE_REPS x (WRITE_SECONDS + 60 s); downtime 300 s +
-# 300 s per migration; total 900 s; or BENCH_TIMEOUT for each): a part that
+# Each part is a case of tools/bench_lib.sh (write, downtime, total, overrun),
+# bounded in time (write 300 s + 3 x WRITE_REPS x (WRITE_SECONDS + 60 s);
+# downtime 300 s + 300 s per migration; total 300 s + 400 s per migration;
+# overrun 900 s; or BENCH_TIMEOUT for each): a part that
 # fails prints a JSON failure line (also in bench-live.json) and the others
 # still run, with null in the summary line for the failed part; the exit
 # status is 1 if any failed. BENCH_OUTDIR replaces bench-out/.
@@ -65,19 +71,19 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then
 	usage
 	exit 0
 fi
-PARTS=write,downtime,total
+PARTS=write,downtime,total,overrun
 if (($# == 3)) && [[ $2 == --only ]]; then
 	PARTS=$3
 elif (($# != 1)); then
-	echo "usage: $0 PATH-TO-p2pvbd [--only write,downtime,total]" >&2
+	echo "usage: $0 PATH-TO-p2pvbd [--only write,downtime,total,overrun]" >&2
 	exit 2
 fi
 want() { [[ ,$PARTS, == *,$1,* ]]; }
 for p in ${PARTS//,/ }; do
 	case $p in
-	write | downtime | total) ;;
+	write | downtime | total | overrun) ;;
 	*)
-		echo "bench-live: unknown part '$p' (write, downtime, total)" >&2
+		echo "bench-live: unknown part '$p' (write, downtime, total, overrun)" >&2
 		exit 2
 		;;
 	esac
@@ -112,6 +118,10 @@ WRITE_RATE=${WRITE_RATE:-10e6}
 DIRTY_LIMIT_MIB=${DIRTY_LIMIT_MIB:-4}
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-10}
 TOTAL_MBIT=${TOTAL_MBIT:-200}
+TOTAL_REPS=${TOTAL_REPS:-5}
+TOTAL_BAR=${TOTAL_BAR:-1.10}
+OVERRUN_FACTOR=${OVERRUN_FACTOR:-2}
+OVERRUN_RATE=$(awk -v m="$TOTAL_MBIT" -v f="$OVERRUN_FACTOR" 'BEGIN { printf "%.0f", m * 1e6 / 8 * f }')
 MIB=1048576
 PY=/usr/bin/python3
 OUTDIR=${BENCH_OUTDIR:-$repo/bench-out}
@@ -333,40 +343,83 @@ PY
 	echo "$DT_JSON" >"$T/downtime.result"
 }
 
-# ---- 3. total migration time against the link --------------------------------
+# ---- 3. total migration time against the link; 4. a writer that outruns it ---
 
-total_part() {
-	local img=$T/tot.img ns1 ns2 h1 identical=false
-	log "total: lab, every host $TOTAL_MBIT Mbit/s up and down; 1 GiB sparse image ($DATA_MIB MiB of data), writer $WRITE_RATE B/s into a $SPAN_MIB MiB hot set"
-	make_sparse "$img" 1
+# lab_migration TAG IMG: one migration across the lab (h1 seed -e and the writer, h2 fetch -e,
+# every host TOTAL_MBIT up and down), the writer at WRITE_RATE; the run's JSON in $T/TAG.run
+# (a file, not stdout: a command substitution would run it in a subshell without the traps).
+lab_migration() {
+	local tag=$1 img=$2 ns1 ns2 h1 identical=false
 	lab_up "$LAB" 2 --up-mbit "$TOTAL_MBIT" --down-mbit "$TOTAL_MBIT" || fail "cannot make the lab"
 	ns1=$(lab_ns "$LAB" h1)
 	ns2=$(lab_ns "$LAB" h2)
 	h1=$(lab_addr "$LAB" h1)
-	migrate total tot "$img" "$h1:7001" "$ns1" "$ns2"
+	migrate total "$tag" "$img" "$h1:7001" "$ns1" "$ns2"
 	lab_down "$LAB" || fail "cannot remove the lab"
-	check_stats "$T/tot.stats"
-	cmp -s "$img" "$T/tot.out" && identical=true
-	[[ $identical == true ]] || log "total: the destination's image DIFFERS from the source's"
-	local TOTAL_JSON
-	TOTAL_JSON=$("$PY" - "$T/tot.json" "$T/tot.stats" "$TOTAL_MBIT" "$identical" <<'PY'
+	check_stats "$T/$tag.stats"
+	cmp -s "$img" "$T/$tag.out" && identical=true
+	[[ $identical == true ]] || log "$tag: the destination's image DIFFERS from the source's"
+	rm -f "$T/$tag.out" "$T/$tag".out.p2pvbd-*
+	"$PY" - "$T/$tag.json" "$T/$tag.stats" "$TOTAL_MBIT" "$identical" >"$T/$tag.run" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 st = json.load(open(sys.argv[2]))
 mbit = float(sys.argv[3])
 bound = st["bytes_fetched"] * 8 / (mbit * 1e6)
-print(json.dumps({"mbit": mbit, "image_size": d["image_size"], "total_s": d["total_s"],
-                  "bytes_fetched": st["bytes_fetched"], "link_bound_s": round(bound, 3),
-                  "ratio_to_link_bound": round(d["total_s"] / bound, 3), "bar": 1.05,
+print(json.dumps({"total_s": d["total_s"], "bytes_fetched": st["bytes_fetched"],
+                  "link_bound_s": round(bound, 3), "ratio_to_link_bound": round(d["total_s"] / bound, 3),
                   "catchup_s": d["catchup_s"], "caught_up": d["caught_up"],
                   "complete_after_freeze_s": d["complete_after_freeze_s"],
                   "dirty_at_freeze": d["dirty_at_freeze"], "write_bytes": d["write_bytes"],
+                  "write_rate": d["write_rate"], "throttle_min_rate": d["throttle_min_rate"],
+                  "throttle_capped_s": d["throttle_capped_s"], "image_size": d["image_size"],
                   "identical": sys.argv[4] == "true"}))
 PY
+}
+
+total_part() {
+	local img=$T/tot.img r run
+	log "total: lab, every host $TOTAL_MBIT Mbit/s up and down; 1 GiB sparse image ($DATA_MIB MiB of data), writer $WRITE_RATE B/s into a $SPAN_MIB MiB hot set; $TOTAL_REPS migrations"
+	make_sparse "$img" 1
+	: >"$T/tot.runs"
+	for ((r = 1; r <= TOTAL_REPS; r++)); do
+		lab_migration "tot$r" "$img"
+		run=$(cat "$T/tot$r.run")
+		echo "$run" >>"$T/tot.runs"
+		log "total: run $r: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f s; %.0f MiB crossed the link = %.2f s at the link rate: %.3f x; writer %.1f MB/s%s; identical: %s" % (d["total_s"], d["bytes_fetched"] / 1048576, d["link_bound_s"], d["ratio_to_link_bound"], d["write_rate"] / 1e6, (", capped down to %.1f MB/s for %.1f s" % (d["throttle_min_rate"] / 1e6, d["throttle_capped_s"])) if d["throttle_min_rate"] else ", never capped", d["identical"]))' "$run")"
+	done
+	rm -f "$img"
+	local TOTAL_JSON
+	TOTAL_JSON=$("$PY" - "$T/tot.runs" "$TOTAL_MBIT" "$TOTAL_BAR" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+bar = float(sys.argv[3])
+ratios = [r["ratio_to_link_bound"] for r in runs]
+print(json.dumps({"mbit": float(sys.argv[2]), "runs": len(runs), "bar": bar,
+                  "total_s": [r["total_s"] for r in runs], "ratios": ratios,
+                  "median_ratio": statistics.median(ratios), "worst_ratio": max(ratios),
+                  "all_identical": all(r["identical"] for r in runs),
+                  "met": all(x <= bar for x in ratios) and all(r["identical"] for r in runs),
+                  "detail": runs}))
+PY
 )
-	rm -f "$img" "$T/tot.out" "$T"/tot.out.p2pvbd-*
-	log "total: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("%.2f s from fetch start to complete; %.0f MiB crossed the link = %.2f s at %g Mbit/s: %.3f x the link bound (bar <= 1.05: %s); image identical: %s" % (d["total_s"], d["bytes_fetched"] / 1048576, d["link_bound_s"], d["mbit"], d["ratio_to_link_bound"], "met" if d["ratio_to_link_bound"] <= 1.05 else "NOT met", d["identical"]))' "$TOTAL_JSON")"
+	log "total: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("%d runs: %s x the link bound (worst %.3f; bar <= %.2f in every run: %s); images identical: %s" % (d["runs"], ", ".join("%.3f" % x for x in d["ratios"]), d["worst_ratio"], d["bar"], "met" if d["met"] else "NOT met", d["all_identical"]))' "$TOTAL_JSON")"
 	echo "$TOTAL_JSON" >"$T/total.result"
+}
+
+# A writer at OVERRUN_FACTOR x the link rate: without throttling the copy never catches up.
+overrun_part() {
+	local img=$T/over.img run
+	local WRITE_RATE=$OVERRUN_RATE
+	log "overrun: lab as in total; writer $WRITE_RATE B/s ($OVERRUN_FACTOR x the $TOTAL_MBIT Mbit/s link) into the $SPAN_MIB MiB hot set: the migration must still end (auto-converge)"
+	make_sparse "$img" 1
+	lab_migration over "$img"
+	run=$(cat "$T/over.run")
+	rm -f "$img"
+	local OVER_JSON
+	OVER_JSON=$("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d["writer_asked"]=float(sys.argv[2]); d["factor"]=float(sys.argv[3]); d["met"]=d["identical"]; print(json.dumps(d))' "$run" "$WRITE_RATE" "$OVERRUN_FACTOR")
+	log "overrun: $("$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); print("ended after %.2f s (%.3f x the link bound for the %.0f MiB that crossed); the writer asked %.1f MB/s and got %.1f MB/s: %s; image identical: %s" % (d["total_s"], d["ratio_to_link_bound"], d["bytes_fetched"] / 1048576, d["writer_asked"] / 1e6, d["write_rate"] / 1e6, ("auto-converge capped it down to %.2f MB/s, capped for %.1f s of the catch-up" % (d["throttle_min_rate"] / 1e6, d["throttle_capped_s"])) if d["throttle_min_rate"] else "never capped", d["identical"]))' "$OVER_JSON")"
+	echo "$OVER_JSON" >"$T/overrun.result"
 }
 
 # ---- run ------------------------------------------------------------------------
@@ -377,9 +430,10 @@ read -ra DT_SIZES_A <<<"$DT_SIZES"
 declare -A LIMIT=(
 	[write]=$(bench_timeout $((300 + 3 * WRITE_REPS * (WRITE_SECONDS + 60))))
 	[downtime]=$(bench_timeout $((300 + 300 * DT_REPS * ${#DT_SIZES_A[@]})))
-	[total]=$(bench_timeout 900)
+	[total]=$(bench_timeout $((300 + 400 * TOTAL_REPS)))
+	[overrun]=$(bench_timeout 900)
 )
-for p in write downtime total; do
+for p in write downtime total overrun; do
 	want "$p" || continue
 	if [[ $p != write && -z $HAVE_CTL && -z ${LIVE_FORCE:-} ]]; then
 		log "$p: SKIPPED: this p2pvbd has no 'ctl' command (the freeze); LIVE_FORCE=1 runs it anyway"
@@ -393,11 +447,12 @@ done
 result() {
 	if [[ -s $T/$1.result ]]; then cat "$T/$1.result"; else echo null; fi
 }
-json=$("$PY" - "$(result write)" "$(result downtime)" "$(result total)" "${SKIPPED[*]}" <<'PY'
+json=$("$PY" - "$(result write)" "$(result downtime)" "$(result total)" "$(result overrun)" "${SKIPPED[*]}" <<'PY'
 import json, sys
-w, dt, tot, skipped = sys.argv[1:]
+w, dt, tot, over, skipped = sys.argv[1:]
 print(json.dumps({"bench": "live", "write": json.loads(w), "downtime": json.loads(dt),
-                  "total": json.loads(tot), "skipped": skipped.split()}))
+                  "total": json.loads(tot), "overrun": json.loads(over),
+                  "skipped": skipped.split()}))
 PY
 )
 echo "$json"

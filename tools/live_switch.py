@@ -156,9 +156,12 @@ class Writer(threading.Thread):
         self.h.shutdown()
 
 
-def catch_up(a, t_go):
-    """Wait until the destination has caught up; returns (kind, seed, dst status)."""
+def catch_up(a, t_go, throttle):
+    """Wait until the destination has caught up; returns (kind, seed, dst status).
+    throttle (a dict) gets what auto-converge did meanwhile: the lowest write cap the
+    seed's status showed (bytes/s; 0 = never capped) and the seconds spent capped."""
     t_end = t_go + CATCHUP_MAX_S
+    t_prev = t_go
     t_loose = None  # when the destination first lacked only unpublished chunks
     wait_path(a.dst_ctl, 60, "the destination's control socket")
     while True:
@@ -167,6 +170,12 @@ def catch_up(a, t_go):
         d = status(a.dst_ctl, a.p2pvbd)
         if s is None:
             die("the seed's control socket does not answer")
+        cap = s.get("auto_converge_rate", 0) or 0
+        if cap > 0:
+            lo = throttle["min_rate"]
+            throttle["min_rate"] = cap if lo == 0 else min(lo, cap)
+            throttle["capped_s"] += now - t_prev
+        t_prev = now
         if d is not None and d.get("volume_known") and now - t_go >= a.min_write:
             missing = d["image_size"] - d["bytes_done"]
             dirty = s.get("dirty_bytes", 0)
@@ -338,14 +347,17 @@ def main():
     t_go = time.monotonic()
     with open(a.go, "w"):
         pass
-    kind, s, d = catch_up(a, t_go)
+    throttle = {"min_rate": 0, "capped_s": 0.0}
+    kind, s, d = catch_up(a, t_go, throttle)
     t_caught = time.monotonic()
     w.stop()
     res = {"mode": a.mode, "caught_up": kind, "catchup_s": round(t_caught - t_go, 3),
            "dirty_at_freeze": s.get("dirty_bytes"), "seed_generation": s.get("generation"),
            "missing_at_freeze": d["image_size"] - d["bytes_done"],
            "image_size": d["image_size"], "writes": w.writes, "write_bytes": w.bytes,
-           "write_rate": round(w.bytes / max(1e-9, t_caught - t_go + a.warm))}
+           "write_rate": round(w.bytes / max(1e-9, t_caught - t_go + a.warm)),
+           "throttle_min_rate": round(throttle["min_rate"]),
+           "throttle_capped_s": round(throttle["capped_s"], 1)}
     if a.mode == "downtime":
         res.update(downtime(a, w, s, d))
     else:

@@ -69,6 +69,16 @@ static const char usage_fetch[] =
     "      --basis FILE     an older copy of the image: chunks whose hash matches are\n"
     "                       copied from it instead of fetched (only changes travel)\n"
     "      --mirror         keep serving after completion (until SIGINT/SIGTERM)\n"
+    "      --qmp SOCKET     with -e and --drive: once OUT is complete at the final\n"
+    "                       generation (and QEMU's incoming migration is done), move\n"
+    "                       the drive of the QEMU at this QMP socket from the export\n"
+    "                       onto OUT itself while the guest runs, then exit 0. Give\n"
+    "                       fetch a QMP socket of its own (QEMU serves one client\n"
+    "                       per socket). Not with --mirror: OUT is the VM's then\n"
+    "      --drive ID       the drive to move: a -drive id, a -device id, or a node\n"
+    "                       name; a raw drive on the export. It moves onto a new node\n"
+    "                       p2pvbd-local-ID on OUT (blockdev-reopen, or a mirror job\n"
+    "                       for -drive's nodes); OUT's state file is removed\n"
     "      --no-boost       no priority for the VM's reads (benchmark control)\n"
     "      --lazy           with -e: fetch only the chunks the VM touches (pure\n"
     "                       postcopy; the image completes only if all is read)\n"
@@ -99,6 +109,7 @@ static const char usage_fetch[] =
 struct fetch_opts {
 	const char *key_path, *stats_path, *export_spec, *metrics_spec, *basis, *progress_log;
 	const char *ctl_path, *state_dir, *listen_spec, *out;
+	const char *qmp_path, *drive; /* --qmp, --drive: move the VM onto OUT at the end */
 	struct uri_peer listen_at, metrics_at;
 	struct nbd_tls_opts tls;
 	int no_boost, lazy, mirror, no_listen, force, show_progress, loglvl;
@@ -130,6 +141,8 @@ struct fetch {
 	struct progress *pr;
 	struct progress_log *pl;
 	struct cmd_ctl_server cs;
+	struct fetch_pivot *pv; /* --qmp; NULL without */
+	int moved;              /* --qmp: the VM runs on OUT now */
 };
 
 /* ---- the command line -------------------------------------------------- */
@@ -148,7 +161,9 @@ enum {
 	O_PROGRESS_LOG,
 	O_CTL,
 	O_STATE_DIR,
-	O_METRICS
+	O_METRICS,
+	O_QMP,
+	O_DRIVE
 };
 
 static const struct option fetch_options[] = {
@@ -169,6 +184,8 @@ static const struct option fetch_options[] = {
     {"progress-log", required_argument, NULL, O_PROGRESS_LOG},
     {"ctl", required_argument, NULL, O_CTL},
     {"metrics", required_argument, NULL, O_METRICS},
+    {"qmp", required_argument, NULL, O_QMP},
+    {"drive", required_argument, NULL, O_DRIVE},
     {"quiet", no_argument, NULL, 'q'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -236,6 +253,12 @@ static int fetch_option(struct fetch_opts *o, int c, char **argv)
 		break;
 	case O_METRICS:
 		o->metrics_spec = optarg;
+		break;
+	case O_QMP:
+		o->qmp_path = optarg;
+		break;
+	case O_DRIVE:
+		o->drive = optarg;
 		break;
 	case O_STATS:
 		o->stats_path = optarg;
@@ -333,6 +356,19 @@ static int fetch_parse_uri(struct fetch_opts *o, const char *arg)
 	if (o->lazy && o->export_spec == NULL)
 		return cli_usage_error(FETCH_WHO,
 		                       "--lazy needs -e (nothing would ever be fetched)");
+	if ((o->qmp_path != NULL) != (o->drive != NULL))
+		return cli_usage_error(FETCH_WHO, "--qmp and --drive go together (which QEMU, and "
+		                                  "which of its drives to move onto OUT)");
+	if (o->qmp_path != NULL && o->export_spec == NULL)
+		return cli_usage_error(FETCH_WHO, "--qmp needs -e: it moves a VM that runs on "
+		                                  "fetch's NBD export onto OUT");
+	if (o->qmp_path != NULL && o->mirror)
+		return cli_usage_error(
+		    FETCH_WHO, "--qmp and --mirror exclude each other: once the VM runs on OUT it "
+		               "writes there and its chunks no longer match the volume; mirror "
+		               "into another file (fetch --mirror URI OTHER)");
+	if (o->qmp_path != NULL && (o->qmp_path[0] == '\0' || o->drive[0] == '\0'))
+		return cli_usage_error(FETCH_WHO, "empty --qmp or --drive");
 	rc = export_tls_check(&o->tls, o->export_spec, FETCH_WHO);
 	if (rc != CMD_PROCEED)
 		return rc;
@@ -513,6 +549,29 @@ static void fetch_forget_identity(const char *sidecar)
 	free(pub);
 }
 
+/*
+ * After --qmp moved the VM onto OUT, OUT is the VM's disk and changes under
+ * it: its state file would vouch for chunks the guest rewrites, and a later
+ * fetch into OUT would trust them (or overwrite the guest's writes). The
+ * state and the kept pages go; a later fetch into OUT needs --force.
+ */
+static void fetch_forget_state(const char *out, const char *sidecar)
+{
+	char *state = xasprintf("%s%s", sidecar, STORE_STATE_SUFFIX);
+	char *pages = xasprintf("%s.p2pvbd-pages", sidecar);
+
+	if (unlink(state) != 0 && errno != ENOENT)
+		log_warn("cannot remove %s: %s; remove it yourself (%s is the VM's disk now)",
+		         state, strerror(errno), out);
+	else
+		log_info("removed %s: %s is the VM's disk now, no longer a p2pvbd output", state,
+		         out);
+	if (unlink(pages) != 0 && errno != ENOENT)
+		log_warn("cannot remove %s: %s", pages, strerror(errno));
+	free(state);
+	free(pages);
+}
+
 /* ---- the swarm and what watches it ------------------------------------- */
 
 static void export_start(void *arg)
@@ -571,6 +630,20 @@ static int fetch_swarm(struct fetch *f)
 }
 
 /*
+ * --qmp: QEMU's drive runs on OUT now. Nothing of fetch may write OUT again:
+ * the export closes at once and the run ends.
+ */
+static void fetch_moved(void *arg)
+{
+	struct fetch *f = arg;
+
+	f->moved = 1;
+	nbd_server_free(f->ex.srv);
+	f->ex.srv = NULL;
+	swarm_shutdown(f->sw);
+}
+
+/*
  * What runs beside the swarm: keeping it running (--mirror, -e), the export
  * once the volume is known, progress, metrics, the control socket, signals.
  * 0 or -1 (logged).
@@ -588,6 +661,10 @@ static int fetch_attach(struct fetch *f)
 		swarm_keep_running(f->sw);
 		swarm_set_ready_cb(f->sw, export_start, &f->ex);
 	}
+	if (o->qmp_path != NULL &&
+	    (f->pv = fetch_pivot_new(f->base, f->sw, &f->ex.srv, o->qmp_path, o->drive, o->out,
+	                             fetch_moved, f)) == NULL)
+		return -1;
 	if (o->show_progress)
 		f->pr = progress_new(f->base, f->sw);
 	if (o->progress_log != NULL &&
@@ -658,6 +735,10 @@ static int fetch_run(struct fetch *f)
 	/* Under systemd (Type=notify): listening, and joining the swarm. */
 	sd_notifyf(0, "READY=1\nSTATUS=fetching into %s", o->out);
 	event_base_dispatch(f->base);
+	/* A move onto OUT under way (stopped by a signal meanwhile) ends first: QEMU drains the
+	 * guest's I/O through the export, which only this loop serves. Bounded by QMP timeouts. */
+	while (fetch_pivot_busy(f->pv))
+		event_base_loop(f->base, EVLOOP_ONCE);
 	sd_notify(0, "STOPPING=1");
 	progress_final(f->pr);
 	progress_log_final(f->pl);
@@ -668,6 +749,7 @@ static int fetch_run(struct fetch *f)
 /* Release everything f holds; rc is the exit code (a failed run takes back the key it made). */
 static void fetch_free(struct fetch *f, int rc)
 {
+	fetch_pivot_free(f->pv);
 	nbd_server_free(f->ex.srv);
 	nbd_tls_creds_free(f->ex.tls);
 	cmd_ctl_server_stop(&f->cs);
@@ -678,6 +760,8 @@ static void fetch_free(struct fetch *f, int rc)
 		event_base_free(f->base);
 	if (rc != 0 && f->made_key)
 		fetch_forget_identity(f->sidecar);
+	if (f->moved)
+		fetch_forget_state(f->o->out, f->sidecar);
 	free(f->sidecar);
 	vcrypto_identity_wipe(&f->id);
 }

@@ -3,7 +3,8 @@
  * cmd_seed: `p2pvbd seed`, on the source host. Hashes the image into chunks,
  * signs the manifest, prints the volume URI and serves the chunks until
  * stopped (or until enough receipts arrived); with -e it also exports the
- * image over NBD to the VM running at the source (live migration).
+ * image over NBD to the VM running at the source (live migration); with
+ * --qmp it attaches to a VM that runs on its own disk (vmattach.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,13 +33,23 @@
 #include "uri.h"
 #include "util.h"
 #include "vcrypto.h"
+#include "vmattach.h"
 
 static const char usage_seed[] =
     "usage: p2pvbd seed -k KEY [OPTIONS] IMAGE\n"
+    "       p2pvbd seed -k KEY --qmp SOCKET --drive DRIVE [OPTIONS]\n"
     "\n"
     "Hash IMAGE into chunks (with every core), sign the manifest with KEY, print the\n"
     "volume URI on stdout and serve the chunks to destinations until stopped\n"
     "(SIGINT/SIGTERM) or until enough receipts arrived.\n"
+    "\n"
+    "With --qmp there is no IMAGE: the seed attaches to the running QEMU whose QMP\n"
+    "socket is SOCKET and seeds DRIVE as the guest sees it (any image format), with\n"
+    "no restart: QEMU mirrors the drive into a scratch copy the seed keeps in\n"
+    "--state-dir (blockdev-mirror, write-blocking: from then on every guest write\n"
+    "completes only once the seed has it). The URI is printed once the copy is\n"
+    "done. When the seed stops it detaches: the job and its node are removed and\n"
+    "the VM runs on as it was. The live options below apply as with -e.\n"
     "\n"
     "  -k, --key PATH               source secret key (from p2pvbd keygen; required)\n"
     "  -l, --listen HOST:PORT       address to listen on (default 0.0.0.0:7001;\n"
@@ -59,6 +70,11 @@ static const char usage_seed[] =
     "                               hashed again and published as signed deltas (new\n"
     "                               generations) every 100 ms; destinations answer their\n"
     "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
+    "      --qmp SOCKET             attach to the QEMU of this QMP socket (QEMU option\n"
+    "                               -qmp unix:SOCKET,server=on,wait=off; a socket of\n"
+    "                               its own: QEMU takes one client per QMP socket)\n"
+    "      --drive DRIVE            with --qmp: the drive to seed: its -drive id, the\n"
+    "                               id of its -device, or its top node name\n"
     "      --tls-psk FILE           with -e: require TLS with pre-shared keys; FILE has\n"
     "                               USERNAME:HEXKEY lines (psktool -u NAME -p FILE)\n"
     "      --tls-creds DIR          with -e: require TLS with X.509 certificates:\n"
@@ -94,7 +110,9 @@ static const char usage_seed[] =
     "                               the seed goes on above every generation it published\n"
     "                               (kept in IMAGE.p2pvbd-seed) and hashes IMAGE again\n"
     "      --state-dir DIR          keep IMAGE.p2pvbd-seed in DIR (default: beside IMAGE;\n"
-    "                               " CLI_BLOCKDEV_STATE_DIR " for a block device)\n"
+    "                               " CLI_BLOCKDEV_STATE_DIR " for a block device); with\n"
+    "                               --qmp also the scratch copy and its NBD socket\n"
+    "                               (p2pvbd-TAG.raw, .nbd; default " CLI_BLOCKDEV_STATE_DIR ")\n"
     "      --secret HEX             reuse a join secret (64 hex digits)\n"
     "      --threads N              hashing threads (default: one per core)\n"
     "      --timeout SECS           drop a peer silent this long (default 30), and one\n"
@@ -142,6 +160,14 @@ struct seed_opts {
 	int have_volid, have_secret;
 	const char *receipt_from[SEED_RECEIPT_FROM_MAX]; /* --receipt-from: keys or .pub files */
 	int nreceipt_from;
+	/*
+	 * --qmp SOCKET --drive DRIVE: the VM to attach to. image and export_spec
+	 * then name the scratch copy and the seed's own export for QEMU (made
+	 * from --state-dir and the tag; owned: qmp_image, qmp_export).
+	 */
+	const char *qmp_path, *drive;
+	char qmp_tag[VMATTACH_TAG_LEN + 1];
+	char *qmp_image, *qmp_export;
 };
 
 /* A running seed: what seed_free releases. */
@@ -166,6 +192,10 @@ struct seed {
 	uint8_t volume_id[MANIFEST_ID_LEN],
 	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
 	uint8_t receipt_from[SEED_RECEIPT_FROM_MAX][VCRYPTO_PK_LEN]; /* --receipt-from, read */
+	/* --qmp: the QMP side, the drive, and whether attaching failed (exit 1). */
+	struct vmattach *va;
+	struct vmattach_drive drv;
+	int va_started, va_serving, va_failed;
 };
 
 /* ---- the command line -------------------------------------------------- */
@@ -189,7 +219,9 @@ enum {
 	O_DOWNTIME,
 	O_NO_AUTO_CONVERGE,
 	O_METRICS,
-	O_RECEIPT_FROM
+	O_RECEIPT_FROM,
+	O_QMP,
+	O_DRIVE
 };
 
 static const struct option seed_options[] = {
@@ -198,6 +230,8 @@ static const struct option seed_options[] = {
     {"advertise", required_argument, NULL, O_ADVERTISE},
     {"tracker", required_argument, NULL, 't'},
     {"export", required_argument, NULL, 'e'},
+    {"qmp", required_argument, NULL, O_QMP},
+    {"drive", required_argument, NULL, O_DRIVE},
     {"ctl", required_argument, NULL, O_CTL},
     {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
     {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
@@ -316,6 +350,12 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 	case O_CTL:
 		o->ctl_path = optarg;
 		break;
+	case O_QMP:
+		o->qmp_path = optarg;
+		break;
+	case O_DRIVE:
+		o->drive = optarg;
+		break;
 	case O_STATE_DIR:
 		o->state_dir = optarg;
 		break;
@@ -360,6 +400,51 @@ static int seed_option(struct seed_opts *o, int c, char **argv)
 	return CMD_PROCEED;
 }
 
+/*
+ * --qmp and --drive: checked, and the scratch copy and export named (in
+ * --state-dir, default CLI_BLOCKDEV_STATE_DIR, made absolute: QEMU opens
+ * the socket). CMD_PROCEED or the exit code.
+ */
+static int seed_parse_qmp(struct seed_opts *o, int argc)
+{
+	const char *dir = o->state_dir ? o->state_dir : CLI_BLOCKDEV_STATE_DIR;
+	char cwd[4096];
+
+	if (o->qmp_path == NULL || o->drive == NULL || *o->qmp_path == '\0' || *o->drive == '\0')
+		return cli_usage_error(SEED_WHO, "--qmp SOCKET and --drive DRIVE go together");
+	if (optind != argc)
+		return cli_usage_error(SEED_WHO, "--qmp takes no IMAGE: the seed keeps a copy of "
+		                                 "the drive in --state-dir");
+	if (o->export_spec != NULL)
+		return cli_usage_error(SEED_WHO, "--qmp and -e exclude each other (with --qmp the "
+		                                 "seed exports to QEMU itself, on a socket in "
+		                                 "--state-dir)");
+	if (o->tls.mode != NBD_TLS_UNSET || o->tls.psk_file || o->tls.creds_dir ||
+	    o->tls.verify_peer)
+		return cli_usage_error(SEED_WHO,
+		                       "--tls options are for -e, not --qmp (QEMU reaches "
+		                       "the seed on a local unix socket)");
+	if (o->write_through)
+		return cli_usage_error(SEED_WHO,
+		                       "--write-through does not go with --qmp: QEMU's bulk copy "
+		                       "would wait for destinations, which join only after it; "
+		                       "use --max-dirty-rate or auto-converge");
+	if (o->hash_only)
+		return cli_usage_error(SEED_WHO, "--hash-only needs an IMAGE, not --qmp");
+	if (*dir != '/') {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return cli_usage_error(SEED_WHO, "cannot get the current directory");
+	} else
+		cwd[0] = '\0';
+	vmattach_tag(o->qmp_path, o->drive, o->qmp_tag);
+	o->qmp_image = xasprintf("%s%s%s/p2pvbd-%s.raw", cwd, *cwd ? "/" : "", dir, o->qmp_tag);
+	o->qmp_export =
+	    xasprintf("unix:%s%s%s/p2pvbd-%s.nbd", cwd, *cwd ? "/" : "", dir, o->qmp_tag);
+	o->image = o->qmp_image;
+	o->export_spec = o->qmp_export;
+	return CMD_PROCEED;
+}
+
 /* The command line into o (syntax only; nothing is opened): CMD_PROCEED or the exit code. */
 static int seed_parse(int argc, char **argv, struct seed_opts *o)
 {
@@ -373,9 +458,13 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 	while ((c = getopt_long(argc, argv, "k:l:t:e:qvh", seed_options, NULL)) != -1)
 		if ((rc = seed_option(o, c, argv)) != CMD_PROCEED)
 			return rc;
-	if (optind + 1 != argc)
+	if (o->qmp_path != NULL || o->drive != NULL) {
+		if ((rc = seed_parse_qmp(o, argc)) != CMD_PROCEED)
+			return rc;
+	} else if (optind + 1 != argc)
 		return cli_usage_error(SEED_WHO, "seed needs exactly one IMAGE");
-	o->image = argv[optind];
+	else
+		o->image = argv[optind];
 	if (o->export_spec != NULL && imgsrc_is_nbd_uri(o->image))
 		return cli_usage_error(SEED_WHO,
 		                       "-e needs IMAGE to be a file or block device (the VM's "
@@ -473,6 +562,39 @@ static int image_size_of(int fd, const char *path, uint64_t *size)
 	return 0;
 }
 
+static int seed_open_scratch(struct seed *s);
+
+/*
+ * --qmp, first of all: the state directory (made if missing), and the
+ * scratch copy opened and locked, so that a second seed of this drive stops
+ * here, before it checks sockets or waits for QMP. 0 or -1 (logged).
+ */
+static int seed_qmp_prepare(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	const char *dir = o->state_dir ? o->state_dir : CLI_BLOCKDEV_STATE_DIR;
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		log_error("state directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
+		log_error("state directory %s: not a writable directory", dir);
+		return -1;
+	}
+	s->fd = open(o->image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->fd < 0) {
+		log_error("cannot open the scratch copy %s: %s", o->image, strerror(errno));
+		return -1;
+	}
+	if (imglock_acquire(o->image, s->fd, IMGLOCK_EXCLUSIVE, &s->ilock) != 0) {
+		log_error("is another seed attached to drive %s of this VM?", o->drive);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * An NBD URI as IMAGE: connect to its server with libnbd and learn the size.
  * No lock: the server (qemu-nbd, QEMU) holds the image's own. 0 or -1 (logged).
@@ -500,19 +622,29 @@ static int seed_open_file(struct seed *s)
 	                    o->export_spec ? IMGLOCK_EXCLUSIVE : IMGLOCK_SHARED_READ,
 	                    &s->ilock) != 0)
 		return -1;
-	if (image_size_of(s->fd, o->image, &s->image_size) != 0)
-		return -1;
-	s->src = imgsrc_file(s->fd, s->image_size);
-	return 0;
+	return image_size_of(s->fd, o->image, &s->image_size);
 }
 
-/* Open and lock the image (read-write with -e) and learn its size; 0 or -1 (logged). */
+/*
+ * Open the image (--qmp: the scratch copy; an NBD URI: its server; else the
+ * file, locked, read-write with -e), learn its size, and make s->src, what
+ * the hash and the swarm read it through. 0 or -1 (logged).
+ */
 static int seed_open_image(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
+	int rc;
 
-	if (imgsrc_is_nbd_uri(o->image) ? seed_open_nbd(s) != 0 : seed_open_file(s) != 0)
+	if (o->qmp_path != NULL)
+		rc = seed_open_scratch(s);
+	else if (imgsrc_is_nbd_uri(o->image))
+		rc = seed_open_nbd(s);
+	else
+		rc = seed_open_file(s);
+	if (rc != 0)
 		return -1;
+	if (s->src == NULL)
+		s->src = imgsrc_file(s->fd, s->image_size);
 	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
 		log_error("%s: too many chunks; use a larger --chunk-size", o->image);
 		return -1;
@@ -754,7 +886,12 @@ static int seed_swarm(struct seed *s)
 	so.ntrackers = o->ntrackers;
 	so.image_fixed = o->export_spec == NULL;
 	so.seedgen = s->gen;
+	/* --qmp: the bulk copy is not rate-capped; the cap comes with READY. */
+	so.max_dirty_rate = o->qmp_path != NULL ? 0 : o->max_dirty;
 	s->sw = swarm_new(&so);
+	/* --qmp: peers are served only once the VM's disk is copied (seed_qmp_ready). */
+	if (o->qmp_path != NULL)
+		return 0;
 	return swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port);
 }
 
@@ -808,12 +945,161 @@ static int seed_export(struct seed *s)
 	s->srv = nbd_server_new(s->base, s->sw, s->o->export_spec, s->tls);
 	if (s->srv == NULL)
 		return -1;
-	printf("exporting on %s\n", nbd_server_address(s->srv));
-	fflush(stdout);
+	if (s->o->qmp_path == NULL) {
+		printf("exporting on %s\n", nbd_server_address(s->srv));
+		fflush(stdout);
+	}
 	log_info("NBD export on %s", nbd_server_address(s->srv));
 	if (s->o->freeze_on_disc)
 		nbd_server_set_idle_cb(s->srv, cmd_ctl_freeze_on_idle, s->sw);
 	return 0;
+}
+
+/* ---- seed --qmp: a VM that runs on its own disk (vmattach.h) ------------ */
+
+/*
+ * The scratch copy in --state-dir instead of an IMAGE (opened and locked by
+ * seed_qmp_prepare): connect to QEMU, remove what an earlier seed of this
+ * drive left in QEMU, learn the drive, and make the copy an empty
+ * sparse file of its size: QEMU's mirror fills it, and a copy left by an
+ * earlier run is never trusted (the generations go on above it, seedgen.h).
+ * 0 or -1 (logged).
+ */
+static int seed_open_scratch(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	struct vmattach_drive *d = &s->drv;
+	char sz[16];
+
+	s->va = vmattach_open(o->qmp_path, o->qmp_tag);
+	if (s->va == NULL)
+		return -1;
+	if (vmattach_clear(s->va) != 0 || vmattach_drive(s->va, o->drive, d) != 0)
+		return -1;
+	if (ftruncate(s->fd, 0) != 0 || ftruncate(s->fd, (off_t)d->size) != 0) {
+		log_error("cannot size the scratch copy %s: %s", o->image, strerror(errno));
+		return -1;
+	}
+	s->image_size = d->size;
+	log_info("drive %s: node %s (%s%s), %s; scratch copy %s", o->drive, d->node,
+	         d->format[0] ? d->format : "?", d->ro ? ", read-only" : "",
+	         fmt_bytes(d->size, sz, sizeof(sz)), o->image);
+	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
+		log_error("drive %s: too many chunks; use a larger --chunk-size", o->drive);
+		return -1;
+	}
+	return 0;
+}
+
+/* A read-only drive never changes: its copy is final at once. */
+static void seed_qmp_frozen(void *arg, int result)
+{
+	(void)arg;
+	if (result != 0)
+		log_error("drive is read-only, but its generation could not be made final");
+}
+
+/* QEMU's bulk copy is done: now serve peers (the URI goes out). */
+static void seed_qmp_ready(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	struct swarm_status st;
+
+	swarm_status(s->sw, &st);
+	log_info("drive %s is copied (generation %llu): every write of the guest now reaches the "
+	         "seed before the guest sees it done",
+	         o->drive, (unsigned long long)st.generation);
+	swarm_set_max_dirty_rate(s->sw, o->max_dirty);
+	if (swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port) != 0 ||
+	    seed_write_uri(s) != 0) {
+		s->va_failed = 1;
+		swarm_shutdown(s->sw);
+		return;
+	}
+	log_info("serving on %s:%u", o->listen_at.host, s->port);
+	s->va_serving = 1;
+	if (s->drv.ro)
+		swarm_freeze(s->sw, seed_qmp_frozen, s);
+	swarm_start(s->sw);
+	sd_notifyf(0, "READY=1\nSTATUS=serving drive %s on port %u", o->drive, (unsigned)s->port);
+}
+
+/* What the QMP side says (on the loop). */
+static void seed_qmp_event(void *arg, enum vmattach_event ev, const char *msg)
+{
+	struct seed *s = arg;
+	struct swarm_status st;
+
+	switch (ev) {
+	case VMATTACH_READY:
+		seed_qmp_ready(s);
+		break;
+	case VMATTACH_FAILED:
+		/* The seed no longer sees every write: what it would publish could miss one. */
+		log_error("drive %s: %s; stopping (the VM runs on, on its own disk)", s->o->drive,
+		          msg);
+		/*
+		 * Frozen, the seed refuses writes; QEMU's mirror then completes the
+		 * guest's write on its own disk all the same, and the job fails.
+		 */
+		swarm_status(s->sw, &st);
+		if (st.final)
+			log_error(
+			    "the VM wrote after the freeze (it was not stopped): that write is "
+			    "not in the final generation %llu; do not run a VM on it",
+			    (unsigned long long)st.generation);
+		s->va_failed = 1;
+		swarm_shutdown(s->sw);
+		break;
+	case VMATTACH_GONE:
+		if (!s->va_serving) {
+			log_error("QEMU exited before drive %s was copied: stopping", s->o->drive);
+			s->va_failed = 1;
+			swarm_shutdown(s->sw);
+			break;
+		}
+		swarm_status(s->sw, &st);
+		if (st.final)
+			log_info("QEMU exited after the freeze: serving the final generation %llu",
+			         (unsigned long long)st.generation);
+		else
+			log_warn(
+			    "QEMU exited (%s): the VM is gone; serving generation %llu, its disk "
+			    "as "
+			    "it last wrote it, not final ('p2pvbd ctl CTL freeze' makes it final)",
+			    msg, (unsigned long long)st.generation);
+		break;
+	case VMATTACH_DETACHED:
+		if (msg != NULL)
+			s->va_failed = 1;
+		event_base_loopexit(s->base, NULL);
+		break;
+	}
+}
+
+/* Start attaching (QMP thread); the loop then serves QEMU's copy. 0 or -1 (logged). */
+static int seed_qmp_attach(struct seed *s)
+{
+	if (vmattach_start(s->va, s->base, s->o->export_spec + strlen("unix:"), &s->drv,
+	                   seed_qmp_event, s) != 0) {
+		log_error("cannot start the QMP thread");
+		return -1;
+	}
+	s->va_started = 1;
+	return 0;
+}
+
+/*
+ * The loop has stopped: detach from QEMU with it running again (QEMU's
+ * drain waits for our NBD export) until the QMP side is done.
+ */
+static void seed_qmp_detach(struct seed *s)
+{
+	if (!s->va_started)
+		return;
+	swarm_unthrottle(s->sw);
+	vmattach_detach(s->va);
+	event_base_dispatch(s->base);
 }
 
 /* Metrics, control socket, signals; then serve until the swarm stops. 0 or -1 (logged). */
@@ -824,11 +1110,18 @@ static int seed_serve(struct seed *s)
 	if (cmd_ctl_server_start(&s->cs, s->base, s->sw, "seed", o->ctl_path,
 	                         o->metrics_spec ? &o->metrics_at : NULL) != 0)
 		return -1;
-	swarm_start(s->sw);
-	/* Under systemd (Type=notify): the URI is out and the chunks are served. */
-	sd_notifyf(0, "READY=1\nSTATUS=serving %s on port %u", o->image, (unsigned)s->port);
+	if (o->qmp_path != NULL) {
+		/* The swarm starts once QEMU's copy is READY (seed_qmp_ready). */
+		if (seed_qmp_attach(s) != 0)
+			return -1;
+	} else {
+		swarm_start(s->sw);
+		/* Under systemd (Type=notify): the URI is out and the chunks are served. */
+		sd_notifyf(0, "READY=1\nSTATUS=serving %s on port %u", o->image, (unsigned)s->port);
+	}
 	event_base_dispatch(s->base);
 	sd_notify(0, "STOPPING=1");
+	seed_qmp_detach(s);
 	return 0;
 }
 
@@ -848,7 +1141,9 @@ static void seed_summary(const struct seed *s)
 
 static void seed_free(struct seed *s)
 {
+	/* The export first: QMP work still queued then never waits on it. */
 	nbd_server_free(s->srv);
+	vmattach_free(s->va);
 	nbd_tls_creds_free(s->tls);
 	cmd_ctl_server_stop(&s->cs);
 	swarm_free(s->sw);
@@ -872,6 +1167,8 @@ static int seed_run(struct seed *s)
 
 	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
 		return 1;
+	if (o->qmp_path != NULL && seed_qmp_prepare(s) != 0)
+		return 1;
 	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0 ||
 	                       export_tls_load(&o->tls, &s->tls) != 0)) ||
 	    seed_open_image(s) != 0 || seed_hash(s) != 0)
@@ -880,13 +1177,15 @@ static int seed_run(struct seed *s)
 		seed_print_timing(s);
 		return 0;
 	}
-	if (seed_sign(s) != 0 || seed_swarm(s) != 0 || seed_write_uri(s) != 0)
+	if (seed_sign(s) != 0 || seed_swarm(s) != 0 ||
+	    (o->qmp_path == NULL && seed_write_uri(s) != 0))
 		return 1;
-	log_info("serving on %s:%u", o->listen_at.host, s->port);
+	if (o->qmp_path == NULL)
+		log_info("serving on %s:%u", o->listen_at.host, s->port);
 	if ((o->export_spec != NULL && seed_export(s) != 0) || seed_serve(s) != 0)
 		return 1;
 	seed_summary(s);
-	return swarm_result(s->sw) == 0 ? 0 : 1;
+	return swarm_result(s->sw) == 0 && !s->va_failed ? 0 : 1;
 }
 
 static int cmd_seed(int argc, char **argv)
@@ -904,6 +1203,8 @@ static int cmd_seed(int argc, char **argv)
 		seed_free(&s);
 	}
 	vcrypto_wipe(o.secret, sizeof(o.secret));
+	free(o.qmp_image);
+	free(o.qmp_export);
 	return rc;
 }
 

@@ -99,6 +99,25 @@ int export_tls_check(struct nbd_tls_opts *t, const char *export_spec, const char
 /* The credentials t names (*cr = NULL without TLS); 0 or -1 (logged). */
 int export_tls_load(const struct nbd_tls_opts *t, struct nbd_tls_creds **cr);
 
+/* fetch_pivot.c: fetch --qmp --drive, moving the destination VM onto OUT at the end. */
+struct fetch_pivot;
+struct nbd_server;
+/*
+ * Watch sw: once OUT is complete at the final generation, the export *srv is
+ * up and QEMU at qmp_path is not migrating in, move its drive onto out on a
+ * thread of its own; then call moved(arg) on the loop (fetch closes the
+ * export and ends). A failed move is logged and leaves the VM on the export.
+ * NULL on failure (logged). All strings are borrowed.
+ */
+struct fetch_pivot *fetch_pivot_new(struct event_base *base, struct swarm *sw,
+                                    struct nbd_server *const *srv, const char *qmp_path,
+                                    const char *drive, const char *out,
+                                    void (*moved)(void *arg), void *arg);
+/* A move is under way: the loop must keep serving the export until it ends. */
+int fetch_pivot_busy(const struct fetch_pivot *fp);
+/* Stop watching, wait for a QMP job still running, free fp (NULL is fine). */
+void fetch_pivot_free(struct fetch_pivot *fp);
+
 /* progress.c: a fetch's progress, for people (stdout) and for plots (--progress-log). */
 struct progress;
 /*

@@ -437,6 +437,24 @@ int seed_throttled(struct swarm *sw)
 	return 1;
 }
 
+void swarm_set_max_dirty_rate(struct swarm *sw, uint64_t rate)
+{
+	sw->o.max_dirty_rate = rate;
+	sw->live.write_tokens = 0;
+	sw->live.tokens_ns = now_ns();
+}
+
+void swarm_unthrottle(struct swarm *sw)
+{
+	sw->o.max_dirty_rate = 0;
+	sw->o.no_auto_converge = 1;
+	sw->live.auto_rate = 0;
+	if (sw->live.throttle_ev != NULL)
+		evtimer_del(sw->live.throttle_ev);
+	if (sw->exp.chunk_cb != NULL)
+		sw->exp.chunk_cb(sw->exp.chunk_cb_arg, SWARM_ALL_CHUNKS);
+}
+
 void seed_throttle_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct swarm *sw = arg;

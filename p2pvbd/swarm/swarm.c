@@ -464,6 +464,17 @@ int swarm_complete(const struct swarm *sw)
 	return sw->complete;
 }
 
+void swarm_output_unlock(struct swarm *sw)
+{
+	if (sw->store_open)
+		store_unlock(&sw->store);
+}
+
+int swarm_output_relock(struct swarm *sw)
+{
+	return sw->store_open ? store_relock(&sw->store) : 0;
+}
+
 const struct swarm_stats *swarm_stats(const struct swarm *sw)
 {
 	return &sw->st;

@@ -142,6 +142,11 @@ Test(qmp, timeout_and_close)
 	cr_assert(q != NULL, "%s", err);
 	cr_assert(qmp_execf(q, NULL, 100, err, sizeof(err), "stop", NULL) == -1);
 	cr_assert(strstr(err, "in time") != NULL, "%s", err);
+	cr_assert(!qmp_broken(q), "a timeout alone does not break the connection");
+	cr_assert(qmp_execf(q, NULL, 5000, err, sizeof(err), "cont", NULL) == -1);
+	cr_assert(strstr(err, "closed") != NULL, "%s", err);
+	cr_assert(qmp_broken(q));
+	/* Once broken, every call fails at once. */
 	cr_assert(qmp_execf(q, NULL, 5000, err, sizeof(err), "cont", NULL) == -1);
 	cr_assert(strstr(err, "closed") != NULL, "%s", err);
 	qmp_close(q);

@@ -17,7 +17,9 @@ its data disk while it runs. This script:
      "pre-switchover"), runs --freeze-cmd, then "migrate-continue". If the
      migration does not complete after the freeze hook ran, --resume-cmd runs
      (to undo the freeze) and the source guest goes on running until cleanup;
-  5. checks that the guest goes on writing on the destination (--after-records
+  5. runs --after-switchover-cmd once the destination guest runs (it must
+     exit 0; the --after-records are then counted from its end), checks that
+     the guest goes on writing on the destination (--after-records
      more records), quits the source QEMU, tells the guest to stop (writes
      "STOP" to sector 0 of the control disk WORKDIR/ctl.img that both QEMUs
      attach), waits for "P2PVBD-VERIFY OK" on the destination console and for
@@ -30,6 +32,8 @@ WORKDIR/result.json.
 
 Hooks run with /bin/sh -c in WORKDIR, their output in WORKDIR/hook-NAME.log,
 with P2PVBD_MIG_WORKDIR, P2PVBD_MIG_SRC_QMP and P2PVBD_MIG_DST_QMP set.
+This script stays connected to both QMP sockets; --dst-extra-qmp PATH gives
+the destination QEMU a second one for another client (fetch --qmp).
 
 Disks are anything QEMU's -drive file= accepts as a raw image:
 nbd:unix:/path/to.sock, nbd+unix:///?socket=/path/to.sock,
@@ -337,7 +341,7 @@ def ram_size(a):
     return "%dM" % a.memory
 
 
-def qemu_cmd(a, vm, disk, ctl, incoming=None):
+def qemu_cmd(a, vm, disk, ctl, incoming=None, extra_qmp=None):
     append = "console=ttyS0 panic=-1 quiet " + a.append
     cmd = [
         a.qemu, "-name", "p2pvbd-" + vm.name,
@@ -357,6 +361,8 @@ def qemu_cmd(a, vm, disk, ctl, incoming=None):
         "-drive", "if=none,id=ctl0,format=raw,file.locking=off,file=" + escape_opt(ctl),
         "-device", "virtio-blk-pci,drive=ctl0,serial=p2pvbd-ctl,addr=0x5",
     ]
+    if extra_qmp:
+        cmd += ["-qmp", "unix:%s,server=on,wait=off" % escape_opt(extra_qmp)]
     if incoming:
         cmd += ["-incoming", incoming]
     return cmd
@@ -432,6 +438,12 @@ def parse_args():
     ap.add_argument("--wait-sync-cmd", metavar="CMD", help="shell command: exit 0 when the destination disk is nearly in sync, 1 not yet")
     ap.add_argument("--freeze-cmd", metavar="CMD", help="shell command run at pre-switchover (source guest stopped, disk flushed)")
     ap.add_argument("--resume-cmd", metavar="CMD", help="shell command run if the migration fails after --freeze-cmd ran")
+    ap.add_argument("--after-switchover-cmd", metavar="CMD",
+                    help="shell command run once the destination guest runs; must exit 0 "
+                         "(--after-records then counts the records written after it)")
+    ap.add_argument("--dst-extra-qmp", metavar="PATH",
+                    help="a second QMP socket on the destination QEMU, for another client "
+                         "(e.g. fetch --qmp)")
     ap.add_argument("--qemu", metavar="BINARY", default="qemu-system-x86_64", help="QEMU binary (default %(default)s)")
     ap.add_argument("--accel", metavar="NAME", default="tcg", help="QEMU accelerator (default %(default)s)")
     ap.add_argument("--memory", type=int, metavar="MIB", default=256, help="guest RAM in MiB (default %(default)s; 8 KiB less under TCG, see --aligned-ram)")
@@ -546,7 +558,8 @@ def migrate(a):
 
     # 2. The destination.
     log("starting the destination QEMU on %s" % a.dst_disk)
-    dst.start(qemu_cmd(a, dst, a.dst_disk, ctl, incoming="unix:" + mig_sock))
+    dst.start(qemu_cmd(a, dst, a.dst_disk, ctl, incoming="unix:" + mig_sock,
+                       extra_qmp=a.dst_extra_qmp))
     dst.qmp.connect(30, dst.alive)
     st = dst.qmp.execute("query-status")
     if st.get("status") != "inmigrate":
@@ -649,8 +662,19 @@ def migrate(a):
         raise Failure("source QEMU is %r after the migration, not postmigrate" % src_status)
     src.console.poll()
     result["records_on_source"] = src.console.records
+    base = 0
+    if a.after_switchover_cmd:
+        rc, secs = run_hook(a, "after-switchover", a.after_switchover_cmd, a.hook_timeout, env)
+        if rc != 0:
+            raise Failure("--after-switchover-cmd exited %d: %s"
+                          % (rc, hook_output(a, "after-switchover")))
+        dst.console.poll()
+        base = dst.console.records
+        result["records_at_after_switchover"] = base
+        log("after-switchover hook done in %.3f s (%d records on the destination by then)"
+            % (secs, base))
     wait_until("%d records on the destination" % a.after_records, a.verify_timeout,
-               lambda: dst.console.records >= a.after_records, [dst])
+               lambda: dst.console.records >= base + a.after_records, [dst])
     log("guest runs on the destination: %d records written there (last: record %d of epoch %d)"
         % ((dst.console.records,) + dst.console.last_rec))
     src.console.poll()
