@@ -67,6 +67,7 @@ struct swarm_stats {
 };
 
 struct seedgen;
+struct imgsrc;
 
 struct swarm_opts {
 	enum swarm_role role;
@@ -86,6 +87,9 @@ struct swarm_opts {
 	 * generations as the VM writes, signing with identity) and its image.
 	 */
 	struct manifest *manifest;
+	/* The image, read (imgsrc.h: a file or an NBD server; borrowed). */
+	struct imgsrc *image_src;
+	/* seed -e: the image file the VM's writes go to (else -1). */
 	int image_fd;
 	int exit_after_receipts; /* 0 = serve until stopped */
 	/* Count receipts only from these signers (--receipt-from; borrowed); 0: from any member. */

@@ -20,6 +20,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "imglock.h"
+#include "imgsrc.h"
 #include "internal.h"
 #include "manifest.h"
 #include "migrate.h"
@@ -126,6 +127,13 @@ static const char usage_seed[] =
     "  -v, --verbose                debug log\n"
     "  -h, --help                   this text\n"
     "\n"
+    "IMAGE is a file, a block device, or an NBD URI read with libnbd, so that any\n"
+    "format qemu-nbd or nbdkit serves is seeded as it is: nbd+unix:///?socket=PATH,\n"
+    "nbd+unix:///EXPORT?socket=PATH, nbd://HOST[:PORT][/EXPORT]. Chunks its block\n"
+    "status says read as zeros are never read. Not with -e. Its generation record is\n"
+    "DIR/nbd-HASH.p2pvbd-seed (HASH: of the URI as written; DIR: --state-dir, else\n"
+    "" CLI_BLOCKDEV_STATE_DIR ").\n"
+    "\n"
     "Sizes: bytes with an optional K, M, G or T (1024-based; 4M = 4MiB). Rates: a\n"
     "size per second (100M = 100 MiB/s) or bits, decimal: 100Mbit, 1Gbit. Durations:\n"
     "seconds, or 30s, 5m, 2h. SIGINT, SIGTERM and SIGHUP stop it cleanly.\n";
@@ -173,7 +181,10 @@ struct seed {
 	struct vcrypto_identity id;
 	int fd;
 	struct imglock *ilock;
-	uint64_t image_size, t0;
+	/* The image to read: the file fd, or an NBD server (IMAGE a URI). */
+	struct imgsrc *src;
+	/* bytes_read: by the hash (what block status says reads as zeros is not read). */
+	uint64_t image_size, t0, bytes_read;
 	struct manifest_entry *entries; /* the hash, until the manifest owns it */
 	struct manifest m;
 	struct event_base *base;
@@ -461,6 +472,11 @@ static int seed_parse(int argc, char **argv, struct seed_opts *o)
 		return cli_usage_error(SEED_WHO, "seed needs exactly one IMAGE");
 	else
 		o->image = argv[optind];
+	if (o->export_spec != NULL && imgsrc_is_nbd_uri(o->image))
+		return cli_usage_error(SEED_WHO,
+		                       "-e needs IMAGE to be a file or block device (the VM's "
+		                       "writes go into it); an NBD source (%s) is only read",
+		                       o->image);
 	if (o->key_path == NULL)
 		return cli_usage_error(SEED_WHO, "seed needs -k KEY (make one with p2pvbd keygen)");
 	if ((o->freeze_on_disc || o->max_dirty || o->write_through || o->downtime_ms ||
@@ -591,13 +607,22 @@ static int seed_qmp_prepare(struct seed *s)
 	return 0;
 }
 
-/* Open and lock the image (read-write with -e) and learn its size; 0 or -1 (logged). */
-static int seed_open_image(struct seed *s)
+/*
+ * An NBD URI as IMAGE: connect to its server with libnbd and learn the size.
+ * No lock: the server (qemu-nbd, QEMU) holds the image's own. 0 or -1 (logged).
+ */
+static int seed_open_nbd(struct seed *s)
+{
+	if (imgsrc_nbd_open(s->o->image, &s->src) != 0)
+		return -1;
+	s->image_size = imgsrc_size(s->src);
+	return 0;
+}
+
+/* Open and lock an image file (read-write with -e) and learn its size; 0 or -1 (logged). */
+static int seed_open_file(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
-
-	if (o->drive != NULL)
-		return seed_open_scratch(s);
 
 	s->fd = open(o->image, (o->export_spec ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (s->fd < 0) {
@@ -609,8 +634,29 @@ static int seed_open_image(struct seed *s)
 	                    o->export_spec ? IMGLOCK_EXCLUSIVE : IMGLOCK_SHARED_READ,
 	                    &s->ilock) != 0)
 		return -1;
-	if (image_size_of(s->fd, o->image, &s->image_size) != 0)
+	return image_size_of(s->fd, o->image, &s->image_size);
+}
+
+/*
+ * Open the image (--qmp: the scratch copy; an NBD URI: its server; else the
+ * file, locked, read-write with -e), learn its size, and make s->src, what
+ * the hash and the swarm read it through. 0 or -1 (logged).
+ */
+static int seed_open_image(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	int rc;
+
+	if (o->drive != NULL)
+		rc = seed_open_scratch(s);
+	else if (imgsrc_is_nbd_uri(o->image))
+		rc = seed_open_nbd(s);
+	else
+		rc = seed_open_file(s);
+	if (rc != 0)
 		return -1;
+	if (s->src == NULL)
+		s->src = imgsrc_file(s->fd, s->image_size);
 	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
 		log_error("%s: too many chunks; use a larger --chunk-size", o->image);
 		return -1;
@@ -651,16 +697,36 @@ static int seed_hash(struct seed *s)
 	                     sizeof(*s->entries));
 	disp.tty = isatty(STDERR_FILENO) && o->loglvl >= LOG_LEVEL_INFO;
 	disp.start_ns = s->t0 = now_ns();
-	return scan_image(s->fd, s->image_size, (uint32_t)o->chunk_size, 0, (int)o->threads,
-	                  s->entries, scan_progress, &disp);
+	return scan_source(s->src, (uint32_t)o->chunk_size, 0, (int)o->threads, s->entries,
+	                   scan_progress, &disp, &s->bytes_read);
 }
 
 /* --hash-only: the hash's timing as JSON on stdout. */
 static void seed_print_timing(const struct seed *s)
 {
-	printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u}\n",
+	printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u,\"bytes_read\":%llu}\n",
 	       (double)(now_ns() - s->t0) / 1e9, (unsigned long long)s->image_size,
-	       manifest_chunk_count(s->image_size, (uint32_t)s->o->chunk_size));
+	       manifest_chunk_count(s->image_size, (uint32_t)s->o->chunk_size),
+	       (unsigned long long)s->bytes_read);
+}
+
+/*
+ * Where the generation record of an NBD source goes, as a path prefix: there
+ * is no IMAGE file beside which to keep it, so it is DIR/nbd-HASH, HASH the
+ * first 16 bytes of BLAKE2b-256 of the URI as written (two sources never
+ * share a record; the same source named by another spelling gets another),
+ * DIR --state-dir or else CLI_BLOCKDEV_STATE_DIR. NULL (logged) if DIR
+ * cannot be made. Caller frees.
+ */
+static char *seed_nbd_sidecar(const struct seed_opts *o)
+{
+	uint8_t h[VCRYPTO_HASH_LEN];
+	char hex[2 * 16 + 1], name[64];
+
+	vcrypto_hash(h, o->image, strlen(o->image));
+	hex_encode(h, 16, hex);
+	snprintf(name, sizeof(name), "nbd-%s", hex);
+	return cli_sidecar(name, o->state_dir != NULL ? o->state_dir : CLI_BLOCKDEV_STATE_DIR);
 }
 
 /*
@@ -672,10 +738,17 @@ static void seed_print_timing(const struct seed *s)
 static int seed_record(struct seed *s, int *known, struct seedgen_info *info)
 {
 	const struct seed_opts *o = s->o;
-	char *prefix = cli_sidecar(o->image, o->state_dir), *path;
+	char *prefix, *path;
 	int rc;
 
 	*known = 0;
+	if (imgsrc_is_nbd(s->src))
+		prefix = seed_nbd_sidecar(o);
+	else
+		prefix = cli_sidecar(o->image, o->state_dir);
+	if (prefix == NULL && o->export_spec == NULL)
+		log_warn("no generation record (use --state-dir DIR): if this volume is seeded "
+		         "again after IMAGE changed, destinations refuse it");
 	if (prefix == NULL)
 		return o->export_spec != NULL ? -1 : 0;
 	path = xasprintf("%s%s", prefix, SEEDGEN_SUFFIX);
@@ -690,6 +763,8 @@ static int seed_record(struct seed *s, int *known, struct seedgen_info *info)
 		         "changed, destinations refuse it",
 		         path);
 		rc = 0;
+	} else if (imgsrc_is_nbd(s->src)) {
+		log_info("the generation record of %s is %s", o->image, path);
 	}
 	free(path);
 	free(prefix);
@@ -733,7 +808,7 @@ static int seed_sign(struct seed *s)
 	uint32_t n = manifest_chunk_count(s->image_size, (uint32_t)o->chunk_size), zero = 0;
 	uint64_t gen;
 	int known;
-	char sz[16], hex[2 * MANIFEST_ID_LEN + 1];
+	char sz[16], rd[16], hex[2 * MANIFEST_ID_LEN + 1];
 
 	if (o->have_volid)
 		memcpy(s->volume_id, o->volume_id, sizeof(s->volume_id));
@@ -783,9 +858,10 @@ static int seed_sign(struct seed *s)
 		         hex);
 	for (uint32_t i = 0; i < s->m.root.chunk_count; i++)
 		zero += (s->m.entries[i].flags & MANIFEST_F_ZERO) != 0;
-	log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s", o->image,
+	log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s, %s read", o->image,
 	         fmt_bytes(s->image_size, sz, sizeof(sz)), s->m.root.chunk_count,
-	         (unsigned long long)o->chunk_size / 1024, zero, (double)(now_ns() - s->t0) / 1e9);
+	         (unsigned long long)o->chunk_size / 1024, zero, (double)(now_ns() - s->t0) / 1e9,
+	         fmt_bytes(s->bytes_read, rd, sizeof(rd)));
 	return 0;
 }
 
@@ -808,6 +884,7 @@ static int seed_swarm(struct seed *s)
 	so.timeout_s = (int)o->timeout_s;
 	so.upload_rate = o->rate;
 	so.manifest = &s->m;
+	so.image_src = s->src;
 	so.image_fd = s->fd;
 	so.exit_after_receipts = (int)o->receipts;
 	so.receipt_from = (const uint8_t(*)[VCRYPTO_PK_LEN])s->receipt_from;
@@ -1089,6 +1166,7 @@ static void seed_free(struct seed *s)
 	nbd_tls_creds_free(s->tls);
 	cmd_ctl_server_stop(&s->cs);
 	swarm_free(s->sw);
+	imgsrc_free(s->src);
 	if (s->base)
 		event_base_free(s->base);
 	manifest_free(&s->m);

@@ -81,7 +81,7 @@ grep -q '^after-switchover: fetch moved disk0' "$T/mig/hook-after-switchover.log
 	fail "the after-switchover hook did not see the move: $(cat "$T/mig/hook-after-switchover.log")"
 grep -q '^P2PVBD-VERIFY OK ' "$T/mig/dst-console.log" ||
 	fail "the guest did not print P2PVBD-VERIFY OK on the destination console"
-grep -q 'migration to .* completed' "$T/seed.log" ||
+grep -q 'migrated to .*downtime' "$T/seed.log" ||
 	fail "the seed logged no completed migration: $(tail -n 5 "$T/seed.log")"
 
 wait_exit "$FETCH_PID" 10 || fail "fetch is still running"
