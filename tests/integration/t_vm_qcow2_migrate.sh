@@ -8,8 +8,10 @@
 # the running guest's drive onto OUT and exits 0 by itself. The guest goes on writing records at
 # the destination, reads every record back (P2PVBD-VERIFY OK), and after QEMU quits OUT passes
 # tools/vm/check-records.py: no write made before or after the migration and the move is lost.
-# The source's qcow2 stays a consistent qcow2 (qemu-img check) and the seed, stopped after the
-# source QEMU quit, exits 0.
+# A second destination, `fetch --mirror` with no VM (on loopback: the lab has no sites yet), is
+# in the swarm all along and ends with the source disk as the VM left it: its image equals
+# `qemu-img convert -O raw` of the source qcow2 after the source QEMU quit. The source's qcow2
+# stays a consistent qcow2 (qemu-img check) and the seed, stopped after that, exits 0.
 # Skips (exit 0) only when qemu-system-x86_64 is missing and cannot be installed.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh" "$@"
@@ -72,6 +74,9 @@ bg_start "$T/fetch.log" "$P2PVBD" fetch --no-progress -e "unix:$T/dst.sock" --ct
 	--qmp "$T/mig/dst-pivot.qmp" --drive disk0 "$URI" "$T/out.img"
 FETCH_PID=$BG_PID
 echo "$FETCH_PID" >"$T/fetch.pid"
+bg_start "$T/mirror.log" "$P2PVBD" fetch --no-progress --mirror --ctl "$T/mirror.ctl" \
+	"$URI" "$T/mirror.img"
+MIRROR_PID=$BG_PID
 
 wait_exit "$MIG_PID" 300 || fail "migrate.py did not finish: $(tail -n 5 "$T/migrate.log")"
 cp "$T/mig/dst-console.log" "$T/dst-console.log" 2>/dev/null || true
@@ -104,6 +109,18 @@ grep -q '^check-records: OK: ' "$T/check.out" || fail "check-records.py: $(cat "
 expect_rc 0 qcheck qemu-img check "$T/disk.qcow2"
 [[ $(qemu-img info --output=json "$T/disk.qcow2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])') == qcow2 ]] ||
 	fail "the source image is no longer qcow2"
+# The mirror holds the final generation: the source disk as the VM left it at the freeze.
+for ((i = 0; i < 300; i++)); do
+	"$P2PVBD" status --json "$T/mirror.ctl" 2>/dev/null | grep -q '"complete":true,"final":true' && break
+	kill -0 "$MIRROR_PID" 2>/dev/null || fail "the mirror exited: $(tail -n 5 "$T/mirror.log")"
+	sleep 0.1
+done
+"$P2PVBD" status --json "$T/mirror.ctl" 2>/dev/null | grep -q '"complete":true,"final":true' ||
+	fail "the mirror is not complete at the final generation: $(tail -n 5 "$T/mirror.log")"
+qemu-img convert -f qcow2 -O raw "$T/disk.qcow2" "$T/src-final.raw" || fail "qemu-img convert failed"
+cmp "$T/src-final.raw" "$T/mirror.img" || fail "the mirror differs from the source qcow2 at the freeze"
+note "the mirror equals qemu-img convert of the source qcow2"
+stop_pid "$MIRROR_PID"
 kill -TERM "$SEED_PID"
 wait_exit "$SEED_PID" 30 || fail "the seed did not stop on SIGTERM"
 ((EXIT_STATUS == 0)) || fail "the seed exited $EXIT_STATUS: $(tail -n 5 "$T/seed.log")"
