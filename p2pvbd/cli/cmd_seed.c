@@ -4,7 +4,8 @@
  * signs the manifest, prints the volume URI and serves the chunks until
  * stopped (or until enough receipts arrived); with -e it also exports the
  * image over NBD to the VM running at the source (live migration); with
- * --qmp it attaches to a VM that runs on its own disk (vmattach.h).
+ * --qmp it attaches to a VM that runs on its own disk (seed_qmp.c). The
+ * structs both files share are in seed_int.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include "parse.h"
 #include "peer.h"
 #include "scan.h"
+#include "seed_int.h"
 #include "sockpath.h"
 #include "swarm.h"
 #include "seedgen.h"
@@ -146,63 +148,6 @@ static const char usage_seed[] =
 #define SEED_TIMEOUT_MAX  3600
 /* --downtime-target bound, ms: a minute is already no live migration. */
 #define SEED_DOWNTIME_MAX_MS 60000u
-
-/* --receipt-from names at most this many destinations: a bound for a list read by hand. */
-#define SEED_RECEIPT_FROM_MAX 256
-
-/* The command line, parsed and checked for syntax (seed_parse). */
-struct seed_opts {
-	const char *image, *key_path, *uri_file, *export_spec, *ctl_path, *metrics_spec;
-	const char *listen_spec, *state_dir;
-	const char *trackers[URI_MAX_PEERS];
-	int ntrackers;
-	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
-	int nadvertise;
-	struct nbd_tls_opts tls;
-	uint64_t receipts, threads, timeout_s, chunk_size, rate, max_dirty, downtime_ms;
-	int hash_only, loglvl, freeze_on_disc, write_through, no_auto_converge;
-	uint8_t volume_id[MANIFEST_ID_LEN], secret[VCRYPTO_SECRET_LEN]; /* secret: wiped at exit */
-	int have_volid, have_secret;
-	const char *receipt_from[SEED_RECEIPT_FROM_MAX]; /* --receipt-from: keys or .pub files */
-	int nreceipt_from;
-	/*
-	 * --qmp SOCKET --drive DRIVE: the VM to attach to. image and export_spec
-	 * then name the scratch copy and the seed's own export for QEMU (made
-	 * from --state-dir and the tag; owned: qmp_image, qmp_export).
-	 */
-	const char *qmp_path, *drive;
-	char qmp_tag[VMATTACH_TAG_LEN + 1];
-	char *qmp_image, *qmp_export;
-};
-
-/* A running seed: what seed_free releases. */
-struct seed {
-	const struct seed_opts *o;
-	struct vcrypto_identity id;
-	int fd;
-	struct imglock *ilock;
-	/* The image to read: the file fd, or an NBD server (IMAGE a URI). */
-	struct imgsrc *src;
-	/* bytes_read: by the hash (what block status says reads as zeros is not read). */
-	uint64_t image_size, t0, bytes_read;
-	struct manifest_entry *entries; /* the hash, until the manifest owns it */
-	struct manifest m;
-	struct event_base *base;
-	struct swarm *sw;
-	uint16_t port;
-	struct nbd_server *srv;
-	struct nbd_tls_creds *tls; /* -e with TLS */
-	struct cmd_ctl_server cs;
-	struct migrate *mig; /* --qmp: ctl migrate */
-	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
-	uint8_t volume_id[MANIFEST_ID_LEN],
-	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
-	uint8_t receipt_from[SEED_RECEIPT_FROM_MAX][VCRYPTO_PK_LEN]; /* --receipt-from, read */
-	/* --qmp: the QMP side, the drive, and whether attaching failed (exit 1). */
-	struct vmattach *va;
-	struct vmattach_drive drv;
-	int va_started, va_serving, va_failed;
-};
 
 /* ---- the command line -------------------------------------------------- */
 
@@ -574,39 +519,6 @@ static int image_size_of(int fd, const char *path, uint64_t *size)
 	return 0;
 }
 
-static int seed_open_scratch(struct seed *s);
-
-/*
- * --qmp, first of all: the state directory (made if missing), and the
- * scratch copy opened and locked, so that a second seed of this drive stops
- * here, before it checks sockets or waits for QMP. 0 or -1 (logged).
- */
-static int seed_qmp_prepare(struct seed *s)
-{
-	const struct seed_opts *o = s->o;
-	const char *dir = o->state_dir ? o->state_dir : CLI_BLOCKDEV_STATE_DIR;
-	struct stat st;
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		log_error("state directory %s: %s", dir, strerror(errno));
-		return -1;
-	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
-		log_error("state directory %s: not a writable directory", dir);
-		return -1;
-	}
-	s->fd = open(o->image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->fd < 0) {
-		log_error("cannot open the scratch copy %s: %s", o->image, strerror(errno));
-		return -1;
-	}
-	if (imglock_acquire(o->image, s->fd, IMGLOCK_EXCLUSIVE, &s->ilock) != 0) {
-		log_error("is another seed attached to drive %s of this VM?", o->drive);
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * An NBD URI as IMAGE: connect to its server with libnbd and learn the size.
  * No lock: the server (qemu-nbd, QEMU) holds the image's own. 0 or -1 (logged).
@@ -908,7 +820,7 @@ static int seed_swarm(struct seed *s)
 }
 
 /* The volume URI on stdout (and in --uri-file); 0 or -1 (logged). */
-static int seed_write_uri(const struct seed *s)
+int seed_write_uri(const struct seed *s)
 {
 	const struct seed_opts *o = s->o;
 	struct uri u;
@@ -965,153 +877,6 @@ static int seed_export(struct seed *s)
 	if (s->o->freeze_on_disc)
 		nbd_server_set_idle_cb(s->srv, cmd_ctl_freeze_on_idle, s->sw);
 	return 0;
-}
-
-/* ---- seed --qmp: a VM that runs on its own disk (vmattach.h) ------------ */
-
-/*
- * The scratch copy in --state-dir instead of an IMAGE (opened and locked by
- * seed_qmp_prepare): connect to QEMU, remove what an earlier seed of this
- * drive left in QEMU, learn the drive, and make the copy an empty
- * sparse file of its size: QEMU's mirror fills it, and a copy left by an
- * earlier run is never trusted (the generations go on above it, seedgen.h).
- * 0 or -1 (logged).
- */
-static int seed_open_scratch(struct seed *s)
-{
-	const struct seed_opts *o = s->o;
-	struct vmattach_drive *d = &s->drv;
-	char sz[16];
-
-	s->va = vmattach_open(o->qmp_path, o->qmp_tag);
-	if (s->va == NULL)
-		return -1;
-	if (vmattach_clear(s->va) != 0 || vmattach_drive(s->va, o->drive, d) != 0)
-		return -1;
-	if (ftruncate(s->fd, 0) != 0 || ftruncate(s->fd, (off_t)d->size) != 0) {
-		log_error("cannot size the scratch copy %s: %s", o->image, strerror(errno));
-		return -1;
-	}
-	s->image_size = d->size;
-	log_info("drive %s: node %s (%s%s), %s; scratch copy %s", o->drive, d->node,
-	         d->format[0] ? d->format : "?", d->ro ? ", read-only" : "",
-	         fmt_bytes(d->size, sz, sizeof(sz)), o->image);
-	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
-		log_error("drive %s: too many chunks; use a larger --chunk-size", o->drive);
-		return -1;
-	}
-	return 0;
-}
-
-/* A read-only drive never changes: its copy is final at once. */
-static void seed_qmp_frozen(void *arg, int result)
-{
-	(void)arg;
-	if (result != 0)
-		log_error("drive is read-only, but its generation could not be made final");
-}
-
-/* QEMU's bulk copy is done: now serve peers (the URI goes out). */
-static void seed_qmp_ready(struct seed *s)
-{
-	const struct seed_opts *o = s->o;
-	struct swarm_status st;
-
-	swarm_status(s->sw, &st);
-	log_info("drive %s is copied (generation %llu): every write of the guest now reaches the "
-	         "seed before the guest sees it done",
-	         o->drive, (unsigned long long)st.generation);
-	swarm_set_max_dirty_rate(s->sw, o->max_dirty);
-	if (swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port) != 0 ||
-	    seed_write_uri(s) != 0) {
-		s->va_failed = 1;
-		swarm_shutdown(s->sw);
-		return;
-	}
-	log_info("serving on %s:%u", o->listen_at.host, s->port);
-	s->va_serving = 1;
-	if (s->drv.ro)
-		swarm_freeze(s->sw, seed_qmp_frozen, s);
-	swarm_start(s->sw);
-	sd_notifyf(0, "READY=1\nSTATUS=serving drive %s on port %u", o->drive, (unsigned)s->port);
-}
-
-/* What the QMP side says (on the loop). */
-static void seed_qmp_event(void *arg, enum vmattach_event ev, const char *msg)
-{
-	struct seed *s = arg;
-	struct swarm_status st;
-
-	switch (ev) {
-	case VMATTACH_READY:
-		seed_qmp_ready(s);
-		break;
-	case VMATTACH_FAILED:
-		/* The seed no longer sees every write: what it would publish could miss one. */
-		log_error("drive %s: %s; stopping (the VM runs on, on its own disk)", s->o->drive,
-		          msg);
-		/*
-		 * Frozen, the seed refuses writes; QEMU's mirror then completes the
-		 * guest's write on its own disk all the same, and the job fails.
-		 */
-		swarm_status(s->sw, &st);
-		if (st.final)
-			log_error(
-			    "the VM wrote after the freeze (it was not stopped): that write is "
-			    "not in the final generation %llu; do not run a VM on it",
-			    (unsigned long long)st.generation);
-		s->va_failed = 1;
-		swarm_shutdown(s->sw);
-		break;
-	case VMATTACH_GONE:
-		if (!s->va_serving) {
-			log_error("QEMU exited before drive %s was copied: stopping", s->o->drive);
-			s->va_failed = 1;
-			swarm_shutdown(s->sw);
-			break;
-		}
-		swarm_status(s->sw, &st);
-		if (st.final)
-			log_info("QEMU exited after the freeze: serving the final generation %llu",
-			         (unsigned long long)st.generation);
-		else
-			log_warn(
-			    "QEMU exited (%s): the VM is gone; serving generation %llu, its disk "
-			    "as "
-			    "it last wrote it, not final ('p2pvbd ctl CTL freeze' makes it final)",
-			    msg, (unsigned long long)st.generation);
-		break;
-	case VMATTACH_DETACHED:
-		if (msg != NULL)
-			s->va_failed = 1;
-		event_base_loopexit(s->base, NULL);
-		break;
-	}
-}
-
-/* Start attaching (QMP thread); the loop then serves QEMU's copy. 0 or -1 (logged). */
-static int seed_qmp_attach(struct seed *s)
-{
-	if (vmattach_start(s->va, s->base, s->o->export_spec + strlen("unix:"), &s->drv,
-	                   seed_qmp_event, s) != 0) {
-		log_error("cannot start the QMP thread");
-		return -1;
-	}
-	s->va_started = 1;
-	return 0;
-}
-
-/*
- * The loop has stopped: detach from QEMU with it running again (QEMU's
- * drain waits for our NBD export) until the QMP side is done.
- */
-static void seed_qmp_detach(struct seed *s)
-{
-	if (!s->va_started)
-		return;
-	swarm_unthrottle(s->sw);
-	vmattach_detach(s->va);
-	event_base_dispatch(s->base);
 }
 
 /* Metrics, control socket, signals; then serve until the swarm stops. 0 or -1 (logged). */
