@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * seed_int.h: the private header of `p2pvbd seed`, shared by cmd_seed.c
- * (the command line, the image, the hash, serving) and seed_qmp.c (seed
- * --qmp --drive: attaching to a VM that runs on its own disk): the parsed
- * options, the running seed, and what each file calls of the other,
- * grouped by file.
+ * seed_int.h: the private header of `p2pvbd seed`, shared by seed_opts.c
+ * (the command line), cmd_seed.c (the image, the hash, serving) and
+ * seed_qmp.c (seed --qmp --drive: attaching to a VM that runs on its own
+ * disk): the parsed options, the running seed, and what each file calls of
+ * the others, grouped by file.
  */
 #ifndef P2PVBD_CLI_SEED_INT_H
 #define P2PVBD_CLI_SEED_INT_H
@@ -84,6 +84,13 @@ struct seed {
 	struct vmattach_drive drv;
 	int va_started, va_serving, va_failed;
 };
+
+/* seed_opts.c: the command line. */
+
+/* The whole `p2pvbd seed --help`. */
+extern const char usage_seed[];
+/* The command line into o (syntax only; nothing is opened): CMD_PROCEED or the exit code. */
+int seed_parse(int argc, char **argv, struct seed_opts *o);
 
 /* cmd_seed.c */
 
