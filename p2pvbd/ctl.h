@@ -7,6 +7,8 @@
  *   status         what the process is doing, for people
  *   status json    the same as one JSON object
  *   freeze, thaw   (seed) live migration's switchover, see swarm_freeze
+ *   migrate [--postcopy] [--timeout SECS] URI
+ *                  (seed --qmp) run a QEMU migration's switchover, see migrate.h
  *
  * The commands are answered, and `p2pvbd status PATH [--json]` and
  * `p2pvbd ctl PATH COMMAND` are its clients, in cli/cmd_ctl.c.

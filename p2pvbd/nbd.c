@@ -347,7 +347,14 @@ static void req_execute(struct nbd_req *q)
 			                       q->r.type == NBD_CMD_TRIM ||
 			                           !(q->r.flags & NBD_CMD_FLAG_NO_HOLE));
 		if (rc != 0) {
-			reply_status(q, NBD_EIO);
+			/*
+			 * A frozen source refuses the write: ENOSPC, so that QEMU's
+			 * default error policy (werror=enospc) pauses the VM and retries
+			 * the write once resumed after a thaw, instead of failing it in
+			 * the guest (a migration that failed after the freeze, whose VM
+			 * QEMU restarted before the seed thawed).
+			 */
+			reply_status(q, errno == EROFS ? NBD_ENOSPC : NBD_EIO);
 			break;
 		}
 		if (swarm_write_through(s->sw)) {

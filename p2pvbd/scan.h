@@ -11,6 +11,8 @@
 
 #include "manifest.h"
 
+struct imgsrc;
+
 /* Called from the calling thread about every 200 ms with bytes hashed so far. */
 typedef void (*scan_progress_fn)(uint64_t done, uint64_t total, void *arg);
 
@@ -22,6 +24,15 @@ typedef void (*scan_progress_fn)(uint64_t done, uint64_t total, void *arg);
  */
 int scan_image(int fd, uint64_t image_size, uint32_t chunk_size, uint64_t gen, int nthreads,
                struct manifest_entry *entries, scan_progress_fn progress, void *arg);
+
+/*
+ * The same for any image source (imgsrc.h; its size is the image's): chunks
+ * the source says read as zeros (an NBD server's block status) are zero
+ * chunks without being read. *bytes_read: the bytes actually read.
+ */
+int scan_source(struct imgsrc *src, uint32_t chunk_size, uint64_t gen, int nthreads,
+                struct manifest_entry *entries, scan_progress_fn progress, void *arg,
+                uint64_t *bytes_read);
 
 /* 1 if len bytes at p are all zero. Fast (word at a time). */
 int scan_is_zero(const void *p, size_t len);

@@ -63,9 +63,11 @@ struct swarm_stats {
 	uint64_t chunks_changed; /* chunks the deltas changed (fetch: that we then fetched again) */
 	uint64_t deltas_refused; /* fetch: deltas that did not verify (forged, corrupt) */
 	int receipt_acked;       /* fetch: the source or a tracker accepted our receipt */
+	uint64_t writes_refused; /* seed -e: the VM's writes refused while frozen */
 };
 
 struct seedgen;
+struct imgsrc;
 
 struct swarm_opts {
 	enum swarm_role role;
@@ -85,6 +87,9 @@ struct swarm_opts {
 	 * generations as the VM writes, signing with identity) and its image.
 	 */
 	struct manifest *manifest;
+	/* The image, read (imgsrc.h: a file or an NBD server; borrowed). */
+	struct imgsrc *image_src;
+	/* seed -e: the image file the VM's writes go to (else -1). */
 	int image_fd;
 	int exit_after_receipts; /* 0 = serve until stopped */
 	/* Count receipts only from these signers (--receipt-from; borrowed); 0: from any member. */

@@ -31,7 +31,8 @@ int swarm_read(struct swarm *s, uint64_t off, void *buf, size_t len);
 /*
  * The VM's write of len bytes at off (data, or zeros if zero != 0; punch:
  * deallocate). Every chunk touched must be swarm_writable. The chunks become
- * local. 0 or -1.
+ * local. 0 or -1; errno EROFS when a frozen source refuses it (nothing
+ * written: the VM may retry it after a thaw).
  */
 int swarm_local_write(struct swarm *s, uint64_t off, const void *data, uint64_t len, int zero,
                       int punch);

@@ -4,11 +4,12 @@
  * signs the manifest, prints the volume URI and serves the chunks until
  * stopped (or until enough receipts arrived); with -e it also exports the
  * image over NBD to the VM running at the source (live migration); with
- * --qmp it attaches to a VM that runs on its own disk (vmattach.h).
+ * --qmp it attaches to a VM that runs on its own disk (seed_qmp.c). The
+ * command line is parsed in seed_opts.c; the structs the files share are in
+ * seed_int.h.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +21,13 @@
 #include <systemd/sd-daemon.h>
 
 #include "imglock.h"
+#include "imgsrc.h"
 #include "internal.h"
 #include "manifest.h"
+#include "migrate.h"
 #include "nbd.h"
-#include "parse.h"
-#include "peer.h"
 #include "scan.h"
+#include "seed_int.h"
 #include "sockpath.h"
 #include "swarm.h"
 #include "seedgen.h"
@@ -33,450 +35,6 @@
 #include "util.h"
 #include "vcrypto.h"
 #include "vmattach.h"
-
-static const char usage_seed[] =
-    "usage: p2pvbd seed -k KEY [OPTIONS] IMAGE\n"
-    "       p2pvbd seed -k KEY --qmp SOCKET --drive DRIVE [OPTIONS]\n"
-    "\n"
-    "Hash IMAGE into chunks (with every core), sign the manifest with KEY, print the\n"
-    "volume URI on stdout and serve the chunks to destinations until stopped\n"
-    "(SIGINT/SIGTERM) or until enough receipts arrived.\n"
-    "\n"
-    "With --qmp there is no IMAGE: the seed attaches to the running QEMU whose QMP\n"
-    "socket is SOCKET and seeds DRIVE as the guest sees it (any image format), with\n"
-    "no restart: QEMU mirrors the drive into a scratch copy the seed keeps in\n"
-    "--state-dir (blockdev-mirror, write-blocking: from then on every guest write\n"
-    "completes only once the seed has it). The URI is printed once the copy is\n"
-    "done. When the seed stops it detaches: the job and its node are removed and\n"
-    "the VM runs on as it was. The live options below apply as with -e.\n"
-    "\n"
-    "  -k, --key PATH               source secret key (from p2pvbd keygen; required)\n"
-    "  -l, --listen HOST:PORT       address to listen on (default 0.0.0.0:7001;\n"
-    "                               port 0 picks a free port)\n"
-    "      --advertise HOST:PORT    address put into the URI (repeatable; default: the\n"
-    "                               listen address, or this host's name if wildcard)\n"
-    "  -t, --tracker URL            announce to this tracker (http://HOST:PORT/announce;\n"
-    "                               repeatable) and name it in the URI, so that\n"
-    "                               destinations find each other through it\n"
-    "      --uri-file PATH          also write the URI to PATH once ready to serve\n"
-    "      --ctl PATH               control socket (default $XDG_RUNTIME_DIR or /tmp,\n"
-    "                               p2pvbd-seed-PID.ctl; logged at start): p2pvbd status\n"
-    "      --metrics HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics\n"
-    "                               (port 0 picks one; logged)\n"
-    "  -e, --export ADDR            also export IMAGE over NBD (unix:PATH or HOST:PORT)\n"
-    "                               for the VM running at the source (live migration):\n"
-    "                               its writes go to IMAGE, the chunks they touch are\n"
-    "                               hashed again and published as signed deltas (new\n"
-    "                               generations) every 100 ms; destinations answer their\n"
-    "                               VM only once 'p2pvbd ctl CTL freeze' made one final\n"
-    "      --qmp SOCKET             attach to the QEMU of this QMP socket (QEMU option\n"
-    "                               -qmp unix:SOCKET,server=on,wait=off; a socket of\n"
-    "                               its own: QEMU takes one client per QMP socket)\n"
-    "      --drive DRIVE            with --qmp: the drive to seed: its -drive id, the\n"
-    "                               id of its -device, or its top node name\n"
-    "      --tls-psk FILE           with -e: require TLS with pre-shared keys; FILE has\n"
-    "                               USERNAME:HEXKEY lines (psktool -u NAME -p FILE)\n"
-    "      --tls-creds DIR          with -e: require TLS with X.509 certificates:\n"
-    "                               DIR/server-cert.pem and server-key.pem, as QEMU's\n"
-    "                               tls-creds-x509 endpoint=server lays them out\n"
-    "      --tls-verify-peer        with --tls-creds: clients need a certificate signed\n"
-    "                               by DIR/ca-cert.pem\n"
-    "      --tls MODE               off or require (implied by --tls-psk, --tls-creds);\n"
-    "                               -e HOST:PORT needs TLS or --tls=off (plaintext:\n"
-    "                               anyone who reaches the port can write the disk)\n"
-    "      --freeze-on-disconnect   with -e: freeze when the last NBD client leaves (the\n"
-    "                               hypervisor finished migrating the VM)\n"
-    "      --max-dirty-rate RATE    with -e: cap the VM's write rate (e.g. 20M), so that\n"
-    "                               the migration converges when it writes faster than\n"
-    "                               the swarm carries\n"
-    "      --write-through          with -e: acknowledge each VM write only once a\n"
-    "                               destination holds it (slower writes; the copy can\n"
-    "                               never fall behind)\n"
-    "      --downtime-target MS     with -e: the switchover cost to aim at, in ms (default\n"
-    "                               300): when the copy does not converge towards it,\n"
-    "                               the VM's writes are capped, lower and lower, until it\n"
-    "                               does (auto-converge; logged, and in p2pvbd status)\n"
-    "      --no-auto-converge       with -e: never cap the VM's writes by itself\n"
-    "      --chunk-size SIZE        chunk size, power of two, 64K..4M (default 256K)\n"
-    "      --exit-after-receipts N  exit 0 once N distinct destinations sent valid receipts\n"
-    "                               (directly, or through a tracker of the URI); a receipt\n"
-    "                               counts only if it proves the volume's join secret\n"
-    "      --receipt-from KEY       count receipts only from this destination (repeatable):\n"
-    "                               its public key as 64 hex digits (as p2pvbd keygen\n"
-    "                               prints it) or its PATH.pub file; others are logged\n"
-    "      --rate-limit RATE        cap the upload rate; default unlimited\n"
-    "      --volume-id HEX          reuse a volume id (32 hex digits), e.g. after a restart:\n"
-    "                               the seed goes on above every generation it published\n"
-    "                               (kept in IMAGE.p2pvbd-seed) and hashes IMAGE again\n"
-    "      --state-dir DIR          keep IMAGE.p2pvbd-seed in DIR (default: beside IMAGE;\n"
-    "                               " CLI_BLOCKDEV_STATE_DIR " for a block device); with\n"
-    "                               --qmp also the scratch copy and its NBD socket\n"
-    "                               (p2pvbd-TAG.raw, .nbd; default " CLI_BLOCKDEV_STATE_DIR ")\n"
-    "      --secret HEX             reuse a join secret (64 hex digits)\n"
-    "      --threads N              hashing threads (default: one per core)\n"
-    "      --timeout SECS           drop a peer silent this long (default 30), and one\n"
-    "                               not authenticated within it (10 s at most)\n"
-    "      --hash-only              hash the image, print timing as JSON, exit\n"
-    "  -q, --quiet                  only errors on stderr\n"
-    "  -v, --verbose                debug log\n"
-    "  -h, --help                   this text\n"
-    "\n"
-    "Sizes: bytes with an optional K, M, G or T (1024-based; 4M = 4MiB). Rates: a\n"
-    "size per second (100M = 100 MiB/s) or bits, decimal: 100Mbit, 1Gbit. Durations:\n"
-    "seconds, or 30s, 5m, 2h. SIGINT, SIGTERM and SIGHUP stop it cleanly.\n";
-
-/* Usage errors name the command so. */
-#define SEED_WHO "p2pvbd seed"
-/* Option bounds: --exit-after-receipts, --threads, --timeout (seconds). */
-#define SEED_RECEIPTS_MAX 1000000
-#define SEED_THREADS_MAX  64
-#define SEED_TIMEOUT_MAX  3600
-/* --downtime-target bound, ms: a minute is already no live migration. */
-#define SEED_DOWNTIME_MAX_MS 60000u
-
-/* --receipt-from names at most this many destinations: a bound for a list read by hand. */
-#define SEED_RECEIPT_FROM_MAX 256
-
-/* The command line, parsed and checked for syntax (seed_parse). */
-struct seed_opts {
-	const char *image, *key_path, *uri_file, *export_spec, *ctl_path, *metrics_spec;
-	const char *listen_spec, *state_dir;
-	const char *trackers[URI_MAX_PEERS];
-	int ntrackers;
-	struct uri_peer listen_at, metrics_at, advertise[URI_MAX_PEERS];
-	int nadvertise;
-	struct nbd_tls_opts tls;
-	uint64_t receipts, threads, timeout_s, chunk_size, rate, max_dirty, downtime_ms;
-	int hash_only, loglvl, freeze_on_disc, write_through, no_auto_converge;
-	uint8_t volume_id[MANIFEST_ID_LEN], secret[VCRYPTO_SECRET_LEN]; /* secret: wiped at exit */
-	int have_volid, have_secret;
-	const char *receipt_from[SEED_RECEIPT_FROM_MAX]; /* --receipt-from: keys or .pub files */
-	int nreceipt_from;
-	/*
-	 * --qmp SOCKET --drive DRIVE: the VM to attach to. image and export_spec
-	 * then name the scratch copy and the seed's own export for QEMU (made
-	 * from --state-dir and the tag; owned: qmp_image, qmp_export).
-	 */
-	const char *qmp_path, *drive;
-	char qmp_tag[VMATTACH_TAG_LEN + 1];
-	char *qmp_image, *qmp_export;
-};
-
-/* A running seed: what seed_free releases. */
-struct seed {
-	const struct seed_opts *o;
-	struct vcrypto_identity id;
-	int fd;
-	struct imglock *ilock;
-	uint64_t image_size, t0;
-	struct manifest_entry *entries; /* the hash, until the manifest owns it */
-	struct manifest m;
-	struct event_base *base;
-	struct swarm *sw;
-	uint16_t port;
-	struct nbd_server *srv;
-	struct nbd_tls_creds *tls; /* -e with TLS */
-	struct cmd_ctl_server cs;
-	struct seedgen *gen; /* the generation record, or NULL (--hash-only, or none possible) */
-	uint8_t volume_id[MANIFEST_ID_LEN],
-	    secret[VCRYPTO_SECRET_LEN]; /* given or made; secret: wiped */
-	uint8_t receipt_from[SEED_RECEIPT_FROM_MAX][VCRYPTO_PK_LEN]; /* --receipt-from, read */
-	/* --qmp: the QMP side, the drive, and whether attaching failed (exit 1). */
-	struct vmattach *va;
-	struct vmattach_drive drv;
-	int va_started, va_serving, va_failed;
-};
-
-/* ---- the command line -------------------------------------------------- */
-
-enum {
-	O_URI_FILE = 256,
-	O_CHUNK,
-	O_RECEIPTS,
-	O_RATE,
-	O_VOLID,
-	O_STATE_DIR,
-	O_SECRET,
-	O_THREADS,
-	O_TIMEOUT,
-	O_HASH_ONLY,
-	O_ADVERTISE,
-	O_CTL,
-	O_FREEZE_DISC,
-	O_MAX_DIRTY,
-	O_WRITE_THROUGH,
-	O_DOWNTIME,
-	O_NO_AUTO_CONVERGE,
-	O_METRICS,
-	O_RECEIPT_FROM,
-	O_QMP,
-	O_DRIVE
-};
-
-static const struct option seed_options[] = {
-    {"key", required_argument, NULL, 'k'},
-    {"listen", required_argument, NULL, 'l'},
-    {"advertise", required_argument, NULL, O_ADVERTISE},
-    {"tracker", required_argument, NULL, 't'},
-    {"export", required_argument, NULL, 'e'},
-    {"qmp", required_argument, NULL, O_QMP},
-    {"drive", required_argument, NULL, O_DRIVE},
-    {"ctl", required_argument, NULL, O_CTL},
-    {"freeze-on-disconnect", no_argument, NULL, O_FREEZE_DISC},
-    {"max-dirty-rate", required_argument, NULL, O_MAX_DIRTY},
-    {"write-through", no_argument, NULL, O_WRITE_THROUGH},
-    {"downtime-target", required_argument, NULL, O_DOWNTIME},
-    {"no-auto-converge", no_argument, NULL, O_NO_AUTO_CONVERGE},
-    {"metrics", required_argument, NULL, O_METRICS},
-    {"uri-file", required_argument, NULL, O_URI_FILE},
-    {"chunk-size", required_argument, NULL, O_CHUNK},
-    {"exit-after-receipts", required_argument, NULL, O_RECEIPTS},
-    {"receipt-from", required_argument, NULL, O_RECEIPT_FROM},
-    {"rate-limit", required_argument, NULL, O_RATE},
-    {"volume-id", required_argument, NULL, O_VOLID},
-    {"state-dir", required_argument, NULL, O_STATE_DIR},
-    {"secret", required_argument, NULL, O_SECRET},
-    {"threads", required_argument, NULL, O_THREADS},
-    {"timeout", required_argument, NULL, O_TIMEOUT},
-    {"hash-only", no_argument, NULL, O_HASH_ONLY},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    EXPORT_TLS_LONG_OPTIONS,
-    {NULL, 0, NULL, 0},
-};
-
-/*
- * An option whose value needs checking (arg), or one getopt refused (argv):
- * CMD_PROCEED or the exit code.
- */
-static int seed_option_value(struct seed_opts *o, int c, const char *arg, char **argv)
-{
-	switch (c) {
-	case O_MAX_DIRTY:
-		if (parse_rate(arg, &o->max_dirty) != 0)
-			return cli_usage_error(SEED_WHO, "bad --max-dirty-rate %s", arg);
-		break;
-	case O_DOWNTIME:
-		if (parse_uint(arg, 1, SEED_DOWNTIME_MAX_MS, &o->downtime_ms) != 0)
-			return cli_usage_error(SEED_WHO,
-			                       "bad --downtime-target %s (milliseconds, 1..%u)",
-			                       arg, SEED_DOWNTIME_MAX_MS);
-		break;
-	case 't':
-		if (o->ntrackers == URI_MAX_PEERS)
-			return cli_usage_error(SEED_WHO, "at most %d trackers", URI_MAX_PEERS);
-		if (strncmp(arg, "http://", 7) != 0 || strlen(arg) >= 512)
-			return cli_usage_error(SEED_WHO,
-			                       "bad --tracker %s (http://HOST:PORT/announce)", arg);
-		o->trackers[o->ntrackers++] = arg;
-		break;
-	case O_ADVERTISE:
-		if (o->nadvertise == URI_MAX_PEERS ||
-		    uri_parse_hostport(arg, strlen(arg), &o->advertise[o->nadvertise]) != 0)
-			return cli_usage_error(SEED_WHO, "bad --advertise %s", arg);
-		o->nadvertise++;
-		break;
-	case O_CHUNK:
-		if (parse_size(arg, &o->chunk_size) != 0 || o->chunk_size > UINT32_MAX ||
-		    !manifest_chunk_size_valid((uint32_t)o->chunk_size))
-			return cli_usage_error(SEED_WHO,
-			                       "--chunk-size must be a power of two from 64K "
-			                       "to 4M, not %s",
-			                       arg);
-		break;
-	case O_RECEIPTS:
-		if (parse_uint(arg, 1, SEED_RECEIPTS_MAX, &o->receipts) != 0)
-			return cli_usage_error(SEED_WHO, "bad --exit-after-receipts %s", arg);
-		break;
-	case O_RECEIPT_FROM:
-		if (o->nreceipt_from == SEED_RECEIPT_FROM_MAX)
-			return cli_usage_error(SEED_WHO, "at most %d --receipt-from",
-			                       SEED_RECEIPT_FROM_MAX);
-		if (*arg == '\0')
-			return cli_usage_error(SEED_WHO, "--receipt-from needs a public key (64 "
-			                                 "hex digits) or a PATH.pub file");
-		o->receipt_from[o->nreceipt_from++] = arg;
-		break;
-	case O_RATE:
-		if (parse_rate(arg, &o->rate) != 0)
-			return cli_usage_error(SEED_WHO, "bad --rate-limit %s", arg);
-		break;
-	case O_VOLID:
-		if (hex_decode(arg, strlen(arg), o->volume_id, sizeof(o->volume_id)) != 0)
-			return cli_usage_error(SEED_WHO, "--volume-id needs 32 hex digits");
-		o->have_volid = 1;
-		break;
-	case O_SECRET:
-		if (hex_decode(arg, strlen(arg), o->secret, sizeof(o->secret)) != 0)
-			return cli_usage_error(SEED_WHO, "--secret needs 64 hex digits");
-		o->have_secret = 1;
-		break;
-	case O_THREADS:
-		if (parse_uint(arg, 1, SEED_THREADS_MAX, &o->threads) != 0)
-			return cli_usage_error(SEED_WHO, "bad --threads %s", arg);
-		break;
-	case O_TIMEOUT:
-		if (parse_duration(arg, 1, SEED_TIMEOUT_MAX, &o->timeout_s) != 0)
-			return cli_usage_error(SEED_WHO, "bad --timeout %s", arg);
-		break;
-	default:
-		return cli_usage_error(SEED_WHO, "%s", cli_bad_option(argv));
-	}
-	return CMD_PROCEED;
-}
-
-/* One option c from getopt; CMD_PROCEED or the exit code (--help, a usage error). */
-static int seed_option(struct seed_opts *o, int c, char **argv)
-{
-	switch (c) {
-	case 'k':
-		o->key_path = optarg;
-		break;
-	case 'e':
-		o->export_spec = optarg;
-		break;
-	case O_CTL:
-		o->ctl_path = optarg;
-		break;
-	case O_QMP:
-		o->qmp_path = optarg;
-		break;
-	case O_DRIVE:
-		o->drive = optarg;
-		break;
-	case O_STATE_DIR:
-		o->state_dir = optarg;
-		break;
-	case O_FREEZE_DISC:
-		o->freeze_on_disc = 1;
-		break;
-	case O_WRITE_THROUGH:
-		o->write_through = 1;
-		break;
-	case O_NO_AUTO_CONVERGE:
-		o->no_auto_converge = 1;
-		break;
-	case O_METRICS:
-		o->metrics_spec = optarg;
-		break;
-	case 'l':
-		o->listen_spec = optarg;
-		break;
-	case O_URI_FILE:
-		o->uri_file = optarg;
-		break;
-	case O_HASH_ONLY:
-		o->hash_only = 1;
-		break;
-	case 'q':
-		o->loglvl = LOG_LEVEL_ERROR;
-		break;
-	case 'v':
-		o->loglvl = LOG_LEVEL_DEBUG;
-		break;
-	case 'h':
-		fputs(usage_seed, stdout);
-		return 0;
-	case EXPORT_O_TLS:
-	case EXPORT_O_TLS_PSK:
-	case EXPORT_O_TLS_CREDS:
-	case EXPORT_O_TLS_VERIFY_PEER:
-		return export_tls_option(&o->tls, c, optarg, SEED_WHO);
-	default:
-		return seed_option_value(o, c, optarg, argv);
-	}
-	return CMD_PROCEED;
-}
-
-/*
- * --qmp and --drive: checked, and the scratch copy and export named (in
- * --state-dir, default CLI_BLOCKDEV_STATE_DIR, made absolute: QEMU opens
- * the socket). CMD_PROCEED or the exit code.
- */
-static int seed_parse_qmp(struct seed_opts *o, int argc)
-{
-	const char *dir = o->state_dir ? o->state_dir : CLI_BLOCKDEV_STATE_DIR;
-	char cwd[4096];
-
-	if (o->qmp_path == NULL || o->drive == NULL || *o->qmp_path == '\0' || *o->drive == '\0')
-		return cli_usage_error(SEED_WHO, "--qmp SOCKET and --drive DRIVE go together");
-	if (optind != argc)
-		return cli_usage_error(SEED_WHO, "--qmp takes no IMAGE: the seed keeps a copy of "
-		                                 "the drive in --state-dir");
-	if (o->export_spec != NULL)
-		return cli_usage_error(SEED_WHO, "--qmp and -e exclude each other (with --qmp the "
-		                                 "seed exports to QEMU itself, on a socket in "
-		                                 "--state-dir)");
-	if (o->tls.mode != NBD_TLS_UNSET || o->tls.psk_file || o->tls.creds_dir ||
-	    o->tls.verify_peer)
-		return cli_usage_error(SEED_WHO,
-		                       "--tls options are for -e, not --qmp (QEMU reaches "
-		                       "the seed on a local unix socket)");
-	if (o->write_through)
-		return cli_usage_error(SEED_WHO,
-		                       "--write-through does not go with --qmp: QEMU's bulk copy "
-		                       "would wait for destinations, which join only after it; "
-		                       "use --max-dirty-rate or auto-converge");
-	if (o->hash_only)
-		return cli_usage_error(SEED_WHO, "--hash-only needs an IMAGE, not --qmp");
-	if (*dir != '/') {
-		if (getcwd(cwd, sizeof(cwd)) == NULL)
-			return cli_usage_error(SEED_WHO, "cannot get the current directory");
-	} else
-		cwd[0] = '\0';
-	vmattach_tag(o->qmp_path, o->drive, o->qmp_tag);
-	o->qmp_image = xasprintf("%s%s%s/p2pvbd-%s.raw", cwd, *cwd ? "/" : "", dir, o->qmp_tag);
-	o->qmp_export =
-	    xasprintf("unix:%s%s%s/p2pvbd-%s.nbd", cwd, *cwd ? "/" : "", dir, o->qmp_tag);
-	o->image = o->qmp_image;
-	o->export_spec = o->qmp_export;
-	return CMD_PROCEED;
-}
-
-/* The command line into o (syntax only; nothing is opened): CMD_PROCEED or the exit code. */
-static int seed_parse(int argc, char **argv, struct seed_opts *o)
-{
-	int c, rc;
-
-	memset(o, 0, sizeof(*o));
-	o->listen_spec = "0.0.0.0:7001";
-	o->loglvl = LOG_LEVEL_INFO;
-	o->timeout_s = PEER_TIMEOUT_DEFAULT;
-	o->chunk_size = MANIFEST_CHUNK_DEFAULT;
-	while ((c = getopt_long(argc, argv, "k:l:t:e:qvh", seed_options, NULL)) != -1)
-		if ((rc = seed_option(o, c, argv)) != CMD_PROCEED)
-			return rc;
-	if (o->qmp_path != NULL || o->drive != NULL) {
-		if ((rc = seed_parse_qmp(o, argc)) != CMD_PROCEED)
-			return rc;
-	} else if (optind + 1 != argc)
-		return cli_usage_error(SEED_WHO, "seed needs exactly one IMAGE");
-	else
-		o->image = argv[optind];
-	if (o->key_path == NULL)
-		return cli_usage_error(SEED_WHO, "seed needs -k KEY (make one with p2pvbd keygen)");
-	if ((o->freeze_on_disc || o->max_dirty || o->write_through || o->downtime_ms ||
-	     o->no_auto_converge) &&
-	    o->export_spec == NULL)
-		return cli_usage_error(SEED_WHO, "--freeze-on-disconnect, --max-dirty-rate, "
-		                                 "--write-through, --downtime-target and "
-		                                 "--no-auto-converge need -e (a VM)");
-	if (o->nreceipt_from > 0 && o->receipts > (uint64_t)o->nreceipt_from)
-		return cli_usage_error(SEED_WHO,
-		                       "--exit-after-receipts %llu can never be reached with %d "
-		                       "--receipt-from destinations",
-		                       (unsigned long long)o->receipts, o->nreceipt_from);
-	if ((rc = export_tls_check(&o->tls, o->export_spec, SEED_WHO)) != CMD_PROCEED)
-		return rc;
-	if (cli_parse_listen(o->listen_spec, &o->listen_at) != 0)
-		return cli_usage_error(SEED_WHO, "bad --listen %s (HOST:PORT, numeric host)",
-		                       o->listen_spec);
-	if (o->metrics_spec != NULL && cli_parse_listen(o->metrics_spec, &o->metrics_at) != 0)
-		return cli_usage_error(SEED_WHO, "bad --metrics %s (HOST:PORT, numeric host)",
-		                       o->metrics_spec);
-	return CMD_PROCEED;
-}
 
 /* ---- before the hash --------------------------------------------------- */
 
@@ -546,46 +104,22 @@ static int image_size_of(int fd, const char *path, uint64_t *size)
 	return 0;
 }
 
-static int seed_open_scratch(struct seed *s);
-
 /*
- * --qmp, first of all: the state directory (made if missing), and the
- * scratch copy opened and locked, so that a second seed of this drive stops
- * here, before it checks sockets or waits for QMP. 0 or -1 (logged).
+ * An NBD URI as IMAGE: connect to its server with libnbd and learn the size.
+ * No lock: the server (qemu-nbd, QEMU) holds the image's own. 0 or -1 (logged).
  */
-static int seed_qmp_prepare(struct seed *s)
+static int seed_open_nbd(struct seed *s)
 {
-	const struct seed_opts *o = s->o;
-	const char *dir = o->state_dir ? o->state_dir : CLI_BLOCKDEV_STATE_DIR;
-	struct stat st;
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		log_error("state directory %s: %s", dir, strerror(errno));
+	if (imgsrc_nbd_open(s->o->image, &s->src) != 0)
 		return -1;
-	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
-		log_error("state directory %s: not a writable directory", dir);
-		return -1;
-	}
-	s->fd = open(o->image, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (s->fd < 0) {
-		log_error("cannot open the scratch copy %s: %s", o->image, strerror(errno));
-		return -1;
-	}
-	if (imglock_acquire(o->image, s->fd, IMGLOCK_EXCLUSIVE, &s->ilock) != 0) {
-		log_error("is another seed attached to drive %s of this VM?", o->drive);
-		return -1;
-	}
+	s->image_size = imgsrc_size(s->src);
 	return 0;
 }
 
-/* Open and lock the image (read-write with -e) and learn its size; 0 or -1 (logged). */
-static int seed_open_image(struct seed *s)
+/* Open and lock an image file (read-write with -e) and learn its size; 0 or -1 (logged). */
+static int seed_open_file(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
-
-	if (o->qmp_path != NULL)
-		return seed_open_scratch(s);
 
 	s->fd = open(o->image, (o->export_spec ? O_RDWR : O_RDONLY) | O_CLOEXEC);
 	if (s->fd < 0) {
@@ -597,8 +131,29 @@ static int seed_open_image(struct seed *s)
 	                    o->export_spec ? IMGLOCK_EXCLUSIVE : IMGLOCK_SHARED_READ,
 	                    &s->ilock) != 0)
 		return -1;
-	if (image_size_of(s->fd, o->image, &s->image_size) != 0)
+	return image_size_of(s->fd, o->image, &s->image_size);
+}
+
+/*
+ * Open the image (--qmp: the scratch copy; an NBD URI: its server; else the
+ * file, locked, read-write with -e), learn its size, and make s->src, what
+ * the hash and the swarm read it through. 0 or -1 (logged).
+ */
+static int seed_open_image(struct seed *s)
+{
+	const struct seed_opts *o = s->o;
+	int rc;
+
+	if (o->drive != NULL)
+		rc = seed_open_scratch(s);
+	else if (imgsrc_is_nbd_uri(o->image))
+		rc = seed_open_nbd(s);
+	else
+		rc = seed_open_file(s);
+	if (rc != 0)
 		return -1;
+	if (s->src == NULL)
+		s->src = imgsrc_file(s->fd, s->image_size);
 	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
 		log_error("%s: too many chunks; use a larger --chunk-size", o->image);
 		return -1;
@@ -639,16 +194,36 @@ static int seed_hash(struct seed *s)
 	                     sizeof(*s->entries));
 	disp.tty = isatty(STDERR_FILENO) && o->loglvl >= LOG_LEVEL_INFO;
 	disp.start_ns = s->t0 = now_ns();
-	return scan_image(s->fd, s->image_size, (uint32_t)o->chunk_size, 0, (int)o->threads,
-	                  s->entries, scan_progress, &disp);
+	return scan_source(s->src, (uint32_t)o->chunk_size, 0, (int)o->threads, s->entries,
+	                   scan_progress, &disp, &s->bytes_read);
 }
 
 /* --hash-only: the hash's timing as JSON on stdout. */
 static void seed_print_timing(const struct seed *s)
 {
-	printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u}\n",
+	printf("{\"hash_seconds\":%.6f,\"bytes\":%llu,\"chunks\":%u,\"bytes_read\":%llu}\n",
 	       (double)(now_ns() - s->t0) / 1e9, (unsigned long long)s->image_size,
-	       manifest_chunk_count(s->image_size, (uint32_t)s->o->chunk_size));
+	       manifest_chunk_count(s->image_size, (uint32_t)s->o->chunk_size),
+	       (unsigned long long)s->bytes_read);
+}
+
+/*
+ * Where the generation record of an NBD source goes, as a path prefix: there
+ * is no IMAGE file beside which to keep it, so it is DIR/nbd-HASH, HASH the
+ * first 16 bytes of BLAKE2b-256 of the URI as written (two sources never
+ * share a record; the same source named by another spelling gets another),
+ * DIR --state-dir or else CLI_BLOCKDEV_STATE_DIR. NULL (logged) if DIR
+ * cannot be made. Caller frees.
+ */
+static char *seed_nbd_sidecar(const struct seed_opts *o)
+{
+	uint8_t h[VCRYPTO_HASH_LEN];
+	char hex[2 * 16 + 1], name[64];
+
+	vcrypto_hash(h, o->image, strlen(o->image));
+	hex_encode(h, 16, hex);
+	snprintf(name, sizeof(name), "nbd-%s", hex);
+	return cli_sidecar(name, o->state_dir != NULL ? o->state_dir : CLI_BLOCKDEV_STATE_DIR);
 }
 
 /*
@@ -660,10 +235,17 @@ static void seed_print_timing(const struct seed *s)
 static int seed_record(struct seed *s, int *known, struct seedgen_info *info)
 {
 	const struct seed_opts *o = s->o;
-	char *prefix = cli_sidecar(o->image, o->state_dir), *path;
+	char *prefix, *path;
 	int rc;
 
 	*known = 0;
+	if (imgsrc_is_nbd(s->src))
+		prefix = seed_nbd_sidecar(o);
+	else
+		prefix = cli_sidecar(o->image, o->state_dir);
+	if (prefix == NULL && o->export_spec == NULL)
+		log_warn("no generation record (use --state-dir DIR): if this volume is seeded "
+		         "again after IMAGE changed, destinations refuse it");
 	if (prefix == NULL)
 		return o->export_spec != NULL ? -1 : 0;
 	path = xasprintf("%s%s", prefix, SEEDGEN_SUFFIX);
@@ -678,6 +260,8 @@ static int seed_record(struct seed *s, int *known, struct seedgen_info *info)
 		         "changed, destinations refuse it",
 		         path);
 		rc = 0;
+	} else if (imgsrc_is_nbd(s->src)) {
+		log_info("the generation record of %s is %s", o->image, path);
 	}
 	free(path);
 	free(prefix);
@@ -721,7 +305,7 @@ static int seed_sign(struct seed *s)
 	uint32_t n = manifest_chunk_count(s->image_size, (uint32_t)o->chunk_size), zero = 0;
 	uint64_t gen;
 	int known;
-	char sz[16], hex[2 * MANIFEST_ID_LEN + 1];
+	char sz[16], rd[16], hex[2 * MANIFEST_ID_LEN + 1];
 
 	if (o->have_volid)
 		memcpy(s->volume_id, o->volume_id, sizeof(s->volume_id));
@@ -771,9 +355,10 @@ static int seed_sign(struct seed *s)
 		         hex);
 	for (uint32_t i = 0; i < s->m.root.chunk_count; i++)
 		zero += (s->m.entries[i].flags & MANIFEST_F_ZERO) != 0;
-	log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s", o->image,
+	log_info("%s: %s, %u chunks of %llu KiB (%u zero), hashed in %.2f s, %s read", o->image,
 	         fmt_bytes(s->image_size, sz, sizeof(sz)), s->m.root.chunk_count,
-	         (unsigned long long)o->chunk_size / 1024, zero, (double)(now_ns() - s->t0) / 1e9);
+	         (unsigned long long)o->chunk_size / 1024, zero, (double)(now_ns() - s->t0) / 1e9,
+	         fmt_bytes(s->bytes_read, rd, sizeof(rd)));
 	return 0;
 }
 
@@ -796,6 +381,7 @@ static int seed_swarm(struct seed *s)
 	so.timeout_s = (int)o->timeout_s;
 	so.upload_rate = o->rate;
 	so.manifest = &s->m;
+	so.image_src = s->src;
 	so.image_fd = s->fd;
 	so.exit_after_receipts = (int)o->receipts;
 	so.receipt_from = (const uint8_t(*)[VCRYPTO_PK_LEN])s->receipt_from;
@@ -810,16 +396,16 @@ static int seed_swarm(struct seed *s)
 	so.image_fixed = o->export_spec == NULL;
 	so.seedgen = s->gen;
 	/* --qmp: the bulk copy is not rate-capped; the cap comes with READY. */
-	so.max_dirty_rate = o->qmp_path != NULL ? 0 : o->max_dirty;
+	so.max_dirty_rate = o->drive != NULL ? 0 : o->max_dirty;
 	s->sw = swarm_new(&so);
 	/* --qmp: peers are served only once the VM's disk is copied (seed_qmp_ready). */
-	if (o->qmp_path != NULL)
+	if (o->drive != NULL)
 		return 0;
 	return swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port);
 }
 
 /* The volume URI on stdout (and in --uri-file); 0 or -1 (logged). */
-static int seed_write_uri(const struct seed *s)
+int seed_write_uri(const struct seed *s)
 {
 	const struct seed_opts *o = s->o;
 	struct uri u;
@@ -868,7 +454,7 @@ static int seed_export(struct seed *s)
 	s->srv = nbd_server_new(s->base, s->sw, s->o->export_spec, s->tls);
 	if (s->srv == NULL)
 		return -1;
-	if (s->o->qmp_path == NULL) {
+	if (s->o->drive == NULL) {
 		printf("exporting on %s\n", nbd_server_address(s->srv));
 		fflush(stdout);
 	}
@@ -878,162 +464,20 @@ static int seed_export(struct seed *s)
 	return 0;
 }
 
-/* ---- seed --qmp: a VM that runs on its own disk (vmattach.h) ------------ */
-
-/*
- * The scratch copy in --state-dir instead of an IMAGE (opened and locked by
- * seed_qmp_prepare): connect to QEMU, remove what an earlier seed of this
- * drive left in QEMU, learn the drive, and make the copy an empty
- * sparse file of its size: QEMU's mirror fills it, and a copy left by an
- * earlier run is never trusted (the generations go on above it, seedgen.h).
- * 0 or -1 (logged).
- */
-static int seed_open_scratch(struct seed *s)
-{
-	const struct seed_opts *o = s->o;
-	struct vmattach_drive *d = &s->drv;
-	char sz[16];
-
-	s->va = vmattach_open(o->qmp_path, o->qmp_tag);
-	if (s->va == NULL)
-		return -1;
-	if (vmattach_clear(s->va) != 0 || vmattach_drive(s->va, o->drive, d) != 0)
-		return -1;
-	if (ftruncate(s->fd, 0) != 0 || ftruncate(s->fd, (off_t)d->size) != 0) {
-		log_error("cannot size the scratch copy %s: %s", o->image, strerror(errno));
-		return -1;
-	}
-	s->image_size = d->size;
-	log_info("drive %s: node %s (%s%s), %s; scratch copy %s", o->drive, d->node,
-	         d->format[0] ? d->format : "?", d->ro ? ", read-only" : "",
-	         fmt_bytes(d->size, sz, sizeof(sz)), o->image);
-	if ((s->image_size + o->chunk_size - 1) / o->chunk_size > MANIFEST_MAX_CHUNKS) {
-		log_error("drive %s: too many chunks; use a larger --chunk-size", o->drive);
-		return -1;
-	}
-	return 0;
-}
-
-/* A read-only drive never changes: its copy is final at once. */
-static void seed_qmp_frozen(void *arg, int result)
-{
-	(void)arg;
-	if (result != 0)
-		log_error("drive is read-only, but its generation could not be made final");
-}
-
-/* QEMU's bulk copy is done: now serve peers (the URI goes out). */
-static void seed_qmp_ready(struct seed *s)
-{
-	const struct seed_opts *o = s->o;
-	struct swarm_status st;
-
-	swarm_status(s->sw, &st);
-	log_info("drive %s is copied (generation %llu): every write of the guest now reaches the "
-	         "seed before the guest sees it done",
-	         o->drive, (unsigned long long)st.generation);
-	swarm_set_max_dirty_rate(s->sw, o->max_dirty);
-	if (swarm_listen(s->sw, o->listen_at.host, o->listen_at.port, &s->port) != 0 ||
-	    seed_write_uri(s) != 0) {
-		s->va_failed = 1;
-		swarm_shutdown(s->sw);
-		return;
-	}
-	log_info("serving on %s:%u", o->listen_at.host, s->port);
-	s->va_serving = 1;
-	if (s->drv.ro)
-		swarm_freeze(s->sw, seed_qmp_frozen, s);
-	swarm_start(s->sw);
-	sd_notifyf(0, "READY=1\nSTATUS=serving drive %s on port %u", o->drive, (unsigned)s->port);
-}
-
-/* What the QMP side says (on the loop). */
-static void seed_qmp_event(void *arg, enum vmattach_event ev, const char *msg)
-{
-	struct seed *s = arg;
-	struct swarm_status st;
-
-	switch (ev) {
-	case VMATTACH_READY:
-		seed_qmp_ready(s);
-		break;
-	case VMATTACH_FAILED:
-		/* The seed no longer sees every write: what it would publish could miss one. */
-		log_error("drive %s: %s; stopping (the VM runs on, on its own disk)", s->o->drive,
-		          msg);
-		/*
-		 * Frozen, the seed refuses writes; QEMU's mirror then completes the
-		 * guest's write on its own disk all the same, and the job fails.
-		 */
-		swarm_status(s->sw, &st);
-		if (st.final)
-			log_error(
-			    "the VM wrote after the freeze (it was not stopped): that write is "
-			    "not in the final generation %llu; do not run a VM on it",
-			    (unsigned long long)st.generation);
-		s->va_failed = 1;
-		swarm_shutdown(s->sw);
-		break;
-	case VMATTACH_GONE:
-		if (!s->va_serving) {
-			log_error("QEMU exited before drive %s was copied: stopping", s->o->drive);
-			s->va_failed = 1;
-			swarm_shutdown(s->sw);
-			break;
-		}
-		swarm_status(s->sw, &st);
-		if (st.final)
-			log_info("QEMU exited after the freeze: serving the final generation %llu",
-			         (unsigned long long)st.generation);
-		else
-			log_warn(
-			    "QEMU exited (%s): the VM is gone; serving generation %llu, its disk "
-			    "as "
-			    "it last wrote it, not final ('p2pvbd ctl CTL freeze' makes it final)",
-			    msg, (unsigned long long)st.generation);
-		break;
-	case VMATTACH_DETACHED:
-		if (msg != NULL)
-			s->va_failed = 1;
-		event_base_loopexit(s->base, NULL);
-		break;
-	}
-}
-
-/* Start attaching (QMP thread); the loop then serves QEMU's copy. 0 or -1 (logged). */
-static int seed_qmp_attach(struct seed *s)
-{
-	if (vmattach_start(s->va, s->base, s->o->export_spec + strlen("unix:"), &s->drv,
-	                   seed_qmp_event, s) != 0) {
-		log_error("cannot start the QMP thread");
-		return -1;
-	}
-	s->va_started = 1;
-	return 0;
-}
-
-/*
- * The loop has stopped: detach from QEMU with it running again (QEMU's
- * drain waits for our NBD export) until the QMP side is done.
- */
-static void seed_qmp_detach(struct seed *s)
-{
-	if (!s->va_started)
-		return;
-	swarm_unthrottle(s->sw);
-	vmattach_detach(s->va);
-	event_base_dispatch(s->base);
-}
-
 /* Metrics, control socket, signals; then serve until the swarm stops. 0 or -1 (logged). */
 static int seed_serve(struct seed *s)
 {
 	const struct seed_opts *o = s->o;
 
+	if (o->qmp_path != NULL) {
+		if ((s->mig = migrate_new(s->base, s->sw, o->qmp_path, s->va)) == NULL)
+			return -1;
+		s->cs.mig = s->mig;
+	}
 	if (cmd_ctl_server_start(&s->cs, s->base, s->sw, "seed", o->ctl_path,
 	                         o->metrics_spec ? &o->metrics_at : NULL) != 0)
 		return -1;
-	if (o->qmp_path != NULL) {
+	if (o->drive != NULL) {
 		/* The swarm starts once QEMU's copy is READY (seed_qmp_ready). */
 		if (seed_qmp_attach(s) != 0)
 			return -1;
@@ -1064,12 +508,15 @@ static void seed_summary(const struct seed *s)
 
 static void seed_free(struct seed *s)
 {
-	/* The export first: QMP work still queued then never waits on it. */
+	migrate_stop(s->mig); /* first: it may still answer a ctl client */
+	/* The export next: QMP work still queued then never waits on it. */
 	nbd_server_free(s->srv);
-	vmattach_free(s->va);
+	vmattach_free(s->va); /* runs what is queued, the migration's jobs too */
+	migrate_free(s->mig);
 	nbd_tls_creds_free(s->tls);
 	cmd_ctl_server_stop(&s->cs);
 	swarm_free(s->sw);
+	imgsrc_free(s->src);
 	if (s->base)
 		event_base_free(s->base);
 	manifest_free(&s->m);
@@ -1089,7 +536,7 @@ static int seed_run(struct seed *s)
 
 	if (vcrypto_identity_load(o->key_path, &s->id) != 0)
 		return 1;
-	if (o->qmp_path != NULL && seed_qmp_prepare(s) != 0)
+	if (o->drive != NULL && seed_qmp_prepare(s) != 0)
 		return 1;
 	if ((!o->hash_only && (seed_check(o) != 0 || seed_receipt_from(s) != 0 ||
 	                       export_tls_load(&o->tls, &s->tls) != 0)) ||
@@ -1099,10 +546,9 @@ static int seed_run(struct seed *s)
 		seed_print_timing(s);
 		return 0;
 	}
-	if (seed_sign(s) != 0 || seed_swarm(s) != 0 ||
-	    (o->qmp_path == NULL && seed_write_uri(s) != 0))
+	if (seed_sign(s) != 0 || seed_swarm(s) != 0 || (o->drive == NULL && seed_write_uri(s) != 0))
 		return 1;
-	if (o->qmp_path == NULL)
+	if (o->drive == NULL)
 		log_info("serving on %s:%u", o->listen_at.host, s->port);
 	if ((o->export_spec != NULL && seed_export(s) != 0) || seed_serve(s) != 0)
 		return 1;

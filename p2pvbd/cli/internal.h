@@ -16,6 +16,7 @@
 
 struct ctl;
 struct metrics;
+struct migrate;
 struct swarm;
 struct uri_peer;
 
@@ -60,6 +61,9 @@ struct cmd_ctl_server {
 	struct ctl *ctl;
 	struct metrics *mx;
 	struct event *sigs[CLI_NSIGNALS];
+	struct swarm *sw;
+	/* seed --qmp: `ctl migrate` runs the switchover (set before start; not owned). */
+	struct migrate *mig;
 };
 /*
  * Start them for sw: the control socket at ctl_path, or at the default of

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "imgsrc.h"
 #include "scan.h"
 #include "seedgen.h"
 #include "workq.h"
@@ -40,13 +41,13 @@ static uint16_t seed_root_flags(const struct swarm *sw)
  * round: every hash published is that of bytes that were in the image.
  */
 
-/* Worker: read and hash one chunk. Touches only the job and the file. */
+/* Worker: read and hash one chunk. Touches only the job and the image source. */
 void rehash_run(void *arg)
 {
 	struct rehash_job *j = arg;
 	uint8_t *buf = xmalloc(j->len);
 
-	j->result = read_at(j->fd, buf, j->len, j->off) == (ssize_t)j->len ? 0 : -1;
+	j->result = imgsrc_pread(j->src, buf, j->len, j->off) == (ssize_t)j->len ? 0 : -1;
 	if (j->result == 0) {
 		vcrypto_hash(j->hash, buf, j->len);
 		j->zero = scan_is_zero(buf, j->len);
@@ -327,7 +328,7 @@ static void seed_round_start(struct swarm *sw)
 		bit_clear(sw->live.dirty, c);
 		bit_set(sw->live.rehash, c);
 		j->sw = sw;
-		j->fd = sw->o.image_fd;
+		j->src = sw->o.image_src;
 		j->chunk = c;
 		j->len = manifest_chunk_len(r, c);
 		j->off = (uint64_t)c * r->chunk_size;
@@ -539,6 +540,7 @@ int seed_write(struct swarm *sw, uint64_t off, const void *data, uint64_t len, i
 		/* Never lose a write: refuse it, the VM sees an I/O error. */
 		log_warn("refusing the VM's write of %llu bytes at %llu: the source is frozen",
 		         (unsigned long long)len, (unsigned long long)off);
+		sw->st.writes_refused++;
 		errno = EROFS;
 		return -1;
 	}

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "imgsrc.h"
 #include "workq.h"
 
 /*
@@ -47,7 +48,7 @@ int serve_fill(void *arg, uint8_t *dst, size_t len, uint64_t off)
 
 	if (sw->o.role == SWARM_FETCH)
 		return store_read(&sw->store, off, dst, len);
-	n = read_at(sw->o.image_fd, dst, len, off);
+	n = imgsrc_pread(sw->o.image_src, dst, len, off);
 	if (n != (ssize_t)len) {
 		log_error("reading image at offset %llu: %s", (unsigned long long)off,
 		          n < 0 ? strerror(errno) : "EOF");
@@ -516,7 +517,7 @@ void serve_recheck(struct swarm *sw, const char *who, uint32_t c, uint64_t gen)
 	sw->serve.recheck[sw->serve.nrecheck++] = c;
 	j = xcalloc(1, sizeof(*j));
 	j->sw = sw;
-	j->fd = sw->o.image_fd;
+	j->src = sw->o.image_src;
 	j->chunk = c;
 	j->len = manifest_chunk_len(&man->root, c);
 	j->off = (uint64_t)c * man->root.chunk_size;

@@ -153,7 +153,7 @@ struct flush_waiter {
 /* live.c: one chunk read and hashed again on a worker (a round's, or serve.c's recheck). */
 struct rehash_job {
 	struct swarm *sw;
-	int fd;
+	struct imgsrc *src; /* the seed's image (thread-safe reads) */
 	uint32_t chunk;
 	uint32_t len;
 	uint64_t off;

@@ -26,11 +26,11 @@ head -c 3M /dev/urandom >"$T/ro.raw"
 
 # ---- usage errors: no QEMU needed.
 expect_rc 2 u1 "$P2PVBD" seed -k "$T/k" --qmp "$T/none.qmp"
-grep -q -- '--qmp SOCKET and --drive DRIVE go together' "$T/u1.err" || fail "no --drive: $(cat "$T/u1.err")"
+grep -q -- '--qmp SOCKET needs --drive DRIVE' "$T/u1.err" || fail "no --drive: $(cat "$T/u1.err")"
 expect_rc 2 u2 "$P2PVBD" seed -k "$T/k" --qmp "$T/none.qmp" --drive d0 "$T/data.raw"
 grep -q -- '--qmp takes no IMAGE' "$T/u2.err" || fail "an IMAGE too: $(cat "$T/u2.err")"
 expect_rc 2 u3 "$P2PVBD" seed -k "$T/k" --qmp "$T/none.qmp" --drive d0 -e "unix:$T/x.sock"
-grep -q -- '--qmp and -e exclude each other' "$T/u3.err" || fail "-e too: $(cat "$T/u3.err")"
+grep -q -- '--drive and -e exclude each other' "$T/u3.err" || fail "-e too: $(cat "$T/u3.err")"
 expect_rc 2 u4 "$P2PVBD" seed -k "$T/k" --qmp "$T/none.qmp" --drive d0 --write-through
 grep -q -- '--write-through does not go with --qmp' "$T/u4.err" || fail "--write-through: $(cat "$T/u4.err")"
 expect_rc 2 u5 "$P2PVBD" seed -k "$T/k" --qmp "$T/none.qmp" --drive d0 --tls=off

@@ -7,7 +7,8 @@ its data disk while it runs. This script:
 
   1. starts the source QEMU on --src-disk and waits until the guest has
      written --min-records records (its console: WORKDIR/src-console.log);
-  2. starts the destination QEMU on --dst-disk with -incoming (console:
+  2. runs --before-destination-cmd if given (it must exit 0), then starts
+     the destination QEMU on --dst-disk with -incoming (console:
      WORKDIR/dst-console.log);
   3. runs --wait-sync-cmd until it says the destination disk is (nearly) in
      sync: exit 0 = go, exit 1 = not yet (run again after --sync-interval),
@@ -25,6 +26,13 @@ its data disk while it runs. This script:
      attach), waits for "P2PVBD-VERIFY OK" on the destination console and for
      the guest to power off.
 
+With --switchover-cmd, steps 3 and 4 are the hook's (e.g. `p2pvbd ctl SEED
+migrate "$P2PVBD_MIG_URI"`: the seed, told the source's QMP socket with
+--src-extra-qmp, waits for the disk sync and runs the switchover itself);
+with --expect-failure too (a migration made to fail, e.g. by --dst-fault),
+the hook must fail, the source VM must be running, and the guest must go on
+writing there and verify its records there (P2PVBD-ROLLBACK OK).
+
 It prints timings (boot, migration total time and downtime as reported by
 query-migrate, the freeze hook's time) and writes them, with the guest's final
 state (epoch, next, records, seed: what tools/vm/check-records.py needs), to
@@ -32,15 +40,16 @@ WORKDIR/result.json.
 
 Hooks run with /bin/sh -c in WORKDIR, their output in WORKDIR/hook-NAME.log,
 with P2PVBD_MIG_WORKDIR, P2PVBD_MIG_SRC_QMP and P2PVBD_MIG_DST_QMP set.
-This script stays connected to both QMP sockets; --dst-extra-qmp PATH gives
-the destination QEMU a second one for another client (fetch --qmp).
+This script stays connected to both QMP sockets; --src-extra-qmp and
+--dst-extra-qmp PATH give a QEMU a second one for another client (seed --qmp,
+fetch --qmp).
 
 Disks are anything QEMU's -drive file= accepts as a raw image:
 nbd:unix:/path/to.sock, nbd+unix:///?socket=/path/to.sock,
 nbd://127.0.0.1:10809/name, or a file.
 
-Exit status: 0 the guest verified all its records on the destination;
-1 anything failed (the reason is printed last); 2 bad usage or missing
+Exit status: 0 the guest verified all its records on the destination (with
+--expect-failure: at the source, after the failed migration); 1 anything failed (the reason is printed last); 2 bad usage or missing
 prerequisites (nothing was started). Every wait is bounded; both QEMUs are
 stopped on every exit path (and die with this script if it is killed).
 Python 3 standard library only.
@@ -341,7 +350,7 @@ def ram_size(a):
     return "%dM" % a.memory
 
 
-def qemu_cmd(a, vm, disk, ctl, incoming=None, extra_qmp=None):
+def qemu_cmd(a, vm, disk, ctl, incoming=None, extra_qmp=None, ctl_device=True, fmt="raw"):
     append = "console=ttyS0 panic=-1 quiet " + a.append
     cmd = [
         a.qemu, "-name", "p2pvbd-" + vm.name,
@@ -352,15 +361,16 @@ def qemu_cmd(a, vm, disk, ctl, incoming=None, extra_qmp=None):
         "-chardev", "file,id=con0,path=" + escape_opt(vm.console.path),
         "-serial", "chardev:con0",
         "-qmp", "unix:%s,server=on,wait=off" % escape_opt(vm.qmp_path),
-        "-drive", "if=none,id=disk0,format=raw,file=" + escape_opt(disk),
+        "-drive", "if=none,id=disk0,format=%s,file=%s" % (fmt, escape_opt(disk)),
         # An explicit geometry: without one QEMU reads sector 0 at start-up to
         # guess it, and a p2pvbd destination holds every read until the
         # source froze, which is only after the migration began.
         "-device", "virtio-blk-pci,drive=disk0,serial=p2pvbd-data,addr=0x4,"
                    "cyls=1024,heads=16,secs=63",
         "-drive", "if=none,id=ctl0,format=raw,file.locking=off,file=" + escape_opt(ctl),
-        "-device", "virtio-blk-pci,drive=ctl0,serial=p2pvbd-ctl,addr=0x5",
     ]
+    if ctl_device:
+        cmd += ["-device", "virtio-blk-pci,drive=ctl0,serial=p2pvbd-ctl,addr=0x5"]
     if extra_qmp:
         cmd += ["-qmp", "unix:%s,server=on,wait=off" % escape_opt(extra_qmp)]
     if incoming:
@@ -438,12 +448,33 @@ def parse_args():
     ap.add_argument("--wait-sync-cmd", metavar="CMD", help="shell command: exit 0 when the destination disk is nearly in sync, 1 not yet")
     ap.add_argument("--freeze-cmd", metavar="CMD", help="shell command run at pre-switchover (source guest stopped, disk flushed)")
     ap.add_argument("--resume-cmd", metavar="CMD", help="shell command run if the migration fails after --freeze-cmd ran")
+    ap.add_argument("--switchover-cmd", metavar="CMD",
+                    help="shell command that does steps 3 and 4 itself (e.g. p2pvbd ctl SEED migrate "
+                         "\"$P2PVBD_MIG_URI\"): exit 0 once the migration completed")
+    ap.add_argument("--expect-failure", action="store_true",
+                    help="with --switchover-cmd: it must fail, and the guest must go on at the source "
+                         "and verify its records there (prints P2PVBD-ROLLBACK OK)")
+    ap.add_argument("--dst-fault", choices=["incompatible"],
+                    help="incompatible: the destination QEMU lacks the control disk's device, so it "
+                         "fails to load the device state after pre-switchover and exits")
+    ap.add_argument("--incoming", metavar="URI",
+                    help="the destination's -incoming (default unix:WORKDIR/mig.sock); hooks get it "
+                         "in P2PVBD_MIG_URI")
+    ap.add_argument("--src-format", default="raw", choices=["raw", "qcow2"],
+                    help="the source disk's format (default raw; qcow2: a VM on its own "
+                         "qcow2 file, as seed --qmp attaches to)")
+    ap.add_argument("--before-destination-cmd", metavar="CMD",
+                    help="shell command run once the source guest wrote --min-records, before "
+                         "the destination QEMU starts; must exit 0 (e.g. wait for the "
+                         "destination's export)")
     ap.add_argument("--after-switchover-cmd", metavar="CMD",
                     help="shell command run once the destination guest runs; must exit 0 "
                          "(--after-records then counts the records written after it)")
     ap.add_argument("--dst-extra-qmp", metavar="PATH",
                     help="a second QMP socket on the destination QEMU, for another client "
                          "(e.g. fetch --qmp)")
+    ap.add_argument("--src-extra-qmp", metavar="PATH",
+                    help="a second QMP socket on the source QEMU (for p2pvbd seed --qmp)")
     ap.add_argument("--qemu", metavar="BINARY", default="qemu-system-x86_64", help="QEMU binary (default %(default)s)")
     ap.add_argument("--accel", metavar="NAME", default="tcg", help="QEMU accelerator (default %(default)s)")
     ap.add_argument("--memory", type=int, metavar="MIB", default=256, help="guest RAM in MiB (default %(default)s; 8 KiB less under TCG, see --aligned-ram)")
@@ -479,6 +510,8 @@ def parse_args():
     a.initrd = os.path.abspath(a.initrd)
     if shutil.which(a.qemu) is None:
         usage("QEMU not found: %s (Debian package qemu-system-x86)" % a.qemu)
+    if a.expect_failure and not a.switchover_cmd:
+        usage("--expect-failure needs --switchover-cmd")
     if a.min_records < 1 or a.after_records < 1 or a.memory < 64:
         usage("need --min-records >= 1, --after-records >= 1, --memory >= 64")
     try:
@@ -515,56 +548,8 @@ def main():
     return 1
 
 
-def migrate(a):
-    wd = a.workdir
-    result = {"ok": False}
-    result_path = os.path.join(wd, "result.json")
-    if os.path.exists(result_path):
-        os.unlink(result_path)
-    ctl = os.path.join(wd, "ctl.img")
-    with open(ctl, "wb") as f:
-        f.truncate(1 << 20)
-    mig_sock = os.path.join(wd, "mig.sock")
-    if os.path.exists(mig_sock):
-        os.unlink(mig_sock)
-
-    src = Vm("src", wd)
-    dst = Vm("dst", wd)
-    VMS.extend([src, dst])
-    env = dict(os.environ, P2PVBD_MIG_WORKDIR=wd, P2PVBD_MIG_SRC_QMP=src.qmp_path,
-               P2PVBD_MIG_DST_QMP=dst.qmp_path)
-
-    # 1. The source.
-    log("starting the source QEMU on %s" % a.src_disk)
-    src.start(qemu_cmd(a, src, a.src_disk, ctl))
-    src.qmp.connect(30, src.alive)
-    blocks = src.qmp.execute("human-monitor-command", {"command-line": "info ramblock"})
-    with open(os.path.join(wd, "src-ramblock.txt"), "w") as f:
-        f.write(blocks)
-    m = re.search(r"^\s*pc\.ram\s+\S+ \S+\s+0x[0-9a-f]+\s+0x([0-9a-f]+)", blocks, re.M)
-    if a.accel == "tcg" and m and int(m.group(1), 16) % (256 << 10) == 0:
-        log("warning: guest RAM is a multiple of 256 KiB: QEMU < 9.0 may lose guest writes "
-            "in the migration (see ram_size() in this script)")
-    wait_until("the guest's first record on the source", a.boot_timeout,
-               lambda: src.console.records >= 1, [src])
-    boot_s = src.console.first_rec_time - src.start_time
-    log("guest booted: first record %.2f s after QEMU started" % boot_s)
-    wait_until("%d records on the source" % a.min_records, a.boot_timeout,
-               lambda: src.console.records >= a.min_records, [src])
-    result["boot_s"] = round(boot_s, 3)
-    result["records_on_source_before_migration"] = src.console.records
-    log("%d records written on the source (last: record %d of epoch %d)"
-        % ((src.console.records,) + src.console.last_rec))
-
-    # 2. The destination.
-    log("starting the destination QEMU on %s" % a.dst_disk)
-    dst.start(qemu_cmd(a, dst, a.dst_disk, ctl, incoming="unix:" + mig_sock,
-                       extra_qmp=a.dst_extra_qmp))
-    dst.qmp.connect(30, dst.alive)
-    st = dst.qmp.execute("query-status")
-    if st.get("status") != "inmigrate":
-        raise Failure("destination QEMU is %r, not inmigrate" % st.get("status"))
-
+def own_switchover(a, src, dst, env, result, incoming):
+    """Steps 3 and 4 by this script: returns (query-migrate's last answer, start time)."""
     # 3. Wait for the destination disk.
     if a.wait_sync_cmd:
         log("waiting for the destination disk: %s" % a.wait_sync_cmd)
@@ -594,7 +579,7 @@ def migrate(a):
     src_records_at_migrate = src.console.records
     log("migrating (%d records written so far)" % src_records_at_migrate)
     t_mig = time.monotonic()
-    src.qmp.execute("migrate", {"uri": "unix:" + mig_sock})
+    src.qmp.execute("migrate", {"uri": incoming})
     froze = False
     info = {}
     try:
@@ -641,6 +626,145 @@ def migrate(a):
             if rc != 0:
                 log("--resume-cmd exited %d: %s" % (rc, hook_output(a, "resume")))
         raise
+    return info, t_mig
+
+
+def hooked_switchover(a, src, env, result):
+    """Steps 3 and 4 by --switchover-cmd: query-migrate's answer, or None if
+    the hook failed and --expect-failure says it should."""
+    log("switchover by --switchover-cmd: %s" % a.switchover_cmd)
+    rc, secs = run_hook(a, "switchover", a.switchover_cmd, a.sync_timeout + a.migrate_timeout, env)
+    result["switchover_hook_s"] = round(secs, 3)
+    out = hook_output(a, "switchover")
+    if rc != 0:
+        if not a.expect_failure:
+            raise Failure("--switchover-cmd exited %d: %s" % (rc, out))
+        log("the switchover failed, as expected (exit %d): %s" % (rc, out))
+        return None
+    if a.expect_failure:
+        raise Failure("--switchover-cmd succeeded, but --expect-failure: %s" % out)
+    log("switchover hook done in %.2f s: %s" % (secs, out))
+    info = src.qmp.execute("query-migrate")
+    if info.get("status") != "completed":
+        raise Failure("--switchover-cmd exited 0, but the source QEMU says the migration is %s"
+                      % info.get("status"))
+    return info
+
+
+def rollback(a, src, dst, ctl, result, result_path):
+    """After a switchover that failed (--expect-failure): the guest must go on
+    writing at the source and verify every record there."""
+    status = src.qmp.execute("query-status").get("status")
+    result["source_status_after_failure"] = status
+    if status != "running":
+        raise Failure("source QEMU is %r after the failed migration, not running" % status)
+    src.console.poll()
+    before = src.console.records
+    wait_until("%d more records on the source" % a.after_records, a.verify_timeout,
+               lambda: src.console.records >= before + a.after_records, [src])
+    log("guest goes on at the source: %d records written there (last: record %d of epoch %d)"
+        % ((src.console.records,) + src.console.last_rec))
+    dst.stop()
+    log("telling the guest to stop and verify (at the source)")
+    with open(ctl, "r+b") as f:
+        f.write(b"STOP")
+        f.flush()
+        os.fsync(f.fileno())
+    deadline = time.monotonic() + a.verify_timeout
+    wait_until("the guest's verification at the source", a.verify_timeout,
+               lambda: src.console.verify is not None, [src])
+    verdict, _, line = src.console.verify
+    stop = src.console.stop or {}
+    result.update(stop)
+    result["records_on_source"] = src.console.records
+    result["verify"] = line
+    try:
+        src.proc.wait(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise Failure("the guest did not power off after verifying") from None
+    result["ok"] = verdict == "OK" and bool(stop)
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+        f.write("\n")
+    if verdict != "OK":
+        raise Failure("the guest's check failed at the source: %s\n%s"
+                      % (line, "\n".join(src.console.bad[:10])))
+    if not stop:
+        raise Failure("no P2PVBD-STOP line on the source console")
+    log("guest verified its records at the source: %s" % line)
+    print("P2PVBD-ROLLBACK OK", flush=True)
+    return 0
+
+
+def migrate(a):
+    wd = a.workdir
+    result = {"ok": False}
+    result_path = os.path.join(wd, "result.json")
+    if os.path.exists(result_path):
+        os.unlink(result_path)
+    ctl = os.path.join(wd, "ctl.img")
+    with open(ctl, "wb") as f:
+        f.truncate(1 << 20)
+    mig_sock = os.path.join(wd, "mig.sock")
+    if os.path.exists(mig_sock):
+        os.unlink(mig_sock)
+
+    src = Vm("src", wd)
+    dst = Vm("dst", wd)
+    VMS.extend([src, dst])
+    env = dict(os.environ, P2PVBD_MIG_WORKDIR=wd, P2PVBD_MIG_SRC_QMP=src.qmp_path,
+               P2PVBD_MIG_DST_QMP=dst.qmp_path)
+
+    # 1. The source.
+    log("starting the source QEMU on %s" % a.src_disk)
+    if a.src_extra_qmp and os.path.exists(a.src_extra_qmp):
+        os.unlink(a.src_extra_qmp)
+    src.start(qemu_cmd(a, src, a.src_disk, ctl, extra_qmp=a.src_extra_qmp, fmt=a.src_format))
+    src.qmp.connect(30, src.alive)
+    blocks = src.qmp.execute("human-monitor-command", {"command-line": "info ramblock"})
+    with open(os.path.join(wd, "src-ramblock.txt"), "w") as f:
+        f.write(blocks)
+    m = re.search(r"^\s*pc\.ram\s+\S+ \S+\s+0x[0-9a-f]+\s+0x([0-9a-f]+)", blocks, re.M)
+    if a.accel == "tcg" and m and int(m.group(1), 16) % (256 << 10) == 0:
+        log("warning: guest RAM is a multiple of 256 KiB: QEMU < 9.0 may lose guest writes "
+            "in the migration (see ram_size() in this script)")
+    wait_until("the guest's first record on the source", a.boot_timeout,
+               lambda: src.console.records >= 1, [src])
+    boot_s = src.console.first_rec_time - src.start_time
+    log("guest booted: first record %.2f s after QEMU started" % boot_s)
+    wait_until("%d records on the source" % a.min_records, a.boot_timeout,
+               lambda: src.console.records >= a.min_records, [src])
+    result["boot_s"] = round(boot_s, 3)
+    result["records_on_source_before_migration"] = src.console.records
+    log("%d records written on the source (last: record %d of epoch %d)"
+        % ((src.console.records,) + src.console.last_rec))
+
+    # 2. The destination.
+    if a.before_destination_cmd:
+        rc, secs = run_hook(a, "before-destination", a.before_destination_cmd, a.hook_timeout,
+                            env)
+        if rc != 0:
+            raise Failure("--before-destination-cmd exited %d: %s"
+                          % (rc, hook_output(a, "before-destination")))
+        log("before-destination hook done in %.3f s" % secs)
+    log("starting the destination QEMU on %s" % a.dst_disk)
+    incoming = a.incoming or "unix:" + mig_sock
+    env["P2PVBD_MIG_URI"] = incoming
+    dst.start(qemu_cmd(a, dst, a.dst_disk, ctl, incoming=incoming,
+                       extra_qmp=a.dst_extra_qmp, ctl_device=a.dst_fault != "incompatible"))
+    dst.qmp.connect(30, dst.alive)
+    st = dst.qmp.execute("query-status")
+    if st.get("status") != "inmigrate":
+        raise Failure("destination QEMU is %r, not inmigrate" % st.get("status"))
+
+    # 3.-4. The disk sync and the switchover: this script's, or --switchover-cmd's.
+    if a.switchover_cmd:
+        t_mig = time.monotonic()
+        info = hooked_switchover(a, src, env, result)
+        if info is None:
+            return rollback(a, src, dst, ctl, result, result_path)
+    else:
+        info, t_mig = own_switchover(a, src, dst, env, result, incoming)
     t_done = time.monotonic()
     result["migration_wall_s"] = round(t_done - t_mig, 3)
     for k in ("total-time", "downtime", "setup-time"):
