@@ -7,6 +7,7 @@
 # SOAK_FIRST, SOAK_ARGS.
 
 BUILD	?= build
+comma	:= ,
 ifeq ($(origin CC),default)
 CC	:= gcc
 endif
@@ -106,10 +107,20 @@ soak: deps all
 # libFuzzer harnesses (clang). fuzz-smoke runs each for a few seconds.
 FUZZ_BUILD := build-fuzz
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Iproto -Ip2pvbd -Itracker -fsanitize=fuzzer,address,undefined
+# The library is compiled once with the fuzzer's instrumentation (fuzzer-no-link: no main),
+# and every harness links it: not one compile of every source per harness.
+FUZZ_LIB_CFLAGS := $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_CFLAGS))
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRC) $(TRACKER_LIB_SRC))
+$(FUZZ_BUILD)/obj/%.o: %.c Makefile
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_LIB_CFLAGS) -MMD -MP -c -o $@ $<
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
+$(FUZZ_BUILD)/libp2pvbd-fuzz.a: $(FUZZ_LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
 fuzz: $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRC) $(TRACKER_LIB_SRC) $(HDRS) $(wildcard tests/fuzz/*.h)
-	@mkdir -p $(FUZZ_BUILD)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(TRACKER_LIB_SRC) $(LDLIBS)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libp2pvbd-fuzz.a $(HDRS) $(wildcard tests/fuzz/*.h)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_BUILD)/libp2pvbd-fuzz.a $(LDLIBS)
 # Each harness starts from a copy of its corpus (tests/fuzz/corpus/NAME/), so that the
 # tree is not changed; crash inputs go to build-fuzz/.
 FUZZ_CORPUS := tests/fuzz/corpus
