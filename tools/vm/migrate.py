@@ -397,6 +397,34 @@ def wait_until(what, timeout, pred, vms, interval=0.1):
         time.sleep(interval)
 
 
+def stop_and_verify(a, vm, ctl, result, result_path, where, records_key):
+    """Tell the guest to stop and verify (STOP in sector 0 of the control disk), wait for its
+    verdict on vm's console and for it to power off, and write result.json. Returns (verdict,
+    the verify line, the guest's final state from its P2PVBD-STOP line, or {})."""
+    log("telling the guest to stop and verify (%s)" % where)
+    with open(ctl, "r+b") as f:
+        f.write(b"STOP")
+        f.flush()
+        os.fsync(f.fileno())
+    deadline = time.monotonic() + a.verify_timeout
+    wait_until("the guest's verification %s" % where, a.verify_timeout,
+               lambda: vm.console.verify is not None, [vm])
+    verdict, _, line = vm.console.verify
+    stop = vm.console.stop or {}
+    result.update(stop)
+    result[records_key] = vm.console.records
+    result["verify"] = line
+    try:
+        vm.proc.wait(timeout=max(1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise Failure("the guest did not power off after verifying") from None
+    result["ok"] = verdict == "OK" and bool(stop)
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return verdict, line, stop
+
+
 def run_hook(a, name, cmd, timeout, env):
     """Run a hook; returns (exit status, seconds). Fails on timeout."""
     path = os.path.join(a.workdir, "hook-%s.log" % name)
@@ -665,27 +693,8 @@ def rollback(a, src, dst, ctl, result, result_path):
     log("guest goes on at the source: %d records written there (last: record %d of epoch %d)"
         % ((src.console.records,) + src.console.last_rec))
     dst.stop()
-    log("telling the guest to stop and verify (at the source)")
-    with open(ctl, "r+b") as f:
-        f.write(b"STOP")
-        f.flush()
-        os.fsync(f.fileno())
-    deadline = time.monotonic() + a.verify_timeout
-    wait_until("the guest's verification at the source", a.verify_timeout,
-               lambda: src.console.verify is not None, [src])
-    verdict, _, line = src.console.verify
-    stop = src.console.stop or {}
-    result.update(stop)
-    result["records_on_source"] = src.console.records
-    result["verify"] = line
-    try:
-        src.proc.wait(timeout=max(1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise Failure("the guest did not power off after verifying") from None
-    result["ok"] = verdict == "OK" and bool(stop)
-    with open(result_path, "w") as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-        f.write("\n")
+    verdict, line, stop = stop_and_verify(a, src, ctl, result, result_path, "at the source",
+                                          "records_on_source")
     if verdict != "OK":
         raise Failure("the guest's check failed at the source: %s\n%s"
                       % (line, "\n".join(src.console.bad[:10])))
@@ -807,27 +816,8 @@ def migrate(a):
     src.stop()
     log("source QEMU stopped (status %s)" % src.proc.returncode)
 
-    log("telling the guest to stop and verify")
-    with open(ctl, "r+b") as f:
-        f.write(b"STOP")
-        f.flush()
-        os.fsync(f.fileno())
-    deadline = time.monotonic() + a.verify_timeout
-    wait_until("the guest's verification on the destination", a.verify_timeout,
-               lambda: dst.console.verify is not None, [dst])
-    verdict, detail, line = dst.console.verify
-    stop = dst.console.stop or {}
-    result.update(stop)
-    result["records_on_destination"] = dst.console.records
-    result["verify"] = line
-    try:
-        dst.proc.wait(timeout=max(1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        raise Failure("the guest did not power off after verifying") from None
-    result["ok"] = verdict == "OK" and bool(stop)
-    with open(result_path, "w") as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-        f.write("\n")
+    verdict, line, stop = stop_and_verify(a, dst, ctl, result, result_path, "on the destination",
+                                          "records_on_destination")
     if verdict != "OK":
         bad = dst.console.bad
         more = "\n(%d more)" % (len(bad) - 10) if len(bad) > 10 else ""
